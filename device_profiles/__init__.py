@@ -1,0 +1,1 @@
+"""Device profiles shipped with Ponton: one YAML file per device model (see README.md)."""

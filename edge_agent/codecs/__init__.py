@@ -1,0 +1,1 @@
+"""Pure codecs: functions over bytes and registers, no I/O."""

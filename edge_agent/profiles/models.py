@@ -1,0 +1,183 @@
+"""Pydantic models of a device profile: register map, value types, per-device limits."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edge_agent.codecs.modbus_values import ValueType, WordOrder, register_count
+from edge_agent.quantities import lookup_quantity, suggest_quantity
+
+__all__ = [
+    "DeviceProfile", "Limits", "Point", "PointDefaults", "RegisterKind", "SerialDefaults",
+]
+
+
+class RegisterKind(enum.StrEnum):
+    """Modbus data table a point lives in; each maps to one read function code."""
+
+    COIL = "coil"
+    DISCRETE_INPUT = "discrete_input"
+    HOLDING = "holding"
+    INPUT = "input"
+
+    @property
+    def is_bit(self) -> bool:
+        """Coils and discrete inputs hold bits; the other two hold 16-bit registers."""
+        return self in (RegisterKind.COIL, RegisterKind.DISCRETE_INPUT)
+
+    @property
+    def read_function(self) -> int:
+        """Modbus function code that reads this table."""
+        return {"coil": 1, "discrete_input": 2, "holding": 3, "input": 4}[self.value]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Point(_Strict):
+    """One quantity a device exposes: where it is and how to turn registers into a value."""
+
+    quantity: str = Field(
+        default="", description="Filled from the point's key; a name from the quantity vocabulary."
+    )
+    address: int = Field(ge=0, le=0xFFFF, description="Wire address, 0-based.")
+    kind: RegisterKind = Field(description="Register table the point lives in.")
+    type: ValueType = Field(description="Value type of the raw registers.")
+    word_order: WordOrder = Field(default=WordOrder.BIG, description="Most significant word first (big) or last.")
+    byte_swap: bool = Field(default=False, description="Swap the two bytes inside each register.")
+    scale: float = Field(default=1.0, description="Multiplier from the raw value to the unit.")
+    unit: str = Field(description="Canonical unit of the quantity, after scaling.")
+    description: str = ""
+
+    @property
+    def count(self) -> int:
+        """Registers (or bits) the point occupies."""
+        return register_count(self.type)
+
+    @property
+    def end(self) -> int:
+        """First address after the point."""
+        return self.address + self.count
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        spec = lookup_quantity(self.quantity)
+        if spec is None:
+            hint = suggest_quantity(self.quantity)
+            tip = f"; did you mean '{hint}'?" if hint else "; see device_profiles/README.md"
+            raise ValueError(f"unknown quantity '{self.quantity}'{tip}")
+        if self.unit != spec.unit:
+            raise ValueError(
+                f"{self.quantity} is measured in '{spec.unit}', not '{self.unit}'; "
+                f"set unit: {spec.unit} and a scale that converts the device's value"
+            )
+        if self.kind.is_bit != (self.type is ValueType.BOOL):
+            raise ValueError(
+                f"type '{self.type}' does not fit a {self.kind} point; "
+                "coils and discrete inputs are type bool, registers are numeric types"
+            )
+        if self.end > 0x10000:
+            raise ValueError(f"point at {self.address} runs past the last address 65535")
+        return self
+
+
+class PointDefaults(_Strict):
+    """Fields shared by most points of a profile, so a 40-point register map stays readable."""
+
+    kind: RegisterKind | None = None
+    type: ValueType | None = None
+    word_order: WordOrder | None = None
+    byte_swap: bool | None = None
+    scale: float | None = None
+    unit: str | None = None
+
+
+class Limits(_Strict):
+    """What one request to this device may ask for, and how fast."""
+
+    max_registers_per_request: int = Field(default=125, ge=1, le=125)
+    max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
+    even_address: bool = Field(
+        default=False, description="Register reads must start on an even address with an even count."
+    )
+    max_gap_registers: int = Field(
+        default=16, ge=0, le=124,
+        description="Largest hole of unused registers worth reading to save a request (0: never).",
+    )
+    min_silence_ms: float = Field(
+        default=0.0, ge=0, le=5000, description="Quiet time the device needs between two requests."
+    )
+
+
+class SerialDefaults(_Strict):
+    """Factory serial settings, used when a bus does not say otherwise."""
+
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+class DeviceProfile(_Strict):
+    """A device model: its identity, serial defaults, limits and points."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    manufacturer: str
+    model: str
+    category: Literal["energy_meter", "pulse_counter", "relay_board", "water_meter"]
+    description: str = ""
+    serial: SerialDefaults = SerialDefaults()
+    limits: Limits = Limits()
+    defaults: PointDefaults = PointDefaults()
+    points: dict[str, Point] = Field(
+        min_length=1, description="Quantity name → where and how to read it."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_defaults(cls, data: Any) -> Any:
+        """Fill each point from ``defaults`` and take its quantity from its key."""
+        if not isinstance(data, dict) or not isinstance(data.get("points"), dict):
+            return data
+        defaults = data.get("defaults") or {}
+        if not isinstance(defaults, dict):
+            return data
+        shared = {key: value for key, value in defaults.items() if value is not None}
+        points = {
+            name: {**shared, **fields, "quantity": name} if isinstance(fields, dict) else fields
+            for name, fields in data["points"].items()
+        }
+        return {**data, "points": points}
+
+    @field_validator("points")
+    @classmethod
+    def _no_overlap(cls, points: dict[str, Point]) -> dict[str, Point]:
+        by_kind: dict[RegisterKind, list[Point]] = {}
+        for point in points.values():
+            by_kind.setdefault(point.kind, []).append(point)
+        for kind, group in by_kind.items():
+            group.sort(key=lambda p: p.address)
+            for before, after in zip(group, group[1:], strict=False):
+                if after.address < before.end:
+                    raise ValueError(
+                        f"{before.quantity} and {after.quantity} overlap in {kind} registers "
+                        f"at address {after.address}"
+                    )
+        return points
+
+    @model_validator(mode="after")
+    def _check_limits(self) -> Self:
+        if self.limits.even_address:
+            odd = [p.quantity for p in self.points.values() if not p.kind.is_bit and p.address % 2]
+            if odd:
+                raise ValueError(f"even_address is set but {', '.join(odd)} start on odd addresses")
+        big = [p.quantity for p in self.points.values()
+               if not p.kind.is_bit and p.count > self.limits.max_registers_per_request]
+        if big:
+            raise ValueError(f"{', '.join(big)} need more registers than max_registers_per_request")
+        return self
+

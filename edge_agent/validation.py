@@ -1,0 +1,50 @@
+"""Turning pydantic validation errors into messages an installer can act on."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from edge_agent.yaml_source import LocatedYaml
+
+__all__ = ["describe_validation_error", "known_field_names"]
+
+
+def known_field_names(*models: type[BaseModel]) -> set[str]:
+    """Every field name of ``models`` and of the models nested in them."""
+    names: set[str] = set()
+    pending = list(models)
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        model = pending.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.add(name)
+            annotation = field.annotation
+            for candidate in (annotation, *getattr(annotation, "__args__", ())):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    pending.append(candidate)
+    return names
+
+
+def describe_validation_error(
+    error: ValidationError, path: Path, source: LocatedYaml, *models: type[BaseModel]
+) -> str:
+    """One line per problem: ``file:line: field.path: message (did you mean …)``."""
+    fields = known_field_names(*models)
+    lines = [f"{path}: {error.error_count()} problem(s):"]
+    for item in error.errors():
+        location = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
+        line = source.line_of(location)
+        where = f"{path.name}:{line}" if line else path.name
+        dotted = ".".join(str(part) for part in location) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and location:
+            close = difflib.get_close_matches(str(location[-1]), sorted(fields), n=1)
+            message = "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
+        lines.append(f"  {where}: {dotted}: {message}")
+    return "\n".join(lines)
