@@ -7,6 +7,7 @@ import json
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
+
 from pydantic import ValidationError
 
 from edge_agent.errors import ProfileError

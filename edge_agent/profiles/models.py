@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -47,7 +48,9 @@ class Point(_Strict):
     address: int = Field(ge=0, le=0xFFFF, description="Wire address, 0-based.")
     kind: RegisterKind = Field(description="Register table the point lives in.")
     type: ValueType = Field(description="Value type of the raw registers.")
-    word_order: WordOrder = Field(default=WordOrder.BIG, description="Most significant word first (big) or last.")
+    word_order: WordOrder = Field(
+        default=WordOrder.BIG, description="Most significant word first (big) or last (little)."
+    )
     byte_swap: bool = Field(default=False, description="Swap the two bytes inside each register.")
     scale: float = Field(default=1.0, description="Multiplier from the raw value to the unit.")
     unit: str = Field(description="Canonical unit of the quantity, after scaling.")
@@ -102,7 +105,8 @@ class Limits(_Strict):
     max_registers_per_request: int = Field(default=125, ge=1, le=125)
     max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
     even_address: bool = Field(
-        default=False, description="Register reads must start on an even address with an even count."
+        default=False,
+        description="Register reads must start on an even address with an even count.",
     )
     max_gap_registers: int = Field(
         default=16, ge=0, le=124,
@@ -161,7 +165,7 @@ class DeviceProfile(_Strict):
             by_kind.setdefault(point.kind, []).append(point)
         for kind, group in by_kind.items():
             group.sort(key=lambda p: p.address)
-            for before, after in zip(group, group[1:], strict=False):
+            for before, after in itertools.pairwise(group):
                 if after.address < before.end:
                     raise ValueError(
                         f"{before.quantity} and {after.quantity} overlap in {kind} registers "

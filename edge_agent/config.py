@@ -1,0 +1,173 @@
+"""The gateway configuration: one TOML file an installer writes per gateway.
+
+Example (docs/configuration.md has every field)::
+
+    [gateway]
+    id = "dk-marina-01"
+    data_dir = "/var/lib/ponton"
+
+    [[buses]]
+    name = "pontoon-a"
+    serial = "/dev/ttyUSB0"
+    baudrate = 9600
+
+    [[devices]]
+    name = "berth-a12"
+    bus = "pontoon-a"
+    profile = "eastron-sdm120"
+    unit = 12
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_agent.drivers.modbus.link import LinkSettings
+from edge_agent.errors import ConfigError, ProfileError
+from edge_agent.profiles import DeviceProfile, load_profile
+from edge_agent.validation import describe_validation_error
+from edge_agent.yaml_source import LocatedYaml
+
+__all__ = ["BusConfig", "DeviceConfig", "GatewayConfig", "load_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Strict):
+    """Who this gateway is and where it keeps its data."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    data_dir: Path = Field(description="Outbox and status file; relative to the config file.")
+
+
+class OutboxSection(_Strict):
+    """Local storage bounds."""
+
+    quota_mb: float = Field(default=1024, gt=0, description="Disk the outbox may use.")
+
+
+class BusConfig(_Strict):
+    """One Modbus line: a serial port (RTU) or a TCP endpoint."""
+
+    name: str
+    serial: str | None = None
+    tcp: str | None = Field(default=None, pattern=r"^[^:]+:\d+$", description="HOST:PORT")
+    rtu_over_tcp: bool = False
+    baudrate: int = Field(default=9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    timeout_ms: float = Field(default=500, gt=0, le=10_000)
+    retries: int = Field(default=0, ge=0, le=5)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> Self:
+        if (self.serial is None) == (self.tcp is None):
+            raise ValueError("give exactly one of serial = \"/dev/ttyUSB0\" or tcp = \"host:502\"")
+        return self
+
+    def link_settings(self) -> LinkSettings:
+        """What the Modbus link needs to open this bus."""
+        return LinkSettings(
+            name=self.name,
+            transport="serial" if self.serial else "tcp",
+            target=self.serial or self.tcp or "",
+            baudrate=self.baudrate,
+            parity=self.parity,
+            stopbits=self.stopbits,
+            timeout_s=self.timeout_ms / 1000.0,
+            retries=self.retries,
+            rtu_over_tcp=self.rtu_over_tcp,
+        )
+
+
+class DeviceConfig(_Strict):
+    """One device on a bus, described by a profile."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    bus: str
+    profile: str
+    unit: int = Field(ge=1, le=247)
+    interval_s: float = Field(default=10, ge=0.05, le=86_400)
+    quantities: list[str] | None = Field(
+        default=None, description="Subset of the profile's quantities; all when omitted."
+    )
+    min_silence_ms: float | None = Field(
+        default=None, ge=0, le=5000, description="Overrides the profile's silence between requests."
+    )
+
+
+class GatewayConfig(_Strict):
+    """The whole file."""
+
+    gateway: GatewaySection
+    outbox: OutboxSection = OutboxSection()
+    buses: list[BusConfig] = Field(default_factory=list)
+    devices: list[DeviceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Self:
+        bus_names = [bus.name for bus in self.buses]
+        _no_duplicates("bus name", bus_names)
+        _no_duplicates("device name", [device.name for device in self.devices])
+        _no_duplicates("unit id", [f"{d.bus} unit {d.unit}" for d in self.devices])
+        for device in self.devices:
+            if device.bus not in bus_names:
+                close = difflib.get_close_matches(device.bus, bus_names, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"buses: {', '.join(bus_names)}"
+                raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
+        return self
+
+    def profile_of(self, device: DeviceConfig) -> DeviceProfile:
+        """The device's profile (ProfileError when it does not exist)."""
+        return load_profile(device.profile)
+
+
+def _no_duplicates(what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what} '{value}' is used twice")
+        seen.add(value)
+
+
+def _check_profiles(config: GatewayConfig, path: Path) -> None:
+    for device in config.devices:
+        try:
+            profile = config.profile_of(device)
+        except ProfileError as exc:
+            raise ConfigError(f"{path}: device {device.name}: {exc}") from exc
+        for quantity in device.quantities or []:
+            if quantity not in profile.points:
+                close = difflib.get_close_matches(quantity, list(profile.points), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "see `edge-agent profiles show`"
+                raise ConfigError(f"{path}: device {device.name}: profile {profile.id} has no "
+                                  f"quantity '{quantity}'; {hint}")
+
+
+def load_config(path: Path) -> GatewayConfig:
+    """Read, validate and cross-check a gateway file; ConfigError says what and where."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            describe_validation_error(exc, path, LocatedYaml(data, {}), GatewayConfig)
+        ) from exc
+    _check_profiles(config, path)
+    data_dir = config.gateway.data_dir
+    if not data_dir.is_absolute():
+        gateway = config.gateway.model_copy(update={"data_dir": path.parent / data_dir})
+        config = config.model_copy(update={"gateway": gateway})
+    return config

@@ -1,0 +1,1 @@
+"""Drivers: one package per protocol, each owning its transport and producing records."""

@@ -1,0 +1,243 @@
+"""The scheduler of one Modbus bus: one frame on the wire at a time, dead devices fenced off.
+
+An RS-485 line (or a TCP endpoint) carries one transaction at a time. The bus polls each
+device when it is due, puts commands (relay writes) ahead of the next poll request, keeps the
+silence the line and each device need between frames, and backs off devices that stop
+answering so a dead meter costs one short timeout now and then instead of stalling the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from edge_agent.drivers.modbus.decoding import readings_from_response
+from edge_agent.drivers.modbus.device import PolledDevice
+from edge_agent.drivers.modbus.link import ModbusLink
+from edge_agent.drivers.modbus.planner import ReadRequest, split_at_holes
+from edge_agent.drivers.modbus.timing import inter_frame_gap_s
+from edge_agent.errors import (
+    DeviceError,
+    DeviceException,
+    DeviceTimeout,
+    FrameError,
+    TransportError,
+)
+from edge_agent.records import Event, Reading, now_ms
+
+__all__ = ["BusPolicy", "ModbusBus", "RecordSink"]
+
+log = logging.getLogger("edge_agent.modbus")
+
+_ILLEGAL_DATA_ADDRESS = 2
+
+
+class RecordSink(Protocol):
+    """Where a bus hands its records; must not block (the runtime batches and writes)."""
+
+    def put_readings(self, readings: list[Reading]) -> None:
+        """Take the readings of one device poll."""
+
+    def put_event(self, event: Event) -> None:
+        """Take one event."""
+
+
+@dataclass(frozen=True, slots=True)
+class BusPolicy:
+    """How patient a bus is with devices that stop answering."""
+
+    #: Consecutive failed polls before a device is declared offline.
+    offline_after: int = 3
+    #: Longest wait between two attempts at an offline device.
+    max_backoff_s: float = 60.0
+
+
+class ModbusBus:
+    """Polls the devices of one link and runs commands on it, one transaction at a time."""
+
+    def __init__(
+        self,
+        link: ModbusLink,
+        devices: list[PolledDevice],
+        sink: RecordSink,
+        *,
+        policy: BusPolicy = BusPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.link = link
+        self.devices = devices
+        self._sink = sink
+        self._policy = policy
+        self._clock = clock
+        settings = link.settings
+        self._line_gap_s = (inter_frame_gap_s(settings.baudrate, settings.parity, settings.stopbits)
+                            if settings.is_rtu else 0.0)
+        self._quiet_since = 0.0
+        self._commands: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None],
+                                    float]] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def name(self) -> str:
+        """The bus name from the configuration."""
+        return self.link.settings.name
+
+    def stop(self) -> None:
+        """Finish the transaction in flight, then leave :meth:`run`."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Poll until :meth:`stop`; the port is closed on the way out, whatever happens."""
+        start = self._clock()
+        for index, device in enumerate(self.devices):
+            # Spread first polls over one interval so devices do not all fall due together.
+            device.next_due = start + device.interval_s * index / max(len(self.devices), 1)
+        try:
+            while not self._stopping:
+                if self._commands:
+                    await self._run_command()
+                    continue
+                if not self.devices:
+                    await self._sleep(None)
+                    continue
+                device = min(self.devices, key=lambda d: d.next_due)
+                delay = device.next_due - self._clock()
+                if delay > 0:
+                    await self._sleep(delay)
+                    continue
+                await self._poll_and_schedule(device)
+        finally:
+            self.link.close()
+            for _call, future, _silence in self._commands:
+                future.cancel()
+
+    async def execute(self, call: Callable[[], Awaitable[None]], *, min_silence_s: float = 0.0
+                      ) -> None:
+        """Run a command (a relay write) before the next poll request; wait for its result."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._commands.append((call, future, min_silence_s))
+        self._wake.set()
+        await future
+
+    async def read_device(self, device: PolledDevice) -> list[Reading]:
+        """Poll ``device`` once and return its readings; DeviceError when it fails."""
+        readings: list[Reading] = []
+        device.health.polls += 1
+        for request in list(device.requests):
+            await self._wait_for_commands()
+            readings += await self._read(device, request)
+        return device.check_counters(readings)
+
+    async def _poll_and_schedule(self, device: PolledDevice) -> None:
+        try:
+            readings = await self.read_device(device)
+        except DeviceError as exc:
+            self._on_failure(device, exc)
+            return
+        self._on_success(device)
+        self._sink.put_readings(readings)
+
+    async def _read(self, device: PolledDevice, request: ReadRequest) -> list[Reading]:
+        await self._keep_silence(device.min_silence_s)
+        device.health.requests += 1
+        try:
+            await self.link.open()
+            data = await self.link.read(request.kind, request.address, request.count, device.unit)
+        except DeviceException as exc:
+            if exc.code == _ILLEGAL_DATA_ADDRESS and request.has_holes:
+                self._split(device, request)
+            raise DeviceException(str(exc.args[0]), code=exc.code, device=device.name,
+                                  bus=self.name) from exc
+        except DeviceError as exc:
+            raise type(exc)(str(exc.args[0]), device=device.name, bus=self.name) from exc
+        finally:
+            self._quiet_since = self._clock()
+        return readings_from_response(request, data, device=device.name, ts_ms=now_ms())
+
+    def _split(self, device: PolledDevice, request: ReadRequest) -> None:
+        """Stop reading across holes this device does not define."""
+        index = device.requests.index(request)
+        device.requests[index : index + 1] = split_at_holes(request, device.profile.limits)
+        log.warning("%s refuses reads across undefined registers at %d..%d; reading around them",
+                    device.name, request.address, request.address + request.count - 1)
+
+    def _on_success(self, device: PolledDevice) -> None:
+        health = device.health
+        if health.online is False:
+            log.info("%s on %s answers again", device.name, self.name)
+            self._sink.put_event(Event("device.online", device.name, now_ms(), {
+                "bus": self.name, "unit": device.unit,
+                "offline_since_ms": health.last_ok_ms}))
+        health.online = True
+        health.consecutive_failures = 0
+        health.last_ok_ms = now_ms()
+        now = self._clock()
+        while device.next_due <= now:
+            device.next_due += device.interval_s
+
+    def _on_failure(self, device: PolledDevice, exc: DeviceError) -> None:
+        health = device.health
+        health.consecutive_failures += 1
+        health.last_error = str(exc)
+        if isinstance(exc, DeviceTimeout):
+            health.timeouts += 1
+        elif isinstance(exc, DeviceException):
+            health.exceptions[exc.code] += 1
+        elif isinstance(exc, FrameError):
+            health.frame_errors += 1
+        elif isinstance(exc, TransportError):
+            health.transport_errors += 1
+        policy = self._policy
+        if health.consecutive_failures == policy.offline_after and health.online is not False:
+            health.online = False
+            log.warning("%s is offline after %d failed polls: %s",
+                        device.name, health.consecutive_failures, exc)
+            self._sink.put_event(Event("device.offline", device.name, now_ms(), {
+                "bus": self.name, "unit": device.unit, "reason": str(exc)}))
+        else:
+            log.info("%s", exc)
+        beyond = max(0, health.consecutive_failures - policy.offline_after + 1)
+        backoff = min(device.interval_s * 2**beyond, max(policy.max_backoff_s, device.interval_s))
+        device.next_due = self._clock() + backoff * random.uniform(0.9, 1.1)
+
+    async def _run_command(self) -> None:
+        call, future, min_silence_s = self._commands.popleft()
+        await self._keep_silence(min_silence_s)
+        try:
+            await self.link.open()
+            await call()
+        except DeviceError as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(None)
+        finally:
+            self._quiet_since = self._clock()
+
+    async def _wait_for_commands(self) -> None:
+        while self._commands and not self._stopping:
+            await self._run_command()
+
+    async def _keep_silence(self, device_silence_s: float) -> None:
+        """Wait out the line's inter-frame gap and the silence the next device needs."""
+        ready_at = self._quiet_since + max(self._line_gap_s, device_silence_s)
+        delay = ready_at - self._clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _sleep(self, delay: float | None) -> None:
+        self._wake.clear()
+        if self._commands or self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)

@@ -1,0 +1,178 @@
+"""One Modbus connection (a serial line or a TCP endpoint), with errors translated.
+
+pymodbus and pyserial exceptions stop here: callers see only the agent's DeviceError tree.
+The link owns no schedule; the bus (bus.py) decides what goes on the wire and when.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pymodbus import FramerType, ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from edge_agent.errors import (
+    DeviceException,
+    DeviceTimeout,
+    FrameError,
+    TransportError,
+)
+from edge_agent.profiles.models import RegisterKind
+
+__all__ = ["LinkSettings", "ModbusLink"]
+
+log = logging.getLogger("edge_agent.modbus")
+
+#: Modbus exception codes, for messages a technician understands.
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSettings:
+    """Where a bus is and how to talk on it."""
+
+    name: str
+    transport: Literal["tcp", "serial"]
+    #: ``host:port`` for TCP, a device path (or pyserial URL) for serial.
+    target: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    timeout_s: float = 0.5
+    retries: int = 0
+    #: RTU framing over TCP, for transparent RS-485 to Ethernet converters.
+    rtu_over_tcp: bool = False
+
+    @property
+    def is_rtu(self) -> bool:
+        """Whether frames are RTU, so line timing applies."""
+        return self.transport == "serial" or self.rtu_over_tcp
+
+
+def _split_host_port(target: str) -> tuple[str, int]:
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise TransportError(f"'{target}' is not HOST:PORT")
+    return host, int(port)
+
+
+class ModbusLink:
+    """A pymodbus async client for one bus; reconnection is left to the bus's backoff."""
+
+    def __init__(self, settings: LinkSettings) -> None:
+        self.settings = settings
+        self._rx_bytes = 0
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if settings.transport == "tcp":
+            host, port = _split_host_port(settings.target)
+            self._client = AsyncModbusTcpClient(
+                host,
+                port=port,
+                framer=FramerType.RTU if settings.rtu_over_tcp else FramerType.SOCKET,
+                timeout=settings.timeout_s,
+                retries=settings.retries,
+                reconnect_delay=0,
+                trace_packet=self._trace_packet,
+            )
+        else:
+            self._client = AsyncModbusSerialClient(
+                settings.target,
+                framer=FramerType.RTU,
+                baudrate=settings.baudrate,
+                parity=settings.parity,
+                stopbits=settings.stopbits,
+                bytesize=settings.bytesize,
+                timeout=settings.timeout_s,
+                retries=settings.retries,
+                reconnect_delay=0,
+                trace_packet=self._trace_packet,
+            )
+
+    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """Count received bytes, to tell a silent device from a garbled reply."""
+        if not sending:
+            self._rx_bytes += len(data)
+        return data
+
+    @property
+    def connected(self) -> bool:
+        """Whether the port or socket is open."""
+        return self._client.connected
+
+    async def open(self) -> None:
+        """Open the port or connect; TransportError with a hint when it fails."""
+        if self._client.connected:
+            return
+        if not await self._client.connect():
+            hint = (
+                "is the device reachable and the port right?"
+                if self.settings.transport == "tcp"
+                else "does the port exist, and may this user open it (group dialout)?"
+            )
+            raise TransportError(f"cannot open {self.settings.target}: {hint}",
+                                 bus=self.settings.name)
+
+    def close(self) -> None:
+        """Close the port or socket; safe to call twice."""
+        self._client.close()
+
+    async def read(self, kind: RegisterKind, address: int, count: int, unit: int
+                   ) -> list[int] | list[bool]:
+        """Read ``count`` registers or bits from one table of device ``unit``."""
+        client = self._client
+        calls = {
+            RegisterKind.COIL: client.read_coils,
+            RegisterKind.DISCRETE_INPUT: client.read_discrete_inputs,
+            RegisterKind.HOLDING: client.read_holding_registers,
+            RegisterKind.INPUT: client.read_input_registers,
+        }
+        reply = await self._execute(calls[kind](address, count=count, device_id=unit), unit)
+        if kind.is_bit:
+            return list(reply.bits[:count])
+        return list(reply.registers)
+
+    async def write_coil(self, address: int, value: bool, unit: int) -> None:
+        """Set one coil (FC05)."""
+        await self._execute(self._client.write_coil(address, value, device_id=unit), unit)
+
+    async def write_coils(self, address: int, values: Sequence[bool], unit: int) -> None:
+        """Set consecutive coils in one request (FC15)."""
+        await self._execute(self._client.write_coils(address, values, device_id=unit), unit)
+
+    async def _execute(self, call: Awaitable[ModbusPDU], unit: int) -> ModbusPDU:
+        where = {"device": f"unit {unit}", "bus": self.settings.name}
+        self._rx_bytes = 0
+        try:
+            reply = await call
+        except ConnectionException as exc:
+            raise TransportError(f"not connected: {exc}", **where) from exc
+        except ModbusIOException as exc:
+            if self._rx_bytes:
+                raise FrameError(f"garbled reply ({self._rx_bytes} bytes, bad CRC or framing)",
+                                 **where) from exc
+            raise DeviceTimeout(
+                f"no answer within {self.settings.timeout_s:g} s "
+                f"(check unit id, wiring, baud rate and parity)", **where) from exc
+        except (ModbusException, OSError) as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}", **where) from exc
+        if reply.isError():
+            code = int(getattr(reply, "exception_code", 0))
+            name = EXCEPTION_NAMES.get(code, "unknown exception")
+            raise DeviceException(f"exception {code} ({name})", code=code, **where)
+        return reply
+

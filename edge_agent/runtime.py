@@ -1,0 +1,159 @@
+"""The running gateway: buses → record buffer → outbox, under one TaskGroup.
+
+Buses hand records to a buffer without blocking; one writer task drains the buffer into the
+outbox, so every poll cycle that completed while the previous write was on disk goes into the
+next single transaction. A stop request (SIGTERM) lets each bus finish its transaction in
+flight and close its port, then the writer flushes what is left before the outbox closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import GatewayConfig
+from edge_agent.drivers.modbus.bus import ModbusBus
+from edge_agent.drivers.modbus.device import PolledDevice
+from edge_agent.drivers.modbus.link import ModbusLink
+from edge_agent.records import Event, Reading, now_ms
+from edge_agent.store import Outbox
+
+__all__ = ["Gateway", "RecordBuffer", "STATUS_FILE", "OUTBOX_FILE"]
+
+log = logging.getLogger("edge_agent.runtime")
+
+OUTBOX_FILE = "outbox.sqlite"
+STATUS_FILE = "status.json"
+_STATUS_PERIOD_S = 2.0
+
+
+class RecordBuffer:
+    """Records waiting for the writer; filling it never blocks a bus."""
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.events: list[Event] = []
+        self.ready = asyncio.Event()
+
+    def put_readings(self, readings: list[Reading]) -> None:
+        """Queue the readings of one poll."""
+        self.readings.extend(readings)
+        self.ready.set()
+
+    def put_event(self, event: Event) -> None:
+        """Queue one event."""
+        self.events.append(event)
+        self.ready.set()
+
+    def take(self) -> tuple[list[Reading], list[Event]]:
+        """Everything queued so far, emptying the buffer."""
+        readings, events = self.readings, self.events
+        self.readings, self.events = [], []
+        self.ready.clear()
+        return readings, events
+
+
+def build_buses(config: GatewayConfig, sink: RecordBuffer) -> list[ModbusBus]:
+    """One bus per configured line, each with its devices' read plans."""
+    buses = []
+    for bus_config in config.buses:
+        devices = [
+            PolledDevice.from_profile(
+                device.name, device.unit, config.profile_of(device),
+                interval_s=device.interval_s, quantities=device.quantities,
+                min_silence_ms=device.min_silence_ms,
+            )
+            for device in config.devices if device.bus == bus_config.name
+        ]
+        buses.append(ModbusBus(ModbusLink(bus_config.link_settings()), devices, sink))
+    return buses
+
+
+class Gateway:
+    """One gateway process: owns the outbox, the buses and the status file."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.data_dir = config.gateway.data_dir
+        self.buffer = RecordBuffer()
+        self.buses = build_buses(config, self.buffer)
+        self._started_ms = now_ms()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll and store until ``stop`` is set, then flush and close everything."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        quota = int(self.config.outbox.quota_mb * 1024 * 1024)
+        outbox = await asyncio.to_thread(Outbox.open, self.data_dir / OUTBOX_FILE,
+                                         quota_bytes=quota)
+        log.info("gateway %s started: %d buses, %d devices, outbox %s",
+                 self.config.gateway.id, len(self.buses),
+                 sum(len(bus.devices) for bus in self.buses), self.data_dir / OUTBOX_FILE)
+        try:
+            async with asyncio.TaskGroup() as group:
+                bus_tasks = [group.create_task(bus.run(), name=f"modbus[{bus.name}]")
+                             for bus in self.buses]
+                writer = group.create_task(self._write_until_cancelled(outbox), name="writer")
+                status = group.create_task(self._publish_status(outbox), name="status")
+                await stop.wait()
+                log.info("stopping: finishing transactions in flight")
+                for bus in self.buses:
+                    bus.stop()
+                await asyncio.gather(*bus_tasks)
+                writer.cancel()
+                status.cancel()
+            await self._flush(outbox)
+            await asyncio.to_thread(self._write_status, outbox)
+        finally:
+            await asyncio.to_thread(outbox.close)
+        log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    async def _write_until_cancelled(self, outbox: Outbox) -> None:
+        while True:
+            await self.buffer.ready.wait()
+            await self._flush(outbox)
+
+    async def _flush(self, outbox: Outbox) -> None:
+        readings, events = self.buffer.take()
+        if events:
+            await asyncio.to_thread(outbox.append_events, events)
+        if readings:
+            await asyncio.to_thread(outbox.append_readings, readings)
+
+    async def _publish_status(self, outbox: Outbox) -> None:
+        while True:
+            await asyncio.to_thread(self._write_status, outbox)
+            await asyncio.sleep(_STATUS_PERIOD_S)
+
+    def status(self, outbox: Outbox) -> dict[str, Any]:
+        """What ``edge-agent status`` shows: device health and outbox depth."""
+        return {
+            "gateway": self.config.gateway.id,
+            "pid": os.getpid(),
+            "started_ms": self._started_ms,
+            "updated_ms": now_ms(),
+            "devices": [
+                {"name": device.name, "bus": bus.name, "unit": device.unit,
+                 "profile": device.profile.id, **device.health.as_dict()}
+                for bus in self.buses for device in bus.devices
+            ],
+            "streams": [stats_as_dict(stats) for stats in outbox.stats()],
+        }
+
+    def _write_status(self, outbox: Outbox) -> None:
+        write_json_atomically(self.data_dir / STATUS_FILE, self.status(outbox))
+
+
+def stats_as_dict(stats: Any) -> dict[str, Any]:
+    """A stream's statistics as plain JSON data."""
+    return {field: getattr(stats, field) for field in stats.__slots__}
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` so that readers see the old or the new file, never half of one."""
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    partial.replace(path)
