@@ -1,0 +1,47 @@
+"""``edge-agent``: the installer's command line.
+
+Library code raises EdgeError; commands let it through and :func:`main` turns it into one
+clear line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from edge_agent import __version__
+from edge_agent.cli import gateway, modbus, profiles
+from edge_agent.errors import EdgeError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="edge-agent",
+    help="Ponton edge agent: read field devices, keep every record in a durable outbox.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("run")(gateway.run)
+app.command("status")(gateway.status)
+app.add_typer(gateway.config_app, name="config")
+app.add_typer(profiles.app, name="profiles")
+app.add_typer(modbus.devices_app, name="devices")
+app.add_typer(modbus.modbus_app, name="modbus")
+
+
+@app.command("version")
+def version() -> None:
+    """Print the agent's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except EdgeError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        sys.exit(2)

@@ -1,0 +1,121 @@
+"""``edge-agent run``, ``status`` and ``config validate``: the gateway's lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_agent.config import load_config
+from edge_agent.drivers.modbus.planner import plan_reads
+from edge_agent.logs import configure_logging
+from edge_agent.records import now_ms
+from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway, stats_as_dict
+from edge_agent.store import read_stats
+
+__all__ = ["config_app", "run", "status"]
+
+config_app = typer.Typer(help="Gateway configuration files.", no_args_is_help=True)
+
+ConfigPath = Annotated[
+    Path, typer.Option("--config", "-c", envvar="PONTON_CONFIG", help="Gateway TOML file.")
+]
+
+#: A status file older than this means the agent is not running.
+_STALE_AFTER_MS = 10_000
+
+
+def run(
+    config: ConfigPath,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING.")] = "INFO",
+) -> None:
+    """Run the gateway until SIGTERM or Ctrl-C; it flushes the outbox and closes ports."""
+    configure_logging(log_level)
+    gateway = Gateway(load_config(config))
+
+    async def run_until_signalled() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await gateway.run(stop)
+
+    asyncio.run(run_until_signalled())
+
+
+def status(
+    config: ConfigPath,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Outbox depth and oldest record per stream, and the health of every device."""
+    gateway = load_config(config).gateway
+    report = gateway_report(gateway.data_dir)
+    if as_json:
+        typer.echo(json.dumps(report, indent=1))
+        return
+    render_report(Console(), report)
+
+
+def gateway_report(data_dir: Path) -> dict[str, Any]:
+    """Outbox statistics read from disk, plus the running agent's last status file."""
+    outbox_path = data_dir / OUTBOX_FILE
+    streams = [stats_as_dict(s) for s in read_stats(outbox_path)] if outbox_path.exists() else []
+    status_path = data_dir / STATUS_FILE
+    running: dict[str, Any] = {}
+    if status_path.exists():
+        running = json.loads(status_path.read_text(encoding="utf-8"))
+    age_ms = now_ms() - running["updated_ms"] if running else None
+    return {
+        "agent_running": age_ms is not None and age_ms < _STALE_AFTER_MS,
+        "status_age_ms": age_ms,
+        "streams": streams,
+        "devices": running.get("devices", []),
+    }
+
+
+def render_report(console: Console, report: dict[str, Any]) -> None:
+    """The status report as two tables: outbox streams and devices."""
+    now = now_ms()
+    streams = Table("stream", "priority", "waiting", "oldest", "last seq", "acked seq",
+                    "evicted", title="outbox")
+    for s in report["streams"]:
+        oldest = s["oldest_ts_ms"]
+        age = f"{(now - oldest) / 1000:.0f} s ago" if oldest is not None else "-"
+        streams.add_row(s["name"], str(s["priority"]), str(s["depth"]), age,
+                        str(s["last_seq"]), str(s["acked_seq"]), str(s["evicted_total"]))
+    console.print(streams)
+    if not report["agent_running"]:
+        age = report["status_age_ms"]
+        console.print("[yellow]agent not running[/]" + (
+            f" (last status {age / 1000:.0f} s ago)" if age is not None else ""))
+    devices = Table("device", "bus", "unit", "state", "polls", "timeouts", "exceptions",
+                    "bad frames", "last error", title="devices")
+    for d in report["devices"]:
+        state = {True: "[green]online[/]", False: "[red]offline[/]", None: "waiting"}[d["online"]]
+        exceptions = sum(d["exceptions"].values())
+        devices.add_row(d["name"], d["bus"], str(d["unit"]), state, str(d["polls"]),
+                        str(d["timeouts"]), str(exceptions), str(d["frame_errors"]),
+                        d["last_error"][:60])
+    console.print(devices)
+
+
+@config_app.command("validate")
+def validate(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
+    """Check a gateway file: fields, buses, devices, profiles and quantities."""
+    config = load_config(path)
+    console = Console()
+    console.print(f"[green]ok[/]: gateway {config.gateway.id}, {len(config.buses)} bus(es), "
+                  f"{len(config.devices)} device(s), data in {config.gateway.data_dir}")
+    table = Table("device", "bus", "unit", "profile", "every", "requests per poll")
+    for device in config.devices:
+        profile = config.profile_of(device)
+        points = [profile.points[q] for q in device.quantities or profile.points]
+        table.add_row(device.name, device.bus, str(device.unit), profile.id,
+                      f"{device.interval_s:g} s", str(len(plan_reads(points, profile.limits))))
+    console.print(table)

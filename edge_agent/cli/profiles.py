@@ -1,0 +1,55 @@
+"""``edge-agent profiles``: what devices the agent knows, and the profile schema."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge_agent.drivers.modbus.planner import plan_reads
+from edge_agent.profiles import available_profiles, load_profile, profile_json_schema
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Device profiles shipped with the agent.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_profiles() -> None:
+    """List every device profile with its model and category."""
+    table = Table("id", "manufacturer", "model", "category", "points")
+    for profile_id in available_profiles():
+        profile = load_profile(profile_id)
+        table.add_row(profile.id, profile.manufacturer, profile.model, profile.category,
+                      str(len(profile.points)))
+    Console().print(table)
+
+
+@app.command("show")
+def show(profile_id: str = typer.Argument(..., metavar="ID")) -> None:
+    """Show a profile's points, limits and how a full read is planned."""
+    profile = load_profile(profile_id)
+    console = Console()
+    console.print(f"[bold]{profile.id}[/]: {profile.manufacturer} {profile.model} "
+                  f"({profile.category})")
+    if profile.description:
+        console.print(profile.description.strip())
+    serial = profile.serial
+    console.print(f"serial defaults: {serial.baudrate} baud {serial.bytesize}{serial.parity}"
+                  f"{serial.stopbits}")
+    console.print(f"limits: {profile.limits.model_dump()}")
+    table = Table("quantity", "unit", "table", "address", "type", "word order", "scale")
+    for point in profile.points.values():
+        table.add_row(point.quantity, point.unit, point.kind.value, f"0x{point.address:04X}",
+                      point.type.value, point.word_order.value + (" +swap" if point.byte_swap
+                                                                   else ""), f"{point.scale:g}")
+    console.print(table)
+    requests = plan_reads(profile.points.values(), profile.limits)
+    console.print(f"a full read takes {len(requests)} request(s): " + ", ".join(
+        f"{r.kind.value} 0x{r.address:04X}+{r.count}" for r in requests))
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON Schema of a profile file (for editor completion)."""
+    typer.echo(profile_json_schema())

@@ -1,0 +1,102 @@
+"""Gateway TOML files: what loads, and the message each mistake gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import load_config
+from edge_agent.errors import ConfigError
+
+VALID = """
+[gateway]
+id = "dk-marina-01"
+data_dir = "var"
+
+[outbox]
+quota_mb = 64
+
+[[buses]]
+name = "pontoon-a"
+serial = "/dev/ttyUSB0"
+baudrate = 9600
+
+[[buses]]
+name = "switchboard"
+tcp = "192.168.1.40:502"
+timeout_ms = 1000
+
+[[devices]]
+name = "berth-a12"
+bus = "pontoon-a"
+profile = "eastron-sdm120"
+unit = 12
+quantities = ["active_energy_import", "active_power"]
+
+[[devices]]
+name = "feeder"
+bus = "switchboard"
+profile = "eastron-sdm630"
+unit = 1
+interval_s = 5
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_valid_file_loads_with_data_dir_beside_it(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID))
+    assert config.gateway.id == "dk-marina-01"
+    assert config.gateway.data_dir == tmp_path / "var"
+    assert [d.name for d in config.devices] == ["berth-a12", "feeder"]
+    link = config.buses[1].link_settings()
+    assert (link.transport, link.target, link.timeout_s) == ("tcp", "192.168.1.40:502", 1.0)
+    assert config.buses[0].link_settings().is_rtu
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('bus = "pontoon-a"', 'bus = "pontoon-b"',
+         "no bus named 'pontoon-b'; did you mean 'pontoon-a'?"),
+        ('profile = "eastron-sdm120"', 'profile = "eastron-sdm12"',
+         "did you mean 'eastron-sdm120'?"),
+        ('"active_power"]', '"active_powr"]',
+         "has no quantity 'active_powr'; did you mean 'active_power'?"),
+        ("interval_s = 5", "interval_s = 0", "devices.1.interval_s: Input should be greater"),
+        ("unit = 12\n", "unit = 300\n",
+         "devices.0.unit: Input should be less than or equal to 247"),
+        ('baudrate = 9600', 'baudrat = 9600',
+         "buses.0.baudrat: unknown field; did you mean 'baudrate'?"),
+        ('serial = "/dev/ttyUSB0"', 'serial = "/dev/ttyUSB0"\ntcp = "h:1"', "exactly one of"),
+        ('name = "feeder"', 'name = "berth-a12"', "device name 'berth-a12' is used twice"),
+        ("[gateway]", "[gateway\n", "invalid TOML"),
+        ('id = "dk-marina-01"\n', "", "gateway.id: Field required"),
+    ],
+)
+def test_each_mistake_gets_a_message_naming_the_field(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    assert old in VALID
+    path = _write(tmp_path, VALID.replace(old, new, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(path) in str(caught.value)
+    assert expected in str(caught.value)
+
+
+def test_two_devices_on_one_unit_id_are_refused(tmp_path: Path) -> None:
+    text = VALID.replace('bus = "switchboard"', 'bus = "pontoon-a"').replace(
+        "unit = 1\n", "unit = 12\n")
+    with pytest.raises(ConfigError, match="unit id 'pontoon-a unit 12' is used twice"):
+        load_config(_write(tmp_path, text))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
