@@ -22,7 +22,10 @@ from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
 
-__all__ = ["Gateway", "RecordBuffer", "STATUS_FILE", "OUTBOX_FILE"]
+__all__ = [
+    "OUTBOX_FILE", "STATUS_FILE", "Gateway", "RecordBuffer", "build_buses", "stats_as_dict",
+    "write_json_atomically",
+]
 
 log = logging.getLogger("edge_agent.runtime")
 
