@@ -35,14 +35,16 @@ class _DuplicateKeyError(ValueError):
 def _walk(node: yaml.Node, path: Location, lines: dict[Location, int]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
-            if key in seen:
+            line = key_node.start_mark.line + 1
+            if key in first_line:
                 raise _DuplicateKeyError(
-                    f"line {key_node.start_mark.line + 1}: key '{key}' appears twice"
+                    f"line {line}: key '{key}' appears twice (first at line {first_line[key]}); "
+                    "keep one"
                 )
-            seen.add(key)
+            first_line[key] = line
             _walk(value_node, (*path, key), lines)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
@@ -52,10 +54,10 @@ def _walk(node: yaml.Node, path: Location, lines: dict[Location, int]) -> None:
 
 def load_located_yaml(path: Path) -> LocatedYaml:
     """Parse ``path``; ValueError (with the line) on bad syntax or duplicated keys."""
-    text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        with path.open(encoding="utf-8") as stream:
+            node = yaml.compose(stream, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"invalid YAML: {exc}") from exc
     lines: dict[Location, int] = {}

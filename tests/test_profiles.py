@@ -260,9 +260,8 @@ def test_every_broken_file_is_exercised() -> None:
     assert {path.stem for path in BROKEN.glob("*.yaml")} == {case.name for case in BROKEN_CASES}
 
 
-# Profile-wide checks (overlap, even_address, point size) are raised from validators of the
-# whole profile or of the whole ``points`` mapping, so the message points at line 1 or at the
-# ``points:`` key instead of the offending point, and does not say how to fix it.
+# Profile-wide checks (overlap, even_address, point size) must still point at the offending
+# point's line, not at the top of the file.
 CULPRIT_CASES = [
     Broken("overlap", ("overlap.yaml:8", "points.current")),
     Broken("odd-address", ("odd-address.yaml:9", "points.current.address")),
@@ -270,7 +269,6 @@ CULPRIT_CASES = [
 ]
 
 
-@pytest.mark.xfail(reason="profile-wide checks lose the point's location (see models.py)")
 @pytest.mark.parametrize("case", CULPRIT_CASES, ids=lambda case: case.name)
 def test_profile_wide_error_points_at_the_culprit(case: Broken) -> None:
     with pytest.raises(ProfileError) as caught:

@@ -105,7 +105,13 @@ def encode_value(
     if value_type is ValueType.BOOL:
         raise CodecError("bool values go to coils, not registers")
     fmt, count = _LAYOUT[value_type]
-    number = float(value) if fmt[-1] in "fd" else int(value)
+    number: float | int
+    if fmt[-1] in "fd":
+        number = float(value)
+    elif isinstance(value, float) and not value.is_integer():
+        raise CodecError(f"{value!r} is not a whole number; {value_type} holds integers")
+    else:
+        number = int(value)
     try:
         raw = struct.pack(fmt, number)
     except (struct.error, OverflowError) as exc:

@@ -42,7 +42,8 @@ def load_profile_file(path: Path) -> DeviceProfile:
             describe_validation_error(exc, path, source, DeviceProfile)
         ) from exc
     if profile.id != path.stem:
-        raise ProfileError(f"{path}: id '{profile.id}' must match the file name '{path.stem}'")
+        raise ProfileError(f"{path}:{source.line_of(('id',))}: id '{profile.id}' must match "
+                           f"the file name '{path.stem}'; rename one of them")
     return profile
 
 

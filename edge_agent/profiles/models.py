@@ -6,7 +6,8 @@ import enum
 import itertools
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge_agent.codecs.modbus_values import ValueType, WordOrder, register_count
 from edge_agent.quantities import lookup_quantity, suggest_quantity
@@ -157,31 +158,60 @@ class DeviceProfile(_Strict):
         }
         return {**data, "points": points}
 
-    @field_validator("points")
-    @classmethod
-    def _no_overlap(cls, points: dict[str, Point]) -> dict[str, Point]:
+    @model_validator(mode="after")
+    def _check_layout(self) -> Self:
+        """Profile-wide rules, each reported at the offending point so its line is shown."""
+        errors = [*self._overlaps(), *self._limit_violations()]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
+    def _overlaps(self) -> list[InitErrorDetails]:
         by_kind: dict[RegisterKind, list[Point]] = {}
-        for point in points.values():
+        for point in self.points.values():
             by_kind.setdefault(point.kind, []).append(point)
+        errors = []
         for kind, group in by_kind.items():
             group.sort(key=lambda p: p.address)
             for before, after in itertools.pairwise(group):
                 if after.address < before.end:
-                    raise ValueError(
+                    errors.append(_error(
+                        "overlap", after.quantity, "address", after.address,
                         f"{before.quantity} and {after.quantity} overlap in {kind} registers "
-                        f"at address {after.address}"
-                    )
-        return points
+                        f"at address {after.address}; move {after.quantity} to {before.end} "
+                        "or later",
+                    ))
+        return errors
 
-    @model_validator(mode="after")
-    def _check_limits(self) -> Self:
-        if self.limits.even_address:
-            odd = [p.quantity for p in self.points.values() if not p.kind.is_bit and p.address % 2]
-            if odd:
-                raise ValueError(f"even_address is set but {', '.join(odd)} start on odd addresses")
-        big = [p.quantity for p in self.points.values()
-               if not p.kind.is_bit and p.count > self.limits.max_registers_per_request]
-        if big:
-            raise ValueError(f"{', '.join(big)} need more registers than max_registers_per_request")
-        return self
+    def _limit_violations(self) -> list[InitErrorDetails]:
+        errors = []
+        limits = self.limits
+        for point in self.points.values():
+            if point.kind.is_bit:
+                continue
+            if limits.even_address and point.address % 2:
+                errors.append(_error(
+                    "odd_address", point.quantity, "address", point.address,
+                    f"{point.quantity} starts on odd address {point.address} but "
+                    f"limits.even_address is set; use {point.address - 1} or "
+                    f"{point.address + 1}, or set even_address: false",
+                ))
+            if point.count > limits.max_registers_per_request:
+                errors.append(_error(
+                    "point_too_big", point.quantity, "type", point.type.value,
+                    f"{point.quantity} needs {point.count} registers, more than "
+                    f"limits.max_registers_per_request ({limits.max_registers_per_request}); "
+                    "raise the limit or check the type",
+                ))
+        return errors
+
+
+def _error(kind: str, quantity: str, field: str, value: object, message: str
+           ) -> InitErrorDetails:
+    # The message goes in as a context value so braces in it are never read as placeholders.
+    return InitErrorDetails(
+        type=PydanticCustomError(kind, "{message}", {"message": message}),
+        loc=("points", quantity, field),
+        input=value,
+    )
 
