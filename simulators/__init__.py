@@ -1,0 +1,1 @@
+"""Hardware simulators for tests, benchmarks and the demo (``python -m simulators.<name>``)."""
