@@ -56,14 +56,15 @@ def _create_streams(conn: sqlite3.Connection) -> None:
             acked_seq INTEGER NOT NULL DEFAULT 0,
             head_seq INTEGER NOT NULL DEFAULT 1,
             evicted_total INTEGER NOT NULL DEFAULT 0
-        )
+        ) STRICT
         """
     )
 
 
 def _create_readings(conn: sqlite3.Connection) -> None:
     # (device, quantity) pairs repeat every poll cycle: store them once and key readings by
-    # a small integer. WITHOUT ROWID clusters readings by (stream, seq), the order they leave.
+    # a small integer. WITHOUT ROWID clusters readings by (stream, seq), the order they leave;
+    # STRICT makes SQLite refuse a mistyped field instead of storing it as text.
     conn.execute(
         """
         CREATE TABLE series (
@@ -71,7 +72,7 @@ def _create_readings(conn: sqlite3.Connection) -> None:
             device TEXT NOT NULL,
             quantity TEXT NOT NULL,
             UNIQUE (device, quantity)
-        )
+        ) STRICT
         """
     )
     conn.execute(
@@ -84,7 +85,7 @@ def _create_readings(conn: sqlite3.Connection) -> None:
             value REAL,
             quality INTEGER NOT NULL,
             PRIMARY KEY (stream_id, seq)
-        ) WITHOUT ROWID
+        ) STRICT, WITHOUT ROWID
         """
     )
 
@@ -100,7 +101,7 @@ def _create_events(conn: sqlite3.Connection) -> None:
             ts_ms INTEGER NOT NULL,
             attrs TEXT NOT NULL,
             PRIMARY KEY (stream_id, seq)
-        ) WITHOUT ROWID
+        ) STRICT, WITHOUT ROWID
         """
     )
 

@@ -1,0 +1,1 @@
+"""Helpers shared by tests: scripts run as subprocesses and the data they write."""
