@@ -358,8 +358,8 @@ class Outbox:
         """Log what the quota did, after its transaction committed, and hand pages back."""
         for eviction in outcome.evictions:
             logger.warning(
-                "outbox %s over its %d-byte quota: dropped %d %s records never sent to the "
-                "hub (seq %d to %d, ts_ms %d to %d); a gap event records it",
+                "outbox %s over its %d-byte quota: dropped %d records of stream %s never "
+                "sent to the hub (seq %d to %d, ts_ms %d to %d); a gap event records it",
                 self.path,
                 self.quota_bytes,
                 eviction.count,
