@@ -116,14 +116,13 @@ class ModbusSimulator:
         bridge = PtyBridge(self.line, line_timing=self.line_timing)
         self._bridge = bridge
         bridge.open()
+        # A pty carries bytes, not bits: parity and stop bits only matter for the wire time,
+        # so the server end stays 8N1 (some kernels refuse even parity on a pty: EINVAL).
         server = ModbusSerialServer(
             devices,
             framer=FramerType.RTU,
             port=bridge.server_path,
             baudrate=self.line.baudrate,
-            parity=self.line.parity,
-            stopbits=self.line.stopbits,
-            bytesize=self.line.bytesize,
             trace_packet=self._trace_packet,
         )
         self._server = server
