@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from edge_agent.errors import StoreCorrupt, StoreError
 from edge_agent.records import Event, Quality, Reading
 from edge_agent.store import DEFAULT_STREAMS, Batch, Outbox, SeqRange, StreamSpec
-from edge_agent.store.connection import connect
+from edge_agent.store.connection import connect, sqlite_errors
 from edge_agent.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 
 TS = 1_795_564_800_000
@@ -297,6 +298,40 @@ def test_a_path_that_cannot_be_opened_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="check that the directory exists") as info:
         Outbox.open(tmp_path / "missing-dir" / "outbox.db")
     assert not isinstance(info.value.__cause__, StoreError)
+
+
+def test_the_file_is_in_wal_mode_with_incremental_vacuum(outbox: Outbox, path: Path) -> None:
+    outbox.append_readings(readings(1))
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sqlite3.Error,
+        sqlite3.Warning,
+        sqlite3.InterfaceError,
+        sqlite3.DatabaseError,
+        sqlite3.DataError,
+        sqlite3.OperationalError,
+        sqlite3.IntegrityError,
+        sqlite3.InternalError,
+        sqlite3.ProgrammingError,
+        sqlite3.NotSupportedError,
+    ],
+)
+def test_every_sqlite3_error_is_translated(path: Path, error: type[Exception]) -> None:
+    with (
+        pytest.raises(StoreError, match=re.escape(f"outbox {path}: testing failed")) as info,
+        sqlite_errors(path, "testing"),
+    ):
+        raise error("boom")
+    assert isinstance(info.value.__cause__, error)
 
 
 # Schema and damaged files

@@ -25,11 +25,11 @@ _CORRUPT_ADVICE = (
 )
 
 
-def _error_name(exc: sqlite3.Error) -> str:
+def _error_name(exc: sqlite3.Error | sqlite3.Warning) -> str:
     return getattr(exc, "sqlite_errorname", "") or ""
 
 
-def _translate(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
+def _translate(exc: sqlite3.Error | sqlite3.Warning, path: Path, action: str) -> StoreError:
     name = _error_name(exc)
     if name in _CORRUPT:
         return StoreCorrupt(f"outbox {path} is damaged ({action}: {exc}); {_CORRUPT_ADVICE}")
@@ -46,10 +46,13 @@ def _translate(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
 
 @contextmanager
 def sqlite_errors(path: Path, action: str) -> Iterator[None]:
-    """Re-raise any sqlite3 error inside the block as StoreError or StoreCorrupt."""
+    """Re-raise any sqlite3 exception inside the block as StoreError or StoreCorrupt.
+
+    ``sqlite3.Warning`` is not an ``sqlite3.Error`` but is raised by the same module.
+    """
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, sqlite3.Warning) as exc:
         raise _translate(exc, path, action) from exc
 
 

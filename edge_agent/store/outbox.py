@@ -355,7 +355,10 @@ class Outbox:
         ]
 
     def _report(self, outcome: QuotaOutcome) -> None:
-        """Log what the quota did, after its transaction committed, and hand pages back."""
+        """Log what the quota did, after its transaction committed, and hand pages back.
+
+        Nothing here raises: the append it follows is already on disk.
+        """
         for eviction in outcome.evictions:
             logger.warning(
                 "outbox %s over its %d-byte quota: dropped %d records of stream %s never "
@@ -380,8 +383,9 @@ class Outbox:
                 outcome.over_quota_bytes,
                 self.quota_bytes,
             )
-        if outcome.evictions:
-            assert self.quota_bytes is not None
-            conn = self._connection()
-            with sqlite_errors(self.path, "release free pages"):
-                release_pages(conn, self.quota_bytes)
+        if outcome.evictions and self.quota_bytes is not None and self._conn is not None:
+            # The append is committed: a failure here must not make the caller write it again.
+            try:
+                release_pages(self._conn, self.quota_bytes)
+            except (sqlite3.Error, sqlite3.Warning) as exc:
+                logger.warning("outbox %s: could not release free pages: %s", self.path, exc)
