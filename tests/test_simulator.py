@@ -283,7 +283,9 @@ async def test_rtu_faults_switch_on_and_off_while_polling() -> None:
         assert await in_thread(lambda: read(1)) == meters[0].value("voltage")
 
         sim.meter(1).set_fault(Fault.no_reply())
+        served = sim.meter(1).request_count
         await in_thread(lambda: fails_with(1, minimalmodbus.NoResponseError))
+        assert sim.meter(1).request_count == served  # a dead node does not even listen
         assert await in_thread(lambda: read(2)) == meters[1].value("voltage")
 
         sim.meter(1).set_fault(Fault.exception(6))
@@ -400,6 +402,31 @@ async def test_coil_writes_are_recorded_and_inputs_settable() -> None:
     assert all(before <= w.at <= time.time() for w in board.coil_writes)
     assert board.value("relay_state_3") is True
     assert board.value("relay_state_6") is False
+
+
+async def test_a_silent_board_does_not_switch_its_relays() -> None:
+    board = SimulatedMeter(1, load_profile("waveshare-relay-8ch"), fault=Fault.no_reply())
+    async with ModbusSimulator([board], transport="rtu") as sim:
+        def switch() -> None:
+            with rtu(sim.device_path) as instrument, \
+                    pytest.raises(minimalmodbus.NoResponseError):
+                instrument.write_bit(0, 1, functioncode=5)
+
+        await in_thread(switch)
+    assert board.coil_writes == []
+    assert board.value("relay_state_1") is False
+
+
+async def test_holding_register_writes_preset_a_counter_exactly() -> None:
+    meter = SimulatedMeter(1, load_profile("schneider-iem3155"), update_interval=FROZEN)
+    async with ModbusSimulator([meter], transport="tcp") as sim:
+        def preset() -> list[int]:
+            with tcp(sim.port) as client:
+                assert not client.write_registers(3203, [0, 0, 0, 1010], device_id=1).isError()
+                return list(client.read_holding_registers(3203, count=4, device_id=1).registers)
+
+        assert await in_thread(preset) == [0, 0, 0, 1010]
+    assert meter.value("active_energy_import") == pytest.approx(1.010)
 
 
 async def test_mixed_profiles_on_one_bus_and_counter_preset() -> None:

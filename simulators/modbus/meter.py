@@ -28,6 +28,7 @@ from simulators.modbus.registers import (
     encode_point,
     pack_bits,
     sim_tables,
+    tables_of,
 )
 from simulators.modbus.values import ValueModel
 
@@ -88,7 +89,7 @@ class SimulatedMeter:
         self._rng = random.Random(seed)
         self._fault = fault or Fault.none()
         self._transport: Transport | None = None
-        self._tables, _ = sim_tables(profile)
+        self._tables = tables_of(profile)
         self._model = ValueModel(profile.points, now=clock(), seed=seed)
         self._refreshed = clock()
         self._encoded: dict[str, list[int]] = {}
@@ -184,8 +185,7 @@ class SimulatedMeter:
 
     def sim_device(self) -> SimDevice:
         """A fresh pymodbus SimDevice whose action is this meter."""
-        _, tables = sim_tables(self.profile)
-        return SimDevice(self.unit, simdata=tables, action=self.on_access)
+        return SimDevice(self.unit, simdata=sim_tables(self._tables), action=self.on_access)
 
     async def on_access(
         self,
@@ -210,7 +210,7 @@ class SimulatedMeter:
             if (refusal := self._check_request(function_code, address, count)) is not None:
                 return refusal
         table = self._tables[TABLE_OF_FUNCTION[function_code]]
-        if not table.points:
+        if not table.points:  # a bit table pymodbus needed a placeholder block for
             return ExcCodes.ILLEGAL_ADDRESS
         if set_values is not None:
             self._write(table, address, set_values)

@@ -18,7 +18,7 @@ from edge_agent.profiles import DeviceProfile, Point, RegisterKind
 
 __all__ = [
     "TABLE_OF_FUNCTION", "RegisterTable", "SimTables", "empty_tables", "encode_point", "pack_bits",
-    "sim_tables",
+    "sim_tables", "tables_of",
 ]
 
 #: Which table each function code reads or writes.
@@ -104,7 +104,8 @@ def encode_point(point: Point, value: float, *, cumulative: bool) -> list[int]:
     if point.type in (ValueType.FLOAT32, ValueType.FLOAT64):
         return encode_value(raw, point.type, point.word_order, byte_swap=point.byte_swap)
     low, high = _int_range(point.type)
-    number = math.floor(raw) if cumulative else round(raw)
+    # round(raw, 6) first: 1.01 kWh / 0.001 is 1009.9999999999999 Wh, which must stay 1010.
+    number = math.floor(round(raw, 6)) if cumulative else round(raw)
     if cumulative and low == 0:
         number %= high + 1
     else:
@@ -122,8 +123,12 @@ def pack_bits(table: RegisterTable, bits: dict[int, bool]) -> list[int]:
     return words
 
 
-def sim_tables(profile: DeviceProfile) -> tuple[dict[RegisterKind, RegisterTable], SimTables]:
-    """Every table of ``profile`` and the SimDevice tuple (coils, inputs, holding, input)."""
-    tables = {kind: RegisterTable.of(profile, kind) for kind in _TABLE_ORDER}
+def tables_of(profile: DeviceProfile) -> dict[RegisterKind, RegisterTable]:
+    """The four tables of ``profile``."""
+    return {kind: RegisterTable.of(profile, kind) for kind in _TABLE_ORDER}
+
+
+def sim_tables(tables: dict[RegisterKind, RegisterTable]) -> SimTables:
+    """The SimDevice tuple (coils, discrete inputs, holding, input), fresh SimData each time."""
     coils, inputs, holding, registers = ([tables[kind].simdata()] for kind in _TABLE_ORDER)
-    return tables, (coils, inputs, holding, registers)
+    return coils, inputs, holding, registers
