@@ -205,10 +205,11 @@ def test_energy_integrates_power() -> None:
     clock[0] += 10.0
     meter.refresh()
     assert meter.value("active_energy_import") == pytest.approx(1.010, abs=1e-6)
-    meter.set_value("active_power", 0.0)
+    meter.set_value("active_power", 0.0)  # the outlet is switched off
     clock[0] += 10.0
     meter.refresh()
     assert meter.value("active_energy_import") == pytest.approx(1.010, abs=1e-6)
+    assert meter.value("current") == 0.0
     meter.unpin("active_power")
     clock[0] += 10.0
     meter.refresh()

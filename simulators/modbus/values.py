@@ -128,7 +128,8 @@ class ValueModel:
         """Override a value: a counter jumps there and keeps growing, anything else stays put.
 
         Relays and inputs simply hold the value; other instantaneous quantities are pinned
-        until :meth:`unpin` (a pinned power also drives the energy counters).
+        until :meth:`unpin`. A pinned active power drives the current, the apparent power and
+        the counters too: pin 0 W and the meter stops.
         """
         if quantity not in self._names:
             raise KeyError(f"no quantity {quantity!r} in this model")
@@ -162,14 +163,17 @@ class ValueModel:
     def _snapshot(self, now: float) -> None:
         t = now - self._start
         gauss = self._rng.gauss
+        powers = {p: self._pinned.get(f"active_power_{p}", max(
+            self._base_power[p] * (1 + 0.2 * self._wave(t, 300.0, p)) * (1 + gauss(0.0, 0.02)),
+            0.0)) for p in self._phases}
+        if (total := self._pinned.get("active_power")) is not None:
+            # A pinned total spreads over the phases, so currents and counters follow it.
+            load = sum(powers.values())
+            powers = {p: total * (w / load if load else 1 / len(powers)) for p, w in powers.items()}
         states: dict[str, _Phase] = {}
-        for p in self._phases:
-            power = self._base_power[p] * (1 + 0.2 * self._wave(t, 300.0, p)) * (
-                1 + gauss(0.0, 0.02))
+        for p, power in powers.items():
             voltage = 230.0 + 2.0 * self._wave(t, 900.0, p, 1.0) + gauss(0.0, 0.3)
-            pf = 0.92 + 0.06 * self._wave(t, 600.0, p, 2.0) + gauss(0.0, 0.005)
-            pf = min(max(pf, 0.8), 1.0)
-            power = max(power, 0.0)
+            pf = min(max(0.92 + 0.06 * self._wave(t, 600.0, p, 2.0) + gauss(0.0, 0.005), 0.8), 1.0)
             apparent = power / pf
             states[p] = _Phase(voltage, power, apparent, apparent / voltage)
         self._states = states
@@ -257,7 +261,7 @@ class ValueModel:
 
     def _rate(self, base: str, qualifier: str) -> float:
         """How fast a counter grows, in its unit per second."""
-        state = self._pinned_state(qualifier)
+        state = self._electrical(qualifier)
         per_second = {
             "active_energy_import": state.power / _J_PER_KWH,
             "active_energy_export": _EXPORT_SHARE * state.power / _J_PER_KWH,
@@ -271,13 +275,3 @@ class ValueModel:
             "water_volume": self._flow_rate(qualifier) / 3600.0,
         }
         return max(per_second.get(base, 0.0), 0.0)
-
-    def _pinned_state(self, qualifier: str) -> _Phase:
-        """The electrical state with any pinned power, so pinning 0 W stops the meter."""
-        state = self._electrical(qualifier)
-        suffix = f"_{qualifier}" if qualifier else ""
-        power = self._pinned.get(f"active_power{suffix}")
-        if power is None:
-            return state
-        ratio = power / state.power if state.power else 0.0
-        return _Phase(state.voltage, power, state.apparent * ratio, state.current * ratio)
