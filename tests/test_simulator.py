@@ -510,6 +510,16 @@ def test_invalid_setups_are_refused() -> None:
         sdm120().value("water_volume")
 
 
+async def test_a_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{port}"):
+            async with ModbusSimulator([sdm120()], port=port):
+                pass
+
+
 async def test_many_tcp_meters_each_on_its_own_port() -> None:
     group = tcp_meters(load_profile("eastron-sdm630"), 5, seed=1, update_interval=FROZEN)
     async with group:

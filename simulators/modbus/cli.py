@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--pty", action="store_true",
                        help="serve Modbus RTU on a pseudo-terminal; the client path is printed")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address to bind")
-    parser.add_argument("--baud", type=int, help="RTU baud rate (default: the profile's)")
+    parser.add_argument("--baud", type=int,
+                        help="RTU baud rate (default: the profile's factory setting, e.g. 2400 "
+                             "for an SDM120)")
     parser.add_argument("--parity", choices=["N", "E", "O"], help="RTU parity")
     parser.add_argument("--stopbits", type=int, choices=[1, 2], help="RTU stop bits")
     parser.add_argument("--line-timing", action="store_true",
@@ -147,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ProfileError, ValueError) as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(simulators, "rtu" if args.pty else "tcp"))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_serve(simulators, "rtu" if args.pty else "tcp"))
+    except OSError as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
     return 0

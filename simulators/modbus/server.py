@@ -106,7 +106,10 @@ class ModbusSimulator:
         server = ModbusTcpServer(devices, address=(self._host, self._port),
                                  trace_packet=self._trace_packet)
         self._server = server
-        await server.serve_forever(background=True)
+        try:
+            await server.serve_forever(background=True)
+        except RuntimeError as exc:  # pymodbus: "Could not start listen"; it logs the cause
+            raise OSError(f"cannot listen on {self._host}:{self._port}") from exc
         listener = server.transport
         if not isinstance(listener, asyncio.Server) or not listener.sockets:
             raise OSError(f"cannot listen on {self._host}:{self._port}")
