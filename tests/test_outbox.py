@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from edge_agent.errors import StoreCorrupt, StoreError
 from edge_agent.records import Event, Quality, Reading
-from edge_agent.store import DEFAULT_STREAMS, Batch, Outbox, SeqRange, StreamSpec
+from edge_agent.store import DEFAULT_STREAMS, Batch, Outbox, SeqRange, StreamSpec, read_stats
 from edge_agent.store.connection import connect, sqlite_errors
 from edge_agent.store.migrations import MIGRATIONS, Migration, migrate, schema_version
 
@@ -249,6 +249,33 @@ def test_stats_report_depth_oldest_and_counters(outbox: Outbox) -> None:
     assert (stats["readings"].last_seq, stats["readings"].acked_seq) == (5, 2)
     assert stats["readings"].evicted_total == 0
     assert (stats["events"].depth, stats["events"].oldest_ts_ms) == (3, TS + 100)
+
+
+def test_read_stats_from_another_connection_while_the_outbox_is_open(path: Path) -> None:
+    with Outbox.open(path) as box:
+        box.append_readings(readings(5))
+        box.append_events(events(2), stream="alarms")
+        box.ack("readings", 1)
+        assert read_stats(path) == box.stats()
+    after = [(s.name, s.depth, s.last_seq, s.acked_seq) for s in read_stats(path)]
+    assert after == [("alarms", 2, 2, 0), ("events", 0, 0, 0), ("readings", 4, 5, 1)]
+
+
+def test_read_stats_refuses_what_it_cannot_read(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="check that the directory exists"):
+        read_stats(tmp_path / "missing.db")
+    older = tmp_path / "older.db"
+    conn = connect(older)
+    try:
+        migrate(conn, older, MIGRATIONS[:1])
+    finally:
+        conn.close()
+    with pytest.raises(StoreError, match=r"schema version 1 .* start the agent once"):
+        read_stats(older)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(8192))
+    with pytest.raises(StoreCorrupt):
+        read_stats(garbage)
 
 
 def test_concurrent_threads_get_distinct_contiguous_seqs(outbox: Outbox) -> None:

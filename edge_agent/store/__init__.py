@@ -9,6 +9,7 @@ from edge_agent.store.models import (
     StreamStats,
 )
 from edge_agent.store.outbox import Outbox
+from edge_agent.store.readonly import read_stats
 
 __all__ = [
     "DEFAULT_STREAMS",
@@ -18,4 +19,5 @@ __all__ = [
     "SeqRange",
     "StreamSpec",
     "StreamStats",
+    "read_stats",
 ]

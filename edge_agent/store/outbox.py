@@ -39,7 +39,7 @@ from edge_agent.store.models import (
 )
 from edge_agent.store.quota import QuotaOutcome, enforce_quota, release_pages
 from edge_agent.store.streams import check_specs, checkpoint_pages, gap_stream_for, load_streams
-from edge_agent.store.tables import StreamState, insert_events, save_state
+from edge_agent.store.tables import StreamState, insert_events, oldest_ts_ms, save_state
 
 __all__ = ["Outbox"]
 
@@ -244,14 +244,8 @@ class Outbox:
             result = []
             for name in self._order:
                 state = self._states[name]
-                oldest = None
-                if state.depth > 0:
-                    with sqlite_errors(self.path, "stats"):
-                        row = conn.execute(
-                            f"SELECT ts_ms FROM {state.table} WHERE stream_id = ? AND seq = ?",
-                            (state.id, state.head_seq),
-                        ).fetchone()
-                    oldest = None if row is None else int(row[0])
+                with sqlite_errors(self.path, "stats"):
+                    oldest = oldest_ts_ms(conn, state)
                 result.append(
                     StreamStats(
                         name=name,

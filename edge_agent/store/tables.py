@@ -11,7 +11,15 @@ from edge_agent.errors import StoreError
 from edge_agent.records import Event
 from edge_agent.store.models import RecordType, StreamSpec
 
-__all__ = ["TABLES", "StreamState", "encode_attrs", "insert_events", "save_state", "used_bytes"]
+__all__ = [
+    "TABLES",
+    "StreamState",
+    "encode_attrs",
+    "insert_events",
+    "oldest_ts_ms",
+    "save_state",
+    "used_bytes",
+]
 
 #: The table holding each record type; both are keyed by (stream_id, seq).
 TABLES: dict[RecordType, str] = {"reading": "readings", "event": "events"}
@@ -41,6 +49,17 @@ class StreamState:
     def table(self) -> str:
         """Name of the table holding this stream's records."""
         return TABLES[self.spec.record_type]
+
+
+def oldest_ts_ms(conn: sqlite3.Connection, state: StreamState) -> int | None:
+    """Timestamp of the next record of the stream to leave, None when it is empty."""
+    if state.depth <= 0:
+        return None
+    row = conn.execute(
+        f"SELECT ts_ms FROM {state.table} WHERE stream_id = ? AND seq = ?",
+        (state.id, state.head_seq),
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def save_state(conn: sqlite3.Connection, state: StreamState) -> None:
