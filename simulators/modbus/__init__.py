@@ -22,9 +22,12 @@ Python API (an async context manager; blocking clients belong in a thread)::
 ``SimulatedMeter(unit, profile, *, seed=None, update_interval=1.0, fault=None,
 clock=time.monotonic)``
     One device. ``value(q)``, ``set_value(q, v)`` (counters jump and keep growing, inputs and
-    relays hold, other quantities are pinned until ``unpin(q)``), ``registers(q)``,
+    relays hold, other quantities are pinned until ``unpin(q)``; a pinned active power drives
+    currents and counters, so 0 W stops the meter), ``registers(q)``, ``refresh()``,
     ``set_fault(f)``, ``clear_fault()``, ``fault``, ``coil_writes``, ``request_count``.
-    Measurements refresh at read time, at most every ``update_interval`` seconds.
+    Measurements refresh at read time, at most every ``update_interval`` seconds, so a read
+    and a following ``value(q)`` agree exactly. ``bind``, ``sim_device``, ``on_access`` and
+    ``filter_reply`` are the glue ModbusSimulator uses.
 ``Fault``
     ``Fault.none()``, ``.no_reply()``, ``.exception(code)``, ``.corrupt_crc(probability)``
     (RTU only), ``.slow(seconds)``; ``parse_fault("unit=3:no-reply")`` reads the CLI form.
