@@ -1,6 +1,10 @@
 """Ponton edge agent: reads field devices and keeps every record in a durable outbox."""
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
+
+# A library logs but leaves handlers to the application (edge_agent.logs for the CLI).
+logging.getLogger("edge_agent").addHandler(logging.NullHandler())
 
 try:
     __version__ = version("ponton")

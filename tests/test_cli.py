@@ -1,0 +1,77 @@
+"""The installer's command line, run as a real process: output, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.profiles import available_profiles
+
+
+def edge_agent(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``edge-agent`` the way an installer does, through its console entry point."""
+    return subprocess.run(
+        [sys.executable, "-c", "from edge_agent.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def test_profiles_list_names_every_shipped_profile() -> None:
+    result = edge_agent("profiles", "list")
+    assert result.returncode == 0, result.stderr
+    for profile_id in available_profiles():
+        assert profile_id in result.stdout
+
+
+def test_profiles_show_prints_points_and_the_read_plan() -> None:
+    result = edge_agent("profiles", "show", "eastron-sdm630")
+    assert result.returncode == 0, result.stderr
+    assert "active_energy_import" in result.stdout
+    assert "a full read takes" in result.stdout
+
+
+def test_profiles_schema_is_json_schema_of_a_profile_file() -> None:
+    result = edge_agent("profiles", "schema")
+    schema = json.loads(result.stdout)
+    assert {"points", "defaults", "limits"} <= set(schema["properties"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("profiles", "show", "eastron-sdm63"), "did you mean 'eastron-sdm630'?"),
+        (("config", "validate", "/nonexistent/gateway.toml"), "cannot read"),
+        (("devices", "read", "--profile", "eastron-sdm120", "--unit", "1"),
+         "give exactly one of --tcp HOST:PORT or --serial PORT"),
+        (("devices", "read", "--profile", "eastron-sdm120", "--unit", "1", "--serial",
+          "/dev/nonexistent-tty"), "cannot open /dev/nonexistent-tty"),
+        (("modbus", "scan", "--tcp", "127.0.0.1:9", "--parity", "X"), "--parity must be N, E or O"),
+    ],
+)
+def test_user_errors_give_one_line_and_exit_2_without_traceback(
+    args: tuple[str, ...], message: str
+) -> None:
+    result = edge_agent(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_validate_summarises_a_good_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nid = "gw"\ndata_dir = "var"\n'
+        '[[buses]]\nname = "lan"\ntcp = "127.0.0.1:5020"\n'
+        '[[devices]]\nname = "feeder"\nbus = "lan"\nprofile = "eastron-sdm630"\nunit = 1\n',
+        encoding="utf-8",
+    )
+    result = edge_agent("config", "validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+    assert "feeder" in result.stdout
