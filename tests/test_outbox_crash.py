@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.outbox_writer import event_for, reading_for
 
 from edge_agent.store import Outbox
+from tests.helpers.outbox_writer import event_for, reading_for
 
 WRITER = Path(__file__).parent / "helpers" / "outbox_writer.py"
 ITERATIONS = int(os.environ.get("PONTON_CRASH_ITERATIONS", "25"))

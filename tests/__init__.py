@@ -1,0 +1,1 @@
+"""Ponton test suite."""
