@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,19 +53,7 @@ _BYTEORDER = {
 }
 
 
-def _open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
-
-
-@pytest.fixture(autouse=True)
-async def _no_leaks() -> AsyncIterator[None]:
-    """Every port, pty and task a test opens is closed by its end."""
-    before = _open_fds()
-    yield
-    await asyncio.sleep(0)
-    current = asyncio.current_task()
-    assert [t for t in asyncio.all_tasks() if t is not current] == []
-    assert _open_fds() - before == set()
+pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,54 @@
+"""Shared fixtures: leak checks and simulators run as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    """Every port, pty and task a test opens is closed by its end."""
+    before = _open_fds()
+    yield
+    await asyncio.sleep(0)
+    current = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not current] == []
+    assert _open_fds() - before == set()
+
+
+SimulatorStarter = Callable[..., str]
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[SimulatorStarter]:
+    """Start ``python -m simulators.modbus ARGS`` and return its endpoint from the READY line."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> str:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "simulators.modbus", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        processes.append(process)
+        assert process.stdout is not None
+        ready = process.stdout.readline().split()
+        if ready[:1] != ["READY"]:
+            process.kill()
+            pytest.fail(f"simulator did not start: {ready} {process.communicate()[1]}")
+        return ready[2]
+
+    yield start
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
