@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 __all__ = ["configure_logging"]
@@ -18,7 +19,7 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
         force=True,
     )
     if level.upper() != "DEBUG":

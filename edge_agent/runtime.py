@@ -9,9 +9,12 @@ flight and close its port, then the writer flushes what is left before the outbo
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +22,25 @@ from edge_agent.config import GatewayConfig
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
+from edge_agent.errors import ConfigError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
 
 __all__ = [
-    "OUTBOX_FILE", "STATUS_FILE", "Gateway", "RecordBuffer", "build_buses", "stats_as_dict",
+    "LOCK_FILE",
+    "OUTBOX_FILE",
+    "STATUS_FILE",
+    "Gateway",
+    "RecordBuffer",
+    "build_buses",
+    "stats_as_dict",
     "write_json_atomically",
 ]
 
 log = logging.getLogger("edge_agent.runtime")
 
 OUTBOX_FILE = "outbox.sqlite"
+LOCK_FILE = "agent.lock"
 STATUS_FILE = "status.json"
 _STATUS_PERIOD_S = 2.0
 
@@ -85,10 +96,16 @@ class Gateway:
         self.buffer = RecordBuffer()
         self.buses = build_buses(config, self.buffer)
         self._started_ms = now_ms()
+        #: Set once every bus has stopped: the writer and the status task finish their work.
+        self._drained = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.data_dir / LOCK_FILE):
+            await self._run_locked(stop)
+
+    async def _run_locked(self, stop: asyncio.Event) -> None:
         quota = int(self.config.outbox.quota_mb * 1024 * 1024)
         outbox = await asyncio.to_thread(Outbox.open, self.data_dir / OUTBOX_FILE,
                                          quota_bytes=quota)
@@ -99,37 +116,39 @@ class Gateway:
             async with asyncio.TaskGroup() as group:
                 bus_tasks = [group.create_task(bus.run(), name=f"modbus[{bus.name}]")
                              for bus in self.buses]
-                writer = group.create_task(self._write_until_cancelled(outbox), name="writer")
-                status = group.create_task(self._publish_status(outbox), name="status")
+                group.create_task(self._write_until_drained(outbox), name="writer")
+                group.create_task(self._publish_status(outbox), name="status")
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
                 for bus in self.buses:
                     bus.stop()
                 await asyncio.gather(*bus_tasks)
-                writer.cancel()
-                status.cancel()
-            await self._flush(outbox)
-            await asyncio.to_thread(self._write_status, outbox)
+                self._drained.set()
+                self.buffer.ready.set()
         finally:
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
 
-    async def _write_until_cancelled(self, outbox: Outbox) -> None:
+    async def _write_until_drained(self, outbox: Outbox) -> None:
+        """Write batches as they come; after the buses stopped, write the rest and return."""
         while True:
             await self.buffer.ready.wait()
-            await self._flush(outbox)
-
-    async def _flush(self, outbox: Outbox) -> None:
-        readings, events = self.buffer.take()
-        if events:
-            await asyncio.to_thread(outbox.append_events, events)
-        if readings:
-            await asyncio.to_thread(outbox.append_readings, readings)
+            readings, events = self.buffer.take()
+            if events:
+                await asyncio.to_thread(outbox.append_events, events)
+            if readings:
+                await asyncio.to_thread(outbox.append_readings, readings)
+            if self._drained.is_set() and not (self.buffer.readings or self.buffer.events):
+                return
 
     async def _publish_status(self, outbox: Outbox) -> None:
         while True:
             await asyncio.to_thread(self._write_status, outbox)
-            await asyncio.sleep(_STATUS_PERIOD_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained.wait(), _STATUS_PERIOD_S)
+            if self._drained.is_set():
+                await asyncio.to_thread(self._write_status, outbox)
+                return
 
     def status(self, outbox: Outbox) -> dict[str, Any]:
         """What ``edge-agent status`` shows: device health and outbox depth."""
@@ -138,6 +157,7 @@ class Gateway:
             "pid": os.getpid(),
             "started_ms": self._started_ms,
             "updated_ms": now_ms(),
+            "stopped": self._drained.is_set(),
             "devices": [
                 {"name": device.name, "bus": bus.name, "unit": device.unit,
                  "profile": device.profile.id, **device.health.as_dict()}
@@ -148,6 +168,22 @@ class Gateway:
 
     def _write_status(self, outbox: Outbox) -> None:
         write_json_atomically(self.data_dir / STATUS_FILE, self.status(outbox))
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an advisory lock: the outbox has one writer, so one agent per data directory."""
+    with path.open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise ConfigError(f"another edge-agent (pid {lock.read().strip() or '?'}) is already "
+                              f"running with {path.parent}; stop it first") from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield
 
 
 def stats_as_dict(stats: Any) -> dict[str, Any]:

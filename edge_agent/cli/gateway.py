@@ -37,9 +37,10 @@ def run(
 ) -> None:
     """Run the gateway until SIGTERM or Ctrl-C; it flushes the outbox and closes ports."""
     configure_logging(log_level)
-    gateway = Gateway(load_config(config))
+    gateway_config = load_config(config)
 
     async def run_until_signalled() -> None:
+        gateway = Gateway(gateway_config)  # pymodbus clients need the running loop
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -71,8 +72,9 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     if status_path.exists():
         running = json.loads(status_path.read_text(encoding="utf-8"))
     age_ms = now_ms() - running["updated_ms"] if running else None
+    fresh = age_ms is not None and age_ms < _STALE_AFTER_MS
     return {
-        "agent_running": age_ms is not None and age_ms < _STALE_AFTER_MS,
+        "agent_running": fresh and not running.get("stopped", False),
         "status_age_ms": age_ms,
         "streams": streams,
         "devices": running.get("devices", []),
@@ -94,13 +96,13 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
         age = report["status_age_ms"]
         console.print("[yellow]agent not running[/]" + (
             f" (last status {age / 1000:.0f} s ago)" if age is not None else ""))
-    devices = Table("device", "bus", "unit", "state", "polls", "timeouts", "exceptions",
-                    "bad frames", "last error", title="devices")
+    devices = Table("device", "bus", "unit", "state", "polls", "failed", "timeouts",
+                    "exceptions", "bad frames", "last error", title="devices")
     for d in report["devices"]:
         state = {True: "[green]online[/]", False: "[red]offline[/]", None: "waiting"}[d["online"]]
         exceptions = sum(d["exceptions"].values())
-        devices.add_row(d["name"], d["bus"], str(d["unit"]), state, str(d["polls"]),
-                        str(d["timeouts"]), str(exceptions), str(d["frame_errors"]),
+        counts = (d["polls"], d["failed_polls"], d["timeouts"], exceptions, d["frame_errors"])
+        devices.add_row(d["name"], d["bus"], str(d["unit"]), state, *map(str, counts),
                         d["last_error"][:60])
     console.print(devices)
 

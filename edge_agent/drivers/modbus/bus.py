@@ -186,6 +186,7 @@ class ModbusBus:
 
     def _on_failure(self, device: PolledDevice, exc: DeviceError) -> None:
         health = device.health
+        health.failed_polls += 1
         health.consecutive_failures += 1
         health.last_error = str(exc)
         if isinstance(exc, DeviceTimeout):

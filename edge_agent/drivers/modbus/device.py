@@ -20,6 +20,7 @@ class DeviceHealth:
 
     online: bool | None = None
     polls: int = 0
+    failed_polls: int = 0
     requests: int = 0
     timeouts: int = 0
     frame_errors: int = 0
@@ -34,6 +35,7 @@ class DeviceHealth:
         return {
             "online": self.online,
             "polls": self.polls,
+            "failed_polls": self.failed_polls,
             "requests": self.requests,
             "timeouts": self.timeouts,
             "frame_errors": self.frame_errors,
