@@ -161,8 +161,11 @@ def test_agent_process_flushes_on_sigterm_and_refuses_a_second_instance(
             assert time.monotonic() < deadline, "no readings reached the outbox"
             time.sleep(0.1)
         live = status_report(config)
+        while not any(d["online"] for d in live["devices"]):
+            assert time.monotonic() < deadline, f"no device online in {live}"
+            time.sleep(0.2)
+            live = status_report(config)
         assert live["agent_running"] is True
-        assert any(d["online"] for d in live["devices"])
         second = edge_agent("run", "--config", str(config))
         _, err = second.communicate(timeout=30)
         assert second.returncode == 2
