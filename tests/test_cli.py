@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.profiles import available_profiles
+from edge_agent.profiles import available_profiles, load_profile
+from tests.conftest import SimulatorStarter
 
 
 def edge_agent(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -75,3 +76,50 @@ def test_config_validate_summarises_a_good_file(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
     assert "feeder" in result.stdout
+
+
+def test_devices_read_json_over_tcp_gives_every_quantity(
+    simulator_process: SimulatorStarter,
+) -> None:
+    endpoint = simulator_process("--profile", "eastron-sdm630", "--tcp", "0", "--unit", "3")
+    result = edge_agent("devices", "read", "--profile", "eastron-sdm630", "--tcp", endpoint,
+                        "--unit", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    values = json.loads(result.stdout)
+    assert set(values) == set(load_profile("eastron-sdm630").points)
+    assert 200 < values["voltage_l1"] < 260
+    assert values["active_energy_import"] > 0
+
+
+def test_devices_read_table_over_rtu_prints_units(simulator_process: SimulatorStarter) -> None:
+    path = simulator_process("--profile", "eastron-sdm120", "--pty", "--baud", "9600",
+                             "--unit", "5")
+    result = edge_agent("devices", "read", "--profile", "eastron-sdm120", "--serial", path,
+                        "--baud", "9600", "--unit", "5")
+    assert result.returncode == 0, result.stderr
+    assert "active_energy_import" in result.stdout
+    assert "kWh" in result.stdout
+
+
+def test_devices_read_of_a_silent_unit_says_what_to_check(
+    simulator_process: SimulatorStarter,
+) -> None:
+    endpoint = simulator_process("--profile", "eastron-sdm120", "--tcp", "0", "--unit", "1")
+    result = edge_agent("devices", "read", "--profile", "eastron-sdm120", "--tcp", endpoint,
+                        "--unit", "2", "--timeout-ms", "200")
+    assert result.returncode == 2
+    assert "no answer within 0.2 s (check unit id, wiring, baud rate and parity)" in result.stderr
+
+
+def test_modbus_scan_finds_exactly_the_units_on_the_line(
+    simulator_process: SimulatorStarter,
+) -> None:
+    path = simulator_process("--profile", "eastron-sdm120", "--pty", "--baud", "9600",
+                             "--unit", "2", "--unit", "7")
+    result = edge_agent("modbus", "scan", "--serial", path, "--baud", "9600", "--first", "1",
+                        "--last", "10", "--timeout-ms", "100")
+    assert result.returncode == 0, result.stderr
+    assert "2 device(s)" in result.stdout
+    rows = [line.split("│")[1].strip() for line in result.stdout.splitlines()
+            if line.startswith("│")]
+    assert rows == ["2", "7"]

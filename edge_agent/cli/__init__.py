@@ -14,6 +14,7 @@ from rich.console import Console
 from edge_agent import __version__
 from edge_agent.cli import gateway, modbus, profiles
 from edge_agent.errors import EdgeError
+from edge_agent.logs import configure_logging
 
 __all__ = ["app", "main"]
 
@@ -40,6 +41,7 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    configure_logging("WARNING")
     try:
         app()
     except EdgeError as exc:

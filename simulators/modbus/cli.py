@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--profile", required=True,
                         help=f"device profile id ({', '.join(available_profiles())})")
-    parser.add_argument("--unit", type=int, nargs="+", default=[1], metavar="N",
-                        help="unit id(s) served (default: 1)")
+    parser.add_argument("--unit", type=int, nargs="+", action="extend", metavar="N",
+                        help="unit id(s) served, repeatable (default: 1)")
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--tcp", type=int, metavar="PORT",
                        help="serve Modbus TCP on PORT of --host (0: a free port)")
@@ -87,11 +87,12 @@ def _line(args: argparse.Namespace, profile: DeviceProfile) -> LineSettings:
 
 
 def _units(args: argparse.Namespace) -> list[int]:
+    requested: list[int] = args.unit or [1]
     if args.pty and args.devices > 1:
-        if len(args.unit) > 1:
+        if len(requested) > 1:
             raise ValueError("with --pty, give --devices N or several --unit ids, not both")
-        return list(range(args.unit[0], args.unit[0] + args.devices))
-    return list(args.unit)
+        return list(range(requested[0], requested[0] + args.devices))
+    return requested
 
 
 def _simulators(args: argparse.Namespace) -> list[ModbusSimulator]:
