@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.codecs.modbus_values import ValueType
+from edge_agent.drivers.modbus.bus import next_slot
 from edge_agent.drivers.modbus.planner import ReadRequest, plan_reads, split_at_holes
 from edge_agent.profiles import Limits, Point, RegisterKind, load_profile
 
@@ -128,3 +129,17 @@ def test_a_hole_larger_than_the_gap_setting_splits(gap: int) -> None:
     points = [_point(0, ValueType.UINT16), _point(1 + gap + 1, ValueType.UINT16, index=1)]
     requests = plan_reads(points, Limits(max_gap_registers=gap))
     assert len(requests) == 2
+
+
+@given(due=st.floats(0, 1e6), interval=st.floats(0.05, 3600), late=st.floats(0, 1e5))
+def test_next_slot_stays_on_the_grid_and_in_the_future(
+    due: float, interval: float, late: float
+) -> None:
+    now = due + late
+    slot = next_slot(due, interval, now)
+    assert now < slot <= now + interval * 1.000001
+    assert abs(((slot - due) / interval) - round((slot - due) / interval)) < 1e-6
+
+
+def test_next_slot_with_no_interval_is_now() -> None:
+    assert next_slot(5.0, 0.0, 7.0) == 7.0

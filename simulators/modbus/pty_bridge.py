@@ -7,8 +7,12 @@ port (as agents do on errors) without the master side seeing a hang-up, and both
 mode so no byte is translated or echoed before a program configures the port.
 
 With ``line_timing`` each chunk reaches the other side only when its last bit would have left
-the wire at the line's baud rate and format, plus the t3.5 gap that ends a frame, on one
-half-duplex line; so a request and its reply cost what they would on a real bus. asyncio
+the wire at the line's baud rate and format, on one half-duplex line. A request reaches the
+server a t3.5 gap later still, because an RTU slave finds the end of a frame by that silence;
+a reply reaches the client as its bytes arrive, and the client must itself keep t3.5 of
+silence before its next request: a frame started sooner is delayed to a silent line and
+counted in :attr:`PtyBridge.gap_violations` (on a real line it would collide). So a request and
+its reply cost what they would on a real bus, and a client that rushes is caught. asyncio
 timers wake up to a millisecond late (epoll's resolution), which at 9600 baud would add 5 %
 to every transaction: the bridge wakes slightly early and yields to the loop until the exact
 time instead. Without ``line_timing`` bytes pass straight through.
@@ -48,6 +52,8 @@ class PtyBridge:
         # The wire: when the last bit of the latest chunk leaves it, and which way it went.
         self._wire_end = float("-inf")
         self._last_source = -1
+        #: Frames the client started before the line had been silent for t3.5.
+        self.gap_violations = 0
 
     @property
     def server_path(self) -> str:
@@ -112,13 +118,16 @@ class PtyBridge:
             return
         now = self._loop.time()
         gap = self.line.frame_gap
+        to_server = self._masters is not None and sink == self._masters[0]
         if source == self._last_source and now < self._wire_end + gap:
             start = max(now, self._wire_end)  # the rest of the frame on the wire
         else:
+            if to_server and now < self._wire_end + gap:
+                self.gap_violations += 1
             start = max(now, self._wire_end + gap)  # a new frame waits for a silent line
         self._last_source = source
         self._wire_end = start + len(data) * self.line.char_time
-        when = self._wire_end + gap
+        when = self._wire_end + (gap if to_server else 0.0)
         self._loop.call_at(when - _TIMER_SLACK, self._deliver, sink, data, when)
 
     def _deliver(self, sink: int, data: bytes, when: float) -> None:

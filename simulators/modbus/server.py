@@ -165,6 +165,11 @@ class ModbusSimulator:
         return self._bridge.client_path
 
     @property
+    def line_gap_violations(self) -> int:
+        """Requests a client started before t3.5 of line silence (RTU with line timing)."""
+        return 0 if self._bridge is None else self._bridge.gap_violations
+
+    @property
     def endpoint(self) -> str:
         """The address as text: ``127.0.0.1:5020`` or ``/dev/pts/7``."""
         address = self.address

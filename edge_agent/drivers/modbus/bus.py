@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -32,7 +33,7 @@ from edge_agent.errors import (
 )
 from edge_agent.records import Event, Reading, now_ms
 
-__all__ = ["BusPolicy", "ModbusBus", "RecordSink"]
+__all__ = ["BusPolicy", "ModbusBus", "RecordSink", "next_slot"]
 
 log = logging.getLogger("edge_agent.modbus")
 
@@ -57,6 +58,19 @@ class BusPolicy:
     offline_after: int = 3
     #: Longest wait between two attempts at an offline device.
     max_backoff_s: float = 60.0
+
+
+def next_slot(due: float, interval_s: float, now: float) -> float:
+    """The first slot of the device's fixed grid after ``now``: late polls do not drift.
+
+    A poll that ran late (a busy line) keeps the device on its grid and skips missed slots
+    instead of bunching catch-up polls together.
+    """
+    if interval_s <= 0:
+        return now
+    missed = max(0, math.floor((now - due) / interval_s) + 1)
+    slot = due + missed * interval_s
+    return slot if slot > now else slot + interval_s  # floating-point rounding at the edge
 
 
 class ModbusBus:
@@ -97,7 +111,7 @@ class ModbusBus:
 
     async def run(self) -> None:
         """Poll until :meth:`stop`; the port is closed on the way out, whatever happens."""
-        start = self._clock()
+        start = self._quiet_since = self._clock()  # the line's past is unknown: wait t3.5
         for index, device in enumerate(self.devices):
             # Spread first polls over one interval so devices do not all fall due together.
             device.next_due = start + device.interval_s * index / max(len(self.devices), 1)
@@ -180,9 +194,7 @@ class ModbusBus:
         health.online = True
         health.consecutive_failures = 0
         health.last_ok_ms = now_ms()
-        now = self._clock()
-        while device.next_due <= now:
-            device.next_due += device.interval_s
+        device.next_due = next_slot(device.next_due, device.interval_s, self._clock())
 
     def _on_failure(self, device: PolledDevice, exc: DeviceError) -> None:
         health = device.health
