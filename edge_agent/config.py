@@ -27,6 +27,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, load_profile
@@ -65,12 +66,22 @@ class BusConfig(_Strict):
     stopbits: Literal[1, 2] = 1
     timeout_ms: float = Field(default=500, gt=0, le=10_000)
     retries: int = Field(default=0, ge=0, le=5)
+    offline_after: int = Field(
+        default=3, ge=1, le=100, description="Failed polls in a row before a device is offline."
+    )
+    max_backoff_s: float = Field(
+        default=60, gt=0, le=3600, description="Longest wait between tries at an offline device."
+    )
 
     @model_validator(mode="after")
     def _one_transport(self) -> Self:
         if (self.serial is None) == (self.tcp is None):
             raise ValueError("give exactly one of serial = \"/dev/ttyUSB0\" or tcp = \"host:502\"")
         return self
+
+    def policy(self) -> BusPolicy:
+        """How patient the bus is with devices that stop answering."""
+        return BusPolicy(offline_after=self.offline_after, max_backoff_s=self.max_backoff_s)
 
     def link_settings(self) -> LinkSettings:
         """What the Modbus link needs to open this bus."""

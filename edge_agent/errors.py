@@ -61,10 +61,14 @@ class DeviceError(EdgeError):
         self.device = device
         self.bus = bus
 
+    @property
+    def reason(self) -> str:
+        """What went wrong, without the device and bus (for tables that show those already)."""
+        return super().__str__()
+
     def __str__(self) -> str:
         where = " on ".join(part for part in (self.device, self.bus) if part)
-        base = super().__str__()
-        return f"{where}: {base}" if where else base
+        return f"{where}: {self.reason}" if where else self.reason
 
 
 class DeviceTimeout(DeviceError):

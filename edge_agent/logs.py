@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -11,16 +12,19 @@ __all__ = ["configure_logging"]
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Human-readable logs on stderr; pymodbus's own per-timeout errors only at DEBUG.
+    """Logs on stderr: coloured on a terminal, one plain line each in a file or the journal.
 
     pymodbus logs an ERROR for every unanswered request; the agent already counts those per
     device and reports them once, so pymodbus is kept quiet unless debugging.
     """
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=Console(stderr=True), show_path=False)],
-        force=True,
-    )
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     if level.upper() != "DEBUG":
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -83,7 +83,8 @@ def build_buses(config: GatewayConfig, sink: RecordBuffer) -> list[ModbusBus]:
             )
             for device in config.devices if device.bus == bus_config.name
         ]
-        buses.append(ModbusBus(ModbusLink(bus_config.link_settings()), devices, sink))
+        buses.append(ModbusBus(ModbusLink(bus_config.link_settings()), devices, sink,
+                               policy=bus_config.policy()))
     return buses
 
 

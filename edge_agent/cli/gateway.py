@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
 from edge_agent.config import load_config
@@ -19,7 +19,7 @@ from edge_agent.records import now_ms
 from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway, stats_as_dict
 from edge_agent.store import read_stats
 
-__all__ = ["config_app", "run", "status"]
+__all__ = ["config_app", "gateway_report", "report_view", "run", "status"]
 
 config_app = typer.Typer(help="Gateway configuration files.", no_args_is_help=True)
 
@@ -60,7 +60,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return
-    render_report(Console(), report)
+    Console().print(report_view(report))
 
 
 def gateway_report(data_dir: Path) -> dict[str, Any]:
@@ -81,8 +81,8 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def render_report(console: Console, report: dict[str, Any]) -> None:
-    """The status report as two tables: outbox streams and devices."""
+def report_view(report: dict[str, Any]) -> Group:
+    """The status report as two tables, outbox streams and devices (also the demo's view)."""
     now = now_ms()
     streams = Table("stream", "priority", "waiting", "oldest", "last seq", "acked seq",
                     "evicted", title="outbox")
@@ -91,10 +91,10 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
         age = f"{(now - oldest) / 1000:.0f} s ago" if oldest is not None else "-"
         streams.add_row(s["name"], str(s["priority"]), str(s["depth"]), age,
                         str(s["last_seq"]), str(s["acked_seq"]), str(s["evicted_total"]))
-    console.print(streams)
+    parts: list[RenderableType] = [streams]
     if not report["agent_running"]:
         age = report["status_age_ms"]
-        console.print("[yellow]agent not running[/]" + (
+        parts.append("[yellow]agent not running[/]" + (
             f" (last status {age / 1000:.0f} s ago)" if age is not None else ""))
     devices = Table("device", "bus", "unit", "state", "polls", "failed", "timeouts",
                     "exceptions", "bad frames", "last error", title="devices")
@@ -104,7 +104,8 @@ def render_report(console: Console, report: dict[str, Any]) -> None:
         counts = (d["polls"], d["failed_polls"], d["timeouts"], exceptions, d["frame_errors"])
         devices.add_row(d["name"], d["bus"], str(d["unit"]), state, *map(str, counts),
                         d["last_error"][:60])
-    console.print(devices)
+    parts.append(devices)
+    return Group(*parts)
 
 
 @config_app.command("validate")

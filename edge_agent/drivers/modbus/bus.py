@@ -169,10 +169,10 @@ class ModbusBus:
         except DeviceException as exc:
             if exc.code == _ILLEGAL_DATA_ADDRESS and request.has_holes:
                 self._split(device, request)
-            raise DeviceException(str(exc.args[0]), code=exc.code, device=device.name,
+            raise DeviceException(exc.reason, code=exc.code, device=device.name,
                                   bus=self.name) from exc
         except DeviceError as exc:
-            raise type(exc)(str(exc.args[0]), device=device.name, bus=self.name) from exc
+            raise type(exc)(exc.reason, device=device.name, bus=self.name) from exc
         finally:
             self._quiet_since = self._clock()
         return readings_from_response(request, data, device=device.name, ts_ms=now_ms())
@@ -200,7 +200,7 @@ class ModbusBus:
         health = device.health
         health.failed_polls += 1
         health.consecutive_failures += 1
-        health.last_error = str(exc)
+        health.last_error = exc.reason
         if isinstance(exc, DeviceTimeout):
             health.timeouts += 1
         elif isinstance(exc, DeviceException):

@@ -1,0 +1,230 @@
+"""``make demo``: a marina pontoon on one machine, simulated meters feeding a real agent.
+
+The "field" runs in this process: a feeder meter on Modbus TCP, and an RS-485 line (a pty
+with 9600-baud line timing) carrying four berth meters, a water pulse counter and a relay
+board. Berth meter A5 is configured but absent, so it goes offline; halfway through, berth
+A4's cable is "cut" for a while and then mended. The agent runs as its own process
+(``edge-agent run``) on embedded defaults, with its outbox in ``demo-data/``. The screen
+shows the outbox filling and each device's health, live, until Ctrl-C (or ``--duration``).
+
+Later work adds the hub and a badge gate to this same demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+
+from edge_agent.cli.gateway import gateway_report, report_view
+from edge_agent.profiles import load_profile
+from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
+from simulators.modbus import Fault, LineSettings, ModbusSimulator, SimulatedMeter
+
+__all__ = ["main"]
+
+#: When berth A4's cable is cut and mended, in seconds from the start.
+CABLE_CUT_S = (20.0, 35.0)
+
+GATEWAY_TOML = """\
+# Written by the demo (python -m simulators.demo); edit freely and run
+#   edge-agent run --config {config}
+[gateway]
+id = "demo-marina"
+data_dir = "."
+
+[outbox]
+quota_mb = 64
+
+[[buses]]
+name = "harbour-office"
+tcp = "{tcp}"
+timeout_ms = 500
+
+[[buses]]
+name = "pontoon-a"
+serial = "{serial}"
+baudrate = 9600
+timeout_ms = 300
+max_backoff_s = 8
+
+[[devices]]
+name = "feeder"
+bus = "harbour-office"
+profile = "eastron-sdm630"
+unit = 1
+interval_s = 5
+{berths}
+[[devices]]
+name = "water-a"
+bus = "pontoon-a"
+profile = "isma-sfar-4di"
+unit = 10
+interval_s = 5
+
+[[devices]]
+name = "relays-a"
+bus = "pontoon-a"
+profile = "waveshare-relay-8ch"
+unit = 20
+interval_s = 2
+"""
+
+BERTH = """
+[[devices]]
+name = "berth-a{unit}"
+bus = "pontoon-a"
+profile = "eastron-sdm120"
+unit = {unit}
+interval_s = 2
+quantities = ["voltage", "current", "active_power", "active_energy_import"]
+min_silence_ms = 20
+"""
+
+
+class Field:
+    """The simulated devices, served from a thread with its own event loop."""
+
+    def __init__(self) -> None:
+        self.tcp = ""
+        self.serial = ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._pontoon: ModbusSimulator | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        berths = [SimulatedMeter(unit, load_profile("eastron-sdm120"), seed=unit)
+                  for unit in range(1, 5)]
+        pontoon_meters = [*berths, SimulatedMeter(10, load_profile("isma-sfar-4di")),
+                          SimulatedMeter(20, load_profile("waveshare-relay-8ch"))]
+        async with (
+            ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm630"))]) as office,
+            ModbusSimulator(pontoon_meters, transport="rtu", line=LineSettings(9600),
+                            line_timing=True) as pontoon,
+        ):
+            self.tcp, self.serial, self._pontoon = office.endpoint, pontoon.device_path, pontoon
+            self._ready.set()
+            await self._stop.wait()
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise SystemExit("the simulated devices did not start")
+
+    def cut_cable(self, unit: int, cut: bool) -> None:
+        """Make a berth meter fall silent (or answer again), from the main thread."""
+        pontoon, loop = self._pontoon, self._loop
+        assert pontoon is not None
+        assert loop is not None
+        meter = pontoon.meter(unit)
+        loop.call_soon_threadsafe(meter.set_fault, Fault.no_reply() if cut else Fault.none())
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def prepare(data_dir: Path, field: Field) -> Path:
+    """A fresh data directory with the gateway file; A5 is configured but not on the line."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in (OUTBOX_FILE, f"{OUTBOX_FILE}-wal", f"{OUTBOX_FILE}-shm", STATUS_FILE, LOCK_FILE):
+        (data_dir / name).unlink(missing_ok=True)
+    config = data_dir / "gateway.toml"
+    berths = "".join(BERTH.format(unit=unit) for unit in range(1, 6))
+    config.write_text(GATEWAY_TOML.format(config=config, tcp=field.tcp, serial=field.serial,
+                                          berths=berths), encoding="utf-8")
+    return config
+
+
+@contextlib.contextmanager
+def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``edge-agent run`` as its own process; SIGTERM and a clean exit at the end."""
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def summary(data_dir: Path) -> str:
+    report = gateway_report(data_dir)
+    waiting = {s["name"]: s["depth"] for s in report["streams"]}
+    offline = [d["name"] for d in report["devices"] if d["online"] is False]
+    return (f"outbox: {waiting.get('readings', 0)} readings and {waiting.get('events', 0)} "
+            f"events waiting for the hub; offline: {', '.join(offline) or 'none'}")
+
+
+def run(data_dir: Path, duration: float | None, live: bool) -> None:
+    console = Console()
+    field = Field()
+    field.start()
+    config = prepare(data_dir, field)
+    log = data_dir / "agent.log"
+    console.print(f"field: feeder on tcp {field.tcp}, pontoon-a on {field.serial} (9600 baud)")
+    console.print(f"agent: edge-agent run --config {config}  (log: {log})")
+    started = time.monotonic()
+    cable_cut = False
+    try:
+        with agent_process(config, log) as agent, Live(console=console, auto_refresh=False,
+                                                      transient=not live) as screen:
+            while duration is None or time.monotonic() - started < duration:
+                if agent.poll() is not None:
+                    raise SystemExit(f"the agent stopped (exit {agent.returncode}); see {log}")
+                elapsed = time.monotonic() - started
+                should_cut = CABLE_CUT_S[0] <= elapsed < CABLE_CUT_S[1]
+                if should_cut != cable_cut:
+                    field.cut_cable(4, should_cut)
+                    cable_cut = should_cut
+                title = (f"[bold]Ponton demo[/] {elapsed:.0f} s - berth A4 cable "
+                         f"{'[red]cut[/]' if cable_cut else 'ok'} (cut at {CABLE_CUT_S[0]:.0f} s,"
+                         f" mended at {CABLE_CUT_S[1]:.0f} s) - Ctrl-C to stop")
+                if live:
+                    screen.update(Group(title, report_view(gateway_report(data_dir))),
+                                  refresh=True)
+                else:
+                    console.print(f"{elapsed:5.0f} s  {summary(data_dir)}")
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        field.stop()
+    console.print(f"stopped. {summary(data_dir)}")
+    console.print(f"inspect it: edge-agent status --config {config}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Ponton demo: simulated marina + edge agent.")
+    parser.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    parser.add_argument("--duration", type=float, default=None,
+                        help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--plain", action="store_true",
+                        help="one summary line a second instead of the live tables")
+    args = parser.parse_args()
+    live = not args.plain and Console().is_terminal
+    run(args.data_dir.resolve(), args.duration, live)
+
+
+if __name__ == "__main__":
+    main()
