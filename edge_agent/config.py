@@ -1,6 +1,6 @@
 """The gateway configuration: one TOML file an installer writes per gateway.
 
-Example (docs/configuration.md has every field)::
+Example (docs/configuration.md lists every field)::
 
     [gateway]
     id = "dk-marina-01"
