@@ -32,7 +32,6 @@ from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, load_profile
 from edge_agent.validation import describe_validation_error
-from edge_agent.yaml_source import LocatedYaml
 
 __all__ = ["BusConfig", "DeviceConfig", "GatewayConfig", "load_config"]
 
@@ -174,7 +173,7 @@ def load_config(path: Path) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            describe_validation_error(exc, path, LocatedYaml(data, {}), GatewayConfig)
+            describe_validation_error(exc, path, None, GatewayConfig)
         ) from exc
     _check_profiles(config, path)
     data_dir = config.gateway.data_dir

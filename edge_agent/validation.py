@@ -32,14 +32,17 @@ def known_field_names(*models: type[BaseModel]) -> set[str]:
 
 
 def describe_validation_error(
-    error: ValidationError, path: Path, source: LocatedYaml, *models: type[BaseModel]
+    error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel]
 ) -> str:
-    """One line per problem: ``file:line: field.path: message (did you mean …)``."""
+    """One line per problem: ``file:line: field.path: message (did you mean …)``.
+
+    ``source`` maps fields to lines; without it (TOML keeps no positions) lines are left out.
+    """
     fields = known_field_names(*models)
     lines = [f"{path}: {error.error_count()} problem(s):"]
     for item in error.errors():
         location = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
-        line = source.line_of(location)
+        line = source.line_of(location) if source else None
         where = f"{path.name}:{line}" if line else path.name
         dotted = ".".join(str(part) for part in location) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")

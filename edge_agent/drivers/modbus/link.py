@@ -24,7 +24,7 @@ from edge_agent.errors import (
 )
 from edge_agent.profiles.models import RegisterKind
 
-__all__ = ["LinkSettings", "ModbusLink"]
+__all__ = ["EXCEPTION_NAMES", "LinkSettings", "ModbusLink"]
 
 log = logging.getLogger("edge_agent.modbus")
 

@@ -1,0 +1,41 @@
+"""No pymodbus or pyserial exception escapes the Modbus link untranslated."""
+
+from __future__ import annotations
+
+import inspect
+
+import pymodbus.exceptions
+import pytest
+import serial
+from pymodbus.pdu import ModbusPDU
+
+from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
+from edge_agent.errors import DeviceError
+
+PYMODBUS_ERRORS = sorted(
+    (cls for _, cls in inspect.getmembers(pymodbus.exceptions, inspect.isclass)
+     if issubclass(cls, Exception)),
+    key=lambda cls: cls.__name__,
+)
+
+
+@pytest.mark.parametrize(
+    "error_class", [*PYMODBUS_ERRORS, serial.SerialException, OSError],
+    ids=lambda cls: cls.__name__,
+)
+async def test_every_library_exception_becomes_a_device_error(
+    error_class: type[Exception],
+) -> None:
+    assert len(PYMODBUS_ERRORS) >= 6
+    link = ModbusLink(LinkSettings("lan", "tcp", "127.0.0.1:9"))
+
+    async def failing_call() -> ModbusPDU:
+        raise error_class("boom")
+
+    try:
+        with pytest.raises(DeviceError) as caught:
+            await link._execute(failing_call(), unit=3)
+    finally:
+        link.close()
+    assert caught.value.device == "unit 3"
+    assert caught.value.bus == "lan"
