@@ -60,6 +60,9 @@ class BusConfig(_Strict):
     serial: str | None = None
     tcp: str | None = Field(default=None, pattern=r"^[^:]+:\d+$", description="HOST:PORT")
     rtu_over_tcp: bool = False
+    local_echo: bool = Field(
+        default=False, description="The RS-485 adapter echoes what it sends; drop the echo."
+    )
     baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
@@ -94,6 +97,7 @@ class BusConfig(_Strict):
             timeout_s=self.timeout_ms / 1000.0,
             retries=self.retries,
             rtu_over_tcp=self.rtu_over_tcp,
+            local_echo=self.local_echo,
         )
 
 

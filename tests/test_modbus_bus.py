@@ -285,3 +285,16 @@ async def test_bus_keeps_the_t35_silence_that_a_raw_client_breaks() -> None:
             await wait_until(lambda: sum(d.health.polls for d in devices) >= 40)
         assert sim.line_gap_violations == before
         assert sum(d.health.failed_polls for d in devices) == 0
+
+
+async def test_adapter_that_echoes_its_requests_is_read_with_local_echo() -> None:
+    async with ModbusSimulator([meter(1, "isma-sfar-4di")], transport="rtu", echo=True) as sim:
+        target = device("water", 1, "isma-sfar-4di")
+        settings = LinkSettings("rs485", "serial", sim.device_path, timeout_s=0.3,
+                                local_echo=True)
+        bus = ModbusBus(ModbusLink(settings), [target], CollectingSink())
+        try:
+            for _ in range(3):
+                assert_matches_meter(await bus.read_device(target), sim.meter(1))
+        finally:
+            bus.link.close()

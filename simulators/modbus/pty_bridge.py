@@ -15,7 +15,8 @@ counted in :attr:`PtyBridge.gap_violations` (on a real line it would collide). S
 its reply cost what they would on a real bus, and a client that rushes is caught. asyncio
 timers wake up to a millisecond late (epoll's resolution), which at 9600 baud would add 5 %
 to every transaction: the bridge wakes slightly early and yields to the loop until the exact
-time instead. Without ``line_timing`` bytes pass straight through.
+time instead. Without ``line_timing`` bytes pass straight through. With ``echo`` the client
+also reads back every byte it sends, as through an adapter without direction control.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ class PtyBridge:
     A bridge is opened once and closed once.
     """
 
-    def __init__(self, line: LineSettings, *, line_timing: bool = False) -> None:
+    def __init__(self, line: LineSettings, *, line_timing: bool = False, echo: bool = False
+                 ) -> None:
         self.line = line
         self.line_timing = line_timing
+        self.echo = echo
         self._fds: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._masters: tuple[int, int] | None = None
@@ -113,6 +116,8 @@ class PtyBridge:
             return  # a pty error (EIO) loses this chunk, as line noise would; keep pumping
         if not data:
             return
+        if self.echo and self._masters is not None and source == self._masters[1]:
+            _send(source, data)
         if not self.line_timing or self._loop is None:
             _send(sink, data)
             return

@@ -41,6 +41,8 @@ class ModbusSimulator:
     ``transport="tcp"`` listens on ``host:port`` (port 0 picks a free one); ``"rtu"`` serves
     a pty pair whose client end is :attr:`address`. ``line`` is the RTU line format (default:
     the first meter's factory settings) and ``line_timing`` makes the pty cost real wire time.
+    ``echo`` sends every request back to the client too, as RS-485 adapters without automatic
+    direction control do.
     """
 
     def __init__(
@@ -52,6 +54,7 @@ class ModbusSimulator:
         port: int = 0,
         line: LineSettings | None = None,
         line_timing: bool = False,
+        echo: bool = False,
     ) -> None:
         if not meters:
             raise ValueError("a simulator needs at least one meter")
@@ -60,13 +63,14 @@ class ModbusSimulator:
             raise ValueError(f"unit ids must be distinct on one endpoint, got {units}")
         if transport not in _UNIT_OFFSET:
             raise ValueError(f"transport must be 'tcp' or 'rtu', got {transport!r}")
-        if line_timing and transport != "rtu":
-            raise ValueError("line timing emulates an RS-485 line: it needs the rtu transport")
+        if (line_timing or echo) and transport != "rtu":
+            raise ValueError("line timing and echo emulate an RS-485 line: they need rtu")
         for meter in meters:
             meter.bind(transport)
         self.transport: Transport = transport
         self.line = line or LineSettings.from_profile(meters[0].profile)
         self.line_timing = line_timing
+        self.echo = echo
         self._meters = {meter.unit: meter for meter in meters}
         self._host = host
         self._port = port
@@ -116,7 +120,7 @@ class ModbusSimulator:
         self._port = int(listener.sockets[0].getsockname()[1])
 
     async def _start_rtu(self, devices: list[SimDevice]) -> None:
-        bridge = PtyBridge(self.line, line_timing=self.line_timing)
+        bridge = PtyBridge(self.line, line_timing=self.line_timing, echo=self.echo)
         self._bridge = bridge
         bridge.open()
         # A pty carries bytes, not bits: parity and stop bits only matter for the wire time,

@@ -57,6 +57,8 @@ class LinkSettings:
     retries: int = 0
     #: RTU framing over TCP, for transparent RS-485 to Ethernet converters.
     rtu_over_tcp: bool = False
+    #: The adapter echoes what it sends (some RS-485 dongles): drop the echo before the reply.
+    local_echo: bool = False
 
     @property
     def is_rtu(self) -> bool:
@@ -99,6 +101,7 @@ class ModbusLink:
                 bytesize=settings.bytesize,
                 timeout=settings.timeout_s,
                 retries=settings.retries,
+                handle_local_echo=settings.local_echo,
                 reconnect_delay=0,
                 trace_packet=self._trace_packet,
             )
