@@ -22,7 +22,7 @@ from edge_agent.config import GatewayConfig
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, EdgeError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
 
@@ -127,6 +127,9 @@ class Gateway:
                 self._drained.set()
                 self.buffer.ready.set()
         finally:
+            self._drained.set()  # also on a crash: the status file must not claim we run
+            with contextlib.suppress(EdgeError, OSError):
+                await asyncio.to_thread(self._write_status, outbox)
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
 

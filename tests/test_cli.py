@@ -51,7 +51,7 @@ def test_profiles_schema_is_json_schema_of_a_profile_file() -> None:
         (("devices", "read", "--profile", "eastron-sdm120", "--unit", "1"),
          "give exactly one of --tcp HOST:PORT or --serial PORT"),
         (("devices", "read", "--profile", "eastron-sdm120", "--unit", "1", "--serial",
-          "/dev/nonexistent-tty"), "cannot open /dev/nonexistent-tty"),
+          "/dev/nonexistent-tty"), "/dev/nonexistent-tty does not exist"),
         (("modbus", "scan", "--tcp", "127.0.0.1:9", "--parity", "X"), "--parity must be N, E or O"),
     ],
 )

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from edge_agent.drivers.modbus.bus import BusPolicy, ModbusBus
+from edge_agent.drivers.modbus.decoding import readings_from_response
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
 from edge_agent.errors import DeviceException, DeviceTimeout, TransportError
@@ -226,11 +228,35 @@ async def test_refused_connection_is_a_transport_error_and_the_bus_reconnects() 
             await wait_until(lambda: "device.online" in sink.kinds("berth"))
 
 
-async def test_unopenable_serial_port_says_what_to_check() -> None:
+async def test_missing_serial_port_says_to_check_the_adapter() -> None:
     link = ModbusLink(LinkSettings("rs485", "serial", "/dev/ponton-no-such-tty"))
-    with pytest.raises(TransportError, match="does the port exist"):
+    with pytest.raises(TransportError, match="does not exist: is the adapter plugged in"):
         await link.open()
     link.close()
+
+
+async def test_port_held_by_another_program_is_named_as_such() -> None:
+    async with ModbusSimulator([meter(1, "isma-sfar-4di")], transport="rtu") as sim:
+        holder = link_to(sim)
+        await holder.open()
+        second = link_to(sim)
+        try:
+            with pytest.raises(TransportError, match="is in use by another program"):
+                await second.open()
+        finally:
+            second.close()
+            holder.close()
+
+
+async def test_line_settings_the_port_refuses_are_a_clear_error() -> None:
+    """This kernel's ptys refuse even parity: the same path as an adapter refusing a setting."""
+    async with ModbusSimulator([meter(1, "isma-sfar-4di")], transport="rtu") as sim:
+        link = ModbusLink(LinkSettings("rs485", "serial", sim.device_path, parity="E"))
+        try:
+            with pytest.raises(TransportError, match=r"refused 9600 8E1 .*check baud rate"):
+                await link.open()
+        finally:
+            link.close()
 
 
 async def test_relay_command_runs_before_the_next_poll_request() -> None:
@@ -298,3 +324,26 @@ async def test_adapter_that_echoes_its_requests_is_read_with_local_echo() -> Non
                 assert_matches_meter(await bus.read_device(target), sim.meter(1))
         finally:
             bus.link.close()
+
+
+async def test_an_unexpected_error_in_one_device_does_not_stop_the_bus(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in one device's decoding is logged and counted; the other devices go on."""
+    def broken_for_water(request: Any, data: Any, *, device: str, ts_ms: int) -> list[Reading]:
+        if device == "water":
+            raise RuntimeError("decoder bug")
+        return readings_from_response(request, data, device=device, ts_ms=ts_ms)
+
+    monkeypatch.setattr("edge_agent.drivers.modbus.bus.readings_from_response", broken_for_water)
+    sims = [meter(1, "eastron-sdm120"), meter(2, "isma-sfar-4di")]
+    async with ModbusSimulator(sims, transport="tcp") as sim:
+        berth, water = device("berth", 1, "eastron-sdm120"), device("water", 2, "isma-sfar-4di")
+        sink = CollectingSink()
+        bus = ModbusBus(link_to(sim), [berth, water], sink,
+                        policy=BusPolicy(offline_after=2, max_backoff_s=0.2))
+        async with running(bus):
+            await wait_until(lambda: "device.offline" in sink.kinds("water")
+                             and berth.health.polls >= 10)
+        assert berth.health.failed_polls == 0
+        assert "internal error: RuntimeError('decoder bug')" in water.health.last_error

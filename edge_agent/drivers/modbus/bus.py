@@ -25,6 +25,7 @@ from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.drivers.modbus.planner import ReadRequest, split_at_holes
 from edge_agent.drivers.modbus.timing import inter_frame_gap_s
 from edge_agent.errors import (
+    CodecError,
     DeviceError,
     DeviceException,
     DeviceTimeout,
@@ -157,6 +158,11 @@ class ModbusBus:
         except DeviceError as exc:
             self._on_failure(device, exc)
             return
+        except Exception as exc:  # a bug in one device's path must not stop the whole bus
+            log.exception("%s on %s: unexpected error while polling", device.name, self.name)
+            self._on_failure(device, DeviceError(f"internal error: {exc!r}", device=device.name,
+                                                 bus=self.name))
+            return
         self._on_success(device)
         self._sink.put_readings(readings)
 
@@ -175,7 +181,11 @@ class ModbusBus:
             raise type(exc)(exc.reason, device=device.name, bus=self.name) from exc
         finally:
             self._quiet_since = self._clock()
-        return readings_from_response(request, data, device=device.name, ts_ms=now_ms())
+        try:
+            return readings_from_response(request, data, device=device.name, ts_ms=now_ms())
+        except CodecError as exc:
+            raise FrameError(f"malformed reply: {exc}", device=device.name, bus=self.name
+                             ) from exc
 
     def _split(self, device: PolledDevice, request: ReadRequest) -> None:
         """Stop reading across holes this device does not define."""

@@ -7,10 +7,12 @@ The link owns no schedule; the bus (bus.py) decides what goes on the wire and wh
 from __future__ import annotations
 
 import logging
+import termios
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import serial
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -118,17 +120,54 @@ class ModbusLink:
         return self._client.connected
 
     async def open(self) -> None:
-        """Open the port or connect; TransportError with a hint when it fails."""
+        """Open the port or connect; TransportError saying what to check when it fails."""
         if self._client.connected:
             return
+        if self.settings.transport == "serial":
+            self._check_port()
         if not await self._client.connect():
-            hint = (
-                "is the device reachable and the port right?"
-                if self.settings.transport == "tcp"
-                else "does the port exist, and may this user open it (group dialout)?"
-            )
-            raise TransportError(f"cannot open {self.settings.target}: {hint}",
-                                 bus=self.settings.name)
+            target = self.settings.target
+            raise TransportError(
+                f"cannot connect to {target}: is the device on the network and listening for "
+                "Modbus TCP on that port?" if self.settings.transport == "tcp"
+                else f"cannot open {target} (it opened a moment ago: a loose USB adapter?)",
+                bus=self.settings.name)
+
+    def _check_port(self) -> None:
+        """Open and configure the port once as pymodbus will, to explain a refusal.
+
+        pymodbus only reports that a serial connection failed, and leaks the port when the
+        line settings are refused after opening (it sets the timeout afterwards); doing the
+        same here first gives the installer the reason and keeps every descriptor closed.
+        """
+        settings = self.settings
+        try:
+            port = serial.serial_for_url(
+                settings.target, exclusive=True, baudrate=settings.baudrate,
+                parity=settings.parity, stopbits=settings.stopbits, bytesize=settings.bytesize)
+        except (OSError, ValueError, termios.error) as exc:
+            raise TransportError(self._explain(exc), bus=settings.name) from exc
+        try:
+            port.timeout = 0
+        except (OSError, ValueError, termios.error) as exc:
+            raise TransportError(
+                f"{settings.target} refused {settings.baudrate} {settings.bytesize}"
+                f"{settings.parity}{settings.stopbits} ({exc}); check baud rate, parity and "
+                "stop bits", bus=settings.name) from exc
+        finally:
+            port.close()
+
+    def _explain(self, exc: Exception) -> str:
+        target, reason = self.settings.target, str(exc)
+        if "exclusively lock" in reason:
+            return (f"{target} is in use by another program (is `edge-agent run` using it? "
+                    "stop it first)")
+        if "No such file" in reason:
+            return (f"{target} does not exist: is the adapter plugged in? "
+                    "(ls /dev/ttyUSB* /dev/serial/by-id/)")
+        if "Permission denied" in reason:
+            return f"permission denied on {target}: add this user to the dialout group"
+        return f"cannot open {target}: {reason}"
 
     def close(self) -> None:
         """Close the port or socket; safe to call twice."""
