@@ -21,11 +21,19 @@ Example (docs/configuration.md lists every field)::
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
@@ -58,7 +66,7 @@ class BusConfig(_Strict):
 
     name: str
     serial: str | None = None
-    tcp: str | None = Field(default=None, pattern=r"^[^:]+:\d+$", description="HOST:PORT")
+    tcp: str | None = Field(default=None, description="HOST:PORT of a Modbus TCP device.")
     rtu_over_tcp: bool = False
     local_echo: bool = Field(
         default=False, description="The RS-485 adapter echoes what it sends; drop the echo."
@@ -74,6 +82,13 @@ class BusConfig(_Strict):
     max_backoff_s: float = Field(
         default=60, gt=0, le=3600, description="Longest wait between tries at an offline device."
     )
+
+    @field_validator("tcp")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^:\s]+:\d{1,5}", value):
+            raise ValueError(f"'{value}' is not HOST:PORT, e.g. \"192.168.1.40:502\"")
+        return value
 
     @model_validator(mode="after")
     def _one_transport(self) -> Self:
@@ -130,7 +145,12 @@ class GatewayConfig(_Strict):
         bus_names = [bus.name for bus in self.buses]
         _no_duplicates("bus name", bus_names)
         _no_duplicates("device name", [device.name for device in self.devices])
-        _no_duplicates("unit id", [f"{d.bus} unit {d.unit}" for d in self.devices])
+        on_unit: dict[tuple[str, int], str] = {}
+        for device in self.devices:
+            other = on_unit.setdefault((device.bus, device.unit), device.name)
+            if other != device.name:
+                raise ValueError(f"{other} and {device.name} both use unit {device.unit} on bus "
+                                 f"{device.bus}; give each device its own unit id")
         for device in self.devices:
             if device.bus not in bus_names:
                 close = difflib.get_close_matches(device.bus, bus_names, n=1)
@@ -177,7 +197,7 @@ def load_config(path: Path) -> GatewayConfig:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            describe_validation_error(exc, path, None, GatewayConfig)
+            describe_validation_error(exc, path, None, GatewayConfig, data=data)
         ) from exc
     _check_profiles(config, path)
     data_dir = config.gateway.data_dir

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -31,12 +32,37 @@ def known_field_names(*models: type[BaseModel]) -> set[str]:
     return names
 
 
+def _label(location: tuple[str | int, ...], data: Any) -> str:
+    """``devices[berth-a3].unit`` rather than ``devices.2.unit``: entries named by their name."""
+    parts: list[str] = []
+    node = data
+    for part in location:
+        entry = _child(node, part)
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(part, int) and isinstance(name, str) and parts:
+            parts[-1] += f"[{name}]"
+        else:
+            parts.append(str(part))
+        node = entry
+    return ".".join(parts) or "(top level)"
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
 def describe_validation_error(
-    error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel]
+    error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel],
+    data: Any = None,
 ) -> str:
     """One line per problem: ``file:line: field.path: message (did you mean …)``.
 
     ``source`` maps fields to lines; without it (TOML keeps no positions) lines are left out.
+    ``data`` is the parsed file, so list entries with a ``name`` are shown by that name.
     """
     fields = known_field_names(*models)
     lines = [f"{path}: {error.error_count()} problem(s):"]
@@ -44,7 +70,7 @@ def describe_validation_error(
         location = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
         line = source.line_of(location) if source else None
         where = f"{path.name}:{line}" if line else path.name
-        dotted = ".".join(str(part) for part in location) or "(top level)"
+        dotted = _label(location, data if data is not None else source and source.data)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden" and location:
             close = difflib.get_close_matches(str(location[-1]), sorted(fields), n=1)

@@ -68,11 +68,14 @@ def test_valid_file_loads_with_data_dir_beside_it(tmp_path: Path) -> None:
          "did you mean 'eastron-sdm120'?"),
         ('"active_power"]', '"active_powr"]',
          "has no quantity 'active_powr'; did you mean 'active_power'?"),
-        ("interval_s = 5", "interval_s = 0", "devices.1.interval_s: Input should be greater"),
+        ("interval_s = 5", "interval_s = 0",
+         "devices[feeder].interval_s: Input should be greater"),
         ("unit = 12\n", "unit = 300\n",
-         "devices.0.unit: Input should be less than or equal to 247"),
+         "devices[berth-a12].unit: Input should be less than or equal to 247"),
+        ('tcp = "192.168.1.40:502"', 'tcp = "192.168.1.40"',
+         "buses[switchboard].tcp: '192.168.1.40' is not HOST:PORT, e.g. \"192.168.1.40:502\""),
         ('baudrate = 9600', 'baudrat = 9600',
-         "buses.0.baudrat: unknown field; did you mean 'baudrate'?"),
+         "buses[pontoon-a].baudrat: unknown field; did you mean 'baudrate'?"),
         ('serial = "/dev/ttyUSB0"', 'serial = "/dev/ttyUSB0"\ntcp = "h:1"', "exactly one of"),
         ('name = "feeder"', 'name = "berth-a12"', "device name 'berth-a12' is used twice"),
         ("[gateway]", "[gateway\n", "invalid TOML"),
@@ -93,7 +96,7 @@ def test_each_mistake_gets_a_message_naming_the_field(
 def test_two_devices_on_one_unit_id_are_refused(tmp_path: Path) -> None:
     text = VALID.replace('bus = "switchboard"', 'bus = "pontoon-a"').replace(
         "unit = 1\n", "unit = 12\n")
-    with pytest.raises(ConfigError, match="unit id 'pontoon-a unit 12' is used twice"):
+    with pytest.raises(ConfigError, match="berth-a12 and feeder both use unit 12 on bus pontoon-a"):
         load_config(_write(tmp_path, text))
 
 

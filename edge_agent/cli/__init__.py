@@ -45,5 +45,7 @@ def main() -> None:
     try:
         app()
     except EdgeError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        console = Console(stderr=True, soft_wrap=True, highlight=False)
+        console.print("[bold red]error:[/] ", end="")
+        console.print(str(exc), markup=False)
         sys.exit(2)

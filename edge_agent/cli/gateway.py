@@ -12,8 +12,9 @@ import typer
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from edge_agent.config import load_config
+from edge_agent.config import GatewayConfig, load_config
 from edge_agent.drivers.modbus.planner import plan_reads
+from edge_agent.errors import ConfigError
 from edge_agent.logs import configure_logging
 from edge_agent.records import now_ms
 from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway, stats_as_dict
@@ -109,12 +110,21 @@ def report_view(report: dict[str, Any]) -> Group:
 
 
 @config_app.command("validate")
-def validate(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
+def validate(
+    path: Annotated[Path | None, typer.Argument(metavar="[FILE]", show_default=False)] = None,
+    config_option: Annotated[Path | None, typer.Option(
+        "--config", "-c", envvar="PONTON_CONFIG", help="Gateway TOML file.")] = None,
+) -> None:
     """Check a gateway file: fields, buses, devices, profiles and quantities."""
-    config = load_config(path)
+    chosen = path or config_option
+    if chosen is None:
+        raise ConfigError("give the gateway file: edge-agent config validate FILE")
+    config = load_config(chosen)
     console = Console()
     console.print(f"[green]ok[/]: gateway {config.gateway.id}, {len(config.buses)} bus(es), "
                   f"{len(config.devices)} device(s), data in {config.gateway.data_dir}")
+    for warning in factory_setting_warnings(config):
+        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
     table = Table("device", "bus", "unit", "profile", "every", "requests per poll")
     for device in config.devices:
         profile = config.profile_of(device)
@@ -122,3 +132,22 @@ def validate(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
         table.add_row(device.name, device.bus, str(device.unit), profile.id,
                       f"{device.interval_s:g} s", str(len(plan_reads(points, profile.limits))))
     console.print(table)
+
+
+def factory_setting_warnings(config: GatewayConfig) -> list[str]:
+    """Devices whose factory serial settings differ from their bus: reconfigure them first."""
+    buses = {bus.name: bus for bus in config.buses}
+    warnings = []
+    for device in config.devices:
+        bus = buses[device.bus]
+        factory = config.profile_of(device).serial
+        if bus.serial is None:
+            continue
+        if (factory.baudrate, factory.parity, factory.stopbits) != (
+                bus.baudrate, bus.parity, bus.stopbits):
+            warnings.append(
+                f"{device.name}: {device.profile} ships at {factory.baudrate} "
+                f"{factory.bytesize}{factory.parity}{factory.stopbits} but bus {bus.name} runs "
+                f"at {bus.baudrate} 8{bus.parity}{bus.stopbits}; set the device to the bus's "
+                "settings before connecting it")
+    return warnings

@@ -119,7 +119,7 @@ class Limits(_Strict):
 
 
 class SerialDefaults(_Strict):
-    """Factory serial settings, used when a bus does not say otherwise."""
+    """Factory serial settings: what a new device speaks until an installer changes it."""
 
     baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
