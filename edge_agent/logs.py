@@ -19,7 +19,8 @@ def configure_logging(level: str = "INFO") -> None:
     """
     handler: logging.Handler
     if sys.stderr.isatty():
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        handler = RichHandler(console=Console(stderr=True), show_path=False,
+                              log_time_format="%H:%M:%S")
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)

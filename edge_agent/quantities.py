@@ -10,6 +10,7 @@ lists the same table for installers; a test keeps the two in step.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ __all__ = [
     "QUANTITIES",
     "QuantitySpec",
     "lookup_quantity",
+    "rounded",
     "suggest_quantity",
 ]
 
@@ -101,3 +103,17 @@ def suggest_quantity(name: str) -> str | None:
     candidates += [f"{base}_{q}" for base in QUANTITIES for q in QUALIFIERS]
     matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def rounded(quantity: str, value: float) -> float | None:
+    """``value`` to the quantity's resolution, for people (230.8 V, not 230.76486206054688).
+
+    None for NaN or infinity, which JSON cannot carry. Stored readings keep every digit.
+    """
+    if not math.isfinite(value):
+        return None
+    spec = lookup_quantity(quantity)
+    if spec is None:
+        return value
+    decimals = max(0, -math.floor(math.log10(spec.resolution)))
+    return round(value, decimals)

@@ -199,7 +199,8 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
                     cable_cut = should_cut
                 title = (f"[bold]Ponton demo[/] {elapsed:.0f} s - berth A4 cable "
                          f"{'[red]cut[/]' if cable_cut else 'ok'} (cut at {CABLE_CUT_S[0]:.0f} s,"
-                         f" mended at {CABLE_CUT_S[1]:.0f} s) - Ctrl-C to stop")
+                         f" mended at {CABLE_CUT_S[1]:.0f} s); berth A5 is configured but absent"
+                         " - Ctrl-C to stop")
                 if live:
                     screen.update(Group(title, report_view(gateway_report(data_dir))),
                                   refresh=True)
@@ -215,8 +216,11 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Ponton demo: simulated marina + edge agent.")
-    parser.add_argument("--data-dir", type=Path, default=Path("demo-data"))
+    parser = argparse.ArgumentParser(prog="python -m simulators.demo",
+                                     description="Ponton demo: simulated marina + edge agent.")
+    parser.add_argument("--data-dir", type=Path, default=Path("demo-data"),
+                        help="where the generated gateway.toml, the outbox and the agent log go "
+                             "(default: demo-data)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--plain", action="store_true",

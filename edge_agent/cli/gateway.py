@@ -97,14 +97,19 @@ def report_view(report: dict[str, Any]) -> Group:
         age = report["status_age_ms"]
         parts.append("[yellow]agent not running[/]" + (
             f" (last status {age / 1000:.0f} s ago)" if age is not None else ""))
-    devices = Table("device", "bus", "unit", "state", "polls", "failed", "timeouts",
-                    "exceptions", "bad frames", "last error", title="devices")
+    devices = Table(title="devices")
+    for header in ("device", "bus", "unit", "state"):
+        devices.add_column(header, no_wrap=True)
+    for header in ("polls", "failed", "timeouts", "exceptions", "bad frames"):
+        devices.add_column(header, justify="right")
+    devices.add_column("why not online", ratio=1)
     for d in report["devices"]:
-        state = {True: "[green]online[/]", False: "[red]offline[/]", None: "waiting"}[d["online"]]
+        state = {True: "[green]online[/]", False: "[red]offline[/]",
+                 None: "not polled yet"}[d["online"]]
         exceptions = sum(d["exceptions"].values())
         counts = (d["polls"], d["failed_polls"], d["timeouts"], exceptions, d["frame_errors"])
         devices.add_row(d["name"], d["bus"], str(d["unit"]), state, *map(str, counts),
-                        d["last_error"][:60])
+                        "" if d["online"] else d["last_error"])
     parts.append(devices)
     return Group(*parts)
 

@@ -19,6 +19,7 @@ from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
 from edge_agent.errors import ConfigError, DeviceException, DeviceTimeout, FrameError
 from edge_agent.profiles import RegisterKind, load_profile
+from edge_agent.quantities import rounded
 from edge_agent.records import Event, Reading
 
 __all__ = ["devices_app", "modbus_app"]
@@ -88,12 +89,14 @@ def read(
 
     readings = asyncio.run(read_once())
     if as_json:
-        typer.echo(json.dumps({r.quantity: r.value for r in readings}))
+        typer.echo(json.dumps({r.quantity: rounded(r.quantity, r.value) for r in readings}))
         return
     table = Table("quantity", "value", "unit", "quality", title=f"{profile.id} unit {unit}")
     for reading in readings:
         unit_name = profile.points[reading.quantity].unit
-        table.add_row(reading.quantity, f"{reading.value:.6g}", unit_name, reading.quality.name)
+        shown = rounded(reading.quantity, reading.value)
+        table.add_row(reading.quantity, "-" if shown is None else str(shown), unit_name,
+                      reading.quality.name)
     Console().print(table)
 
 
@@ -141,9 +144,9 @@ async def _probe(link: ModbusLink, unit: int) -> str | None:
     try:
         await link.read(RegisterKind.HOLDING, 0, 1, unit)
     except DeviceException as exc:
-        return f"present (exception {exc.code} to a holding-register read)"
+        return f"present (answered the probe with exception {exc.code}, normal for meters)"
     except FrameError:
         return "garbled reply: check baud rate and parity"
     except DeviceTimeout:
         return None
-    return "present (holding register 0 readable)"
+    return "present (answered the probe)"

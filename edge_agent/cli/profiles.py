@@ -17,7 +17,10 @@ app = typer.Typer(help="Device profiles shipped with the agent.", no_args_is_hel
 @app.command("list")
 def list_profiles() -> None:
     """List every device profile with its model and category."""
-    table = Table("id", "manufacturer", "model", "category", "points")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for header in ("manufacturer", "model", "category", "points"):
+        table.add_column(header)
     for profile_id in available_profiles():
         profile = load_profile(profile_id)
         table.add_row(profile.id, profile.manufacturer, profile.model, profile.category,

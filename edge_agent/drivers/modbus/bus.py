@@ -39,6 +39,8 @@ __all__ = ["BusPolicy", "ModbusBus", "RecordSink", "next_slot"]
 log = logging.getLogger("edge_agent.modbus")
 
 _ILLEGAL_DATA_ADDRESS = 2
+#: Illegal function or address: usually a profile that does not match the device.
+_PROFILE_MISMATCH_CODES = (1, 2)
 
 
 class RecordSink(Protocol):
@@ -175,7 +177,12 @@ class ModbusBus:
         except DeviceException as exc:
             if exc.code == _ILLEGAL_DATA_ADDRESS and request.has_holes:
                 self._split(device, request)
-            raise DeviceException(exc.reason, code=exc.code, device=device.name,
+            reason = exc.reason
+            if exc.code in _PROFILE_MISMATCH_CODES:
+                reason += (f" reading {request.kind.value} registers "
+                           f"{request.address}..{request.address + request.count - 1}; "
+                           f"is {device.profile.id} the right profile for this device?")
+            raise DeviceException(reason, code=exc.code, device=device.name,
                                   bus=self.name) from exc
         except DeviceError as exc:
             raise type(exc)(exc.reason, device=device.name, bus=self.name) from exc
