@@ -22,7 +22,7 @@ from edge_agent.config import GatewayConfig
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
-from edge_agent.errors import ConfigError, EdgeError
+from edge_agent.errors import ConfigError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
 
@@ -43,19 +43,38 @@ OUTBOX_FILE = "outbox.sqlite"
 LOCK_FILE = "agent.lock"
 STATUS_FILE = "status.json"
 _STATUS_PERIOD_S = 2.0
+_MAX_WRITE_BACKOFF_S = 30.0
+#: Tries at writing what is left once the buses have stopped, before giving up loudly.
+_FINAL_WRITE_ATTEMPTS = 3
 
 
 class RecordBuffer:
-    """Records waiting for the writer; filling it never blocks a bus."""
+    """Records waiting for the writer; filling it never blocks a bus.
 
-    def __init__(self) -> None:
+    Records leave the buffer only once the outbox has them, so a failed write loses nothing.
+    While the outbox cannot be written (disk full, I/O error), readings beyond
+    ``max_readings`` are dropped oldest first and a ``gap`` event says what was dropped;
+    events are always kept.
+    """
+
+    def __init__(self, max_readings: int = 100_000) -> None:
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.ready = asyncio.Event()
+        self._max_readings = max_readings
 
     def put_readings(self, readings: list[Reading]) -> None:
         """Queue the readings of one poll."""
         self.readings.extend(readings)
+        excess = len(self.readings) - self._max_readings
+        if excess > 0:
+            dropped = self.readings[:excess]
+            del self.readings[:excess]
+            self.events.append(Event("gap", "", now_ms(), {
+                "reason": "outbox not writable, memory buffer full", "stream": "readings",
+                "count": excess, "from_ts_ms": dropped[0].ts_ms, "to_ts_ms": dropped[-1].ts_ms}))
+            log.error("outbox not writable: dropped the %d oldest readings held in memory",
+                      excess)
         self.ready.set()
 
     def put_event(self, event: Event) -> None:
@@ -63,12 +82,22 @@ class RecordBuffer:
         self.events.append(event)
         self.ready.set()
 
-    def take(self) -> tuple[list[Reading], list[Event]]:
-        """Everything queued so far, emptying the buffer."""
-        readings, events = self.readings, self.events
-        self.readings, self.events = [], []
-        self.ready.clear()
-        return readings, events
+    def written_readings(self, count: int) -> None:
+        """The outbox has the first ``count`` readings: forget them."""
+        del self.readings[:count]
+        self._settle()
+
+    def written_events(self, count: int) -> None:
+        """The outbox has the first ``count`` events: forget them."""
+        del self.events[:count]
+        self._settle()
+
+    def __len__(self) -> int:
+        return len(self.readings) + len(self.events)
+
+    def _settle(self) -> None:
+        if not self:
+            self.ready.clear()
 
 
 def build_buses(config: GatewayConfig, sink: RecordBuffer) -> list[ModbusBus]:
@@ -134,16 +163,39 @@ class Gateway:
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
 
     async def _write_until_drained(self, outbox: Outbox) -> None:
-        """Write batches as they come; after the buses stopped, write the rest and return."""
+        """Write batches as they come; after the buses stopped, write the rest and return.
+
+        A failed write keeps its records in the buffer and is retried with backoff; once the
+        buses have stopped, a few more tries are made before what is left is reported lost.
+        """
+        failures = 0
         while True:
             await self.buffer.ready.wait()
-            readings, events = self.buffer.take()
-            if events:
-                await asyncio.to_thread(outbox.append_events, events)
-            if readings:
-                await asyncio.to_thread(outbox.append_readings, readings)
-            if self._drained.is_set() and not (self.buffer.readings or self.buffer.events):
+            try:
+                await self._write_pending(outbox)
+            except StoreError as exc:
+                failures += 1
+                if self._drained.is_set() and failures >= _FINAL_WRITE_ATTEMPTS:
+                    log.error("outbox not writable at shutdown (%s): %d readings and %d events "
+                              "lost", exc, len(self.buffer.readings), len(self.buffer.events))
+                    return
+                delay = min(0.5 * 2.0 ** (failures - 1), _MAX_WRITE_BACKOFF_S)
+                log.error("outbox write failed (%s); %d records kept in memory, retry in %.1f s",
+                          exc, len(self.buffer), delay)
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            if self._drained.is_set() and not self.buffer:
                 return
+
+    async def _write_pending(self, outbox: Outbox) -> None:
+        events, readings = list(self.buffer.events), list(self.buffer.readings)
+        if events:
+            await asyncio.to_thread(outbox.append_events, events)
+            self.buffer.written_events(len(events))
+        if readings:
+            await asyncio.to_thread(outbox.append_readings, readings)
+            self.buffer.written_readings(len(readings))
 
     async def _publish_status(self, outbox: Outbox) -> None:
         while True:

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from edge_agent.drivers.modbus.bus import BusPolicy, ModbusBus
+from edge_agent.drivers.modbus.bus import BusPolicy, ModbusBus, backoff_s
 from edge_agent.drivers.modbus.decoding import readings_from_response
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
-from edge_agent.errors import DeviceException, DeviceTimeout, TransportError
+from edge_agent.errors import DeviceError, DeviceException, DeviceTimeout, TransportError
 from edge_agent.profiles import RegisterKind, load_profile
 from edge_agent.records import Event, Quality, Reading
 from simulators.modbus import Fault, LineSettings, ModbusSimulator, SimulatedMeter
@@ -204,8 +206,7 @@ async def test_slow_reply_beyond_the_timeout_is_a_timeout_and_within_it_a_readin
             with pytest.raises(DeviceTimeout):
                 await bus.read_device(target)
             sim.meter(1).set_fault(Fault.slow(0.05))
-            await asyncio.sleep(0.6)  # let the late reply of the first request drain
-            readings = await bus.read_device(target)
+            readings = await bus.read_device(target)  # the late reply must not be taken
         finally:
             bus.link.close()
         assert len(readings) == 4
@@ -347,3 +348,76 @@ async def test_an_unexpected_error_in_one_device_does_not_stop_the_bus(
                              and berth.health.polls >= 10)
         assert berth.health.failed_polls == 0
         assert "internal error: RuntimeError('decoder bug')" in water.health.last_error
+
+
+async def test_replies_that_always_come_late_are_never_taken_for_the_next_answer() -> None:
+    """RTU has no transaction id: a late reply must not pass for the next request's."""
+    async with ModbusSimulator([meter(1, "eastron-sdm120")], transport="rtu") as sim:
+        target = device("late", 1, "eastron-sdm120")
+        sink = CollectingSink()
+        bus = ModbusBus(link_to(sim, timeout_s=0.3), [target], sink,
+                        policy=BusPolicy(offline_after=3, max_backoff_s=0.05))
+        sim.meter(1).set_fault(Fault.slow(0.45))
+        async with running(bus):
+            await wait_until(lambda: target.health.polls >= 6)
+        sim.meter(1).clear_fault()
+        await asyncio.sleep(0.5)  # the last slow reply still owes its answer; let it finish
+        assert sink.readings == []
+        assert target.health.failed_polls == target.health.polls
+
+
+async def test_commands_fail_cleanly_and_the_bus_goes_on() -> None:
+    sims = [meter(1, "eastron-sdm120"), meter(3, "waveshare-relay-8ch")]
+    async with ModbusSimulator(sims, transport="rtu") as sim:
+        berth = device("berth", 1, "eastron-sdm120")
+        bus = ModbusBus(link_to(sim), [berth], CollectingSink())
+        async with running(bus):
+            with pytest.raises(DeviceError, match="command failed: ValueError"):
+                await bus.execute(lambda: bus.link.write_coils(0, [], 3))
+            with pytest.raises(DeviceTimeout):
+                await bus.execute(lambda: bus.link.write_coil(0, True, 9))
+            await bus.execute(lambda: bus.link.write_coil(1, True, 3))
+            polls = berth.health.polls
+            await wait_until(lambda: berth.health.polls > polls + 2)
+        with pytest.raises(TransportError, match="stopping"):
+            await bus.execute(lambda: bus.link.write_coil(1, False, 3))
+        assert [(w.address, w.value) for w in sim.meter(3).coil_writes] == [(1, True)]
+
+
+async def test_a_reply_shorter_than_asked_counts_as_a_bad_frame() -> None:
+    """A raw Modbus TCP server that answers one register short of the request."""
+
+    async def short_replies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                header = await reader.readexactly(12)
+                tid, unit, function, count = header[0:2], header[6], header[7], header[10:12]
+                registers = int.from_bytes(count, "big") - 1
+                pdu = bytes([function, 2 * registers]) + b"\x00\x01" * registers
+                writer.write(tid + b"\x00\x00" + (len(pdu) + 1).to_bytes(2, "big")
+                             + bytes([unit]) + pdu)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(short_replies, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    target = device("water", 1, "isma-sfar-4di")
+    bus = ModbusBus(ModbusLink(LinkSettings("lan", "tcp", f"127.0.0.1:{port}", timeout_s=0.3)),
+                    [target], CollectingSink())
+    try:
+        async with running(bus):
+            await wait_until(lambda: target.health.frame_errors >= 2)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert "malformed reply" in target.health.last_error
+
+
+@given(failures=st.integers(0, 10**9), interval=st.floats(0.05, 86_400),
+       cap=st.floats(0.1, 3600), offline_after=st.integers(1, 100))
+def test_backoff_is_bounded_for_any_number_of_failures(
+    failures: int, interval: float, cap: float, offline_after: int
+) -> None:
+    policy = BusPolicy(offline_after=offline_after, max_backoff_s=cap)
+    wait = backoff_s(failures, interval, policy)
+    assert 0.9 * min(interval, cap) <= wait <= max(cap, interval)

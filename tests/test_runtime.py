@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from edge_agent.config import load_config
+from edge_agent.errors import StoreError
 from edge_agent.profiles import load_profile
 from edge_agent.records import Event, Reading
-from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway
+from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway, RecordBuffer
 from edge_agent.store import Outbox, read_stats
 from simulators.modbus import ModbusSimulator, SimulatedMeter
 from tests.conftest import SimulatorStarter
@@ -186,3 +187,53 @@ def test_agent_process_flushes_on_sigterm_and_refuses_a_second_instance(
     depth = {s["name"]: s["depth"] for s in report["streams"]}
     assert depth["readings"] == len(readings)
     assert {d["name"] for d in report["devices"]} == {"feeder", "berth-1", "water", "berth-9"}
+
+
+def test_buffer_keeps_events_and_drops_the_oldest_readings_beyond_its_bound() -> None:
+    buffer = RecordBuffer(max_readings=5)
+    buffer.put_event(Event("device.offline", "m", 1))
+    buffer.put_readings([Reading("m", "voltage", ts, 230.0) for ts in range(1, 9)])
+    assert [r.ts_ms for r in buffer.readings] == [4, 5, 6, 7, 8]
+    gap = buffer.events[-1]
+    assert gap.kind == "gap"
+    assert gap.attrs == {"reason": "outbox not writable, memory buffer full",
+                         "stream": "readings", "count": 3, "from_ts_ms": 1, "to_ts_ms": 3}
+    buffer.written_events(2)
+    buffer.written_readings(5)
+    assert len(buffer) == 0
+    assert not buffer.ready.is_set()
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_failed_outbox_writes_are_retried_without_losing_a_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = {"left": 2}
+    append = Outbox.append_readings
+
+    def flaky_append(self: Outbox, readings: Any, **kwargs: Any) -> Any:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise StoreError("disk I/O error (injected)")
+        return append(self, readings, **kwargs)
+
+    monkeypatch.setattr(Outbox, "append_readings", flaky_append)
+    async with (
+        ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm630"))]) as lan,
+        ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm120")),
+                         SimulatedMeter(2, load_profile("isma-sfar-4di"))],
+                        transport="rtu") as pontoon,
+    ):
+        gateway = Gateway(load_config(gateway_toml(tmp_path, lan.endpoint, pontoon.device_path)))
+        stop = asyncio.Event()
+        task = asyncio.create_task(gateway.run(stop))
+        async with asyncio.timeout(20):
+            while failures["left"] or gateway.buffer.readings:
+                await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        polls = {d.name: d.health.polls - d.health.failed_polls
+                 for bus in gateway.buses for d in bus.devices}
+    readings, _ = drain(tmp_path / "data" / OUTBOX_FILE)
+    assert sum(1 for r in readings if r.device == "feeder") == polls["feeder"] * 80
+    assert sum(1 for r in readings if r.device == "water") == polls["water"] * 4

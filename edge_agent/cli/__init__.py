@@ -7,6 +7,7 @@ clear line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -45,7 +46,27 @@ def main() -> None:
     try:
         app()
     except EdgeError as exc:
-        console = Console(stderr=True, soft_wrap=True, highlight=False)
-        console.print("[bold red]error:[/] ", end="")
-        console.print(str(exc), markup=False)
-        sys.exit(2)
+        _fail(exc)
+    except ExceptionGroup as group:  # raised out of a TaskGroup in `run`
+        first = _first_edge_error(group)
+        if first is None:
+            raise
+        _fail(first)
+
+
+def _first_edge_error(group: BaseExceptionGroup[BaseException]) -> EdgeError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, EdgeError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_edge_error(exc)
+            if found is not None:
+                return found
+    return None
+
+
+def _fail(exc: EdgeError) -> NoReturn:
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    console.print("[bold red]error:[/] ", end="")
+    console.print(str(exc), markup=False)
+    sys.exit(2)

@@ -34,7 +34,7 @@ from edge_agent.errors import (
 )
 from edge_agent.records import Event, Reading, now_ms
 
-__all__ = ["BusPolicy", "ModbusBus", "RecordSink", "next_slot"]
+__all__ = ["BusPolicy", "ModbusBus", "RecordSink", "backoff_s", "next_slot"]
 
 log = logging.getLogger("edge_agent.modbus")
 
@@ -76,6 +76,18 @@ def next_slot(due: float, interval_s: float, now: float) -> float:
     return slot if slot > now else slot + interval_s  # floating-point rounding at the edge
 
 
+def backoff_s(failures: int, interval_s: float, policy: BusPolicy) -> float:
+    """Wait before the next try at a device that failed ``failures`` polls in a row.
+
+    The regular interval until it is offline, then doubling, with ±10 % jitter so devices
+    that failed together do not retry together, and never more than the policy's cap (or
+    the device's own interval, when that is longer).
+    """
+    doublings = min(max(0, failures - policy.offline_after + 1), 30)
+    cap = max(policy.max_backoff_s, interval_s)
+    return min(cap, interval_s * 2.0**doublings * random.uniform(0.9, 1.1))
+
+
 class ModbusBus:
     """Polls the devices of one link and runs commands on it, one transaction at a time."""
 
@@ -115,9 +127,11 @@ class ModbusBus:
     async def run(self) -> None:
         """Poll until :meth:`stop`; the port is closed on the way out, whatever happens."""
         start = self._quiet_since = self._clock()  # the line's past is unknown: wait t3.5
+        spread = min((d.interval_s for d in self.devices), default=0.0)
         for index, device in enumerate(self.devices):
-            # Spread first polls over one interval so devices do not all fall due together.
-            device.next_due = start + device.interval_s * index / max(len(self.devices), 1)
+            # Spread first polls over the shortest interval: devices do not all fall due
+            # together, and none waits a long interval before its first reading.
+            device.next_due = start + spread * index / len(self.devices)
         try:
             while not self._stopping:
                 if self._commands:
@@ -139,7 +153,12 @@ class ModbusBus:
 
     async def execute(self, call: Callable[[], Awaitable[None]], *, min_silence_s: float = 0.0
                       ) -> None:
-        """Run a command (a relay write) before the next poll request; wait for its result."""
+        """Run a command (a relay write) before the next poll request; wait for its result.
+
+        DeviceError when the command fails or the bus is stopping.
+        """
+        if self._stopping:
+            raise TransportError("the bus is stopping; command not sent", bus=self.name)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commands.append((call, future, min_silence_s))
         self._wake.set()
@@ -150,7 +169,6 @@ class ModbusBus:
         readings: list[Reading] = []
         device.health.polls += 1
         for request in list(device.requests):
-            await self._wait_for_commands()
             readings += await self._read(device, request)
         return device.check_counters(readings)
 
@@ -169,8 +187,9 @@ class ModbusBus:
         self._sink.put_readings(readings)
 
     async def _read(self, device: PolledDevice, request: ReadRequest) -> list[Reading]:
-        await self._keep_silence(device.min_silence_s)
+        await self._keep_silence(device.min_silence_s, commands_first=True)
         device.health.requests += 1
+        timed_out = False
         try:
             await self.link.open()
             data = await self.link.read(request.kind, request.address, request.count, device.unit)
@@ -185,9 +204,10 @@ class ModbusBus:
             raise DeviceException(reason, code=exc.code, device=device.name,
                                   bus=self.name) from exc
         except DeviceError as exc:
+            timed_out = isinstance(exc, DeviceTimeout)
             raise type(exc)(exc.reason, device=device.name, bus=self.name) from exc
         finally:
-            self._quiet_since = self._clock()
+            self._line_released(timed_out=timed_out)
         try:
             return readings_from_response(request, data, device=device.name, ts_ms=now_ms())
         except CodecError as exc:
@@ -235,35 +255,59 @@ class ModbusBus:
                 "bus": self.name, "unit": device.unit, "reason": str(exc)}))
         else:
             log.info("%s", exc)
-        beyond = max(0, health.consecutive_failures - policy.offline_after + 1)
-        backoff = min(device.interval_s * 2**beyond, max(policy.max_backoff_s, device.interval_s))
-        device.next_due = self._clock() + backoff * random.uniform(0.9, 1.1)
+        device.next_due = self._clock() + backoff_s(
+            health.consecutive_failures, device.interval_s, policy)
 
     async def _run_command(self) -> None:
         call, future, min_silence_s = self._commands.popleft()
-        await self._keep_silence(min_silence_s)
+        timed_out = False
         try:
+            await self._keep_silence(min_silence_s, commands_first=False)
             await self.link.open()
             await call()
         except DeviceError as exc:
+            timed_out = isinstance(exc, DeviceTimeout)
             if not future.done():
                 future.set_exception(exc)
+        except Exception as exc:  # the caller must get an answer, and the bus must go on
+            log.exception("command on %s failed unexpectedly", self.name)
+            if not future.done():
+                future.set_exception(DeviceError(f"command failed: {exc!r}", bus=self.name))
         else:
             if not future.done():
                 future.set_result(None)
         finally:
-            self._quiet_since = self._clock()
+            self._line_released(timed_out=timed_out)
+            if not future.done():  # the bus itself was cancelled mid-command
+                future.cancel()
 
-    async def _wait_for_commands(self) -> None:
-        while self._commands and not self._stopping:
-            await self._run_command()
+    def _line_released(self, *, timed_out: bool) -> None:
+        """Note when the line went quiet.
 
-    async def _keep_silence(self, device_silence_s: float) -> None:
-        """Wait out the line's inter-frame gap and the silence the next device needs."""
-        ready_at = self._quiet_since + max(self._line_gap_s, device_silence_s)
-        delay = ready_at - self._clock()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        After a timeout on RTU the reply may still come: RTU frames carry no transaction id,
+        so a late reply would be taken for the answer to the next request. Waiting one more
+        timeout lets it arrive while nothing is pending, and pymodbus then discards it.
+        """
+        self._quiet_since = self._clock()
+        if timed_out and self.link.settings.is_rtu:
+            self._quiet_since += self.link.settings.timeout_s
+
+    async def _keep_silence(self, device_silence_s: float, *, commands_first: bool) -> None:
+        """Wait out the line's inter-frame gap and the silence the next device needs.
+
+        A poll waits with ``commands_first``: a command arriving meanwhile runs first.
+        """
+        while True:
+            if commands_first and self._commands and not self._stopping:
+                await self._run_command()
+                continue
+            delay = self._quiet_since + max(self._line_gap_s, device_silence_s) - self._clock()
+            if delay <= 0:
+                return
+            if commands_first and not self._stopping:
+                await self._sleep(delay)
+            else:
+                await asyncio.sleep(delay)
 
     async def _sleep(self, delay: float | None) -> None:
         self._wake.clear()

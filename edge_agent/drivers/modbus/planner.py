@@ -12,6 +12,7 @@ so the same ``max_gap_registers`` setting means the same number of wasted bytes 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -33,8 +34,14 @@ class ReadRequest:
 
     @property
     def has_holes(self) -> bool:
-        """Whether the request also reads registers no point asked for."""
-        return sum(p.count for p in self.points) < self.count
+        """Whether the request reads across registers between two of its points.
+
+        Padding added only to satisfy an even-address rule is not a hole: splitting cannot
+        remove it.
+        """
+        ordered = sorted(self.points, key=lambda p: p.address)
+        return any(after.address > before.end
+                   for before, after in itertools.pairwise(ordered))
 
 
 def _max_count(kind: RegisterKind, limits: Limits) -> int:
