@@ -33,6 +33,7 @@ __all__ = [
     "Gateway",
     "RecordBuffer",
     "build_buses",
+    "lock_is_held",
     "stats_as_dict",
     "write_json_atomically",
 ]
@@ -240,6 +241,19 @@ def _exclusive(path: Path) -> Iterator[None]:
         lock.write(str(os.getpid()))
         lock.flush()
         yield
+
+
+def lock_is_held(path: Path) -> bool:
+    """Whether an agent holds the data directory's lock (it runs or is starting)."""
+    if not path.exists():
+        return False
+    with path.open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return False
 
 
 def stats_as_dict(stats: Any) -> dict[str, Any]:

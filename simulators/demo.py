@@ -26,9 +26,9 @@ from pathlib import Path
 from rich.console import Console, Group
 from rich.live import Live
 
-from edge_agent.cli.gateway import gateway_report, report_view
 from edge_agent.profiles import load_profile
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
+from edge_agent.status import gateway_report, report_view
 from simulators.modbus import Fault, LineSettings, ModbusSimulator, SimulatedMeter
 
 __all__ = ["main"]

@@ -136,6 +136,14 @@ def edge_agent(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def waiting_records(path: Path) -> int:
+    """Records in the outbox; 0 while the agent is still creating or upgrading it."""
+    try:
+        return sum(s.depth for s in read_stats(path)) if path.exists() else 0
+    except StoreError:
+        return 0
+
+
 def status_report(config: Path) -> dict[str, Any]:
     """``edge-agent status --json``, parsed."""
     status = subprocess.run(
@@ -157,7 +165,7 @@ def test_agent_process_flushes_on_sigterm_and_refuses_a_second_instance(
     agent = edge_agent("run", "--config", str(config))
     try:
         deadline = time.monotonic() + 30
-        while not (outbox_path.exists() and sum(s.depth for s in read_stats(outbox_path)) > 200):
+        while waiting_records(outbox_path) <= 200:
             assert agent.poll() is None, agent.communicate()[1]
             assert time.monotonic() < deadline, "no readings reached the outbox"
             time.sleep(0.1)

@@ -39,7 +39,7 @@ from edge_agent.store.models import (
 )
 from edge_agent.store.quota import QuotaOutcome, enforce_quota, release_pages
 from edge_agent.store.streams import check_specs, checkpoint_pages, gap_stream_for, load_streams
-from edge_agent.store.tables import StreamState, insert_events, oldest_ts_ms, save_state
+from edge_agent.store.tables import StreamState, insert_events, save_state, stream_stats
 
 __all__ = ["Outbox"]
 
@@ -241,23 +241,8 @@ class Outbox:
         """Counters of every configured stream, most urgent first; O(streams)."""
         with self._lock:
             conn = self._connection()
-            result = []
-            for name in self._order:
-                state = self._states[name]
-                with sqlite_errors(self.path, "stats"):
-                    oldest = oldest_ts_ms(conn, state)
-                result.append(
-                    StreamStats(
-                        name=name,
-                        priority=state.spec.priority,
-                        depth=state.depth,
-                        oldest_ts_ms=oldest,
-                        last_seq=state.last_seq,
-                        acked_seq=state.acked_seq,
-                        evicted_total=state.evicted_total,
-                    )
-                )
-            return result
+            with sqlite_errors(self.path, "stats"):
+                return [stream_stats(conn, self._states[name]) for name in self._order]
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

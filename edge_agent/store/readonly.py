@@ -14,7 +14,7 @@ from edge_agent.errors import StoreError
 from edge_agent.store.connection import sqlite_errors
 from edge_agent.store.migrations import MIGRATIONS, schema_version
 from edge_agent.store.models import StreamSpec, StreamStats
-from edge_agent.store.tables import StreamState, oldest_ts_ms
+from edge_agent.store.tables import StreamState, stream_stats
 
 __all__ = ["read_stats"]
 
@@ -42,21 +42,11 @@ def read_stats(path: Path) -> list[StreamStats]:
                 "SELECT id, name, record_type, priority, evictable, last_seq, acked_seq,"
                 " head_seq, evicted_total FROM streams ORDER BY priority, name"
             ).fetchall()
-            stats = []
-            for stream_id, name, record_type, priority, evictable, *counters in rows:
-                spec = StreamSpec(name, priority, record_type, bool(evictable))
-                state = StreamState(spec, stream_id, *counters)
-                stats.append(
-                    StreamStats(
-                        name=name,
-                        priority=priority,
-                        depth=state.depth,
-                        oldest_ts_ms=oldest_ts_ms(conn, state),
-                        last_seq=state.last_seq,
-                        acked_seq=state.acked_seq,
-                        evicted_total=state.evicted_total,
-                    )
-                )
+            stats = [
+                stream_stats(conn, StreamState(
+                    StreamSpec(name, priority, record_type, bool(evictable)), stream_id, *counters))
+                for stream_id, name, record_type, priority, evictable, *counters in rows
+            ]
             conn.execute("COMMIT")
         return stats
     finally:

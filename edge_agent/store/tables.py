@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from edge_agent.errors import StoreError
 from edge_agent.records import Event
-from edge_agent.store.models import RecordType, StreamSpec
+from edge_agent.store.models import RecordType, StreamSpec, StreamStats
 
 __all__ = [
     "TABLES",
@@ -18,6 +18,7 @@ __all__ = [
     "insert_events",
     "oldest_ts_ms",
     "save_state",
+    "stream_stats",
     "used_bytes",
 ]
 
@@ -60,6 +61,19 @@ def oldest_ts_ms(conn: sqlite3.Connection, state: StreamState) -> int | None:
         (state.id, state.head_seq),
     ).fetchone()
     return None if row is None else int(row[0])
+
+
+def stream_stats(conn: sqlite3.Connection, state: StreamState) -> StreamStats:
+    """The public counters of one stream, as ``stats()`` and ``read_stats()`` report them."""
+    return StreamStats(
+        name=state.spec.name,
+        priority=state.spec.priority,
+        depth=state.depth,
+        oldest_ts_ms=oldest_ts_ms(conn, state),
+        last_seq=state.last_seq,
+        acked_seq=state.acked_seq,
+        evicted_total=state.evicted_total,
+    )
 
 
 def save_state(conn: sqlite3.Connection, state: StreamState) -> None:
