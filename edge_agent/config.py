@@ -86,7 +86,8 @@ class BusConfig(_Strict):
     @field_validator("tcp")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[^:\s]+:\d{1,5}", value):
+        match = re.fullmatch(r"[^:\s]+:(\d{1,5})", value or "")
+        if value is not None and (match is None or not 1 <= int(match.group(1)) <= 65535):
             raise ValueError(f"'{value}' is not HOST:PORT, e.g. \"192.168.1.40:502\"")
         return value
 
@@ -125,7 +126,8 @@ class DeviceConfig(_Strict):
     unit: int = Field(ge=1, le=247)
     interval_s: float = Field(default=10, ge=0.05, le=86_400)
     quantities: list[str] | None = Field(
-        default=None, description="Subset of the profile's quantities; all when omitted."
+        default=None, min_length=1,
+        description="Subset of the profile's quantities; all when omitted.",
     )
     min_silence_ms: float | None = Field(
         default=None, ge=0, le=5000, description="Overrides the profile's silence between requests."
@@ -144,6 +146,14 @@ class GatewayConfig(_Strict):
     def _cross_check(self) -> Self:
         bus_names = [bus.name for bus in self.buses]
         _no_duplicates("bus name", bus_names)
+        ports: dict[str, str] = {}
+        for bus in self.buses:
+            if bus.serial is None:
+                continue
+            other = ports.setdefault(str(Path(bus.serial).resolve()), bus.name)
+            if other != bus.name:
+                raise ValueError(f"buses {other} and {bus.name} both use {bus.serial}; one "
+                                 "serial line is one bus: put all its devices on one of them")
         _no_duplicates("device name", [device.name for device in self.devices])
         on_unit: dict[tuple[str, int], str] = {}
         for device in self.devices:

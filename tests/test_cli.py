@@ -53,6 +53,10 @@ def test_profiles_schema_is_json_schema_of_a_profile_file() -> None:
         (("devices", "read", "--profile", "eastron-sdm120", "--unit", "1", "--serial",
           "/dev/nonexistent-tty"), "/dev/nonexistent-tty does not exist"),
         (("modbus", "scan", "--tcp", "127.0.0.1:9", "--parity", "X"), "--parity must be N, E or O"),
+        (("devices", "read", "--profile", "eastron-sdm120", "--unit", "1", "--tcp",
+          "127.0.0.1:99999"), "is not HOST:PORT with a port from 1 to 65535"),
+        (("run", "--config", "/nonexistent.toml", "--log-level", "verbose"),
+         "--log-level must be DEBUG, INFO, WARNING or ERROR"),
     ],
 )
 def test_user_errors_give_one_line_and_exit_2_without_traceback(

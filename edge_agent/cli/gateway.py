@@ -32,6 +32,8 @@ def run(
     log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING.")] = "INFO",
 ) -> None:
     """Run the gateway until SIGTERM or Ctrl-C; it flushes the outbox and closes ports."""
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not '{log_level}'")
     configure_logging(log_level)
     gateway_config = load_config(config)
 

@@ -70,8 +70,9 @@ class LinkSettings:
 
 def _split_host_port(target: str) -> tuple[str, int]:
     host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise TransportError(f"'{target}' is not HOST:PORT")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise TransportError(f"'{target}' is not HOST:PORT with a port from 1 to 65535, "
+                             "e.g. 192.168.1.40:502")
     return host, int(port)
 
 
