@@ -174,9 +174,7 @@ def test_point_sets_are_complete_where_the_device_is_simple() -> None:
 )
 def test_serial_factory_defaults(profile_id: str, baudrate: int, parity: str) -> None:
     serial = load_profile(profile_id).serial
-    assert (serial.baudrate, serial.parity, serial.stopbits, serial.bytesize) == (
-        baudrate, parity, 1, 8,
-    )
+    assert (serial.baudrate, serial.parity, serial.stopbits) == (baudrate, parity, 1)
 
 
 def test_sdm630_limits_follow_the_protocol_document() -> None:

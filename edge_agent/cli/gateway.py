@@ -99,7 +99,7 @@ def factory_setting_warnings(config: GatewayConfig) -> list[str]:
                 bus.baudrate, bus.parity, bus.stopbits):
             warnings.append(
                 f"{device.name}: {device.profile} ships at {factory.baudrate} "
-                f"{factory.bytesize}{factory.parity}{factory.stopbits} but bus {bus.name} runs "
+                f"8{factory.parity}{factory.stopbits} but bus {bus.name} runs "
                 f"at {bus.baudrate} 8{bus.parity}{bus.stopbits}; set the device to the bus's "
                 "settings before connecting it")
     return warnings

@@ -38,7 +38,7 @@ def show(profile_id: str = typer.Argument(..., metavar="ID")) -> None:
     if profile.description:
         console.print(profile.description.strip())
     serial = profile.serial
-    console.print(f"serial defaults: {serial.baudrate} baud {serial.bytesize}{serial.parity}"
+    console.print(f"serial defaults: {serial.baudrate} baud 8{serial.parity}"
                   f"{serial.stopbits}")
     console.print(f"limits: {profile.limits.model_dump()}")
     table = Table("quantity", "unit", "table", "address", "type", "word order", "scale")

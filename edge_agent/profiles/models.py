@@ -124,7 +124,6 @@ class SerialDefaults(_Strict):
     baudrate: int = Field(default=9600, gt=0)
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
 
 
 class DeviceProfile(_Strict):

@@ -82,7 +82,6 @@ def _line(args: argparse.Namespace, profile: DeviceProfile) -> LineSettings:
         baudrate=args.baud or factory.baudrate,
         parity=args.parity or factory.parity,
         stopbits=args.stopbits or factory.stopbits,
-        bytesize=factory.bytesize,
     )
 
 

@@ -43,7 +43,7 @@ class LineSettings:
     def from_profile(cls, profile: DeviceProfile) -> LineSettings:
         """The factory serial settings of a device model."""
         serial = profile.serial
-        return cls(serial.baudrate, serial.parity, serial.stopbits, serial.bytesize)
+        return cls(serial.baudrate, serial.parity, serial.stopbits)
 
     @property
     def bits_per_char(self) -> int:

@@ -54,7 +54,6 @@ class LinkSettings:
     baudrate: int = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
     timeout_s: float = 0.5
     retries: int = 0
     #: RTU framing over TCP, for transparent RS-485 to Ethernet converters.
@@ -101,7 +100,6 @@ class ModbusLink:
                 baudrate=settings.baudrate,
                 parity=settings.parity,
                 stopbits=settings.stopbits,
-                bytesize=settings.bytesize,
                 timeout=settings.timeout_s,
                 retries=settings.retries,
                 handle_local_echo=settings.local_echo,
@@ -145,14 +143,14 @@ class ModbusLink:
         try:
             port = serial.serial_for_url(
                 settings.target, exclusive=True, baudrate=settings.baudrate,
-                parity=settings.parity, stopbits=settings.stopbits, bytesize=settings.bytesize)
+                parity=settings.parity, stopbits=settings.stopbits)
         except (OSError, ValueError, termios.error) as exc:
             raise TransportError(self._explain(exc), bus=settings.name) from exc
         try:
             port.timeout = 0
         except (OSError, ValueError, termios.error) as exc:
             raise TransportError(
-                f"{settings.target} refused {settings.baudrate} {settings.bytesize}"
+                f"{settings.target} refused {settings.baudrate} 8"
                 f"{settings.parity}{settings.stopbits} ({exc}); check baud rate, parity and "
                 "stop bits", bus=settings.name) from exc
         finally:
