@@ -42,13 +42,13 @@ def compare(label: str, profiles: list[DeviceProfile]) -> None:
     ours = [r for p in profiles for r in plan_reads(p.points.values(), p.limits)]
     naive = [r for p in profiles for r in one_per_value(p)]
     values = sum(len(p.points) for p in profiles)
-    print(f"{label:<34} {values:>6} {len(naive):>9} {len(ours):>7} {len(naive) / len(ours):>6.1f}x"
-          f" {bus_time_s(naive):>9.2f} s {bus_time_s(ours):>8.2f} s")
+    print(f"{label:<26} {values:>6} {len(naive):>10} {len(ours):>7} {len(naive) / len(ours):>6.1f}x"
+          f" {bus_time_s(naive):>12.2f} s {bus_time_s(ours):>9.2f} s")
 
 
 def main() -> None:
-    print(f"{'poll cycle':<34} {'values':>6} {'per-value':>9} {'Ponton':>7} {'ratio':>7}"
-          f" {'bus time per-value':>11} {'Ponton':>8}")
+    print(f"{'poll cycle':<26} {'values':>6} {'per-value':>10} {'Ponton':>7} {'ratio':>7}"
+          f" {'bus per-value':>14} {'bus Ponton':>11}")
     compare("SDM630 full snapshot", [load_profile("eastron-sdm630")])
     compare("SDM120 full snapshot", [load_profile("eastron-sdm120")])
     bus = [load_profile(pid) for pid, n in MIXED_BUS.items() for _ in range(n)]
