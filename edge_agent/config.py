@@ -53,6 +53,11 @@ class GatewaySection(_Strict):
 
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     data_dir: Path = Field(description="Outbox and status file; relative to the config file.")
+    profiles_dir: Path | None = Field(
+        default=None,
+        description="This site's own device profiles, searched before the shipped ones; "
+        "relative to the config file.",
+    )
 
 
 class OutboxSection(_Strict):
@@ -170,7 +175,8 @@ class GatewayConfig(_Strict):
 
     def profile_of(self, device: DeviceConfig) -> DeviceProfile:
         """The device's profile (ProfileError when it does not exist)."""
-        return load_profile(device.profile)
+        extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
+        return load_profile(device.profile, extra_dirs=extra)
 
 
 def _no_duplicates(what: str, values: list[str]) -> None:
@@ -209,9 +215,11 @@ def load_config(path: Path) -> GatewayConfig:
         raise ConfigError(
             describe_validation_error(exc, path, None, GatewayConfig, data=data)
         ) from exc
+    section = config.gateway
+    gateway = section.model_copy(update={
+        "data_dir": path.parent / section.data_dir,
+        "profiles_dir": path.parent / section.profiles_dir if section.profiles_dir else None,
+    })  # absolute paths stay as they are: joining keeps the right-hand one
+    config = config.model_copy(update={"gateway": gateway})
     _check_profiles(config, path)
-    data_dir = config.gateway.data_dir
-    if not data_dir.is_absolute():
-        gateway = config.gateway.model_copy(update={"data_dir": path.parent / data_dir})
-        config = config.model_copy(update={"gateway": gateway})
     return config

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.profiles import available_profiles, load_profile
+from edge_agent.profiles import PROFILE_DIR, available_profiles, load_profile
 from tests.conftest import SimulatorStarter
 
 
@@ -144,3 +144,38 @@ def test_modbus_scan_finds_exactly_the_units_on_the_line(
     rows = [line.split("│")[1].strip() for line in result.stdout.splitlines()
             if line.startswith("│")]
     assert rows == ["2", "7"]
+
+
+def test_a_site_profile_is_checked_and_then_used_by_a_gateway(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shipped = (PROFILE_DIR / "eastron-sdm120.yaml").read_text(encoding="utf-8")
+    (profiles / "site-meter.yaml").write_text(
+        shipped.replace("id: eastron-sdm120", "id: site-meter"), encoding="utf-8")
+    checked = edge_agent("profiles", "check", str(profiles / "site-meter.yaml"))
+    assert checked.returncode == 0, checked.stderr
+    assert "a full read takes 2 request(s)" in checked.stdout
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        '[gateway]\nid = "gw"\ndata_dir = "var"\nprofiles_dir = "profiles"\n'
+        '[[buses]]\nname = "lan"\ntcp = "127.0.0.1:5020"\n'
+        '[[devices]]\nname = "m"\nbus = "lan"\nprofile = "site-meter"\nunit = 1\n',
+        encoding="utf-8",
+    )
+    validated = edge_agent("config", "validate", str(config))
+    assert validated.returncode == 0, validated.stderr
+    assert "site-meter" in validated.stdout
+
+
+def test_profiles_check_names_the_line_of_a_mistake(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text((PROFILE_DIR / "eastron-sdm120.yaml").read_text(encoding="utf-8")
+                      .replace("id: eastron-sdm120", "id: broken")
+                      .replace("frequency: {address: 0x0046", "frequncy: {address: 0x0046"),
+                      encoding="utf-8")
+    result = edge_agent("profiles", "check", str(broken))
+    assert result.returncode == 2
+    assert "points.frequncy: unknown quantity 'frequncy'; did you mean 'frequency'?" in (
+        result.stderr)
+    assert "broken.yaml:" in result.stderr

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from edge_agent.drivers.modbus.planner import plan_reads
-from edge_agent.profiles import available_profiles, load_profile, profile_json_schema
+from edge_agent.profiles import (
+    DeviceProfile,
+    available_profiles,
+    load_profile,
+    load_profile_file,
+    profile_json_schema,
+)
 
 __all__ = ["app"]
 
@@ -29,18 +38,27 @@ def list_profiles() -> None:
 
 
 @app.command("show")
-def show(profile_id: str = typer.Argument(..., metavar="ID")) -> None:
+def show(profile_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Show a profile's points, limits and how a full read is planned."""
-    profile = load_profile(profile_id)
+    describe(load_profile(profile_id))
+
+
+@app.command("check")
+def check(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
+    """Validate a profile file you are writing, then show it as `profiles show` does."""
+    describe(load_profile_file(path))
+
+
+def describe(profile: DeviceProfile) -> None:
+    """Print a profile for an installer: identity, serial defaults, limits, points, plan."""
     console = Console()
     console.print(f"[bold]{profile.id}[/]: {profile.manufacturer} {profile.model} "
-                  f"({profile.category})")
+                  f"({profile.category})", highlight=False)
     if profile.description:
-        console.print(profile.description.strip())
+        console.print(profile.description.strip(), markup=False, highlight=False)
     serial = profile.serial
-    console.print(f"serial defaults: {serial.baudrate} baud 8{serial.parity}"
-                  f"{serial.stopbits}")
-    console.print(f"limits: {profile.limits.model_dump()}")
+    console.print(f"serial defaults: {serial.baudrate} baud 8{serial.parity}{serial.stopbits}")
+    console.print(f"limits: {profile.limits.model_dump()}", markup=False)
     table = Table("quantity", "unit", "table", "address", "type", "word order", "scale")
     for point in profile.points.values():
         table.add_row(point.quantity, point.unit, point.kind.value, f"0x{point.address:04X}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -57,15 +58,22 @@ def _load_cached(path: Path) -> DeviceProfile:
     return load_profile_file(path)
 
 
-def load_profile(profile_id: str, directory: Path = PROFILE_DIR) -> DeviceProfile:
-    """Load a profile by id, suggesting close ids when it does not exist."""
-    path = directory / f"{profile_id}.yaml"
-    if not path.is_file():
-        known = available_profiles(directory)
-        close = difflib.get_close_matches(profile_id, known, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known)}"
-        raise ProfileError(f"no device profile '{profile_id}' in {directory}; {hint}")
-    return _load_cached(path)
+def load_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> DeviceProfile:
+    """Load a profile by id, suggesting close ids when it does not exist.
+
+    ``extra_dirs`` (a site's own profiles) are searched first, then the shipped profiles, so
+    a site can add a device model or override a shipped one without touching the package.
+    """
+    directories = [*extra_dirs, PROFILE_DIR]
+    for directory in directories:
+        path = directory / f"{profile_id}.yaml"
+        if path.is_file():
+            return _load_cached(path)
+    known = sorted({pid for directory in directories for pid in available_profiles(directory)})
+    close = difflib.get_close_matches(profile_id, known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known)}"
+    where = ", ".join(str(directory) for directory in directories)
+    raise ProfileError(f"no device profile '{profile_id}' in {where}; {hint}")
 
 
 def profile_json_schema() -> str:
