@@ -1,5 +1,5 @@
 """``python -m edge_agent``: the same command line as ``edge-agent``."""
 
-from edge_agent.cli import main
+from edge_agent.launcher import main
 
 main()

@@ -30,6 +30,7 @@ __all__ = [
     "StoreCorrupt",
     "StoreError",
     "TransportError",
+    "first_edge_error",
 ]
 
 
@@ -97,3 +98,15 @@ class StoreError(EdgeError):
 
 class StoreCorrupt(StoreError):
     """The outbox file failed SQLite's integrity check."""
+
+
+def first_edge_error(group: BaseExceptionGroup[BaseException]) -> EdgeError | None:
+    """The first EdgeError inside a (nested) exception group from a task group, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, EdgeError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = first_edge_error(exc)
+            if found is not None:
+                return found
+    return None

@@ -5,9 +5,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from rich.console import Console
-from rich.logging import RichHandler
-
 __all__ = ["configure_logging"]
 
 
@@ -19,6 +16,10 @@ def configure_logging(level: str = "INFO") -> None:
     """
     handler: logging.Handler
     if sys.stderr.isatty():
+        # rich only for a person at a terminal: a service's logs never pay for it.
+        from rich.console import Console  # noqa: PLC0415
+        from rich.logging import RichHandler  # noqa: PLC0415
+
         handler = RichHandler(console=Console(stderr=True), show_path=False,
                               log_time_format="%H:%M:%S")
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))

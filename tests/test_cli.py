@@ -17,7 +17,7 @@ from tests.conftest import SimulatorStarter
 def edge_agent(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``edge-agent`` the way an installer does, through its console entry point."""
     return subprocess.run(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", *args],
+        [sys.executable, "-m", "edge_agent", *args],
         capture_output=True, text=True, timeout=60, cwd=cwd, check=False,
         env={**os.environ, "COLUMNS": "200"},
     )
@@ -179,3 +179,35 @@ def test_profiles_check_names_the_line_of_a_mistake(tmp_path: Path) -> None:
     assert "points.frequncy: unknown quantity 'frequncy'; did you mean 'frequency'?" in (
         result.stderr)
     assert "broken.yaml:" in result.stderr
+
+
+def test_the_run_path_loads_no_ui_library() -> None:
+    """A gateway runs for months on a Pi: typer and rich stay out of `edge-agent run`."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; import edge_agent.launcher, edge_agent.daemon; "
+         "print(sorted({'typer', 'rich'} & set(sys.modules)))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert probe.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "--config", "/nonexistent/gateway.toml"), "error: cannot read"),
+        (("run",), "give the gateway file: --config FILE (or set PONTON_CONFIG)"),
+    ],
+)
+def test_run_errors_are_one_line_too(args: tuple[str, ...], message: str) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PONTON_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
+                            text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_help_is_the_cli_help() -> None:
+    result = edge_agent("run", "--help")
+    assert result.returncode == 0
+    assert "--log-level" in result.stdout

@@ -130,7 +130,7 @@ async def test_gateway_stores_every_device_and_reports_the_dead_one(tmp_path: Pa
 
 def edge_agent(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", *args],
+        [sys.executable, "-m", "edge_agent", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "COLUMNS": "200"},
     )
@@ -147,8 +147,8 @@ def waiting_records(path: Path) -> int:
 def status_report(config: Path) -> dict[str, Any]:
     """``edge-agent status --json``, parsed."""
     status = subprocess.run(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", "status", "--config",
-         str(config), "--json"], capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-m", "edge_agent", "status", "--config", str(config), "--json"],
+        capture_output=True, text=True, timeout=60, check=True,
     )
     report: dict[str, Any] = json.loads(status.stdout)
     return report

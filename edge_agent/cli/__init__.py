@@ -41,28 +41,12 @@ def version() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The installer's commands (``edge-agent run`` normally goes to edge_agent.daemon)."""
     configure_logging("WARNING")
     try:
         app()
     except EdgeError as exc:
         _fail(exc)
-    except ExceptionGroup as group:  # raised out of a TaskGroup in `run`
-        first = _first_edge_error(group)
-        if first is None:
-            raise
-        _fail(first)
-
-
-def _first_edge_error(group: BaseExceptionGroup[BaseException]) -> EdgeError | None:
-    for exc in group.exceptions:
-        if isinstance(exc, EdgeError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_edge_error(exc)
-            if found is not None:
-                return found
-    return None
 
 
 def _fail(exc: EdgeError) -> NoReturn:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent.config import GatewayConfig, load_config
+from edge_agent.daemon import LOG_LEVELS, run_gateway
 from edge_agent.drivers.modbus.planner import plan_reads
 from edge_agent.errors import ConfigError
-from edge_agent.logs import configure_logging
-from edge_agent.runtime import Gateway
 from edge_agent.status import gateway_report, report_view
 
 __all__ = ["config_app", "run", "status"]
@@ -29,23 +26,10 @@ ConfigPath = Annotated[
 
 def run(
     config: ConfigPath,
-    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING.")] = "INFO",
+    log_level: Annotated[str, typer.Option("--log-level", help=", ".join(LOG_LEVELS))] = "INFO",
 ) -> None:
     """Run the gateway until SIGTERM or Ctrl-C; it flushes the outbox and closes ports."""
-    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not '{log_level}'")
-    configure_logging(log_level)
-    gateway_config = load_config(config)
-
-    async def run_until_signalled() -> None:
-        gateway = Gateway(gateway_config)  # pymodbus clients need the running loop
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await gateway.run(stop)
-
-    asyncio.run(run_until_signalled())
+    run_gateway(config, log_level)
 
 
 def status(

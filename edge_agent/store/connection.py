@@ -95,6 +95,9 @@ def connect(path: Path, *, wal_autocheckpoint: int = 1000) -> sqlite3.Connection
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute(f"PRAGMA wal_autocheckpoint = {int(wal_autocheckpoint)}")
             conn.execute("PRAGMA journal_size_limit = 4194304")
+            # Appends and head-of-stream reads need few pages: 256 KiB instead of SQLite's
+            # 2 MiB default keeps a gateway's memory flat at no cost in write speed.
+            conn.execute("PRAGMA cache_size = -256")
     except BaseException:
         conn.close()
         raise

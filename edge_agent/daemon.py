@@ -1,0 +1,71 @@
+"""``edge-agent run``: the gateway process, as a service manager starts it.
+
+This path imports neither typer nor rich: a gateway runs for months on a Raspberry Pi, and the
+installer's table and prompt libraries would cost it about 4 MiB of memory for nothing. The
+launcher (edge_agent/launcher.py) sends ``run`` here and every other command to the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from edge_agent.config import load_config
+from edge_agent.errors import ConfigError, EdgeError, first_edge_error
+from edge_agent.logs import configure_logging
+from edge_agent.runtime import Gateway
+
+__all__ = ["LOG_LEVELS", "fail", "main", "run_gateway"]
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def run_gateway(config: Path, log_level: str = "INFO") -> None:
+    """Run the gateway until SIGTERM or Ctrl-C; it flushes the outbox and closes ports."""
+    if log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not '{log_level}'")
+    configure_logging(log_level)
+    gateway_config = load_config(config)
+
+    async def run_until_signalled() -> None:
+        gateway = Gateway(gateway_config)  # pymodbus clients need the running loop
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await gateway.run(stop)
+
+    try:
+        asyncio.run(run_until_signalled())
+    except ExceptionGroup as group:  # raised out of the gateway's task group
+        first = first_edge_error(group)
+        if first is None:
+            raise
+        raise first from group
+
+
+def fail(exc: EdgeError) -> NoReturn:
+    """One ``error:`` line on stderr and exit status 2: what every user error gets."""
+    print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the one line a user error gets
+    sys.exit(2)
+
+
+def main(argv: Sequence[str]) -> None:
+    """``edge-agent run [--config FILE] [--log-level LEVEL]`` (``PONTON_CONFIG`` for the file)."""
+    parser = argparse.ArgumentParser(prog="edge-agent run", description=run_gateway.__doc__)
+    parser.add_argument("--config", "-c", type=Path, default=os.environ.get("PONTON_CONFIG"),
+                        help="gateway TOML file (or PONTON_CONFIG)")
+    parser.add_argument("--log-level", default="INFO", help=", ".join(LOG_LEVELS))
+    args = parser.parse_args(argv)
+    if args.config is None:
+        parser.error("give the gateway file: --config FILE (or set PONTON_CONFIG)")
+    try:
+        run_gateway(Path(args.config), args.log_level)
+    except EdgeError as exc:
+        fail(exc)
