@@ -45,6 +45,8 @@ LOCK_FILE = "agent.lock"
 STATUS_FILE = "status.json"
 _STATUS_PERIOD_S = 2.0
 _MAX_WRITE_BACKOFF_S = 30.0
+#: Longest wait for more readings before a write; events do not wait.
+_GATHER_READINGS_S = 1.0
 #: Tries at writing what is left once the buses have stopped, before giving up loudly.
 _FINAL_WRITE_ATTEMPTS = 3
 
@@ -61,7 +63,10 @@ class RecordBuffer:
     def __init__(self, max_readings: int = 100_000) -> None:
         self.readings: list[Reading] = []
         self.events: list[Event] = []
+        #: Something is waiting to be written.
         self.ready = asyncio.Event()
+        #: An event is waiting: write now rather than gather more readings first.
+        self.urgent = asyncio.Event()
         self._max_readings = max_readings
 
     def put_readings(self, readings: list[Reading]) -> None:
@@ -71,9 +76,10 @@ class RecordBuffer:
         if excess > 0:
             dropped = self.readings[:excess]
             del self.readings[:excess]
-            self.events.append(Event("gap", "", now_ms(), {
+            self.put_event(Event("gap", "", now_ms(), {
                 "reason": "outbox not writable, memory buffer full", "stream": "readings",
-                "count": excess, "from_ts_ms": dropped[0].ts_ms, "to_ts_ms": dropped[-1].ts_ms}))
+                "count": excess, "from_ts_ms": dropped[0].ts_ms,
+                "to_ts_ms": dropped[-1].ts_ms}))
             log.error("outbox not writable: dropped the %d oldest readings held in memory",
                       excess)
         self.ready.set()
@@ -82,6 +88,7 @@ class RecordBuffer:
         """Queue one event."""
         self.events.append(event)
         self.ready.set()
+        self.urgent.set()
 
     def written_readings(self, count: int) -> None:
         """The outbox has the first ``count`` readings: forget them."""
@@ -97,6 +104,8 @@ class RecordBuffer:
         return len(self.readings) + len(self.events)
 
     def _settle(self) -> None:
+        if not self.events:
+            self.urgent.clear()
         if not self:
             self.ready.clear()
 
@@ -145,8 +154,15 @@ class Gateway:
                  sum(len(bus.devices) for bus in self.buses), self.data_dir / OUTBOX_FILE)
         try:
             async with asyncio.TaskGroup() as group:
-                bus_tasks = [group.create_task(bus.run(), name=f"modbus[{bus.name}]")
-                             for bus in self.buses]
+                spread = min((d.interval_s for bus in self.buses for d in bus.devices),
+                             default=0.0)
+                bus_tasks = [
+                    # Buses start spread over the shortest interval, as devices on one bus
+                    # do, so 200 one-meter TCP buses do not all poll in the same instant.
+                    group.create_task(bus.run(start_offset_s=spread * index / len(self.buses)),
+                                      name=f"modbus[{bus.name}]")
+                    for index, bus in enumerate(self.buses)
+                ]
                 group.create_task(self._write_until_drained(outbox), name="writer")
                 group.create_task(self._publish_status(outbox), name="status")
                 await stop.wait()
@@ -156,6 +172,7 @@ class Gateway:
                 await asyncio.gather(*bus_tasks)
                 self._drained.set()
                 self.buffer.ready.set()
+                self.buffer.urgent.set()
         finally:
             self._drained.set()  # also on a crash: the status file must not claim we run
             with contextlib.suppress(EdgeError, OSError):
@@ -172,6 +189,10 @@ class Gateway:
         failures = 0
         while True:
             await self.buffer.ready.wait()
+            # Gather a second of polls into one durable transaction (an fsync per poll would
+            # cost a Raspberry Pi's SD card dearly); events and the final flush go at once.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.buffer.urgent.wait(), _GATHER_READINGS_S)
             try:
                 await self._write_pending(outbox)
             except StoreError as exc:

@@ -124,9 +124,13 @@ class ModbusBus:
         self._stopping = True
         self._wake.set()
 
-    async def run(self) -> None:
-        """Poll until :meth:`stop`; the port is closed on the way out, whatever happens."""
-        start = self._quiet_since = self._clock()  # the line's past is unknown: wait t3.5
+    async def run(self, *, start_offset_s: float = 0.0) -> None:
+        """Poll until :meth:`stop`; the port is closed on the way out, whatever happens.
+
+        ``start_offset_s`` delays the first polls, to spread many buses over time.
+        """
+        self._quiet_since = self._clock()  # the line's past is unknown: wait t3.5
+        start = self._quiet_since + start_offset_s
         spread = min((d.interval_s for d in self.devices), default=0.0)
         for index, device in enumerate(self.devices):
             # Spread first polls over the shortest interval: devices do not all fall due
