@@ -20,7 +20,7 @@ PYMODBUS_ERRORS = sorted(
 
 
 @pytest.mark.parametrize(
-    "error_class", [*PYMODBUS_ERRORS, serial.SerialException, OSError],
+    "error_class", [*PYMODBUS_ERRORS, serial.SerialException, OSError, ValueError],
     ids=lambda cls: cls.__name__,
 )
 async def test_every_library_exception_becomes_a_device_error(
@@ -34,8 +34,18 @@ async def test_every_library_exception_becomes_a_device_error(
 
     try:
         with pytest.raises(DeviceError) as caught:
-            await link._execute(failing_call(), unit=3)
+            await link._execute(failing_call, unit=3)
     finally:
         link.close()
     assert caught.value.device == "unit 3"
     assert caught.value.bus == "lan"
+
+
+async def test_arguments_pymodbus_refuses_become_a_device_error() -> None:
+    """pymodbus checks counts before sending and raises ValueError: translated too."""
+    link = ModbusLink(LinkSettings("lan", "tcp", "127.0.0.1:9"))
+    try:
+        with pytest.raises(DeviceError, match="request refused before sending"):
+            await link.write_coils(0, [], unit=1)
+    finally:
+        link.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import termios
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +19,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 
 from edge_agent.errors import (
+    DeviceError,
     DeviceException,
     DeviceTimeout,
     FrameError,
@@ -182,24 +183,31 @@ class ModbusLink:
             RegisterKind.HOLDING: client.read_holding_registers,
             RegisterKind.INPUT: client.read_input_registers,
         }
-        reply = await self._execute(calls[kind](address, count=count, device_id=unit), unit)
+        reply = await self._execute(lambda: calls[kind](address, count=count, device_id=unit),
+                                    unit)
         if kind.is_bit:
             return list(reply.bits[:count])
         return list(reply.registers)
 
     async def write_coil(self, address: int, value: bool, unit: int) -> None:
         """Set one coil (FC05)."""
-        await self._execute(self._client.write_coil(address, value, device_id=unit), unit)
+        await self._execute(lambda: self._client.write_coil(address, value, device_id=unit), unit)
 
     async def write_coils(self, address: int, values: Sequence[bool], unit: int) -> None:
         """Set consecutive coils in one request (FC15)."""
-        await self._execute(self._client.write_coils(address, values, device_id=unit), unit)
+        await self._execute(lambda: self._client.write_coils(address, values, device_id=unit),
+                            unit)
 
-    async def _execute(self, call: Awaitable[ModbusPDU], unit: int) -> ModbusPDU:
+    async def _execute(self, call: Callable[[], Awaitable[ModbusPDU]], unit: int) -> ModbusPDU:
+        """Run one pymodbus call; every error it can raise leaves as a DeviceError.
+
+        The call is made here, not by the caller, so pymodbus's argument checks (ValueError,
+        raised before anything is sent) are translated too.
+        """
         where = {"device": f"unit {unit}", "bus": self.settings.name}
         self._rx_bytes = 0
         try:
-            reply = await call
+            reply = await call()
         except ConnectionException as exc:
             raise TransportError(f"not connected: {exc}", **where) from exc
         except ModbusIOException as exc:
@@ -211,6 +219,8 @@ class ModbusLink:
                 f"(check unit id, wiring, baud rate and parity)", **where) from exc
         except (ModbusException, OSError) as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}", **where) from exc
+        except ValueError as exc:
+            raise DeviceError(f"request refused before sending: {exc}", **where) from exc
         if reply.isError():
             code = int(getattr(reply, "exception_code", 0))
             name = EXCEPTION_NAMES.get(code, "unknown exception")
