@@ -11,6 +11,8 @@ from pymodbus.pdu import ModbusPDU
 
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
 from edge_agent.errors import DeviceError
+from edge_agent.profiles import load_profile
+from simulators.modbus import ModbusSimulator, SimulatedMeter
 
 PYMODBUS_ERRORS = sorted(
     (cls for _, cls in inspect.getmembers(pymodbus.exceptions, inspect.isclass)
@@ -43,9 +45,12 @@ async def test_every_library_exception_becomes_a_device_error(
 
 async def test_arguments_pymodbus_refuses_become_a_device_error() -> None:
     """pymodbus checks counts before sending and raises ValueError: translated too."""
-    link = ModbusLink(LinkSettings("lan", "tcp", "127.0.0.1:9"))
-    try:
-        with pytest.raises(DeviceError, match="request refused before sending"):
-            await link.write_coils(0, [], unit=1)
-    finally:
-        link.close()
+    meter = SimulatedMeter(1, load_profile("waveshare-relay-8ch"))
+    async with ModbusSimulator([meter]) as sim:
+        link = ModbusLink(LinkSettings("lan", "tcp", sim.endpoint))
+        try:
+            await link.open()
+            with pytest.raises(DeviceError, match="request refused before sending"):
+                await link.write_coils(0, [], unit=1)
+        finally:
+            link.close()
