@@ -12,9 +12,9 @@ a measurement window:
 - failed polls out of all polls since the start, from the agent's ``status.json``.
 
 Baseline, sampled over the same window: an idle interpreter that only imports the agent's
-modules (``edge_agent.cli``, ``edge_agent.runtime``), so the gap between the two is what the
-connections, the configuration and the polling cost. Every run starts from new processes and
-a new outbox; the figures are medians over the runs. Goals: RSS at most 50 MiB, CPU at most
+modules (``edge_agent.launcher``, ``edge_agent.daemon``: what ``edge-agent run`` loads), so
+the gap between the two is what the connections, the configuration and the polling cost.
+Every run starts from new processes and a new outbox; the figures are medians over the runs. Goals: RSS at most 50 MiB, CPU at most
 5 % of one core.
 
 Run: .venv/bin/python bench/bench_footprint.py [--runs 3] [--warmup 20] [--window 60]
@@ -50,7 +50,7 @@ SAMPLE_PERIOD_S = 1.0
 GOAL_RSS_MIB = 50.0
 GOAL_CPU_PERCENT = 5.0
 MIB = 2**20
-BASELINE_CODE = "import edge_agent.cli, edge_agent.runtime; import time; time.sleep(86400)"
+BASELINE_CODE = "import edge_agent.launcher, edge_agent.daemon; import time; time.sleep(86400)"
 
 
 @dataclass(frozen=True, slots=True)
