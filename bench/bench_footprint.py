@@ -14,8 +14,8 @@ a measurement window:
 Baseline, sampled over the same window: an idle interpreter that only imports the agent's
 modules (``edge_agent.launcher``, ``edge_agent.daemon``: what ``edge-agent run`` loads), so
 the gap between the two is what the connections, the configuration and the polling cost.
-Every run starts from new processes and a new outbox; the figures are medians over the runs. Goals: RSS at most 50 MiB, CPU at most
-5 % of one core.
+Every run starts from new processes and a new outbox; the figures are medians over the runs.
+Goals: RSS at most 50 MiB, CPU at most 5 % of one core.
 
 Run: .venv/bin/python bench/bench_footprint.py [--runs 3] [--warmup 20] [--window 60]
      [--devices 200] [--profile eastron-sdm120 [eastron-sdm630]]
