@@ -51,7 +51,11 @@ def run_gateway(config: Path, log_level: str = "INFO") -> None:
 
 
 def fail(exc: EdgeError) -> NoReturn:
-    """One ``error:`` line on stderr and exit status 2: what every user error gets."""
+    """One ``error:`` line on stderr and exit status 2: what every user error gets.
+
+    Plain text on purpose: the same line for `run` and for the installer's commands, and
+    one line a log collector or grep reads whole.
+    """
     print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the one line a user error gets
     sys.exit(2)
 

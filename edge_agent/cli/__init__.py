@@ -6,14 +6,11 @@ clear line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
-import sys
-from typing import NoReturn
-
 import typer
-from rich.console import Console
 
 from edge_agent import __version__
 from edge_agent.cli import gateway, modbus, profiles
+from edge_agent.daemon import fail
 from edge_agent.errors import EdgeError
 from edge_agent.logs import configure_logging
 
@@ -46,11 +43,4 @@ def main() -> None:
     try:
         app()
     except EdgeError as exc:
-        _fail(exc)
-
-
-def _fail(exc: EdgeError) -> NoReturn:
-    console = Console(stderr=True, soft_wrap=True, highlight=False)
-    console.print("[bold red]error:[/] ", end="")
-    console.print(str(exc), markup=False)
-    sys.exit(2)
+        fail(exc)

@@ -114,11 +114,6 @@ class ModbusLink:
             self._rx_bytes += len(data)
         return data
 
-    @property
-    def connected(self) -> bool:
-        """Whether the port or socket is open."""
-        return self._client.connected
-
     async def open(self) -> None:
         """Open the port or connect; TransportError saying what to check when it fails."""
         if self._client.connected:
