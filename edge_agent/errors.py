@@ -7,18 +7,24 @@ the layer that owns the I/O, so callers and the CLI only ever catch ``EdgeError`
     ├── ConfigError                 a gateway TOML file is wrong
     ├── ProfileError                a device profile is wrong or unknown
     ├── CodecError                  bytes or registers that cannot be decoded
+    │   └── TooLarge                a body that inflates beyond its limit (compression bomb)
     ├── DeviceError                 a field device misbehaved (carries device and bus)
     │   ├── DeviceTimeout           no answer within the timeout
     │   ├── DeviceException         a Modbus exception response (carries the code)
     │   ├── FrameError              a garbled or CRC-failed frame
     │   └── TransportError          the port or connection itself failed
-    └── StoreError                  the outbox cannot be opened or written
-        └── StoreCorrupt            the database file failed its integrity check
+    ├── StoreError                  the outbox cannot be opened or written
+    │   └── StoreCorrupt            the database file failed its integrity check
+    ├── BundleError                 a signed bundle is tampered, expired, rolled back or foreign
+    └── SyncError                   the hub could not take or give what was asked
+        ├── HubUnreachable          no answer: network down, DNS, timeout, connection cut
+        └── HubRejected             the hub answered with an error (carries status and code)
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "CodecError",
     "ConfigError",
     "DeviceError",
@@ -26,9 +32,13 @@ __all__ = [
     "DeviceTimeout",
     "EdgeError",
     "FrameError",
+    "HubRejected",
+    "HubUnreachable",
     "ProfileError",
     "StoreCorrupt",
     "StoreError",
+    "SyncError",
+    "TooLarge",
     "TransportError",
     "first_edge_error",
 ]
@@ -48,6 +58,10 @@ class ProfileError(EdgeError):
 
 class CodecError(EdgeError):
     """Registers or bytes that do not decode to the declared value type."""
+
+
+class TooLarge(CodecError):
+    """A compressed body would inflate beyond the allowed size; refused before it fills memory."""
 
 
 class DeviceError(EdgeError):
@@ -98,6 +112,31 @@ class StoreError(EdgeError):
 
 class StoreCorrupt(StoreError):
     """The outbox file failed SQLite's integrity check."""
+
+
+class BundleError(EdgeError):
+    """A signed bundle was refused: bad signature, expired, older version, other territory."""
+
+
+class SyncError(EdgeError):
+    """An exchange with the hub failed; the records stay in the outbox."""
+
+
+class HubUnreachable(SyncError):
+    """The hub did not answer: network down, name not resolved, timeout or connection cut."""
+
+
+class HubRejected(SyncError):
+    """The hub answered with an error status.
+
+    ``status`` is the HTTP status and ``code`` the hub's stable error code (``seq_conflict``,
+    ``invalid_token`` …), so callers decide on codes, never on message text.
+    """
+
+    def __init__(self, message: str, *, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
 
 
 def first_edge_error(group: BaseExceptionGroup[BaseException]) -> EdgeError | None:

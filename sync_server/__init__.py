@@ -1,0 +1,1 @@
+"""The Ponton sync hub: enrollment, idempotent ingest, signed bundles, operator queries."""
