@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
+from tests.helpers.hub import HubProcess, start_hub
+
 
 def _open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
@@ -52,3 +54,20 @@ def simulator_process() -> Iterator[SimulatorStarter]:
     for process in processes:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubProcess]:
+    """A hub process per module and store: SQLite always, PostgreSQL wherever it runs."""
+    data_dir = tmp_path_factory.mktemp("hub")
+    if request.param == "sqlite":
+        with start_hub(data_dir) as running:
+            yield running
+        return
+    from tests.helpers.postgres import fresh_database, require_postgres
+
+    require_postgres()
+    with fresh_database("hub") as url, start_hub(data_dir, url) as running:
+        yield running

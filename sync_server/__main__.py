@@ -1,0 +1,5 @@
+"""``python -m sync_server`` runs the hub CLI."""
+
+from sync_server.cli import main
+
+main()

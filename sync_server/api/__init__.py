@@ -1,0 +1,1 @@
+"""HTTP routes of the hub: public (health, enrollment), gateway, operator."""

@@ -1,0 +1,77 @@
+"""What every route needs: the hub's shared state and the caller's identity.
+
+Identity comes from the bearer token only. A gateway token resolves to its gateway and
+territory, an operator token to a territory (or to every territory for an admin); nothing in
+the path, query or headers can widen that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine, select
+
+from sync_server.credentials import GATEWAY_TOKEN_PREFIX, OPERATOR_TOKEN_PREFIX, digest
+from sync_server.db.schema import gateways, operator_tokens
+from sync_server.errors import Unauthorized
+from sync_server.ingest import GatewayRef
+from sync_server.keys import SigningKey
+from sync_server.queries import Scope
+from sync_server.settings import HubSettings
+
+__all__ = ["Caller", "HubState", "Operator", "State", "hub_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class HubState:
+    """Built once by the app factory; routes only read it."""
+
+    settings: HubSettings
+    engine: Engine
+    key: SigningKey
+
+
+def hub_state(request: Request) -> HubState:
+    """The hub's state, stored on the application by ``create_app``."""
+    state = request.app.state.hub
+    assert isinstance(state, HubState)
+    return state
+
+
+State = Annotated[HubState, Depends(hub_state)]
+
+
+def _bearer(request: Request, prefix: str) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith(prefix):
+        raise Unauthorized("a valid bearer token is required")
+    return token.strip()
+
+
+def gateway_caller(request: Request, state: State) -> GatewayRef:
+    """The enrolled gateway owning the request's token."""
+    token = _bearer(request, GATEWAY_TOKEN_PREFIX)
+    with state.engine.connect() as conn:
+        row = conn.execute(select(gateways.c.id, gateways.c.territory_id, gateways.c.name)
+                           .where(gateways.c.token_hash == digest(token))).first()
+    if row is None:
+        raise Unauthorized("token refused: unknown or revoked; re-provision the gateway")
+    return GatewayRef(int(row.id), int(row.territory_id), str(row.name))
+
+
+def operator_scope(request: Request, state: State) -> Scope:
+    """The territory an operator token may read (None for admin tokens)."""
+    token = _bearer(request, OPERATOR_TOKEN_PREFIX)
+    with state.engine.connect() as conn:
+        row = conn.execute(select(operator_tokens.c.territory_id).where(
+            operator_tokens.c.token_hash == digest(token),
+            operator_tokens.c.revoked_ms.is_(None))).first()
+    if row is None:
+        raise Unauthorized("token refused: unknown or revoked")
+    return Scope(None if row.territory_id is None else int(row.territory_id))
+
+
+Caller = Annotated[GatewayRef, Depends(gateway_caller)]
+Operator = Annotated[Scope, Depends(operator_scope)]

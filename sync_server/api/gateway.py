@@ -1,0 +1,132 @@
+"""Routes a gateway calls with its own token: push, marks, devices, bundles."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from edge_agent.records import now_ms
+from sync_server.api.context import Caller, State
+from sync_server.bundles import BUNDLE_KINDS, etag, latest_bundle
+from sync_server.db.schema import devices
+from sync_server.errors import BadRequest, NotFound, TooLarge
+from sync_server.ingest import ClockPolicy, store_batch, stream_marks
+from sync_server.wire import decode_batch
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
+
+
+class DeviceDeclaration(BaseModel):
+    """One device the gateway reads."""
+
+    name: str = Field(min_length=1, max_length=128)
+    profile: str = Field(min_length=1, max_length=64)
+    quantities: list[str] = Field(default_factory=list, max_length=500)
+
+
+class DevicesDeclaration(BaseModel):
+    """Everything the gateway reads; replaces the previous declaration."""
+
+    devices: list[DeviceDeclaration] = Field(max_length=10_000)
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"request body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _optional_int(name: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"header {name} must be an integer, got {raw[:40]!r}") from None
+
+
+@router.post("/streams/{stream}/batches")
+async def push(
+    stream: str,
+    request: Request,
+    caller: Caller,
+    state: State,
+    content_type: Annotated[str, Header()] = "",
+    content_encoding: Annotated[str, Header()] = "",
+    x_ponton_sent_at: Annotated[str | None, Header()] = None,
+    x_ponton_backlog: Annotated[str | None, Header()] = None,
+) -> dict[str, object]:
+    """Store a batch of one stream exactly once; answer with every stream's mark."""
+    settings = state.settings
+    body = await _bounded_body(request, settings.max_request_bytes)
+    sent_at = _optional_int("X-Ponton-Sent-At", x_ponton_sent_at)
+    backlog = _optional_int("X-Ponton-Backlog", x_ponton_backlog)
+
+    def decode_and_store() -> dict[str, object]:
+        batch = decode_batch(stream, body, content_type, content_encoding,
+                             max_decoded=settings.max_decoded_bytes)
+        result = store_batch(state.engine, caller, stream, batch, sent_at_ms=sent_at,
+                             backlog=backlog,
+                             clock=ClockPolicy(settings.clock_tolerance_ms))
+        return {"stream": result.stream, "first_seq": result.first_seq,
+                "last_seq": result.last_seq, "stored": result.stored,
+                "duplicates": result.duplicates, "acked": result.acked}
+
+    return await run_in_threadpool(decode_and_store)
+
+
+@router.get("/streams")
+def marks(caller: Caller, state: State) -> dict[str, object]:
+    """The high-water mark of each of the caller's streams."""
+    with state.engine.connect() as conn:
+        return {"acked": stream_marks(conn, caller.id)}
+
+
+@router.put("/devices")
+def declare_devices(body: DevicesDeclaration, caller: Caller, state: State) -> dict[str, int]:
+    """Replace the caller's declared devices."""
+    declared = now_ms()
+    with state.engine.begin() as conn:
+        conn.execute(devices.delete().where(devices.c.gateway_id == caller.id))
+        if body.devices:
+            conn.execute(devices.insert(), [
+                {"territory_id": caller.territory_id, "gateway_id": caller.id,
+                 "name": d.name, "profile": d.profile, "quantities": json.dumps(d.quantities),
+                 "declared_ms": declared}
+                for d in body.devices
+            ])
+    return {"devices": len(body.devices)}
+
+
+@router.get("/bundles/{kind}")
+def bundle(
+    kind: str,
+    caller: Caller,
+    state: State,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The newest signed bundle of ``kind`` for the caller's territory (304 if unchanged)."""
+    if kind not in BUNDLE_KINDS:
+        raise NotFound(f"no bundle kind {kind!r}; kinds: {', '.join(BUNDLE_KINDS)}")
+    with state.engine.connect() as conn:
+        found = latest_bundle(conn, caller.territory_id, kind)
+    if found is None:
+        raise NotFound(f"no {kind} bundle published for this territory yet", code="no_bundle")
+    version, envelope = found
+    tag = etag(kind, version)
+    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+        return Response(status_code=304, headers={"ETag": tag})
+    return Response(envelope, media_type="application/json", headers={"ETag": tag})

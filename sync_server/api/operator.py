@@ -1,0 +1,73 @@
+"""Routes operators call with their territory's token: health and data of their gateways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from sync_server.admin import gateway_health
+from sync_server.api.context import Operator, State
+from sync_server.queries import MAX_EVENTS, events_page, latest_values, time_series
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["operator"])
+
+_NAME = Query(default=None, max_length=128)
+
+
+@router.get("/gateways")
+def list_gateways(scope: Operator, state: State) -> dict[str, Any]:
+    """Gateways of the caller's territory with last seen, backlog, clock skew, marks."""
+    with state.engine.connect() as conn:
+        return {"gateways": gateway_health(conn, scope.territory_id)}
+
+
+@router.get("/latest")
+def latest(
+    scope: Operator,
+    state: State,
+    gateway: str | None = _NAME,
+    device: str | None = _NAME,
+    quantity: str | None = _NAME,
+) -> dict[str, Any]:
+    """The newest value per device and quantity."""
+    with state.engine.connect() as conn:
+        return {"values": latest_values(conn, scope, gateway=gateway, device=device,
+                                        quantity=quantity)}
+
+
+@router.get("/series")
+def series(
+    scope: Operator,
+    state: State,
+    gateway: str = Query(max_length=128),
+    device: str = Query(max_length=128),
+    quantity: str = Query(max_length=128),
+    from_ms: int = Query(ge=0),
+    to_ms: int = Query(ge=0),
+    bucket_s: int = Query(default=60, gt=0),
+) -> dict[str, Any]:
+    """One series over a range, downsampled into buckets (avg, min, max, count)."""
+    with state.engine.connect() as conn:
+        return {"buckets": time_series(conn, scope, gateway=gateway, device=device,
+                                       quantity=quantity, from_ms=from_ms, to_ms=to_ms,
+                                       bucket_s=bucket_s)}
+
+
+@router.get("/events")
+def list_events(
+    scope: Operator,
+    state: State,
+    gateway: str | None = _NAME,
+    kind: str | None = _NAME,
+    device: str | None = _NAME,
+    from_ms: int | None = Query(default=None, ge=0),
+    to_ms: int | None = Query(default=None, ge=0),
+    limit: int = Query(default=100, ge=1, le=MAX_EVENTS),
+) -> dict[str, Any]:
+    """Events, newest first."""
+    with state.engine.connect() as conn:
+        return {"events": events_page(conn, scope, gateway=gateway, kind=kind, device=device,
+                                      from_ms=from_ms, to_ms=to_ms, limit=limit)}

@@ -1,0 +1,67 @@
+"""The hub's FastAPI application factory.
+
+Stateless between requests: everything lives in the database, so several hub processes can
+serve one PostgreSQL. Every error leaves as ``{"error": code, "detail": text}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sync_server import __version__
+from sync_server.api import gateway, operator, public
+from sync_server.api.context import HubState
+from sync_server.db.engine import create_hub_engine
+from sync_server.db.migrate import require_head
+from sync_server.errors import HubError, TooManyRequests
+from sync_server.keys import load_signing_key
+from sync_server.settings import HubSettings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("sync_server")
+
+
+def create_app(settings: HubSettings) -> FastAPI:
+    """An app serving ``settings``' database; SettingsError if it cannot serve safely."""
+    engine = create_hub_engine(settings.resolved_database_url)
+    require_head(engine)
+    key = load_signing_key(settings.resolved_signing_key_file, demo=settings.demo)
+    app = FastAPI(title="Ponton sync hub", version=__version__,
+                  description="Enrollment, exactly-once batch sync, signed bundles, "
+                              "territory-scoped queries. See docs/sync-protocol.md.")
+    app.state.hub = HubState(settings, engine, key)
+    app.include_router(public.router)
+    app.include_router(gateway.router)
+    app.include_router(operator.router)
+    app.add_exception_handler(HubError, _hub_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(Exception, _unexpected)
+    return app
+
+
+def _error(status: int, code: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def _hub_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HubError)
+    if isinstance(exc, TooManyRequests):
+        return _error(exc.status, exc.code, exc.detail, **{"Retry-After": str(exc.retry_after_s)})
+    return _error(exc.status, exc.code, exc.detail)
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
+    return _error(400, "invalid_request", problems)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _error(500, "internal", f"internal error ({type(exc).__name__}); see the hub's log")

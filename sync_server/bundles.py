@@ -1,0 +1,73 @@
+"""Publishing and serving signed bundles (configuration, access policy) per territory.
+
+Each publication gets the next version number of its (territory, kind) and is signed once,
+at publication, with the hub key; gateways fetch the newest with a conditional GET. The
+content of the access policy arrives with the access-control work; this is the mechanism.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+
+from edge_agent.codecs.bundle import sign_bundle
+from edge_agent.errors import BundleError
+from edge_agent.records import now_ms
+from sync_server.admin import territory_id
+from sync_server.db.schema import bundles
+from sync_server.errors import BadRequest
+from sync_server.keys import SigningKey
+
+__all__ = ["BUNDLE_KINDS", "etag", "latest_bundle", "publish_bundle"]
+
+BUNDLE_KINDS = ("config", "policy")
+
+
+def etag(kind: str, version: int) -> str:
+    """The strong ETag of one bundle version."""
+    return f'"{kind}-{version}"'
+
+
+def publish_bundle(
+    engine: Engine,
+    key: SigningKey,
+    territory: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    expires_in_s: int,
+) -> int:
+    """Sign ``payload`` as the next version of ``kind`` for ``territory``; return the version."""
+    if kind not in BUNDLE_KINDS:
+        raise BadRequest(f"bundle kind {kind!r} is not one of {', '.join(BUNDLE_KINDS)}")
+    if expires_in_s <= 0:
+        raise BadRequest(f"a bundle's lifetime must be positive, got {expires_in_s} s")
+    issued = now_ms()
+    with engine.begin() as conn:
+        tid = territory_id(conn, territory)
+        current = conn.execute(select(func.max(bundles.c.version)).where(
+            bundles.c.territory_id == tid, bundles.c.kind == kind)).scalar()
+        version = int(current or 0) + 1
+        try:
+            envelope = sign_bundle(key.private, kind=kind, territory=territory,
+                                   version=version, issued_at_ms=issued,
+                                   expires_at_ms=issued + expires_in_s * 1000, payload=payload)
+        except BundleError as exc:
+            raise BadRequest(f"the {kind} payload cannot be signed: {exc}") from exc
+        conn.execute(bundles.insert().values(
+            territory_id=tid, kind=kind, version=version, issued_ms=issued,
+            expires_ms=issued + expires_in_s * 1000,
+            envelope=json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)))
+    return version
+
+
+def latest_bundle(conn: Connection, territory: int, kind: str) -> tuple[int, str] | None:
+    """The newest (version, signed envelope text) of ``kind`` for ``territory``, if any."""
+    row = conn.execute(
+        select(bundles.c.version, bundles.c.envelope)
+        .where(bundles.c.territory_id == territory, bundles.c.kind == kind)
+        .order_by(bundles.c.version.desc()).limit(1)
+    ).first()
+    return None if row is None else (int(row.version), str(row.envelope))

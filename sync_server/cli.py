@@ -1,0 +1,240 @@
+"""``sync-server``: the hub's command line, for operators and for starting the service.
+
+Every command reads the same settings (flags or ``PONTON_HUB_*`` variables) and prints one
+``error:`` line with exit status 2 for anything it refuses, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+
+from sync_server import admin
+from sync_server.app import create_app
+from sync_server.bundles import publish_bundle
+from sync_server.db.engine import create_hub_engine
+from sync_server.db.migrate import current_revision, require_head, upgrade
+from sync_server.errors import BadRequest, HubError
+from sync_server.keys import create_signing_key, load_signing_key
+from sync_server.settings import DEFAULT_DATA_DIR, HubSettings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(name="sync-server", help="Ponton sync hub: serve gateways and operators.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="The bundle-signing key gateways pin.", no_args_is_help=True)
+territory_app = typer.Typer(help="Territories.", no_args_is_help=True)
+site_app = typer.Typer(help="Sites of a territory.", no_args_is_help=True)
+gateway_app = typer.Typer(help="Gateways and their enrollment codes.", no_args_is_help=True)
+token_app = typer.Typer(help="Operator tokens.", no_args_is_help=True)
+bundle_app = typer.Typer(help="Signed configuration and policy bundles.",
+                         no_args_is_help=True)
+for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory"),
+                  (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
+                  (bundle_app, "bundle")):
+    app.add_typer(sub, name=name)
+
+_settings: dict[str, Any] = {}
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+@app.callback()
+def configure(
+    data_dir: Annotated[Path, typer.Option(envvar="PONTON_HUB_DATA_DIR",
+                                           help="Where the SQLite store and the key live.")]
+    = DEFAULT_DATA_DIR,
+    database_url: Annotated[str | None, typer.Option(
+        envvar="PONTON_HUB_DATABASE_URL",
+        help="postgresql://USER@HOST/DB; default: SQLite in the data directory.")] = None,
+    signing_key: Annotated[Path | None, typer.Option(
+        envvar="PONTON_HUB_SIGNING_KEY", help="Default: DATA_DIR/signing-key.pem.")] = None,
+    demo: Annotated[bool, typer.Option(
+        envvar="PONTON_HUB_DEMO", help="Create a missing signing key (never in production).")]
+    = False,
+) -> None:
+    """Settings shared by every command."""
+    _settings.update(data_dir=data_dir, database_url=database_url,
+                     signing_key_file=signing_key, demo=demo)
+
+
+def _hub_settings() -> HubSettings:
+    return HubSettings(**_settings)
+
+
+def _engine(*, at_head: bool = True) -> Engine:
+    engine = create_hub_engine(_hub_settings().resolved_database_url)
+    if at_head:
+        require_head(engine)
+    return engine
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``30m``, ``24h``, ``7d`` or ``3600s``."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise BadRequest(f"duration {text!r} is not like 30m, 24h, 7d or 3600s")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8600,
+    upgrade_db: Annotated[bool, typer.Option(
+        "--upgrade-db", help="Upgrade the schema before serving.")] = False,
+) -> None:
+    """Serve the HTTP API; prints ``READY http://HOST:PORT`` once listening."""
+    settings = _hub_settings()
+    if upgrade_db:
+        upgrade(create_hub_engine(settings.resolved_database_url))
+    application = create_app(settings)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound = sock.getsockname()[1]
+    config = uvicorn.Config(application, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
+    print(f"READY http://{host}:{bound}", flush=True)  # noqa: T201 - the line tests wait for
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the schema to this version's."""
+    engine = _engine(at_head=False)
+    upgrade(engine)
+    typer.echo(f"database at revision {current_revision(engine)}")
+
+
+@keys_app.command("init")
+def keys_init() -> None:
+    """Create the signing key (once: gateways pin its public key)."""
+    key = create_signing_key(_hub_settings().resolved_signing_key_file)
+    typer.echo(f"signing key {key.key_id} written to {_hub_settings().resolved_signing_key_file}")
+
+
+@keys_app.command("show")
+def keys_show() -> None:
+    """Print the signing key's id and public key."""
+    settings = _hub_settings()
+    key = load_signing_key(settings.resolved_signing_key_file, demo=False)
+    typer.echo(f"key id {key.key_id}\npublic key {key.public_bytes.hex()}")
+
+
+@territory_app.command("add")
+def territory_add(name: str) -> None:
+    """Create a territory (with its badge pseudonymisation key)."""
+    admin.add_territory(_engine(), name)
+    typer.echo(f"territory {name} created")
+
+
+@site_app.command("add")
+def site_add(territory: Annotated[str, typer.Option(help="Territory name.")], name: str) -> None:
+    """Create a site in a territory."""
+    admin.add_site(_engine(), territory, name)
+    typer.echo(f"site {name} created in {territory}")
+
+
+@gateway_app.command("add")
+def gateway_add(
+    territory: Annotated[str, typer.Option(help="Territory name.")],
+    site: Annotated[str, typer.Option(help="Site name.")],
+    name: Annotated[str | None, typer.Option(help="Default: SITE-gwN.")] = None,
+    expires_in: Annotated[str, typer.Option(help="Code lifetime: 30m, 24h, 7d.")] = "24h",
+    reissue: Annotated[bool, typer.Option(
+        help="For an existing gateway: revoke its token and print a new code.")] = False,
+) -> None:
+    """Register a gateway and print its one-time enrollment code."""
+    enrollment = admin.add_gateway(_engine(), territory, site, name,
+                                   expires_in_s=parse_duration(expires_in), reissue=reissue)
+    typer.echo(f"gateway {enrollment.gateway} ({territory}/{site})\n"
+               f"enrollment code {enrollment.code} (single use, expires "
+               f"{_when(enrollment.expires_ms)})\n"
+               f"on the gateway: edge-agent provision --hub URL --code {enrollment.code}")
+
+
+@gateway_app.command("list")
+def gateway_list(
+    territory: Annotated[str | None, typer.Option(help="Only this territory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Gateways with last seen, the backlog they reported and their clock skew."""
+    engine = _engine()
+    with engine.connect() as conn:
+        tid = None if territory is None else admin.territory_id(conn, territory)
+        rows = admin.gateway_health(conn, tid)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("territory", "site", "gateway", "enrolled", "last seen", "backlog",
+                  "clock skew", "acked")
+    for row in rows:
+        skew = row["clock_skew_ms"]
+        table.add_row(row["territory"], row["site"], row["gateway"],
+                      "yes" if row["enrolled_ms"] else "no", _when(row["last_seen_ms"]),
+                      "-" if row["backlog"] is None else f"{row['backlog']:,}",
+                      "-" if skew is None else f"{skew / 1000:+.1f} s",
+                      ", ".join(f"{k} {v}" for k, v in sorted(row["acked"].items())))
+    Console().print(table)
+
+
+@token_app.command("add")
+def token_add(
+    territory: Annotated[str | None, typer.Option(help="The territory it reads.")] = None,
+    admin_token: Annotated[bool, typer.Option("--admin", help="Reads every territory.")]
+    = False,
+    name: Annotated[str, typer.Option(help="Who or what holds it.")] = "operator",
+) -> None:
+    """Create an operator token (printed once; the hub keeps only its hash)."""
+    if (territory is None) == (not admin_token):
+        raise BadRequest("give exactly one of --territory T or --admin")
+    typer.echo(admin.add_operator_token(_engine(), territory, name))
+
+
+@bundle_app.command("publish")
+def bundle_publish(
+    territory: Annotated[str, typer.Option(help="Territory name.")],
+    kind: Annotated[str, typer.Option(help="config or policy.")],
+    file: Annotated[Path, typer.Argument(help="JSON object to sign and publish.")],
+    expires_in: Annotated[str, typer.Option(help="Lifetime: 12h, 7d.")] = "7d",
+) -> None:
+    """Sign a JSON payload as the next version of a territory's bundle."""
+    try:
+        payload = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BadRequest(f"cannot read {file}: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadRequest(f"{file} must hold a JSON object")
+    settings = _hub_settings()
+    key = load_signing_key(settings.resolved_signing_key_file, demo=settings.demo)
+    version = publish_bundle(_engine(), key, territory, kind, payload,
+                             expires_in_s=parse_duration(expires_in))
+    typer.echo(f"{kind} bundle version {version} published for {territory}")
+
+
+def main() -> None:
+    """Run the CLI; HubError becomes one ``error:`` line and exit status 2."""
+    try:
+        app()
+    except HubError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""The hub's database: schema, engines for SQLite and PostgreSQL, migrations."""

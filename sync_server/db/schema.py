@@ -1,0 +1,230 @@
+"""The hub's tables, as SQLAlchemy Core: one schema for SQLite and PostgreSQL.
+
+Every table that holds a territory's data carries ``territory_id`` (or reaches it through a
+gateway), so every query can be scoped by the caller's territory and PostgreSQL can later
+distribute by it (Citus). Records are keyed by ``(stream_id, seq)``: a stream belongs to
+one gateway, so that key is the protocol's ``(gateway, stream, seq)`` and the unique
+constraint that makes a replay harmless. Readings stay lean (no text per row): device and
+quantity live once in ``series``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "bundles",
+    "clock_corrections",
+    "devices",
+    "enroll_failures",
+    "enrollment_codes",
+    "events",
+    "gateways",
+    "metadata",
+    "operator_tokens",
+    "readings",
+    "series",
+    "sites",
+    "streams",
+    "territories",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_NAME = 64
+
+
+def _territory_fk() -> Column[int]:
+    return Column("territory_id", ForeignKey("territories.id"), nullable=False)
+
+
+territories = Table(
+    "territories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(_NAME), nullable=False, unique=True),
+    #: HMAC key for badge pseudonyms, handed to the territory's gateways at enrollment.
+    Column("badge_key", LargeBinary(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("name", String(_NAME), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("territory_id", "name"),
+)
+
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("site_id", ForeignKey("sites.id"), nullable=False),
+    Column("name", String(_NAME), nullable=False),
+    #: SHA-256 of the gateway's token; NULL until it enrolls.
+    Column("token_hash", String(64), unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("enrolled_ms", BigInteger),
+    Column("last_seen_ms", BigInteger),
+    Column("backlog", BigInteger),
+    Column("clock_skew_ms", BigInteger),
+    Column("implausible_ts_total", BigInteger, nullable=False, server_default="0"),
+    UniqueConstraint("territory_id", "name"),
+)
+
+enrollment_codes = Table(
+    "enrollment_codes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger),
+)
+
+enroll_failures = Table(
+    "enroll_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("client", String(_NAME), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index(None, "client", "at_ms"),
+)
+
+operator_tokens = Table(
+    "operator_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: NULL for an admin token, which reads every territory.
+    Column("territory_id", ForeignKey("territories.id")),
+    Column("name", String(_NAME), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("profile", String(_NAME), nullable=False),
+    #: JSON list of quantity names, as the gateway declared them.
+    Column("quantities", Text, nullable=False),
+    Column("declared_ms", BigInteger, nullable=False),
+    UniqueConstraint("gateway_id", "name"),
+)
+
+streams = Table(
+    "streams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    Column("name", String(32), nullable=False),
+    #: ``reading`` or ``event``, fixed by the stream's first batch.
+    Column("record_type", String(8), nullable=False),
+    #: The high-water mark: every seq up to it is stored (or was evicted at the gateway).
+    Column("acked_seq", BigInteger, nullable=False),
+    UniqueConstraint("gateway_id", "name"),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    Column("device", String(128), nullable=False),
+    Column("quantity", String(_NAME), nullable=False),
+    Column("latest_ts_ms", BigInteger),
+    Column("latest_value", Double),
+    Column("latest_quality", SmallInteger),
+    UniqueConstraint("gateway_id", "device", "quantity"),
+    Index(None, "territory_id", "device", "quantity"),
+)
+
+readings = Table(
+    "readings",
+    metadata,
+    Column("stream_id", Integer, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("series_id", Integer, nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    #: NULL stands for NaN or infinity (quality INVALID), which SQL cannot compare.
+    Column("value", Double),
+    Column("quality", SmallInteger, nullable=False),
+    Index(None, "series_id", "ts_ms"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("stream_id", Integer, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    _territory_fk(),
+    Column("gateway_id", Integer, nullable=False),
+    Column("kind", String(_NAME), nullable=False),
+    Column("device", String(128), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("attrs", Text, nullable=False),
+    Index(None, "territory_id", "ts_ms"),
+    Index(None, "gateway_id", "kind", "ts_ms"),
+)
+
+clock_corrections = Table(
+    "clock_corrections",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    Column("stream_id", ForeignKey("streams.id"), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    #: Added to the gateway's timestamps: hub clock minus gateway clock at sending.
+    Column("skew_ms", BigInteger, nullable=False),
+    Column("implausible", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+)
+
+bundles = Table(
+    "bundles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("kind", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("issued_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    #: The signed envelope exactly as gateways receive it.
+    Column("envelope", Text, nullable=False),
+    UniqueConstraint("territory_id", "kind", "version"),
+)

@@ -1,0 +1,101 @@
+"""The hub's one exception tree; each error knows its HTTP status and stable code.
+
+Library code raises these; the API turns them into ``{"error": code, "detail": ...}`` with
+the status, and the CLI into one ``error:`` line. Codes are part of the protocol
+(docs/sync-protocol.md): clients decide on them, never on the detail text::
+
+    HubError
+    ├── SettingsError          the hub cannot start as configured (500 if ever raised late)
+    ├── BadRequest             400 malformed_batch, invalid_request
+    ├── Unauthorized           401 invalid_token, invalid_code
+    ├── NotFound               404 not_found, no_bundle
+    ├── Conflict               409 seq_conflict, stream_type, already_exists
+    ├── TooLarge               413 too_large
+    ├── UnsupportedMediaType   415 unsupported_media_type
+    └── TooManyRequests        429 too_many_attempts (carries retry_after_s)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "HubError",
+    "NotFound",
+    "SettingsError",
+    "TooLarge",
+    "TooManyRequests",
+    "Unauthorized",
+    "UnsupportedMediaType",
+]
+
+
+class HubError(Exception):
+    """Root of every error the hub raises on purpose."""
+
+    status = 500
+    default_code = "internal"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code or self.default_code
+
+
+class SettingsError(HubError):
+    """The hub's settings are invalid or unsafe (a default secret outside demo mode)."""
+
+    default_code = "settings"
+
+
+class BadRequest(HubError):
+    """The request is malformed: a batch that does not decode, a bad parameter."""
+
+    status = 400
+    default_code = "invalid_request"
+
+
+class Unauthorized(HubError):
+    """No token, an unknown or revoked token, or an invalid enrollment code."""
+
+    status = 401
+    default_code = "invalid_token"
+
+
+class NotFound(HubError):
+    """Nothing by that name *for this caller*: other territories' objects look the same."""
+
+    status = 404
+    default_code = "not_found"
+
+
+class Conflict(HubError):
+    """The request contradicts what is stored (a seq reused with other content, a duplicate)."""
+
+    status = 409
+    default_code = "conflict"
+
+
+class TooLarge(HubError):
+    """The body exceeds the request limit or inflates beyond the decoded limit."""
+
+    status = 413
+    default_code = "too_large"
+
+
+class UnsupportedMediaType(HubError):
+    """A content type or content encoding the hub does not speak."""
+
+    status = 415
+    default_code = "unsupported_media_type"
+
+
+class TooManyRequests(HubError):
+    """Too many failed attempts from one client; ``retry_after_s`` says when to come back."""
+
+    status = 429
+    default_code = "too_many_attempts"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

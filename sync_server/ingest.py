@@ -1,0 +1,280 @@
+"""Storing a pushed batch exactly once: the heart of the sync protocol on the hub side.
+
+A stream's row is locked for the whole transaction (``FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` locks the file), so two hub processes serving one gateway queue instead of
+racing. Records above the stream's high-water mark are new and are inserted; records at or
+below it must equal what is stored, or the batch is refused whole with ``seq_conflict``.
+The ``(stream_id, seq)`` primary key backs this up: no path can store a record twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from edge_agent.records import Event, Reading, now_ms
+from sync_server.db.schema import clock_corrections, events, gateways, readings, series, streams
+from sync_server.errors import Conflict
+from sync_server.wire import DecodedBatch
+
+__all__ = ["ClockPolicy", "GatewayRef", "PushResult", "store_batch", "stream_marks"]
+
+#: Timestamps before 2020-01-01 UTC come from a clock that never synchronised.
+_PLAUSIBLE_FROM_MS = 1_577_836_800_000
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRef:
+    """The caller, as its token says: never as the request says."""
+
+    id: int
+    territory_id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClockPolicy:
+    """How far a gateway's clock may drift before its timestamps are shifted."""
+
+    tolerance_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What the hub answers a push with (docs/sync-protocol.md)."""
+
+    stream: str
+    first_seq: int
+    last_seq: int
+    stored: int
+    duplicates: int
+    acked: dict[str, int]
+
+
+def stream_marks(conn: Connection, gateway_id: int) -> dict[str, int]:
+    """The high-water mark of each stream of a gateway."""
+    query = select(streams.c.name, streams.c.acked_seq).where(streams.c.gateway_id == gateway_id)
+    return {name: int(seq) for name, seq in conn.execute(query)}
+
+
+def store_batch(
+    engine: Engine,
+    gateway: GatewayRef,
+    stream: str,
+    batch: DecodedBatch,
+    *,
+    sent_at_ms: int | None,
+    backlog: int | None,
+    clock: ClockPolicy,
+) -> PushResult:
+    """Store what is new in ``batch``, check what is not, and answer with the marks."""
+    received = now_ms()
+    skew = None if sent_at_ms is None else received - sent_at_ms
+    shift = skew if skew is not None and abs(skew) > clock.tolerance_ms else 0
+    last_seq = batch.first_seq + len(batch.records) - 1
+    with engine.begin() as conn:
+        conn.execute(update(gateways).where(gateways.c.id == gateway.id).values(
+            last_seen_ms=received, backlog=backlog, clock_skew_ms=skew))
+        stream_id, acked = _lock_stream(conn, gateway, stream, batch.record_type)
+        old_count = max(0, min(last_seq, acked) - batch.first_seq + 1)
+        missing = _check_replayed(conn, gateway, stream_id, batch, old_count)
+        new = [(batch.first_seq + i, batch.records[i])
+               for i in range(old_count, len(batch.records))]
+        to_store = missing + new
+        implausible = 0
+        if to_store:
+            implausible = _insert(conn, gateway, stream_id, to_store, shift)
+            if shift or implausible:
+                conn.execute(clock_corrections.insert().values(
+                    territory_id=gateway.territory_id, gateway_id=gateway.id,
+                    stream_id=stream_id, first_seq=to_store[0][0], last_seq=to_store[-1][0],
+                    skew_ms=shift, implausible=implausible, at_ms=received))
+            if implausible:
+                conn.execute(update(gateways).where(gateways.c.id == gateway.id).values(
+                    implausible_ts_total=gateways.c.implausible_ts_total + implausible))
+        if last_seq > acked:
+            conn.execute(update(streams).where(streams.c.id == stream_id)
+                         .values(acked_seq=last_seq))
+        marks = stream_marks(conn, gateway.id)
+    return PushResult(stream, batch.first_seq, last_seq, len(to_store),
+                      len(batch.records) - len(to_store), marks)
+
+
+def _insert_ignoring_conflicts(conn: Connection, table: Table) -> Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def _lock_stream(
+    conn: Connection, gateway: GatewayRef, name: str, record_type: str
+) -> tuple[int, int]:
+    conn.execute(_insert_ignoring_conflicts(conn, streams).values(
+        territory_id=gateway.territory_id, gateway_id=gateway.id, name=name,
+        record_type=record_type, acked_seq=0))
+    row = conn.execute(
+        select(streams.c.id, streams.c.acked_seq, streams.c.record_type)
+        .where(streams.c.gateway_id == gateway.id, streams.c.name == name)
+        .with_for_update()
+    ).one()
+    if row.record_type != record_type:
+        raise Conflict(f"stream {name!r} holds {row.record_type}s; this batch holds "
+                       f"{record_type}s", code="stream_type")
+    return int(row.id), int(row.acked_seq)
+
+
+def _check_replayed(
+    conn: Connection, gateway: GatewayRef, stream_id: int, batch: DecodedBatch, count: int
+) -> list[tuple[int, Reading | Event]]:
+    """Compare records at or below the mark with what is stored; return those not stored.
+
+    Records below the mark that are not stored were evicted at the gateway before it sent
+    them, or lost in a hole; storing them now keeps "exactly once" either way.
+    """
+    if count == 0:
+        return []
+    first, last = batch.first_seq, batch.first_seq + count - 1
+    shifts = _shifts(conn, stream_id, first, last)
+    if batch.record_type == "reading":
+        stored = _stored_readings(conn, gateway, stream_id, first, last)
+    else:
+        stored = _stored_events(conn, stream_id, first, last)
+    missing: list[tuple[int, Reading | Event]] = []
+    for offset in range(count):
+        seq = first + offset
+        record = batch.records[offset]
+        kept = stored.get(seq)
+        if kept is None:
+            missing.append((seq, record))
+        elif kept != _comparable(record, _shift_at(shifts, seq)):
+            raise Conflict(
+                f"seq {seq} of stream {batch.stream} was stored with different content; "
+                "nothing of this batch was stored. Was the gateway's outbox replaced, "
+                "restored from a backup or copied to another box?", code="seq_conflict")
+    return missing
+
+
+def _comparable(record: Reading | Event, shift: int) -> tuple[Any, ...]:
+    if isinstance(record, Reading):
+        value = record.value if math.isfinite(record.value) else None
+        return (record.device, record.quantity, record.ts_ms + shift, value,
+                int(record.quality))
+    return (record.kind, record.device, record.ts_ms + shift, record.attrs)
+
+
+def _stored_readings(
+    conn: Connection, gateway: GatewayRef, stream_id: int, first: int, last: int
+) -> dict[int, tuple[Any, ...]]:
+    query = (
+        select(readings.c.seq, series.c.device, series.c.quantity, readings.c.ts_ms,
+               readings.c.value, readings.c.quality)
+        .join_from(readings, series, readings.c.series_id == series.c.id)
+        .where(readings.c.stream_id == stream_id, readings.c.seq.between(first, last),
+               series.c.gateway_id == gateway.id)
+    )
+    return {int(row[0]): tuple(row[1:]) for row in conn.execute(query)}
+
+
+def _stored_events(
+    conn: Connection, stream_id: int, first: int, last: int
+) -> dict[int, tuple[Any, ...]]:
+    query = select(events.c.seq, events.c.kind, events.c.device, events.c.ts_ms,
+                   events.c.attrs).where(events.c.stream_id == stream_id,
+                                         events.c.seq.between(first, last))
+    return {int(seq): (kind, device, ts, json.loads(attrs))
+            for seq, kind, device, ts, attrs in conn.execute(query)}
+
+
+def _shifts(conn: Connection, stream_id: int, first: int, last: int) -> list[tuple[int, int, int]]:
+    query = select(clock_corrections.c.first_seq, clock_corrections.c.last_seq,
+                   clock_corrections.c.skew_ms).where(
+        clock_corrections.c.stream_id == stream_id, clock_corrections.c.last_seq >= first,
+        clock_corrections.c.first_seq <= last)
+    return [(int(a), int(b), int(c)) for a, b, c in conn.execute(query)]
+
+
+def _shift_at(shifts: Sequence[tuple[int, int, int]], seq: int) -> int:
+    return next((skew for first, last, skew in shifts if first <= seq <= last), 0)
+
+
+def _insert(
+    conn: Connection,
+    gateway: GatewayRef,
+    stream_id: int,
+    records: list[tuple[int, Reading | Event]],
+    shift: int,
+) -> int:
+    """Insert ``records`` (timestamps shifted); return how many have implausible timestamps."""
+    implausible = sum(1 for _, r in records if r.ts_ms + shift < _PLAUSIBLE_FROM_MS)
+    if isinstance(records[0][1], Event):
+        conn.execute(events.insert(), [
+            {"stream_id": stream_id, "seq": seq, "territory_id": gateway.territory_id,
+             "gateway_id": gateway.id, "kind": e.kind, "device": e.device,
+             "ts_ms": e.ts_ms + shift, "attrs": json.dumps(e.attrs, sort_keys=True)}
+            for seq, e in records if isinstance(e, Event)
+        ])
+        return implausible
+    reading_rows = [(seq, r) for seq, r in records if isinstance(r, Reading)]
+    ids = _series_ids(conn, gateway, {(r.device, r.quantity) for _, r in reading_rows})
+    rows = [
+        (stream_id, seq, ids[(r.device, r.quantity)], r.ts_ms + shift,
+         r.value if math.isfinite(r.value) else None, int(r.quality))
+        for seq, r in reading_rows
+    ]
+    _bulk_insert_readings(conn, rows)
+    _update_latest(conn, rows)
+    return implausible
+
+
+def _bulk_insert_readings(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """COPY on PostgreSQL (several times faster than INSERT); executemany on SQLite."""
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        with raw.cursor().copy(
+            "COPY readings (stream_id, seq, series_id, ts_ms, value, quality) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    conn.exec_driver_sql(
+        "INSERT INTO readings (stream_id, seq, series_id, ts_ms, value, quality)"
+        " VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+
+def _series_ids(
+    conn: Connection, gateway: GatewayRef, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    query = select(series.c.device, series.c.quantity, series.c.id).where(
+        series.c.gateway_id == gateway.id)
+    ids = {(device, quantity): int(sid) for device, quantity, sid in conn.execute(query)}
+    absent = keys - ids.keys()
+    if absent:
+        conn.execute(_insert_ignoring_conflicts(conn, series), [
+            {"territory_id": gateway.territory_id, "gateway_id": gateway.id,
+             "device": device, "quantity": quantity} for device, quantity in sorted(absent)
+        ])
+        ids.update({(device, quantity): int(sid)
+                    for device, quantity, sid in conn.execute(query)})
+    return ids
+
+
+def _update_latest(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Keep each series' newest value at hand: "latest per device" is the dashboard's query."""
+    newest: dict[int, tuple[int, float | None, int]] = {}
+    for _, _, sid, ts, value, quality in rows:
+        current = newest.get(sid)
+        if current is None or ts >= current[0]:
+            newest[sid] = (ts, value, quality)
+    for sid, (ts, value, quality) in newest.items():
+        conn.execute(
+            update(series)
+            .where(series.c.id == sid,
+                   (series.c.latest_ts_ms.is_(None)) | (series.c.latest_ts_ms <= ts))
+            .values(latest_ts_ms=ts, latest_value=value, latest_quality=quality))

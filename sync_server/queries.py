@@ -1,0 +1,111 @@
+"""What operators read: latest values, bucketed time series, events, gateway health.
+
+Every query takes the caller's territory (None only for admin tokens) and filters on it in
+SQL, so an operator can never see another territory's rows, whatever names they pass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+
+from sync_server.db.schema import events, gateways, readings, series, territories
+from sync_server.errors import BadRequest
+
+__all__ = ["MAX_BUCKETS", "MAX_EVENTS", "Scope", "events_page", "latest_values", "time_series"]
+
+MAX_BUCKETS = 10_000
+MAX_EVENTS = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose data a query may touch: one territory, or every one (admin)."""
+
+    territory_id: int | None
+
+
+def _scoped(query: Select[Any], scope: Scope, territory_column: Any) -> Select[Any]:
+    if scope.territory_id is None:
+        return query
+    return query.where(territory_column == scope.territory_id)
+
+
+def latest_values(
+    conn: Connection, scope: Scope, *, gateway: str | None, device: str | None,
+    quantity: str | None,
+) -> list[dict[str, Any]]:
+    """The newest value of every matching (gateway, device, quantity)."""
+    query = (
+        select(territories.c.name.label("territory"), gateways.c.name.label("gateway"),
+               series.c.device, series.c.quantity, series.c.latest_ts_ms.label("ts_ms"),
+               series.c.latest_value.label("value"), series.c.latest_quality.label("quality"))
+        .join_from(series, gateways, series.c.gateway_id == gateways.c.id)
+        .join(territories, series.c.territory_id == territories.c.id)
+        .where(series.c.latest_ts_ms.is_not(None))
+        .order_by(gateways.c.name, series.c.device, series.c.quantity)
+    )
+    query = _scoped(query, scope, series.c.territory_id)
+    for column, wanted in ((gateways.c.name, gateway), (series.c.device, device),
+                           (series.c.quantity, quantity)):
+        if wanted is not None:
+            query = query.where(column == wanted)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def time_series(
+    conn: Connection, scope: Scope, *, gateway: str, device: str, quantity: str,
+    from_ms: int, to_ms: int, bucket_s: int,
+) -> list[dict[str, Any]]:
+    """avg, min, max and count per bucket of ``bucket_s`` seconds in [from_ms, to_ms)."""
+    if to_ms <= from_ms:
+        raise BadRequest(f"to_ms ({to_ms}) must be after from_ms ({from_ms})")
+    bucket_ms = bucket_s * 1000
+    if bucket_ms <= 0 or (to_ms - from_ms) // bucket_ms > MAX_BUCKETS:
+        raise BadRequest(
+            f"bucket_s must be positive and give at most {MAX_BUCKETS} buckets over the range")
+    series_ids = _scoped(
+        select(series.c.id).join_from(series, gateways, series.c.gateway_id == gateways.c.id)
+        .where(gateways.c.name == gateway, series.c.device == device,
+               series.c.quantity == quantity),
+        scope, series.c.territory_id)
+    bucket = ((readings.c.ts_ms // bucket_ms) * bucket_ms).label("bucket_ms")
+    query = (
+        select(bucket, func.avg(readings.c.value).label("avg"),
+               func.min(readings.c.value).label("min"), func.max(readings.c.value).label("max"),
+               func.count(readings.c.value).label("count"))
+        .where(readings.c.series_id.in_(series_ids.scalar_subquery()),
+               readings.c.ts_ms >= from_ms, readings.c.ts_ms < to_ms)
+        .group_by(bucket).order_by(bucket)
+    )
+    return [{**row._mapping, "avg": None if row.avg is None else float(row.avg)}
+            for row in conn.execute(query)]
+
+
+def events_page(
+    conn: Connection, scope: Scope, *, gateway: str | None, kind: str | None,
+    device: str | None, from_ms: int | None, to_ms: int | None, limit: int,
+) -> list[dict[str, Any]]:
+    """Matching events, newest first, at most ``limit`` (≤ MAX_EVENTS)."""
+    if not 1 <= limit <= MAX_EVENTS:
+        raise BadRequest(f"limit must be between 1 and {MAX_EVENTS}, got {limit}")
+    query = (
+        select(territories.c.name.label("territory"), gateways.c.name.label("gateway"),
+               events.c.kind, events.c.device, events.c.ts_ms, events.c.attrs, events.c.seq)
+        .join_from(events, gateways, events.c.gateway_id == gateways.c.id)
+        .join(territories, events.c.territory_id == territories.c.id)
+        .order_by(events.c.ts_ms.desc(), events.c.seq.desc()).limit(limit)
+    )
+    query = _scoped(query, scope, events.c.territory_id)
+    for column, wanted in ((gateways.c.name, gateway), (events.c.kind, kind),
+                           (events.c.device, device)):
+        if wanted is not None:
+            query = query.where(column == wanted)
+    if from_ms is not None:
+        query = query.where(events.c.ts_ms >= from_ms)
+    if to_ms is not None:
+        query = query.where(events.c.ts_ms < to_ms)
+    return [{**row._mapping, "attrs": json.loads(row.attrs)} for row in conn.execute(query)]

@@ -1,0 +1,81 @@
+"""From a push request's bytes to typed records: content negotiation and limits.
+
+The decoding itself is the agent's pure codecs (edge_agent/codecs), shared so that both ends
+speak exactly one format; this module only picks the codec from the request's headers and
+turns codec errors into the hub's HTTP errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from edge_agent.codecs.batch import (
+    EVENTS_TYPE,
+    PLAIN_TYPE,
+    READINGS_TYPE,
+    decode_events,
+    decode_plain,
+    decode_readings,
+)
+from edge_agent.codecs.compression import ENCODINGS, decompress
+from edge_agent.errors import CodecError
+from edge_agent.errors import TooLarge as BodyTooLarge
+from edge_agent.records import Event, Reading
+from sync_server.errors import BadRequest, TooLarge, UnsupportedMediaType
+
+__all__ = ["STREAM_NAME", "DecodedBatch", "decode_batch"]
+
+#: Stream names as the outbox makes them: short, lower case.
+STREAM_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+_MAX_SEQ = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedBatch:
+    """A push's records, all of one type, with consecutive seqs from ``first_seq``."""
+
+    stream: str
+    record_type: Literal["reading", "event"]
+    first_seq: int
+    records: list[Reading] | list[Event]
+
+
+def decode_batch(
+    stream: str, body: bytes, content_type: str, content_encoding: str, *, max_decoded: int
+) -> DecodedBatch:
+    """Decode a push body; 415 for formats the hub does not speak, 400/413 for bad bodies."""
+    if not STREAM_NAME.fullmatch(stream):
+        raise BadRequest(f"stream name {stream!r} is not valid", code="invalid_request")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in (READINGS_TYPE, EVENTS_TYPE, PLAIN_TYPE):
+        raise UnsupportedMediaType(
+            f"content type {media_type or '(none)'!r} is not one of {READINGS_TYPE}, "
+            f"{EVENTS_TYPE}, {PLAIN_TYPE}")
+    encoding = content_encoding.strip().lower() or "identity"
+    if encoding not in ENCODINGS:
+        raise UnsupportedMediaType(
+            f"content encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
+    try:
+        document = decompress(body, encoding, max_bytes=max_decoded)
+        first_seq, records = _decode(media_type, document)
+    except BodyTooLarge as exc:
+        raise TooLarge(str(exc)) from exc
+    except CodecError as exc:
+        raise BadRequest(str(exc), code="malformed_batch") from exc
+    if not 1 <= first_seq <= _MAX_SEQ - len(records):
+        raise BadRequest(f"first_seq {first_seq} is out of range", code="malformed_batch")
+    record_type: Literal["reading", "event"] = (
+        "event" if (records and isinstance(records[0], Event)) or media_type == EVENTS_TYPE
+        else "reading")
+    return DecodedBatch(stream, record_type, first_seq, records)
+
+
+def _decode(media_type: str, document: bytes) -> tuple[int, list[Reading] | list[Event]]:
+    if media_type == READINGS_TYPE:
+        return decode_readings(document)
+    if media_type == EVENTS_TYPE:
+        return decode_events(document)
+    return decode_plain(document)
