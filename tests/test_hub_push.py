@@ -22,7 +22,7 @@ from edge_agent.codecs.batch import (
     encode_plain,
     encode_readings,
 )
-from edge_agent.codecs.compression import compress
+from edge_agent.codecs.compression import Encoding, compress
 from edge_agent.records import Event, Quality, Reading, now_ms
 from sync_server.db.schema import clock_corrections, events, gateways, readings, series
 from tests.helpers.hub import HubProcess
@@ -52,11 +52,11 @@ def _readings(count: int, start_ts: int = 1_764_000_000_000) -> list[Reading]:
 
 
 def _push(client: httpx.Client, stream: str, body: bytes, content_type: str = READINGS_TYPE,
-          encoding: str = "zstd", **headers: str) -> httpx.Response:
+          encoding: Encoding = "zstd", headers: dict[str, str] | None = None) -> httpx.Response:
     return client.post(f"/v1/gateway/streams/{stream}/batches",
-                       content=compress(body, encoding) if encoding != "identity" else body,
+                       content=compress(body, encoding),
                        headers={"Content-Type": content_type, "Content-Encoding": encoding,
-                                **headers})
+                                **(headers or {})})
 
 
 def _count(hub: HubProcess, table: Any, gateway: str) -> int:
@@ -72,7 +72,7 @@ def _count(hub: HubProcess, table: Any, gateway: str) -> int:
 
 
 @pytest.mark.parametrize("encoding", ["zstd", "gzip", "identity"])
-def test_a_batch_is_stored_and_acknowledged(hub: HubProcess, encoding: str) -> None:
+def test_a_batch_is_stored_and_acknowledged(hub: HubProcess, encoding: Encoding) -> None:
     client, name = _gateway(hub)
     answer = _push(client, "readings", encode_readings(1, _readings(500)), encoding=encoding)
     assert answer.status_code == 200, answer.text
@@ -153,8 +153,8 @@ def test_a_skewed_clock_is_corrected_recorded_and_replays_still_match(hub: HubPr
     records = [Reading("m1", "voltage", gateway_now - 60_000 + i * 1000, 230.0)
                for i in range(10)]
     body = encode_readings(1, records)
-    first = _push(client, "readings", body, **{"X-Ponton-Sent-At": str(gateway_now),
-                                               "X-Ponton-Backlog": "1234"})
+    first = _push(client, "readings", body, headers={"X-Ponton-Sent-At": str(gateway_now),
+                                                     "X-Ponton-Backlog": "1234"})
     assert first.status_code == 200
     with hub.engine.connect() as conn:
         stored = conn.execute(select(func.min(readings.c.ts_ms), func.max(readings.c.ts_ms))
@@ -171,7 +171,7 @@ def test_a_skewed_clock_is_corrected_recorded_and_replays_still_match(hub: HubPr
     assert row.backlog == 1234
     assert abs(row.clock_skew_ms - (now_ms() - gateway_now)) < 120_000
     later = _push(client, "readings", body,
-                  **{"X-Ponton-Sent-At": str(gateway_now + 5_000)})
+                  headers={"X-Ponton-Sent-At": str(gateway_now + 5_000)})
     assert later.status_code == 200, later.text
     assert later.json()["duplicates"] == 10
 
@@ -231,7 +231,7 @@ def test_bad_stream_names_and_headers_are_refused(
     hub: HubProcess, stream: str, headers: dict[str, str]
 ) -> None:
     client, _ = _gateway(hub)
-    answer = _push(client, stream, encode_readings(1, _readings(1)), **headers)
+    answer = _push(client, stream, encode_readings(1, _readings(1)), headers=headers)
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
 

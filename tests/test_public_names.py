@@ -9,13 +9,15 @@ import pytest
 
 import edge_agent
 import simulators
+import sync_server
 
-SKIPPED = {"edge_agent.__main__", "simulators.modbus.__main__"}
+SKIPPED = {"edge_agent.__main__", "simulators.modbus.__main__", "sync_server.__main__",
+           "sync_server.migrations.env"}
 
 
 def _modules() -> list[str]:
     names = []
-    for package in (edge_agent, simulators):
+    for package in (edge_agent, simulators, sync_server):
         for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
             if info.name not in SKIPPED:
                 names.append(info.name)
