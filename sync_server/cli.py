@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
 from sync_server import admin
-from sync_server.app import create_app
 from sync_server.bundles import publish_bundle
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import current_revision, require_head, upgrade
@@ -103,6 +101,11 @@ def serve(
         "--upgrade-db", help="Upgrade the schema before serving.")] = False,
 ) -> None:
     """Serve the HTTP API; prints ``READY http://HOST:PORT`` once listening."""
+    # FastAPI and uvicorn take half a second to import: only the server pays for them.
+    import uvicorn  # noqa: PLC0415
+
+    from sync_server.app import create_app  # noqa: PLC0415
+
     settings = _hub_settings()
     if upgrade_db:
         upgrade(create_hub_engine(settings.resolved_database_url))
@@ -194,7 +197,8 @@ def gateway_list(
                       "-" if row["backlog"] is None else f"{row['backlog']:,}",
                       "-" if skew is None else f"{skew / 1000:+.1f} s",
                       ", ".join(f"{k} {v}" for k, v in sorted(row["acked"].items())))
-    Console().print(table)
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 @token_app.command("add")

@@ -35,7 +35,7 @@ def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise SettingsError(f"invalid database URL {url!r}: {exc}") from exc
-    if parsed.get_backend_name() == "sqlite":
+    if parsed.drivername == "sqlite":
         return _sqlite_engine(url, parsed.database)
     if parsed.get_backend_name() == "postgresql":
         if parsed.get_driver_name() != "psycopg":
@@ -43,7 +43,7 @@ def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
         return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
                              pool_pre_ping=True)
     raise SettingsError(
-        f"unsupported database {parsed.get_backend_name()!r}: use sqlite:///PATH or "
+        f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or "
         "postgresql://USER@HOST/DB"
     )
 
