@@ -228,7 +228,6 @@ def _insert(
         for seq, r in reading_rows
     ]
     _bulk_insert_readings(conn, rows)
-    _update_latest(conn, rows)
     return implausible
 
 
@@ -263,18 +262,3 @@ def _series_ids(
         ids.update({(device, quantity): int(sid)
                     for device, quantity, sid in conn.execute(query)})
     return ids
-
-
-def _update_latest(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Keep each series' newest value at hand: "latest per device" is the dashboard's query."""
-    newest: dict[int, tuple[int, float | None, int]] = {}
-    for _, _, sid, ts, value, quality in rows:
-        current = newest.get(sid)
-        if current is None or ts >= current[0]:
-            newest[sid] = (ts, value, quality)
-    for sid, (ts, value, quality) in newest.items():
-        conn.execute(
-            update(series)
-            .where(series.c.id == sid,
-                   (series.c.latest_ts_ms.is_(None)) | (series.c.latest_ts_ms <= ts))
-            .values(latest_ts_ms=ts, latest_value=value, latest_quality=quality))

@@ -38,22 +38,32 @@ def latest_values(
     conn: Connection, scope: Scope, *, gateway: str | None, device: str | None,
     quantity: str | None,
 ) -> list[dict[str, Any]]:
-    """The newest value of every matching (gateway, device, quantity)."""
+    """The newest value of every matching (gateway, device, quantity).
+
+    Read from the ``(series_id, ts_ms)`` index rather than kept up to date at ingest: an
+    update per series per batch cost half of the ingest time.
+    """
+    newest_ts = (select(func.max(readings.c.ts_ms)).where(readings.c.series_id == series.c.id)
+                 .correlate(series).scalar_subquery())
     query = (
-        select(territories.c.name.label("territory"), gateways.c.name.label("gateway"),
-               series.c.device, series.c.quantity, series.c.latest_ts_ms.label("ts_ms"),
-               series.c.latest_value.label("value"), series.c.latest_quality.label("quality"))
+        select(series.c.id, territories.c.name.label("territory"),
+               gateways.c.name.label("gateway"), series.c.device, series.c.quantity,
+               readings.c.ts_ms, readings.c.value, readings.c.quality)
         .join_from(series, gateways, series.c.gateway_id == gateways.c.id)
         .join(territories, series.c.territory_id == territories.c.id)
-        .where(series.c.latest_ts_ms.is_not(None))
-        .order_by(gateways.c.name, series.c.device, series.c.quantity)
+        .join(readings, (readings.c.series_id == series.c.id) & (readings.c.ts_ms == newest_ts))
+        .order_by(gateways.c.name, series.c.device, series.c.quantity, readings.c.seq.desc())
     )
     query = _scoped(query, scope, series.c.territory_id)
     for column, wanted in ((gateways.c.name, gateway), (series.c.device, device),
                            (series.c.quantity, quantity)):
         if wanted is not None:
             query = query.where(column == wanted)
-    return [dict(row._mapping) for row in conn.execute(query)]
+    rows: dict[int, dict[str, Any]] = {}
+    for row in conn.execute(query):
+        fields = dict(row._mapping)
+        rows.setdefault(fields.pop("id"), fields)
+    return list(rows.values())
 
 
 def time_series(

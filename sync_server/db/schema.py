@@ -165,9 +165,6 @@ series = Table(
     Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
     Column("device", String(128), nullable=False),
     Column("quantity", String(_NAME), nullable=False),
-    Column("latest_ts_ms", BigInteger),
-    Column("latest_value", Double),
-    Column("latest_quality", SmallInteger),
     UniqueConstraint("gateway_id", "device", "quantity"),
     Index(None, "territory_id", "device", "quantity"),
 )

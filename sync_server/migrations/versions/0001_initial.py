@@ -183,9 +183,6 @@ def upgrade() -> None:
         sa.Column("gateway_id", sa.Integer(), nullable=False),
         sa.Column("device", sa.String(length=128), nullable=False),
         sa.Column("quantity", sa.String(length=64), nullable=False),
-        sa.Column("latest_ts_ms", sa.BigInteger(), nullable=True),
-        sa.Column("latest_value", sa.Double(), nullable=True),
-        sa.Column("latest_quality", sa.SmallInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["gateway_id"], ["gateways.id"], name=op.f("fk_series_gateway_id_gateways")
         ),
