@@ -26,7 +26,7 @@ from tests.helpers.hub import HubProcess, spawn_hub
 pytestmark = pytest.mark.slow
 
 KILLS = 8
-CLEAN = {"missing": [], "extra": [], "wrong": []}
+CLEAN: dict[str, list[int]] = {"missing": [], "extra": [], "wrong": []}
 
 
 def _exact(hub: HubProcess, territory: str, gw: GatewayDir) -> None:
