@@ -4,10 +4,12 @@ The "field" runs in this process: a feeder meter on Modbus TCP, and an RS-485 li
 with 9600-baud line timing) carrying four berth meters, a water pulse counter and a relay
 board. Berth meter A5 is configured but absent, so it goes offline; halfway through, berth
 A4's cable is "cut" for a while and then mended. The agent runs as its own process
-(``edge-agent run``) on embedded defaults, with its outbox in ``demo-data/``. The screen
-shows the outbox filling and each device's health, live, until Ctrl-C (or ``--duration``).
+(``edge-agent run``) on embedded defaults, with its outbox in ``demo-data/``, provisioned
+into a sync hub that runs as a third process (SQLite in ``demo-data/hub/``; see
+simulators/demo_hub.py). The screen shows each device's health, the outbox draining to the
+hub, and the newest values the hub holds, live, until Ctrl-C (or ``--duration``).
 
-Later work adds the hub and a badge gate to this same demo.
+Later work adds a badge gate to this same demo.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from rich.live import Live
 from edge_agent.profiles import load_profile
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
 from edge_agent.status import gateway_report, report_view
+from edge_agent.sync.identity import IDENTITY_FILE
+from simulators.demo_hub import DemoHub
 from simulators.modbus import Fault, LineSettings, ModbusSimulator, SimulatedMeter
 
 __all__ = ["main"]
@@ -45,6 +49,9 @@ data_dir = "."
 
 [outbox]
 quota_mb = 64
+
+[sync]
+interval_s = 2
 
 [[buses]]
 name = "harbour-office"
@@ -141,7 +148,8 @@ class Field:
 def prepare(data_dir: Path, field: Field) -> Path:
     """A fresh data directory with the gateway file; A5 is configured but not on the line."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    for name in (OUTBOX_FILE, f"{OUTBOX_FILE}-wal", f"{OUTBOX_FILE}-shm", STATUS_FILE, LOCK_FILE):
+    for name in (OUTBOX_FILE, f"{OUTBOX_FILE}-wal", f"{OUTBOX_FILE}-shm", STATUS_FILE, LOCK_FILE,
+                 IDENTITY_FILE):
         (data_dir / name).unlink(missing_ok=True)
     config = data_dir / "gateway.toml"
     berths = "".join(BERTH.format(unit=unit) for unit in range(1, 6))
@@ -168,12 +176,12 @@ def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 process.kill()
 
 
-def summary(data_dir: Path) -> str:
+def summary(data_dir: Path, hub: DemoHub) -> str:
     report = gateway_report(data_dir)
     waiting = {s["name"]: s["depth"] for s in report["streams"]}
     offline = [d["name"] for d in report["devices"] if d["online"] is False]
     return (f"outbox: {waiting.get('readings', 0)} readings and {waiting.get('events', 0)} "
-            f"events waiting for the hub; offline: {', '.join(offline) or 'none'}")
+            f"events waiting; {hub.summary()}; offline: {', '.join(offline) or 'none'}")
 
 
 def run(data_dir: Path, duration: float | None, live: bool) -> None:
@@ -182,7 +190,11 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
     field.start()
     config = prepare(data_dir, field)
     log = data_dir / "agent.log"
+    hub = DemoHub(data_dir / "hub")
+    hub.start()
+    hub.provision(config)
     console.print(f"field: feeder on tcp {field.tcp}, pontoon-a on {field.serial} (9600 baud)")
+    console.print(f"hub: {hub.url} (sync-server, SQLite in {hub.data_dir})")
     console.print(f"agent: edge-agent run --config {config}  (log: {log})")
     started = time.monotonic()
     cable_cut = False
@@ -202,25 +214,27 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
                          f" mended at {CABLE_CUT_S[1]:.0f} s); berth A5 is configured but absent"
                          " - Ctrl-C to stop")
                 if live:
-                    screen.update(Group(title, report_view(gateway_report(data_dir))),
-                                  refresh=True)
+                    screen.update(Group(title, report_view(gateway_report(data_dir)),
+                                        hub.view()), refresh=True)
                 else:
-                    console.print(f"{elapsed:5.0f} s  {summary(data_dir)}")
+                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, hub)}")
                 time.sleep(1.0)
     except KeyboardInterrupt:
         pass
     finally:
         field.stop()
-    console.print(f"stopped. {summary(data_dir)}")
+    console.print(f"stopped. {summary(data_dir, hub)}")
+    hub.stop()
     console.print(f"inspect it: edge-agent status --config {config}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m simulators.demo",
-                                     description="Ponton demo: simulated marina + edge agent.")
+    parser = argparse.ArgumentParser(
+        prog="python -m simulators.demo",
+        description="Ponton demo: simulated marina, edge agent, sync hub.")
     parser.add_argument("--data-dir", type=Path, default=Path("demo-data"),
-                        help="where the generated gateway.toml, the outbox and the agent log go "
-                             "(default: demo-data)")
+                        help="where the generated gateway.toml, the outbox, the agent log and the "
+                             "hub's store go (default: demo-data)")
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--plain", action="store_true",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,16 +12,23 @@ from edge_agent.runtime import OUTBOX_FILE
 from edge_agent.store import read_stats
 
 
-def test_demo_runs_the_agent_on_simulated_meters_and_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "simulators.demo", "--duration", "8", "--plain", "--data-dir",
+        [sys.executable, "-m", "simulators.demo", "--duration", "10", "--plain", "--data-dir",
          str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "COLUMNS": "300"},
     )
     assert result.returncode == 0, result.stderr
     assert "stopped. outbox:" in result.stdout
-    depth = {s.name: s.depth for s in read_stats(tmp_path / OUTBOX_FILE)}
-    assert depth["readings"] > 100
+    stats = {s.name: s for s in read_stats(tmp_path / OUTBOX_FILE)}
+    assert stats["readings"].last_seq > 100
+    assert stats["readings"].acked_seq > 0, "readings reached the hub"
+    held = re.search(r"hub http://127\.0\.0\.1:\d+: \d+ events, (\d+) readings",
+                     result.stdout.splitlines()[-2])
+    assert held is not None, result.stdout
+    assert int(held.group(1)) >= stats["readings"].acked_seq
     log = (tmp_path / "agent.log").read_text(encoding="utf-8")
     assert "stopped; outbox closed" in log
     assert "Traceback" not in log
+    assert "Traceback" not in (tmp_path / "hub" / "hub.log").read_text(encoding="utf-8")
