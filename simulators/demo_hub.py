@@ -8,9 +8,7 @@ command an installer types. The demo then reads what arrived through the operato
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 from rich.table import Table
 
+from simulators.hub_process import spawn_hub, stop_process
 from sync_server import admin
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
@@ -54,17 +53,11 @@ class DemoHub:
             self._code = admin.add_gateway(engine, TERRITORY, SITE, GATEWAY).code
         finally:
             engine.dispose()
-        env = {**os.environ, "PONTON_HUB_DATA_DIR": str(self.data_dir), "PONTON_HUB_DEMO": "1"}
-        env.pop("PONTON_HUB_DATABASE_URL", None)
-        log = (self.data_dir / "hub.log").open("w", encoding="utf-8")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "sync_server", "serve", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        assert self._process.stdout is not None
-        ready = self._process.stdout.readline().split()
-        if ready[:1] != ["READY"]:
-            raise SystemExit(f"the hub did not start; see {self.data_dir / 'hub.log'}")
-        self.url = ready[1]
+        with (self.data_dir / "hub.log").open("w", encoding="utf-8") as log:
+            try:
+                self.url, self._process = spawn_hub(self.data_dir, stderr=log)
+            except RuntimeError as exc:
+                raise SystemExit(f"{exc}; see {self.data_dir / 'hub.log'}") from exc
 
     def provision(self, config: Path) -> None:
         """Enroll the demo gateway as an installer would, with its one-time code."""
@@ -110,10 +103,5 @@ class DemoHub:
 
     def stop(self) -> None:
         """Stop the hub process."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.communicate()
+        if self._process is not None:
+            stop_process(self._process)

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from simulators.hub_process import spawn_hub, stop_process
 from tests.helpers.gateway import GatewayDir, agent, make_gateway, missing_or_wrong
-from tests.helpers.hub import HubProcess, spawn_hub
+from tests.helpers.hub import HubProcess
 
 pytestmark = pytest.mark.slow
 
@@ -91,8 +92,7 @@ def test_hub_killed_and_restarted_while_the_agent_pushes(hub: HubProcess, tmp_pa
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.3, 1.2))
-            victim.send_signal(signal.SIGKILL)
-            victim.communicate(timeout=30)
+            stop_process(victim, signal.SIGKILL)
             held_at_kills.append(_held(hub, "faults", gw))
             time.sleep(rng.uniform(0.0, 1.0))
             _, victim = spawn_hub(hub.data_dir, hub.database_url, port=port)
@@ -100,8 +100,7 @@ def test_hub_killed_and_restarted_while_the_agent_pushes(hub: HubProcess, tmp_pa
     finally:
         running.send_signal(signal.SIGTERM)
         _, log = running.communicate(timeout=30)
-        victim.send_signal(signal.SIGTERM)
-        victim.communicate(timeout=30)
+        stop_process(victim)
     assert running.returncode == 0, log
     assert any(0 < held < total for held in held_at_kills), held_at_kills
     _exact(hub, "faults", gw)

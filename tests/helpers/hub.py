@@ -6,10 +6,8 @@ the same database, as an operator's CLI would; gateways and operators then talk 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,14 +16,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine
 
+from simulators.hub_process import spawn_hub, stop_process
 from sync_server import admin
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 
-__all__ = ["HubProcess", "Territory", "spawn_hub", "start_hub"]
-
-_START_TIMEOUT_S = 30
-
+__all__ = ["HubProcess", "Territory", "start_hub"]
 
 @dataclass
 class Territory:
@@ -67,27 +63,7 @@ class HubProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process (SIGKILL to simulate a crash) and wait for it."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.communicate(timeout=20)
-
-
-def spawn_hub(
-    data_dir: Path, database_url: str, port: int = 0
-) -> tuple[str, subprocess.Popen[str]]:
-    """Start ``sync-server serve`` and wait for its READY line."""
-    env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir),
-           "PONTON_HUB_DATABASE_URL": database_url, "PONTON_HUB_DEMO": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    if line[:1] != ["READY"]:
-        process.kill()
-        _, err = process.communicate(timeout=_START_TIMEOUT_S)
-        raise RuntimeError(f"hub did not start: {line} {err}")
-    return line[1], process
+        stop_process(self.process, sig)
 
 
 @contextmanager

@@ -1,0 +1,52 @@
+"""A real sync hub in a subprocess, for the demo, the tests and the benchmarks.
+
+``sync-server serve --port 0`` picks a free port and prints ``READY http://HOST:PORT`` once
+it listens; this waits for that line, so callers never race the server's start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+__all__ = ["spawn_hub", "stop_process"]
+
+
+def spawn_hub(
+    data_dir: Path,
+    database_url: str | None = None,
+    *,
+    port: int = 0,
+    stderr: IO[str] | int = subprocess.PIPE,
+) -> tuple[str, subprocess.Popen[str]]:
+    """Start a demo-mode hub on 127.0.0.1 and return its base URL and process."""
+    env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir), "PONTON_HUB_DEMO": "1"}
+    env.pop("PONTON_HUB_DATABASE_URL", None)
+    if database_url is not None:
+        env["PONTON_HUB_DATABASE_URL"] = database_url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    if line[:1] != ["READY"]:
+        process.kill()
+        _, err = process.communicate(timeout=30)
+        raise RuntimeError(f"the hub did not start: {' '.join(line)} {err or ''}".strip())
+    return line[1], process
+
+
+def stop_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
+    """Signal ``process`` (SIGKILL to simulate a crash) and wait for it; kill if it hangs."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
