@@ -22,6 +22,9 @@ from sync_server.errors import SettingsError
 __all__ = ["create_hub_engine", "is_sqlite"]
 
 _BUSY_TIMEOUT_MS = 30_000
+#: Negative: KiB. Readings arrive interleaved across every series, so the (series, time)
+#: index takes random inserts; a 64 MiB page cache keeps them off the disk (measured 1.8x).
+_CACHE_KIB = -65_536
 
 
 def is_sqlite(engine: Engine) -> bool:
@@ -58,7 +61,7 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
     def _configure(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN
         for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
-                       f"busy_timeout={_BUSY_TIMEOUT_MS}"):
+                       f"busy_timeout={_BUSY_TIMEOUT_MS}", f"cache_size={_CACHE_KIB}"):
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
