@@ -41,7 +41,7 @@ from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, load_profile
 from edge_agent.validation import describe_validation_error
 
-__all__ = ["BusConfig", "DeviceConfig", "GatewayConfig", "load_config"]
+__all__ = ["BusConfig", "DeviceConfig", "GatewayConfig", "SyncSection", "load_config"]
 
 
 class _Strict(BaseModel):
@@ -64,6 +64,20 @@ class OutboxSection(_Strict):
     """Local storage bounds."""
 
     quota_mb: float = Field(default=1024, gt=0, description="Disk the outbox may use.")
+
+
+class SyncSection(_Strict):
+    """How the gateway pushes its outbox to the hub it was provisioned for."""
+
+    enabled: bool = Field(default=True, description="Push to the hub once provisioned.")
+    interval_s: float = Field(
+        default=5, gt=0, le=3600, description="Wait between looks at an empty outbox."
+    )
+    batch_limit: int = Field(default=5000, ge=1, le=100_000, description="Records per request.")
+    timeout_s: float = Field(default=30, gt=0, le=600, description="Wait for each answer.")
+    max_backoff_s: float = Field(
+        default=300, gt=0, le=86_400, description="Longest wait between tries at the hub."
+    )
 
 
 class BusConfig(_Strict):
@@ -144,6 +158,7 @@ class GatewayConfig(_Strict):
 
     gateway: GatewaySection
     outbox: OutboxSection = OutboxSection()
+    sync: SyncSection = SyncSection()
     buses: list[BusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
 

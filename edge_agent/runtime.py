@@ -1,9 +1,12 @@
-"""The running gateway: buses → record buffer → outbox, under one TaskGroup.
+"""The running gateway: buses → record buffer → outbox → hub, under one TaskGroup.
 
 Buses hand records to a buffer without blocking; one writer task drains the buffer into the
 outbox, so every poll cycle that completed while the previous write was on disk goes into the
-next single transaction. A stop request (SIGTERM) lets each bus finish its transaction in
-flight and close its port, then the writer flushes what is left before the outbox closes.
+next single transaction. Once the gateway is provisioned (``identity.json``), the sync loop
+pushes the outbox to the hub; ``alarm.*`` events go to the alarms stream and wake it, so they
+leave at once. A stop request (SIGTERM) abandons the sync's request in flight (pushes are
+idempotent), lets each bus finish its transaction in flight and close its port, then the
+writer flushes what is left before the outbox closes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.errors import ConfigError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
+from edge_agent.sync.client import HubClient
+from edge_agent.sync.identity import NOT_PROVISIONED, load_identity
+from edge_agent.sync.loop import SyncLoop, declared_devices
 
 __all__ = [
     "LOCK_FILE",
@@ -33,6 +39,7 @@ __all__ = [
     "Gateway",
     "RecordBuffer",
     "build_buses",
+    "exclusive",
     "lock_is_held",
     "stats_as_dict",
     "write_json_atomically",
@@ -49,6 +56,8 @@ _MAX_WRITE_BACKOFF_S = 30.0
 _GATHER_READINGS_S = 1.0
 #: Tries at writing what is left once the buses have stopped, before giving up loudly.
 _FINAL_WRITE_ATTEMPTS = 3
+#: Events of these kinds go to the alarms stream, ahead of every other record.
+_ALARM_PREFIX = "alarm."
 
 
 class RecordBuffer:
@@ -57,12 +66,13 @@ class RecordBuffer:
     Records leave the buffer only once the outbox has them, so a failed write loses nothing.
     While the outbox cannot be written (disk full, I/O error), readings beyond
     ``max_readings`` are dropped oldest first and a ``gap`` event says what was dropped;
-    events are always kept.
+    events are always kept. ``alarm.*`` events wait in their own list, for the alarms stream.
     """
 
     def __init__(self, max_readings: int = 100_000) -> None:
         self.readings: list[Reading] = []
         self.events: list[Event] = []
+        self.alarms: list[Event] = []
         #: Something is waiting to be written.
         self.ready = asyncio.Event()
         #: An event is waiting: write now rather than gather more readings first.
@@ -85,8 +95,8 @@ class RecordBuffer:
         self.ready.set()
 
     def put_event(self, event: Event) -> None:
-        """Queue one event."""
-        self.events.append(event)
+        """Queue one event (an alarm when its kind starts with ``alarm.``)."""
+        (self.alarms if event.kind.startswith(_ALARM_PREFIX) else self.events).append(event)
         self.ready.set()
         self.urgent.set()
 
@@ -100,11 +110,16 @@ class RecordBuffer:
         del self.events[:count]
         self._settle()
 
+    def written_alarms(self, count: int) -> None:
+        """The outbox has the first ``count`` alarms: forget them."""
+        del self.alarms[:count]
+        self._settle()
+
     def __len__(self) -> int:
-        return len(self.readings) + len(self.events)
+        return len(self.readings) + len(self.events) + len(self.alarms)
 
     def _settle(self) -> None:
-        if not self.events:
+        if not self.events and not self.alarms:
             self.urgent.clear()
         if not self:
             self.ready.clear()
@@ -138,11 +153,15 @@ class Gateway:
         self._started_ms = now_ms()
         #: Set once every bus has stopped: the writer and the status task finish their work.
         self._drained = asyncio.Event()
+        #: The push loop, while the gateway runs provisioned with sync enabled.
+        self.sync: SyncLoop | None = None
+        #: Why there is no push loop, for the status file.
+        self._sync_note = ""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.data_dir / LOCK_FILE):
+        with exclusive(self.data_dir / LOCK_FILE):
             await self._run_locked(stop)
 
     async def _run_locked(self, stop: asyncio.Event) -> None:
@@ -152,7 +171,9 @@ class Gateway:
         log.info("gateway %s started: %d buses, %d devices, outbox %s",
                  self.config.gateway.id, len(self.buses),
                  sum(len(bus.devices) for bus in self.buses), self.data_dir / OUTBOX_FILE)
+        client = None
         try:
+            client = await self._hub_client()
             async with asyncio.TaskGroup() as group:
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
@@ -165,6 +186,10 @@ class Gateway:
                 ]
                 group.create_task(self._write_until_drained(outbox), name="writer")
                 group.create_task(self._publish_status(outbox), name="status")
+                if client is not None:
+                    self.sync = SyncLoop(outbox, client, self.config.sync,
+                                         devices=declared_devices(self.config))
+                    group.create_task(self.sync.run(stop), name="sync")
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
                 for bus in self.buses:
@@ -177,8 +202,34 @@ class Gateway:
             self._drained.set()  # also on a crash: the status file must not claim we run
             with contextlib.suppress(EdgeError, OSError):
                 await asyncio.to_thread(self._write_status, outbox)
+            if client is not None:
+                await client.aclose()
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    async def _hub_client(self) -> HubClient | None:
+        """A client for the hub of ``identity.json``; None without sync (logged once).
+
+        A damaged identity file stops the sync, not the polling: records keep going to the
+        outbox, and the status file says what is wrong.
+        """
+        if not self.config.sync.enabled:
+            self._sync_note = "sync disabled in the configuration"
+            log.info("%s: records stay in the outbox", self._sync_note)
+            return None
+        try:
+            identity = await asyncio.to_thread(load_identity, self.data_dir)
+        except ConfigError as exc:
+            self._sync_note = f"no sync: {exc}"
+            log.error("%s; records stay in the outbox", self._sync_note)
+            return None
+        if identity is None:
+            self._sync_note = NOT_PROVISIONED
+            log.warning("%s; records stay in the outbox until then", self._sync_note)
+            return None
+        log.info("gateway %s of %s/%s syncs to %s", identity.gateway, identity.territory,
+                 identity.site, identity.hub_url)
+        return HubClient(identity, timeout_s=self.config.sync.timeout_s)
 
     async def _write_until_drained(self, outbox: Outbox) -> None:
         """Write batches as they come; after the buses stopped, write the rest and return.
@@ -199,7 +250,8 @@ class Gateway:
                 failures += 1
                 if self._drained.is_set() and failures >= _FINAL_WRITE_ATTEMPTS:
                     log.error("outbox not writable at shutdown (%s): %d readings and %d events "
-                              "lost", exc, len(self.buffer.readings), len(self.buffer.events))
+                              "lost", exc, len(self.buffer.readings),
+                              len(self.buffer.events) + len(self.buffer.alarms))
                     return
                 delay = min(0.5 * 2.0 ** (failures - 1), _MAX_WRITE_BACKOFF_S)
                 log.error("outbox write failed (%s); %d records kept in memory, retry in %.1f s",
@@ -211,7 +263,13 @@ class Gateway:
                 return
 
     async def _write_pending(self, outbox: Outbox) -> None:
+        alarms = list(self.buffer.alarms)
         events, readings = list(self.buffer.events), list(self.buffer.readings)
+        if alarms:
+            await asyncio.to_thread(outbox.append_events, alarms, stream="alarms")
+            self.buffer.written_alarms(len(alarms))
+            if self.sync is not None:
+                self.sync.wake()
         if events:
             await asyncio.to_thread(outbox.append_events, events)
             self.buffer.written_events(len(events))
@@ -229,7 +287,8 @@ class Gateway:
                 return
 
     def status(self, outbox: Outbox) -> dict[str, Any]:
-        """What ``edge-agent status`` shows: device health and outbox depth."""
+        """What ``edge-agent status`` shows: device health, outbox depth, the sync's state."""
+        stats = outbox.stats()
         return {
             "gateway": self.config.gateway.id,
             "pid": os.getpid(),
@@ -241,7 +300,9 @@ class Gateway:
                  "profile": device.profile.id, **device.health.as_dict()}
                 for bus in self.buses for device in bus.devices
             ],
-            "streams": [stats_as_dict(stats) for stats in outbox.stats()],
+            "streams": [stats_as_dict(s) for s in stats],
+            "sync": self.sync.report(stats) if self.sync is not None else
+                    {"note": self._sync_note},
         }
 
     def _write_status(self, outbox: Outbox) -> None:
@@ -249,7 +310,7 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
+def exclusive(path: Path) -> Iterator[None]:
     """Hold an advisory lock: the outbox has one writer, so one agent per data directory."""
     with path.open("a+", encoding="utf-8") as lock:
         try:

@@ -1,7 +1,9 @@
 """What a gateway is doing, read from its data directory by another process.
 
-``edge-agent status`` and the demo show this: the outbox counters read from disk, and the
-device health the running agent publishes in ``status.json`` every few seconds.
+``edge-agent status`` and the demo show this: the outbox counters read from disk, the
+device health and sync counters the running agent publishes in ``status.json`` every few
+seconds, and the hub the gateway was provisioned for. Backlog and lag come from the outbox
+itself, so they are right even when the agent is not running.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 from rich.console import Group, RenderableType
 from rich.table import Table
 
-from edge_agent.errors import StoreError
+from edge_agent.errors import ConfigError, StoreError
 from edge_agent.records import now_ms
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE, lock_is_held, stats_as_dict
-from edge_agent.store import read_stats
+from edge_agent.store import StreamStats, read_stats
+from edge_agent.sync.identity import NOT_PROVISIONED, load_identity
+from edge_agent.sync.loop import backlog_and_lag
 
 __all__ = ["gateway_report", "report_view"]
 
@@ -27,11 +31,11 @@ _STALE_AFTER_MS = 10_000
 def gateway_report(data_dir: Path) -> dict[str, Any]:
     """Outbox statistics read from disk, plus the running agent's last status file."""
     outbox_path = data_dir / OUTBOX_FILE
-    streams: list[dict[str, Any]] = []
+    stats: list[StreamStats] = []
     note = ""
     try:
         if outbox_path.exists():
-            streams = [stats_as_dict(s) for s in read_stats(outbox_path)]
+            stats = read_stats(outbox_path)
     except StoreError:
         if not lock_is_held(data_dir / LOCK_FILE):
             raise
@@ -45,25 +49,78 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     return {
         "agent_running": fresh and not running.get("stopped", False),
         "status_age_ms": age_ms,
-        "streams": streams,
+        "streams": [stats_as_dict(s) for s in stats],
         "note": note,
         "devices": running.get("devices", []),
+        "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
     }
 
 
+def _sync_report(data_dir: Path, stats: list[StreamStats],
+                 published: dict[str, Any]) -> dict[str, Any]:
+    """The hub from ``identity.json``, backlog and lag from disk, counters from the agent."""
+    backlog, lag_ms = backlog_and_lag(stats, now_ms())
+    report: dict[str, Any] = {"last_success_ms": None, "last_error": "",
+                              "consecutive_failures": 0, "note": "", **published,
+                              "hub": None, "backlog": backlog, "lag_ms": lag_ms}
+    try:
+        identity = load_identity(data_dir)
+    except ConfigError as exc:
+        report["note"] = str(exc)
+        return report
+    if identity is None:
+        report["note"] = NOT_PROVISIONED
+    else:
+        report["hub"] = identity.hub_url
+    return report
+
+
+def _age(ms: float) -> str:
+    """A duration as a person reads it: ``42 s``, ``17 min``, ``5.2 h``, ``12.0 d``."""
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
+def _sync_view(sync: dict[str, Any], now: int) -> list[RenderableType]:
+    table = Table("hub", "backlog", "lag", "last success", "failures in a row", "last error",
+                  title="sync")
+    success = sync["last_success_ms"]
+    error = sync["last_error"] or "-"
+    failures = sync["consecutive_failures"]
+    table.add_row(
+        sync["hub"] or "-",
+        str(sync["backlog"]),
+        _age(sync["lag_ms"]) if sync["lag_ms"] is not None else "-",
+        f"{_age(now - success)} ago" if success is not None else "never",
+        f"[red]{failures}[/]" if failures else "0",
+        error if failures else f"[dim]{error}[/]",
+    )
+    parts: list[RenderableType] = [table]
+    if sync["note"]:
+        parts.append(f"[yellow]{sync['note']}[/]")
+    return parts
+
+
 def report_view(report: dict[str, Any]) -> Group:
-    """The status report as two tables, outbox streams and devices (also the demo's view)."""
+    """The status report as tables: outbox streams, sync and devices (also the demo's view)."""
     now = now_ms()
     streams = Table("stream", "priority", "waiting", "oldest", "last seq", "acked seq",
                     "evicted", title="outbox")
     for s in report["streams"]:
         oldest = s["oldest_ts_ms"]
-        age = f"{(now - oldest) / 1000:.0f} s ago" if oldest is not None else "-"
+        age = f"{_age(now - oldest)} ago" if oldest is not None else "-"
         streams.add_row(s["name"], str(s["priority"]), str(s["depth"]), age,
                         str(s["last_seq"]), str(s["acked_seq"]), str(s["evicted_total"]))
     parts: list[RenderableType] = [streams]
     if report["note"]:
         parts.append(f"[yellow]{report['note']}[/]")
+    parts += _sync_view(report["sync"], now)
     if not report["agent_running"]:
         age = report["status_age_ms"]
         parts.append("[yellow]agent not running[/]" + (

@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 
 from edge_agent.cli import app
-from edge_agent.config import BusConfig, DeviceConfig, GatewaySection, OutboxSection
+from edge_agent.config import (
+    BusConfig,
+    DeviceConfig,
+    GatewaySection,
+    OutboxSection,
+    SyncSection,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,6 +50,6 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_every_configuration_field_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    for model in (GatewaySection, OutboxSection, BusConfig, DeviceConfig):
+    for model in (GatewaySection, OutboxSection, SyncSection, BusConfig, DeviceConfig):
         for field in model.model_fields:
             assert f"| `{field}` |" in doc, f"{model.__name__}.{field}"

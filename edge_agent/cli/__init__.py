@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from edge_agent import __version__
-from edge_agent.cli import gateway, modbus, profiles
+from edge_agent.cli import gateway, modbus, profiles, sync
 from edge_agent.daemon import fail
 from edge_agent.errors import EdgeError
 from edge_agent.logs import configure_logging
@@ -18,13 +18,16 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="edge-agent",
-    help="Ponton edge agent: read field devices, keep every record in a durable outbox.",
+    help="Ponton edge agent: read field devices, keep every record in a durable outbox, "
+    "push it to the hub.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 app.command("run")(gateway.run)
 app.command("status")(gateway.status)
+app.command("provision")(sync.provision)
+app.command("sync")(sync.sync)
 app.add_typer(gateway.config_app, name="config")
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(modbus.devices_app, name="devices")

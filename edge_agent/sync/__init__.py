@@ -1,0 +1,1 @@
+"""The client side of the sync: identity, hub client, push loop, signed bundles."""

@@ -1,0 +1,158 @@
+"""Who this gateway is to the hub: the answer to its enrollment, kept in ``identity.json``.
+
+The file holds the gateway's bearer token, so it is created with mode 0600 and replaced
+atomically: a reader sees the old file or the new one, never half of one, and the token is
+never world-readable, not even for the instant between creating and chmod-ing a file.
+Keys travel as base64 on disk, as in the enrollment answer (docs/sync-protocol.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+)
+
+from edge_agent.errors import ConfigError
+from edge_agent.validation import describe_validation_error
+
+__all__ = [
+    "IDENTITY_FILE",
+    "NOT_PROVISIONED",
+    "Identity",
+    "hub_base_url",
+    "load_identity",
+    "save_identity",
+]
+
+log = logging.getLogger("edge_agent.sync")
+
+IDENTITY_FILE = "identity.json"
+#: What the agent and its commands say about a data directory without an identity.
+NOT_PROVISIONED = "not provisioned: run `edge-agent provision --hub URL --code CODE`"
+
+
+def hub_base_url(text: str) -> str:
+    """``text`` as a hub base URL (http or https, a host, no trailing slash); ValueError if not."""
+    url = text.rstrip("/")
+    try:
+        parts = urlsplit(url)
+        _port = parts.port  # ValueError unless absent or 0-65535
+    except ValueError as exc:
+        raise ValueError(f"'{text}' is not a URL: {exc}") from None
+    if (parts.scheme not in {"http", "https"} or not parts.hostname or parts.query
+            or parts.fragment or parts.username or any(c.isspace() for c in url)):
+        raise ValueError(f"'{text}' is not an http:// or https:// URL of a hub, "
+                         "e.g. https://hub.example.org")
+    return url
+
+
+def _from_base64(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"not base64: {exc}") from None
+    return value
+
+
+def _to_base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+#: 32 bytes (an Ed25519 public key, an HMAC key), base64 in JSON.
+Key32 = Annotated[
+    bytes,
+    BeforeValidator(_from_base64),
+    PlainSerializer(_to_base64, return_type=str),
+    Field(min_length=32, max_length=32),
+]
+
+
+class Identity(BaseModel):
+    """The gateway's enrollment: where its hub is, who it is there, and the keys it pins."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hub_url: Annotated[str, AfterValidator(hub_base_url)]
+    gateway: str = Field(min_length=1)
+    territory: str = Field(min_length=1)
+    site: str = Field(min_length=1)
+    # Secrets stay out of reprs, so out of log lines and tracebacks.
+    token: str = Field(pattern=r"^pgw_\S+$", repr=False, description="Bearer token: secret.")
+    signing_public_key: Key32 = Field(description="Ed25519 key that signs bundles.")
+    signing_key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    badge_key: Key32 = Field(repr=False, description="The territory's badge HMAC key: secret.")
+    provisioned_at_ms: int = Field(ge=0)
+
+
+def save_identity(data_dir: Path, identity: Identity) -> Path:
+    """Write ``<data_dir>/identity.json`` atomically, mode 0600 from its creation; its path."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / IDENTITY_FILE
+    text = json.dumps(identity.model_dump(mode="json"), indent=1)
+    try:
+        # mkstemp creates the file with mode 0600, whatever the umask.
+        fd, partial = tempfile.mkstemp(prefix=".identity-", suffix=".tmp", dir=data_dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            Path(partial).replace(path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(partial).unlink()
+            raise
+        directory = os.open(data_dir, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def load_identity(data_dir: Path) -> Identity | None:
+    """The identity in ``<data_dir>``, None if the gateway was never provisioned.
+
+    A malformed file is a ConfigError naming it; a file others may read is logged.
+    """
+    path = data_dir / IDENTITY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        log.warning("%s holds the gateway's token but others may read it (mode %o): "
+                    "chmod 600 %s", path, stat.S_IMODE(mode), path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not JSON ({exc}); provision the gateway again "
+                          "(edge-agent provision --force)") from exc
+    try:
+        return Identity.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, path, None, Identity, data=data)) from exc

@@ -1,0 +1,253 @@
+"""The push loop: the outbox drains to the hub, most urgent stream first, and waits otherwise.
+
+A record leaves the outbox only once the hub acknowledged it (docs/sync-protocol.md), and only
+through the seq the hub named for that stream and the batch that carried it, so a confused
+answer can never delete what the hub does not hold. At start the loop asks the hub what it
+already holds, so an answer lost before a restart costs no replay of a whole backlog; one
+record is pushed again first, so that an outbox the hub does not know (a replaced file) meets
+a sequence conflict instead of losing its first records to another file's marks.
+
+Failures wait with jittered exponential backoff (1 s doubling up to ``max_backoff_s``, full
+jitter, ``Retry-After`` honoured) while the hub is unreachable, overloaded or failing. A
+refusal that needs a person (a token refused, a sequence conflict) waits the full
+``max_backoff_s`` between tries and keeps every record: nothing unacknowledged is ever
+deleted, whatever the hub says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.config import GatewayConfig, SyncSection
+from edge_agent.errors import HubRejected, StoreError, SyncError
+from edge_agent.records import now_ms
+from edge_agent.store import Outbox, StreamStats
+from edge_agent.sync.client import DeviceDeclaration, HubClient
+
+__all__ = ["SyncLoop", "SyncState", "backlog_and_lag", "backoff_delay", "declared_devices"]
+
+log = logging.getLogger("edge_agent.sync")
+
+_BASE_BACKOFF_S = 1.0
+
+
+@dataclass(slots=True)
+class SyncState:
+    """Counters of the push loop, published in ``status.json``."""
+
+    hub: str
+    last_success_ms: int | None = None
+    last_error: str = ""
+    last_error_ms: int | None = None
+    consecutive_failures: int = 0
+    pushed_batches: int = 0
+    pushed_records: int = 0
+    #: The hub's high-water mark per stream, from its last answer.
+    hub_acked: dict[str, int] = field(default_factory=dict)
+
+
+def backoff_delay(
+    failures: int,
+    *,
+    cap_s: float,
+    rng: random.Random,
+    base_s: float = _BASE_BACKOFF_S,
+    retry_after_s: float | None = None,
+) -> float:
+    """Seconds to wait after ``failures`` failures in a row: full jitter, exponential, capped.
+
+    Uniform in ``[0, min(cap_s, base_s * 2 ** (failures - 1))]``, so many gateways coming back
+    together do not knock at the hub in step; never less than a ``Retry-After`` the hub gave,
+    itself bounded by ``cap_s``.
+    """
+    ceiling = min(cap_s, base_s * 2.0 ** min(max(failures - 1, 0), 62))
+    delay = rng.uniform(0.0, ceiling)
+    if retry_after_s is not None:
+        delay = max(delay, min(retry_after_s, cap_s))
+    return delay
+
+
+def backlog_and_lag(stats: Sequence[StreamStats], now: int) -> tuple[int, int | None]:
+    """Records waiting in every stream, and the age in ms of the oldest (None when empty)."""
+    backlog = sum(s.depth for s in stats)
+    oldest = min((s.oldest_ts_ms for s in stats if s.depth and s.oldest_ts_ms is not None),
+                 default=None)
+    return backlog, None if oldest is None else max(0, now - oldest)
+
+
+def declared_devices(config: GatewayConfig) -> list[DeviceDeclaration]:
+    """What the gateway reads, as the hub is told: each device with its quantities."""
+    return [
+        DeviceDeclaration(device.name, device.profile,
+                          tuple(device.quantities or config.profile_of(device).points))
+        for device in config.devices
+    ]
+
+
+class SyncLoop:
+    """Pushes one outbox to one hub until stopped; ``wake`` sends what is waiting at once."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: HubClient,
+        settings: SyncSection,
+        *,
+        devices: Sequence[DeviceDeclaration] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.outbox = outbox
+        self.client = client
+        self.settings = settings
+        self.devices = list(devices)
+        self.state = SyncState(hub=client.hub_url)
+        self._rng = rng or random.Random()
+        self._limit = settings.batch_limit
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look at the outbox now rather than at the end of the idle wait (an alarm waits)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Push until ``stop`` is set; a request in flight then is abandoned (pushes replay)."""
+        async with asyncio.TaskGroup() as group:
+            work = group.create_task(self._work(), name="sync.push")
+            await stop.wait()
+            work.cancel()
+
+    async def start(self) -> None:
+        """Acknowledge locally what the hub already holds, then declare the devices."""
+        acked = await self.client.acked()
+        self.state.hub_acked = acked
+        for stats in await asyncio.to_thread(self.outbox.stats):
+            mark = acked.get(stats.name, 0)
+            if mark > stats.last_seq:
+                log.error("the hub holds stream %s up to seq %d but this outbox never went past "
+                          "seq %d: was the outbox replaced or restored from a backup? New "
+                          "records will be refused as sequence conflicts", stats.name, mark,
+                          stats.last_seq)
+            through = min(mark, stats.last_seq)
+            if through > stats.acked_seq:
+                await self._check_head(stats.name)
+                deleted = await asyncio.to_thread(self.outbox.ack, stats.name, through)
+                log.info("the hub already holds %s up to seq %d: %d records removed",
+                         stats.name, through, deleted)
+        await self.client.declare_devices(self.devices)
+
+    async def _check_head(self, stream: str) -> None:
+        """Push the stream's first waiting record again before trusting the hub's mark.
+
+        The hub holds that seq already, so it answers with a harmless duplicate, or with a
+        409 sequence conflict when this outbox is not the one it knows (a replaced file
+        starts again from seq 1): then nothing is deleted.
+        """
+        head = await asyncio.to_thread(self.outbox.next_batch, limit=1, stream=stream)
+        if head is not None:
+            await self.client.push(head, sent_at_ms=now_ms(), backlog=0)
+
+    async def push_next(self) -> int:
+        """Push the most urgent batch; how many of its records the hub acknowledged (0: empty).
+
+        SyncError if the hub took the batch but acknowledged only part of it.
+        """
+        stats = await asyncio.to_thread(self.outbox.stats)
+        batch = await asyncio.to_thread(self.outbox.next_batch, limit=self._limit)
+        if batch is None:
+            return 0
+        backlog, _lag = backlog_and_lag(stats, now_ms())
+        acked = await self.client.push(batch, sent_at_ms=now_ms(),
+                                       backlog=max(0, backlog - len(batch)))
+        self.state.hub_acked = acked
+        self.state.pushed_batches += 1
+        mark = acked.get(batch.stream, 0)
+        through = min(mark, batch.last_seq)
+        if through >= batch.first_seq:
+            await asyncio.to_thread(self.outbox.ack, batch.stream, through)
+        count = max(0, through - batch.first_seq + 1)
+        self.state.pushed_records += count
+        if through < batch.last_seq:
+            raise SyncError(f"the hub took {batch.stream} seq {batch.first_seq} to "
+                            f"{batch.last_seq} but acknowledged only up to seq {mark}; "
+                            "the records stay in the outbox")
+        return count
+
+    def report(self, stats: Sequence[StreamStats]) -> dict[str, Any]:
+        """The loop's counters with the backlog and lag of ``stats``, for ``status.json``."""
+        backlog, lag_ms = backlog_and_lag(stats, now_ms())
+        return {**dataclasses.asdict(self.state), "backlog": backlog, "lag_ms": lag_ms}
+
+    async def _work(self) -> None:
+        started = False
+        while True:
+            self._wake.clear()
+            try:
+                if not started:
+                    await self.start()
+                    started = True
+                    self._succeeded()
+                count = await self.push_next()
+            except (SyncError, StoreError) as exc:
+                await asyncio.sleep(self._failed(exc))
+                continue
+            except Exception as exc:  # a bug must not stop the gateway's polling
+                log.exception("sync failed unexpectedly; retrying in %.0f s",
+                              self.settings.max_backoff_s)
+                self._record_failure(f"unexpected {type(exc).__name__}: {exc}")
+                await asyncio.sleep(self.settings.max_backoff_s)
+                continue
+            if count:
+                self._succeeded()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.interval_s)
+
+    def _succeeded(self) -> None:
+        state = self.state
+        if state.consecutive_failures:
+            log.info("hub %s answers again after %d failed tries", state.hub,
+                     state.consecutive_failures)
+        state.consecutive_failures = 0
+        state.last_success_ms = now_ms()
+
+    def _record_failure(self, text: str) -> None:
+        self.state.consecutive_failures += 1
+        self.state.last_error = text
+        self.state.last_error_ms = now_ms()
+
+    def _failed(self, exc: SyncError | StoreError) -> float:
+        """Count a failure, say what to do about it, and return the wait before the next try."""
+        self._record_failure(str(exc))
+        cap = self.settings.max_backoff_s
+        failures = self.state.consecutive_failures
+        if isinstance(exc, HubRejected):
+            if exc.status == 429 or exc.status >= 500:
+                delay = backoff_delay(failures, cap_s=cap, rng=self._rng,
+                                      retry_after_s=self.client.retry_after_s)
+                log.warning("%s; retry in %.1f s", exc, delay)
+                return delay
+            if exc.status == 413 and self._limit > 1:
+                self._limit = max(1, self._limit // 2)
+                log.warning("%s; batches now hold at most %d records", exc, self._limit)
+                return 0.0
+            if exc.status == 401:
+                log.error("token refused: re-provision the gateway (edge-agent provision "
+                          "--force); %s; records kept, retry in %.0f s", exc, cap)
+            elif exc.code == "seq_conflict":
+                log.error("SEQUENCE CONFLICT: %s. The hub holds other records under these "
+                          "sequence numbers: this outbox was replaced, restored from a backup "
+                          "or shared by two gateways. Nothing is deleted; an operator must "
+                          "look. Retry in %.0f s", exc, cap)
+            else:
+                log.error("%s; records kept, retry in %.0f s", exc, cap)
+            return cap
+        delay = backoff_delay(failures, cap_s=cap, rng=self._rng)
+        log.warning("%s; retry in %.1f s", exc, delay)
+        return delay
