@@ -16,7 +16,7 @@ from edge_agent.codecs.bundle import sign_bundle
 from edge_agent.errors import BundleError
 from edge_agent.records import now_ms
 from sync_server.admin import territory_id
-from sync_server.db.schema import bundles
+from sync_server.db.schema import bundles, territories
 from sync_server.errors import BadRequest
 from sync_server.keys import SigningKey
 
@@ -47,6 +47,9 @@ def publish_bundle(
     issued = now_ms()
     with engine.begin() as conn:
         tid = territory_id(conn, territory)
+        # Two publications at once must not both take max + 1: lock the territory's row
+        # (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers).
+        conn.execute(select(territories.c.id).where(territories.c.id == tid).with_for_update())
         current = conn.execute(select(func.max(bundles.c.version)).where(
             bundles.c.territory_id == tid, bundles.c.kind == kind)).scalar()
         version = int(current or 0) + 1

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, select
 
 from sync_server.db.schema import events, gateways, readings, series, territories
-from sync_server.errors import BadRequest
+from sync_server.errors import BadRequest, NotFound
 
 __all__ = ["MAX_BUCKETS", "MAX_EVENTS", "Scope", "events_page", "latest_values", "time_series"]
 
@@ -34,6 +34,16 @@ def _scoped(query: Select[Any], scope: Scope, territory_column: Any) -> Select[A
     return query.where(territory_column == scope.territory_id)
 
 
+def _require_gateway(conn: Connection, scope: Scope, name: str | None) -> None:
+    """NotFound unless ``scope`` holds a gateway ``name``: elsewhere and nowhere look alike."""
+    if name is None:
+        return
+    query = _scoped(select(gateways.c.id).where(gateways.c.name == name).limit(1), scope,
+                    gateways.c.territory_id)
+    if conn.execute(query).first() is None:
+        raise NotFound("no gateway of that name is visible to this token")
+
+
 def latest_values(
     conn: Connection, scope: Scope, *, gateway: str | None, device: str | None,
     quantity: str | None,
@@ -43,6 +53,7 @@ def latest_values(
     Read from the ``(series_id, ts_ms)`` index rather than kept up to date at ingest: an
     update per series per batch cost half of the ingest time.
     """
+    _require_gateway(conn, scope, gateway)
     newest_ts = (select(func.max(readings.c.ts_ms)).where(readings.c.series_id == series.c.id)
                  .correlate(series).scalar_subquery())
     query = (
@@ -70,13 +81,14 @@ def time_series(
     conn: Connection, scope: Scope, *, gateway: str, device: str, quantity: str,
     from_ms: int, to_ms: int, bucket_s: int,
 ) -> list[dict[str, Any]]:
-    """avg, min, max and count per bucket of ``bucket_s`` seconds in [from_ms, to_ms)."""
+    """avg, min, max, count of finite values per bucket of ``bucket_s`` s in [from_ms, to_ms)."""
     if to_ms <= from_ms:
         raise BadRequest(f"to_ms ({to_ms}) must be after from_ms ({from_ms})")
     bucket_ms = bucket_s * 1000
     if bucket_ms <= 0 or (to_ms - from_ms) // bucket_ms > MAX_BUCKETS:
         raise BadRequest(
             f"bucket_s must be positive and give at most {MAX_BUCKETS} buckets over the range")
+    _require_gateway(conn, scope, gateway)
     series_ids = _scoped(
         select(series.c.id).join_from(series, gateways, series.c.gateway_id == gateways.c.id)
         .where(gateways.c.name == gateway, series.c.device == device,
@@ -88,7 +100,8 @@ def time_series(
                func.min(readings.c.value).label("min"), func.max(readings.c.value).label("max"),
                func.count(readings.c.value).label("count"))
         .where(readings.c.series_id.in_(series_ids.scalar_subquery()),
-               readings.c.ts_ms >= from_ms, readings.c.ts_ms < to_ms)
+               readings.c.ts_ms >= from_ms, readings.c.ts_ms < to_ms,
+               readings.c.value.is_not(None))  # NaN and infinities: no bucket of nulls
         .group_by(bucket).order_by(bucket)
     )
     return [{**row._mapping, "avg": None if row.avg is None else float(row.avg)}
@@ -102,6 +115,7 @@ def events_page(
     """Matching events, newest first, at most ``limit`` (≤ MAX_EVENTS)."""
     if not 1 <= limit <= MAX_EVENTS:
         raise BadRequest(f"limit must be between 1 and {MAX_EVENTS}, got {limit}")
+    _require_gateway(conn, scope, gateway)
     query = (
         select(territories.c.name.label("territory"), gateways.c.name.label("gateway"),
                events.c.kind, events.c.device, events.c.ts_ms, events.c.attrs, events.c.seq)

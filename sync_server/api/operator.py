@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
@@ -14,7 +14,11 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["operator"])
 
-_NAME = Query(default=None, max_length=128)
+#: An optional name filter. One ``Query`` object shared as a default would be shared by every
+#: parameter using it, and FastAPI would read them all from the first one's query key.
+_Name = Annotated[str | None, Query(max_length=128)]
+#: Timestamps and bucket widths must fit the database's 64-bit integers, or the query fails.
+_MAX_MS = 2**63 - 1
 
 
 @router.get("/gateways")
@@ -28,9 +32,9 @@ def list_gateways(scope: Operator, state: State) -> dict[str, Any]:
 def latest(
     scope: Operator,
     state: State,
-    gateway: str | None = _NAME,
-    device: str | None = _NAME,
-    quantity: str | None = _NAME,
+    gateway: _Name = None,
+    device: _Name = None,
+    quantity: _Name = None,
 ) -> dict[str, Any]:
     """The newest value per device and quantity."""
     with state.engine.connect() as conn:
@@ -45,9 +49,9 @@ def series(
     gateway: str = Query(max_length=128),
     device: str = Query(max_length=128),
     quantity: str = Query(max_length=128),
-    from_ms: int = Query(ge=0),
-    to_ms: int = Query(ge=0),
-    bucket_s: int = Query(default=60, gt=0),
+    from_ms: int = Query(ge=0, le=_MAX_MS),
+    to_ms: int = Query(ge=0, le=_MAX_MS),
+    bucket_s: int = Query(default=60, gt=0, le=_MAX_MS // 1000),
 ) -> dict[str, Any]:
     """One series over a range, downsampled into buckets (avg, min, max, count)."""
     with state.engine.connect() as conn:
@@ -60,11 +64,11 @@ def series(
 def list_events(
     scope: Operator,
     state: State,
-    gateway: str | None = _NAME,
-    kind: str | None = _NAME,
-    device: str | None = _NAME,
-    from_ms: int | None = Query(default=None, ge=0),
-    to_ms: int | None = Query(default=None, ge=0),
+    gateway: _Name = None,
+    kind: _Name = None,
+    device: _Name = None,
+    from_ms: int | None = Query(default=None, ge=0, le=_MAX_MS),
+    to_ms: int | None = Query(default=None, ge=0, le=_MAX_MS),
     limit: int = Query(default=100, ge=1, le=MAX_EVENTS),
 ) -> dict[str, Any]:
     """Events, newest first."""
