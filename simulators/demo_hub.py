@@ -53,11 +53,10 @@ class DemoHub:
             self._code = admin.add_gateway(engine, TERRITORY, SITE, GATEWAY).code
         finally:
             engine.dispose()
-        with (self.data_dir / "hub.log").open("w", encoding="utf-8") as log:
-            try:
-                self.url, self._process = spawn_hub(self.data_dir, stderr=log)
-            except RuntimeError as exc:
-                raise SystemExit(f"{exc}; see {self.data_dir / 'hub.log'}") from exc
+        try:
+            self.url, self._process = spawn_hub(self.data_dir)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from exc
 
     def provision(self, config: Path) -> None:
         """Enroll the demo gateway as an installer would, with its one-time code."""

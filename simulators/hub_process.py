@@ -11,40 +11,42 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import IO
 
 __all__ = ["spawn_hub", "stop_process"]
 
 
 def spawn_hub(
-    data_dir: Path,
-    database_url: str | None = None,
-    *,
-    port: int = 0,
-    stderr: IO[str] | int = subprocess.PIPE,
+    data_dir: Path, database_url: str | None = None, *, port: int = 0
 ) -> tuple[str, subprocess.Popen[str]]:
-    """Start a demo-mode hub on 127.0.0.1 and return its base URL and process."""
+    """Start a demo-mode hub on 127.0.0.1 and return its base URL and process.
+
+    Its log goes to ``<data_dir>/hub.log`` (appended, so restarts keep the story): a pipe
+    nobody reads would fill after a few tracebacks and freeze the hub.
+    """
     env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir), "PONTON_HUB_DEMO": "1"}
     env.pop("PONTON_HUB_DATABASE_URL", None)
     if database_url is not None:
         env["PONTON_HUB_DATABASE_URL"] = database_url
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "hub.log"
+    with log_path.open("a", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
     assert process.stdout is not None
     line = process.stdout.readline().split()
     if line[:1] != ["READY"]:
         process.kill()
-        _, err = process.communicate(timeout=30)
-        raise RuntimeError(f"the hub did not start: {' '.join(line)} {err or ''}".strip())
+        process.communicate(timeout=30)
+        tail = log_path.read_text(encoding="utf-8")[-2000:]
+        raise RuntimeError(f"the hub did not start ({log_path}): {tail}")
     return line[1], process
 
 
 def stop_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:
     """Signal ``process`` (SIGKILL to simulate a crash) and wait for it; kill if it hangs."""
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
+    if process.poll() is None:
+        process.send_signal(sig)
     try:
         process.communicate(timeout=20)
     except subprocess.TimeoutExpired:

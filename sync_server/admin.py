@@ -38,6 +38,8 @@ __all__ = [
     "add_site",
     "add_territory",
     "gateway_health",
+    "operator_token_list",
+    "revoke_operator_token",
     "territory_id",
 ]
 
@@ -131,8 +133,11 @@ def add_gateway(
                 territory_id=tid, site_id=sid, name=name, created_ms=created
             ).returning(gateways.c.id)).scalar_one()
         else:
+            # The replacement box numbers its records from 1 again: its streams start anew,
+            # and the old box's records stay stored under the previous incarnation.
             conn.execute(update(gateways).where(gateways.c.id == gid)
-                         .values(token_hash=None, enrolled_ms=None))
+                         .values(token_hash=None, enrolled_ms=None,
+                                 incarnation=gateways.c.incarnation + 1))
             conn.execute(update(enrollment_codes)
                          .where(enrollment_codes.c.gateway_id == gid,
                                 enrollment_codes.c.used_ms.is_(None))
@@ -156,6 +161,28 @@ def add_operator_token(engine: Engine, territory: str | None, name: str) -> str:
     return token
 
 
+def revoke_operator_token(engine: Engine, token_id: int) -> None:
+    """Revoke operator token ``token_id`` (ids from ``operator_tokens``); at once, for good."""
+    with engine.begin() as conn:
+        done = conn.execute(update(operator_tokens).where(
+            operator_tokens.c.id == token_id, operator_tokens.c.revoked_ms.is_(None))
+            .values(revoked_ms=now_ms())).rowcount
+    if done != 1:
+        raise NotFound(f"no active operator token with id {token_id}")
+
+
+def operator_token_list(engine: Engine) -> list[dict[str, Any]]:
+    """Every operator token: id, name, territory (None for admin), created, revoked."""
+    query = (select(operator_tokens.c.id, operator_tokens.c.name,
+                    territories.c.name.label("territory"), operator_tokens.c.created_ms,
+                    operator_tokens.c.revoked_ms)
+             .join_from(operator_tokens, territories,
+                        operator_tokens.c.territory_id == territories.c.id, isouter=True)
+             .order_by(operator_tokens.c.id))
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
 def gateway_health(conn: Connection, territory: int | None) -> list[dict[str, Any]]:
     """Every gateway of ``territory`` (all when None) with what an operator checks first."""
     query = (
@@ -171,7 +198,9 @@ def gateway_health(conn: Connection, territory: int | None) -> list[dict[str, An
         query = query.where(gateways.c.territory_id == territory)
     rows = [dict(row._mapping) for row in conn.execute(query)]
     acked: dict[int, dict[str, int]] = {}
-    stream_query = select(streams.c.gateway_id, streams.c.name, streams.c.acked_seq)
+    stream_query = (select(streams.c.gateway_id, streams.c.name, streams.c.acked_seq)
+                    .join(gateways, (streams.c.gateway_id == gateways.c.id)
+                          & (streams.c.incarnation == gateways.c.incarnation)))
     if territory is not None:
         stream_query = stream_query.where(streams.c.territory_id == territory)
     for gid, stream, seq in conn.execute(stream_query):

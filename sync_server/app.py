@@ -11,6 +11,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server import __version__
 from sync_server.api import gateway, operator, public
@@ -40,6 +41,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(operator.router)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     return app
 
@@ -60,6 +62,14 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     problems = "; ".join(
         f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors())
     return _error(400, "invalid_request", problems)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    """Routing errors (no such path, wrong method) in the protocol's error shape too."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code,
+                                                             f"http_{exc.status_code}")
+    return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -99,6 +99,9 @@ def serve(
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8600,
     upgrade_db: Annotated[bool, typer.Option(
         "--upgrade-db", help="Upgrade the schema before serving.")] = False,
+    forwarded_allow_ips: Annotated[str | None, typer.Option(
+        help="Reverse proxies whose X-Forwarded-For is trusted (comma-separated); by "
+             "default none, so no client can choose the address rate limits see.")] = None,
 ) -> None:
     """Serve the HTTP API; prints ``READY http://HOST:PORT`` once listening."""
     # FastAPI and uvicorn take half a second to import: only the server pays for them.
@@ -115,7 +118,9 @@ def serve(
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     config = uvicorn.Config(application, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5,
+                            proxy_headers=forwarded_allow_ips is not None,
+                            forwarded_allow_ips=forwarded_allow_ips)
     print(f"READY http://{host}:{bound}", flush=True)  # noqa: T201 - the line tests wait for
     uvicorn.Server(config).run(sockets=[sock])
 
@@ -197,8 +202,7 @@ def gateway_list(
                       "-" if row["backlog"] is None else f"{row['backlog']:,}",
                       "-" if skew is None else f"{skew / 1000:+.1f} s",
                       ", ".join(f"{k} {v}" for k, v in sorted(row["acked"].items())))
-    console = Console()
-    (console if console.is_terminal else Console(width=200)).print(table)
+    _print(table)
 
 
 @token_app.command("add")
@@ -212,6 +216,24 @@ def token_add(
     if (territory is None) == (not admin_token):
         raise BadRequest("give exactly one of --territory T or --admin")
     typer.echo(admin.add_operator_token(_engine(), territory, name))
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Operator tokens: id, name, territory, created, revoked (never the secret)."""
+    table = Table("id", "name", "territory", "created", "revoked")
+    for row in admin.operator_token_list(_engine()):
+        table.add_row(str(row["id"]), row["name"], row["territory"] or "(admin: all)",
+                      _when(row["created_ms"]), _when(row["revoked_ms"]) if row["revoked_ms"]
+                      else "-")
+    _print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[int, typer.Argument(help="Id from `token list`.")]) -> None:
+    """Revoke an operator token at once."""
+    admin.revoke_operator_token(_engine(), token_id)
+    typer.echo(f"token {token_id} revoked")
 
 
 @bundle_app.command("publish")
@@ -233,6 +255,11 @@ def bundle_publish(
     version = publish_bundle(_engine(), key, territory, kind, payload,
                              expires_in_s=parse_duration(expires_in))
     typer.echo(f"{kind} bundle version {version} published for {territory}")
+
+
+def _print(table: Table) -> None:
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def main() -> None:

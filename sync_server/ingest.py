@@ -36,6 +36,8 @@ class GatewayRef:
     id: int
     territory_id: int
     name: str
+    #: Which box is speaking: a reissue makes a new incarnation with fresh streams.
+    incarnation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +59,10 @@ class PushResult:
     acked: dict[str, int]
 
 
-def stream_marks(conn: Connection, gateway_id: int) -> dict[str, int]:
-    """The high-water mark of each stream of a gateway."""
-    query = select(streams.c.name, streams.c.acked_seq).where(streams.c.gateway_id == gateway_id)
+def stream_marks(conn: Connection, gateway: GatewayRef) -> dict[str, int]:
+    """The high-water mark of each stream of a gateway's current incarnation."""
+    query = select(streams.c.name, streams.c.acked_seq).where(
+        streams.c.gateway_id == gateway.id, streams.c.incarnation == gateway.incarnation)
     return {name: int(seq) for name, seq in conn.execute(query)}
 
 
@@ -79,8 +82,12 @@ def store_batch(
     shift = skew if skew is not None and abs(skew) > clock.tolerance_ms else 0
     last_seq = batch.first_seq + len(batch.records) - 1
     with engine.begin() as conn:
-        conn.execute(update(gateways).where(gateways.c.id == gateway.id).values(
-            last_seen_ms=received, backlog=backlog, clock_skew_ms=skew))
+        seen: dict[str, int] = {"last_seen_ms": received}
+        if backlog is not None:
+            seen["backlog"] = backlog
+        if skew is not None:
+            seen["clock_skew_ms"] = skew
+        conn.execute(update(gateways).where(gateways.c.id == gateway.id).values(**seen))
         stream_id, acked = _lock_stream(conn, gateway, stream, batch.record_type)
         old_count = max(0, min(last_seq, acked) - batch.first_seq + 1)
         missing = _check_replayed(conn, gateway, stream_id, batch, old_count)
@@ -101,7 +108,7 @@ def store_batch(
         if last_seq > acked:
             conn.execute(update(streams).where(streams.c.id == stream_id)
                          .values(acked_seq=last_seq))
-        marks = stream_marks(conn, gateway.id)
+        marks = stream_marks(conn, gateway)
     return PushResult(stream, batch.first_seq, last_seq, len(to_store),
                       len(batch.records) - len(to_store), marks)
 
@@ -116,11 +123,12 @@ def _lock_stream(
     conn: Connection, gateway: GatewayRef, name: str, record_type: str
 ) -> tuple[int, int]:
     conn.execute(_insert_ignoring_conflicts(conn, streams).values(
-        territory_id=gateway.territory_id, gateway_id=gateway.id, name=name,
-        record_type=record_type, acked_seq=0))
+        territory_id=gateway.territory_id, gateway_id=gateway.id,
+        incarnation=gateway.incarnation, name=name, record_type=record_type, acked_seq=0))
     row = conn.execute(
         select(streams.c.id, streams.c.acked_seq, streams.c.record_type)
-        .where(streams.c.gateway_id == gateway.id, streams.c.name == name)
+        .where(streams.c.gateway_id == gateway.id, streams.c.incarnation == gateway.incarnation,
+               streams.c.name == name)
         .with_for_update()
     ).one()
     if row.record_type != record_type:

@@ -84,7 +84,8 @@ def test_a_published_bundle_is_served_signed_and_verifies(gateway: Gateway) -> N
 
 def test_an_unchanged_bundle_answers_304(gateway: Gateway) -> None:
     gateway.publish(_POLICY)
-    for tag in ('"policy-1"', '"config-3", "policy-1"', '"policy-1",  "policy-2"'):
+    for tag in ('"policy-1"', '"config-3", "policy-1"', '"policy-1",  "policy-2"',
+                'W/"policy-1"', "*"):
         answer = gateway.pull(if_none_match=tag)
         assert answer.status_code == 304, tag
         assert answer.content == b""

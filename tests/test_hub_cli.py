@@ -48,6 +48,12 @@ def test_an_operator_sets_up_a_territory_from_nothing(tmp_path: Path) -> None:
         tmp_path, "bundle", "publish", "--territory", "dunkerque", "--kind", "config",
         str(payload))
     assert re.search(r"key id [0-9a-f]{16}", _ok(tmp_path, "keys", "show"))
+    listing = _ok(tmp_path, "token", "list")
+    assert "(admin: all)" in listing
+    assert "pop_" not in listing, "secrets are never shown again"
+    assert _ok(tmp_path, "token", "revoke", "1") == "token 1 revoked\n"
+    again = _run(tmp_path, "token", "revoke", "1")
+    assert (again.returncode, again.stderr) == (2, "error: no active operator token with id 1\n")
 
 
 @pytest.fixture(scope="module")

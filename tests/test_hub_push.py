@@ -24,6 +24,7 @@ from edge_agent.codecs.batch import (
 )
 from edge_agent.codecs.compression import Encoding, compress
 from edge_agent.records import Event, Quality, Reading, now_ms
+from sync_server import admin
 from sync_server.db.schema import clock_corrections, events, gateways, readings, series
 from tests.helpers.hub import HubProcess
 
@@ -254,3 +255,31 @@ def test_devices_are_declared_and_replaced(hub: HubProcess) -> None:
     bad = client.put("/v1/gateway/devices", content=json.dumps({"devices": [{"name": ""}]}),
                      headers={"Content-Type": "application/json"})
     assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+
+
+def test_a_reissued_gateway_starts_new_streams_and_keeps_the_old_records(
+    hub: HubProcess,
+) -> None:
+    client, name = _gateway(hub)
+    _push(client, "readings", encode_readings(1, _readings(50)))
+    code = admin.add_gateway(hub.engine, "push", "push-site", name, reissue=True).code
+    assert client.get("/v1/gateway/streams").status_code == 401, "the old token is revoked"
+    token = httpx.post(f"{hub.url}/v1/enroll", json={"code": code}, timeout=10).json()["token"]
+    client.headers["Authorization"] = f"Bearer {token}"
+    assert client.get("/v1/gateway/streams").json() == {"acked": {}}, (
+        "a replacement box must not inherit marks that would delete its unsent records")
+    fresh = _readings(20, start_ts=1_765_000_000_000)
+    answer = _push(client, "readings", encode_readings(1, fresh))
+    assert answer.json()["acked"] == {"readings": 20}
+    assert _count(hub, readings, name) == 70, "both boxes' records are kept"
+
+
+@pytest.mark.parametrize(("method", "path", "status", "code"),
+                         [("GET", "/v1/nowhere", 404, "not_found"),
+                          ("DELETE", "/v1/gateway/streams", 405, "method_not_allowed")])
+def test_routing_errors_use_the_protocol_error_shape(
+    hub: HubProcess, method: str, path: str, status: int, code: str
+) -> None:
+    answer = httpx.request(method, f"{hub.url}{path}", timeout=10)
+    assert answer.status_code == status
+    assert answer.json()["error"] == code

@@ -54,11 +54,12 @@ def gateway_caller(request: Request, state: State) -> GatewayRef:
     """The enrolled gateway owning the request's token."""
     token = _bearer(request, GATEWAY_TOKEN_PREFIX)
     with state.engine.connect() as conn:
-        row = conn.execute(select(gateways.c.id, gateways.c.territory_id, gateways.c.name)
+        row = conn.execute(select(gateways.c.id, gateways.c.territory_id, gateways.c.name,
+                                  gateways.c.incarnation)
                            .where(gateways.c.token_hash == digest(token))).first()
     if row is None:
         raise Unauthorized("token refused: unknown or revoked; re-provision the gateway")
-    return GatewayRef(int(row.id), int(row.territory_id), str(row.name))
+    return GatewayRef(int(row.id), int(row.territory_id), str(row.name), int(row.incarnation))
 
 
 def operator_scope(request: Request, state: State) -> Scope:

@@ -92,7 +92,7 @@ async def push(
 def marks(caller: Caller, state: State) -> dict[str, object]:
     """The high-water mark of each of the caller's streams."""
     with state.engine.connect() as conn:
-        return {"acked": stream_marks(conn, caller.id)}
+        return {"acked": stream_marks(conn, caller)}
 
 
 @router.put("/devices")
@@ -127,6 +127,12 @@ def bundle(
         raise NotFound(f"no {kind} bundle published for this territory yet", code="no_bundle")
     version, envelope = found
     tag = etag(kind, version)
-    if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
+    if if_none_match is not None and _matches(if_none_match, tag):
         return Response(status_code=304, headers={"ETag": tag})
     return Response(envelope, media_type="application/json", headers={"ETag": tag})
+
+
+def _matches(if_none_match: str, tag: str) -> bool:
+    """RFC 9110 weak comparison: ``*`` matches any, ``W/"x"`` matches ``"x"``."""
+    candidates = (t.strip().removeprefix("W/") for t in if_none_match.split(","))
+    return any(candidate in ("*", tag) for candidate in candidates)

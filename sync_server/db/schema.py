@@ -94,6 +94,8 @@ gateways = Table(
     Column("backlog", BigInteger),
     Column("clock_skew_ms", BigInteger),
     Column("implausible_ts_total", BigInteger, nullable=False, server_default="0"),
+    #: Bumped by a reissue: a replacement box starts its streams from seq 1 again.
+    Column("incarnation", Integer, nullable=False, server_default="1"),
     UniqueConstraint("territory_id", "name"),
 )
 
@@ -149,12 +151,14 @@ streams = Table(
     Column("id", Integer, primary_key=True),
     _territory_fk(),
     Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    #: The gateway's incarnation that wrote this stream; older ones are kept, read-only.
+    Column("incarnation", Integer, nullable=False),
     Column("name", String(32), nullable=False),
     #: ``reading`` or ``event``, fixed by the stream's first batch.
     Column("record_type", String(8), nullable=False),
     #: The high-water mark: every seq up to it is stored (or was evicted at the gateway).
     Column("acked_seq", BigInteger, nullable=False),
-    UniqueConstraint("gateway_id", "name"),
+    UniqueConstraint("gateway_id", "incarnation", "name"),
 )
 
 series = Table(

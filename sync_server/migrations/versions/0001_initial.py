@@ -136,6 +136,7 @@ def upgrade() -> None:
         sa.Column("backlog", sa.BigInteger(), nullable=True),
         sa.Column("clock_skew_ms", sa.BigInteger(), nullable=True),
         sa.Column("implausible_ts_total", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("incarnation", sa.Integer(), server_default="1", nullable=False),
         sa.ForeignKeyConstraint(["site_id"], ["sites.id"], name=op.f("fk_gateways_site_id_sites")),
         sa.ForeignKeyConstraint(
             ["territory_id"], ["territories.id"], name=op.f("fk_gateways_territory_id_territories")
@@ -206,6 +207,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("territory_id", sa.Integer(), nullable=False),
         sa.Column("gateway_id", sa.Integer(), nullable=False),
+        sa.Column("incarnation", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=32), nullable=False),
         sa.Column("record_type", sa.String(length=8), nullable=False),
         sa.Column("acked_seq", sa.BigInteger(), nullable=False),
@@ -216,7 +218,9 @@ def upgrade() -> None:
             ["territory_id"], ["territories.id"], name=op.f("fk_streams_territory_id_territories")
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_streams")),
-        sa.UniqueConstraint("gateway_id", "name", name=op.f("uq_streams_gateway_id_name")),
+        sa.UniqueConstraint(
+            "gateway_id", "incarnation", "name", name=op.f("uq_streams_gateway_id_incarnation_name")
+        ),
     )
     op.create_table(
         "clock_corrections",
