@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from rich.console import Console
+from sqlalchemy import select
 
 from edge_agent.config import SyncSection, load_config
 from edge_agent.errors import ConfigError, HubRejected, HubUnreachable, SyncError
@@ -31,7 +32,7 @@ from edge_agent.records import Event, Reading, now_ms
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE, Gateway
 from edge_agent.status import gateway_report, report_view
 from edge_agent.store import Outbox
-from edge_agent.sync.client import HubClient, enroll
+from edge_agent.sync.client import DeviceDeclaration, HubClient, enroll
 from edge_agent.sync.identity import (
     IDENTITY_FILE,
     Identity,
@@ -41,6 +42,7 @@ from edge_agent.sync.identity import (
 )
 from edge_agent.sync.loop import SyncLoop, backlog_and_lag, backoff_delay
 from sync_server import admin
+from sync_server.db.schema import devices, gateways
 from tests.helpers.hub import HubProcess, start_hub
 from tests.test_cli import edge_agent
 
@@ -334,6 +336,24 @@ async def test_enroll_refuses_a_url_that_is_not_a_hub() -> None:
         await enroll("hub.example.org", "code")
 
 
+async def test_a_batch_too_large_for_the_hub_goes_again_at_half_the_size(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = b'{"error": "too_large", "detail": "request body exceeds the limit"}'
+    answer = (b"HTTP/1.1 413 Content Too Large\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+    with Outbox.open(tmp_path / OUTBOX_FILE) as outbox:
+        outbox.append_readings(readings(10))
+        async with canned_server(answer) as url, HubClient(an_identity(url)) as client:
+            loop = SyncLoop(outbox, client, SyncSection(batch_limit=4))
+            with pytest.raises(HubRejected) as raised:
+                await loop.push_next()
+        assert raised.value.code == "too_large"
+        assert outbox.stats()[-1].depth == 10
+    assert "batches now hold at most 2 records" in caplog.text
+    assert "batches now hold at most 1 records" in caplog.text
+
+
 # --- the loop while the hub is down ------------------------------------------------------
 
 
@@ -357,6 +377,24 @@ async def test_the_loop_backs_off_keeps_every_record_and_stops_promptly(tmp_path
         assert report["last_success_ms"] is None
         assert "unreachable" in report["last_error"]
         assert outbox.stats()[-1].acked_seq == 0
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_a_stop_abandons_a_request_in_flight(tmp_path: Path) -> None:
+    with (socket.socket() as listener,  # a hub that takes the request and never answers
+          Outbox.open(tmp_path / OUTBOX_FILE) as outbox):
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        outbox.append_readings(readings(5))
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        async with HubClient(an_identity(url), timeout_s=60) as client:
+            stop = asyncio.Event()
+            task = asyncio.create_task(SyncLoop(outbox, client, SyncSection()).run(stop))
+            await asyncio.sleep(0.3)
+            assert not task.done()
+            stop.set()
+            await asyncio.wait_for(task, 2)  # not the 60 s of the request's timeout
+        assert outbox.stats()[-1].depth == 5
 
 
 # --- command line and status without a hub -----------------------------------------------
@@ -497,6 +535,16 @@ def hub_marks(hub: HubProcess, identity: Identity) -> dict[str, int]:
     return marks
 
 
+def hub_devices(hub: HubProcess, identity: Identity) -> list[tuple[str, str, list[str]]]:
+    """The devices the hub keeps for the gateway, as its last declaration gave them."""
+    with hub.engine.connect() as conn:
+        rows = conn.execute(
+            select(devices.c.name, devices.c.profile, devices.c.quantities)
+            .join(gateways, gateways.c.id == devices.c.gateway_id)
+            .where(gateways.c.name == identity.gateway))
+        return [(name, profile, json.loads(quantities)) for name, profile, quantities in rows]
+
+
 async def test_enrollment_gives_an_identity_with_the_hub_keys(
     sqlite_hub: HubProcess, tmp_path: Path
 ) -> None:
@@ -523,15 +571,18 @@ async def test_a_backlog_drains_alarms_first_and_the_hub_marks_match(
         outbox.append_events([Event("device.offline", "m1", 1_764_000_000_000)] * 3)
         outbox.append_events([alarm(1_764_000_000_000 + i) for i in range(2)], stream="alarms")
         async with HubClient(identity) as client:
-            loop = SyncLoop(outbox, client, settings)
+            berth = DeviceDeclaration("berth-a3", "eastron-sdm120", ("voltage", "current"))
+            loop = SyncLoop(outbox, client, settings, devices=[berth])
             await loop.start()
+            assert hub_devices(sqlite_hub, identity) == [
+                ("berth-a3", "eastron-sdm120", ["voltage", "current"])]
             assert await loop.push_next() == 2  # alarms leave first,
             assert hub_marks(sqlite_hub, identity) == {"alarms": 2}
             assert await loop.push_next() == 3  # then events, then readings
             stop = asyncio.Event()
             task = asyncio.create_task(loop.run(stop))
             async with asyncio.timeout(30):
-                while sum(s.depth for s in outbox.stats()):
+                while loop.state.pushed_records < 5005:  # counted once acked locally
                     await asyncio.sleep(0.02)
             stop.set()
             await task
@@ -561,6 +612,23 @@ async def test_at_start_what_the_hub_already_holds_is_removed_without_a_replay(
         assert outbox.stats()[-1].depth == 100
         assert outbox.stats()[-1].acked_seq == 200
         assert loop.state.pushed_batches == 0
+
+
+async def test_a_refused_device_declaration_does_not_hold_records_back(
+    sqlite_hub: HubProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    identity = await provisioned(sqlite_hub, tmp_path)
+    too_long = DeviceDeclaration("berth-" + "x" * 300, "eastron-sdm120", ("voltage",))
+    with Outbox.open(tmp_path / OUTBOX_FILE) as outbox:
+        outbox.append_readings(readings(10))
+        async with HubClient(identity) as client:
+            loop = SyncLoop(outbox, client, SyncSection(), devices=[too_long])
+            await loop.start()
+            assert await loop.push_next() == 10
+    assert "the hub refused the device declaration" in caplog.text
+    assert "400 invalid_request" in loop.state.last_error
+    assert loop.state.consecutive_failures == 0
+    assert hub_marks(sqlite_hub, identity) == {"readings": 10}
 
 
 @pytest.mark.usefixtures("no_leaks")
@@ -681,4 +749,11 @@ def test_provision_then_sync_once_drains_the_outbox_with_a_progress_bar(
     renewed = load_identity(tmp_path / "data")
     assert renewed is not None
     assert renewed.token != identity.token
-    assert hub_marks(sqlite_hub, renewed) == {"alarms": 1, "readings": 10_000}
+    with pytest.raises(httpx.HTTPStatusError, match="401"):
+        hub_marks(sqlite_hub, identity)  # the old token is revoked
+    # The box keeps its outbox and goes on from its next seq with the new identity.
+    with Outbox.open(tmp_path / "data" / OUTBOX_FILE) as outbox:
+        outbox.append_readings(readings(5, start_ts=1_765_000_000_000))
+    result = edge_agent("sync", "--once", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert hub_marks(sqlite_hub, renewed)["readings"] == 10_005

@@ -124,7 +124,10 @@ class SyncLoop:
             work.cancel()
 
     async def start(self) -> None:
-        """Acknowledge locally what the hub already holds, then declare the devices."""
+        """Acknowledge locally what the hub already holds, then declare the devices.
+
+        A declaration the hub refuses as invalid is logged and does not hold records back.
+        """
         acked = await self.client.acked()
         self.state.hub_acked = acked
         for stats in await asyncio.to_thread(self.outbox.stats):
@@ -140,7 +143,15 @@ class SyncLoop:
                 deleted = await asyncio.to_thread(self.outbox.ack, stats.name, through)
                 log.info("the hub already holds %s up to seq %d: %d records removed",
                          stats.name, through, deleted)
-        await self.client.declare_devices(self.devices)
+        try:
+            await self.client.declare_devices(self.devices)
+        except HubRejected as exc:
+            if exc.status in (401, 429) or exc.status >= 500:
+                raise
+            # What the gateway reads is for the dashboard: records leave all the same.
+            self.state.last_error, self.state.last_error_ms = str(exc), now_ms()
+            log.error("the hub refused the device declaration: %s; records are pushed anyway",
+                      exc)
 
     async def _check_head(self, stream: str) -> None:
         """Push the stream's first waiting record again before trusting the hub's mark.
@@ -156,15 +167,24 @@ class SyncLoop:
     async def push_next(self) -> int:
         """Push the most urgent batch; how many of its records the hub acknowledged (0: empty).
 
-        SyncError if the hub took the batch but acknowledged only part of it.
+        A batch the hub finds too large (413) goes again at half the size, down to one
+        record. SyncError if the hub took the batch but acknowledged only part of it.
         """
         stats = await asyncio.to_thread(self.outbox.stats)
-        batch = await asyncio.to_thread(self.outbox.next_batch, limit=self._limit)
-        if batch is None:
-            return 0
         backlog, _lag = backlog_and_lag(stats, now_ms())
-        acked = await self.client.push(batch, sent_at_ms=now_ms(),
-                                       backlog=max(0, backlog - len(batch)))
+        while True:
+            batch = await asyncio.to_thread(self.outbox.next_batch, limit=self._limit)
+            if batch is None:
+                return 0
+            try:
+                acked = await self.client.push(batch, sent_at_ms=now_ms(),
+                                               backlog=max(0, backlog - len(batch)))
+                break
+            except HubRejected as exc:
+                if exc.status != 413 or len(batch) == 1:
+                    raise
+                self._limit = max(1, len(batch) // 2)
+                log.warning("%s; batches now hold at most %d records", exc, self._limit)
         self.state.hub_acked = acked
         self.state.pushed_batches += 1
         mark = acked.get(batch.stream, 0)
@@ -233,10 +253,6 @@ class SyncLoop:
                                       retry_after_s=self.client.retry_after_s)
                 log.warning("%s; retry in %.1f s", exc, delay)
                 return delay
-            if exc.status == 413 and self._limit > 1:
-                self._limit = max(1, self._limit // 2)
-                log.warning("%s; batches now hold at most %d records", exc, self._limit)
-                return 0.0
             if exc.status == 401:
                 log.error("token refused: re-provision the gateway (edge-agent provision "
                           "--force); %s; records kept, retry in %.0f s", exc, cap)
