@@ -130,16 +130,18 @@ class SyncLoop:
         """
         acked = await self.client.acked()
         self.state.hub_acked = acked
-        for stats in await asyncio.to_thread(self.outbox.stats):
+        all_stats = await asyncio.to_thread(self.outbox.stats)
+        backlog, _lag = backlog_and_lag(all_stats, now_ms())
+        for stats in all_stats:
             mark = acked.get(stats.name, 0)
             if mark > stats.last_seq:
                 log.error("the hub holds stream %s up to seq %d but this outbox never went past "
-                          "seq %d: was the outbox replaced or restored from a backup? New "
-                          "records will be refused as sequence conflicts", stats.name, mark,
-                          stats.last_seq)
+                          "seq %d: was the outbox replaced or restored from a backup? Records "
+                          "under seqs the hub holds are refused as sequence conflicts",
+                          stats.name, mark, stats.last_seq)
             through = min(mark, stats.last_seq)
             if through > stats.acked_seq:
-                await self._check_head(stats.name)
+                await self._check_head(stats.name, backlog)
                 deleted = await asyncio.to_thread(self.outbox.ack, stats.name, through)
                 log.info("the hub already holds %s up to seq %d: %d records removed",
                          stats.name, through, deleted)
@@ -153,7 +155,7 @@ class SyncLoop:
             log.error("the hub refused the device declaration: %s; records are pushed anyway",
                       exc)
 
-    async def _check_head(self, stream: str) -> None:
+    async def _check_head(self, stream: str, backlog: int) -> None:
         """Push the stream's first waiting record again before trusting the hub's mark.
 
         The hub holds that seq already, so it answers with a harmless duplicate, or with a
@@ -162,7 +164,7 @@ class SyncLoop:
         """
         head = await asyncio.to_thread(self.outbox.next_batch, limit=1, stream=stream)
         if head is not None:
-            await self.client.push(head, sent_at_ms=now_ms(), backlog=0)
+            await self.client.push(head, sent_at_ms=now_ms(), backlog=backlog)
 
     async def push_next(self) -> int:
         """Push the most urgent batch; how many of its records the hub acknowledged (0: empty).
