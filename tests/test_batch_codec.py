@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from collections.abc import Callable
@@ -74,12 +75,83 @@ def test_a_marina_hour_costs_well_under_a_byte_a_reading() -> None:
         assert decode_readings(decompress(wire, encoding, max_bytes=LIMIT))[1][0].value == 230.0
 
 
+T0 = 1_764_028_800_000
+GOLDEN_READINGS = [
+    Reading("m1", "voltage", T0, 230.04),
+    Reading("m1", "current", T0, 1.5),
+    Reading("m2", "pulse_count_1", T0 + 40, 7.0),
+    Reading("m1", "voltage", T0 + 60_000, 230.3),
+    Reading("m1", "current", T0 + 60_000, math.nan, Quality.INVALID),
+    Reading("m2", "pulse_count_1", T0 + 60_041, 9.0, Quality.SUSPECT),
+]
+# t0 is the first record's timestamp; every other record has a step from the one before.
+# Series 0 (m1 voltage): one time step, 59,960 ms, sent whole as its base (k=-1: no bits);
+# value step +3, zigzag 6, Rice k=2: unary "0" "1", low bits "10". Series 1 (m1 current):
+# every step 0 (the NaN repeats 1.500 A), nothing sent. Series 2 (m2 pulses): time steps
+# 40 and 41 around base 40, zigzag 0 and 2, k=0: "1" "001"; value step +2, zigzag 4, k=1:
+# "00" "1" "0". Four 0 bits pad the stream to 2 bytes.
+GOLDEN = (
+    b'{"first_seq":41,"series":[["m1",["voltage","current"]],["m2",["pulse_count_1"]]],'
+    b'"s":[0,1,1,-2,1,1],"t0":1764028800000,"t_base":[59960,0,40],"t_k":[-1,-1,0],'
+    b'"v0":[2300,1500,7],"v_k":[2,-1,1],"bits":"aSA=",'
+    b'"quality":[[4,2],[5,1]],"non_finite":[[4,"nan"]]}'
+)
+
+
+def test_the_columnar_document_is_exactly_this() -> None:
+    assert encode_readings(41, GOLDEN_READINGS) == GOLDEN
+    assert base64.b64decode(json.loads(GOLDEN)["bits"]) == bytes([0b01101001, 0b00100000])
+    seq, back = decode_readings(GOLDEN)
+    assert seq == 41
+    assert back[:4] == [Reading("m1", "voltage", T0, 230.0), *GOLDEN_READINGS[1:4]]
+    assert math.isnan(back[4].value)
+    assert back[5:] == GOLDEN_READINGS[5:]
+    assert (back[4].device, back[4].ts_ms, back[4].quality) == ("m1", T0 + 60_000,
+                                                               Quality.INVALID)
+
+
+def test_regular_polls_send_no_timestamp_bits() -> None:
+    # One timestamp per minute, or per Modbus request: only the step to the next request
+    # varies, and only for the first quantity of each request.
+    aligned = [Reading(f"m{m}", q, T0 + minute * 60_000, 1.0)
+               for minute in range(30) for m in range(10) for q in ("voltage", "current")]
+    assert set(json.loads(encode_readings(1, aligned))["t_k"]) == {-1}
+    jittered = [Reading(f"m{m}", q, T0 + minute * 60_000 + m * 30 + (minute * m) % 7, 1.0)
+                for minute in range(30) for m in range(10) for q in ("voltage", "current")]
+    t_k = json.loads(encode_readings(1, jittered))["t_k"]
+    assert t_k[1::2] == [-1] * 10
+    assert max(t_k) <= 3
+    assert decode_readings(encode_readings(1, jittered))[1] == jittered
+
+
+def test_an_outlier_cannot_blow_the_bit_stream_up() -> None:
+    # A glitch among zeros: k comes from the mean code (40 here), so each reading of the
+    # series costs k + 1 bits in this batch, and the unary parts less than 4 bits a reading
+    # instead of the 2**11 that k = 40 alone would leave for a code of 2**51.
+    readings = [Reading("m", "pulse_count_1", T0 + i, 0.0) for i in range(1000)]
+    readings.append(Reading("m", "pulse_count_1", T0 + 1000, 1e15))
+    document = json.loads(encode_readings(1, readings))
+    assert document["v_k"] == [40]
+    assert len(base64.b64decode(document["bits"])) * 8 < 1000 * (40 + 1 + 4)
+    assert decode_readings(encode_readings(1, readings))[1] == readings
+
+
+def test_an_empty_batch_round_trips() -> None:
+    assert decode_readings(encode_readings(9, [])) == (9, [])
+
+
 def _json(document: object) -> bytes:
     return json.dumps(document).encode()
 
 
-GOOD = {"first_seq": 1, "series": [["m", "voltage"]], "s": [0], "t": [5], "v": [2308],
-        "quality": [], "non_finite": []}
+GOOD = {"first_seq": 1, "series": [["m", ["voltage"]]], "s": [0], "t0": 5, "t_base": [0],
+        "t_k": [-1], "v0": [2308], "v_k": [-1], "bits": "", "quality": [], "non_finite": []}
+TWO = {**GOOD, "s": [0, 0], "t_k": [0], "bits": "gA=="}  # one time step, 0 with k=0: "1"
+
+
+def test_the_hand_made_documents_are_valid() -> None:
+    assert decode_readings(_json(GOOD)) == (1, [Reading("m", "voltage", 5, 230.8)])
+    assert decode_readings(_json(TWO))[1] == [Reading("m", "voltage", 5, 230.8)] * 2
 
 
 @pytest.mark.parametrize(
@@ -89,14 +161,39 @@ GOOD = {"first_seq": 1, "series": [["m", "voltage"]], "s": [0], "t": [5], "v": [
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "must be a JSON object"),
         (b"[" * 100_000, "not JSON"),
-        (_json({**GOOD, "s": [0, 0]}), "differ in length"),
+        (_json({k: v for k, v in GOOD.items() if k != "series"}), "malformed"),
+        (_json({**GOOD, "first_seq": True}), "expected an integer"),
+        (_json({**GOOD, "series": "m"}), "series must be a list"),
+        (_json({**GOOD, "series": [["m", "voltage"]]}), "quantities must be a list"),
+        (_json({**GOOD, "series": [[1, ["voltage"]]]}), "expected a string"),
+        (_json({**GOOD, "series": [["m", []]]}), "lists no quantity"),
+        (_json({**GOOD, "series": [["m", ["voltage"], "x"]]}), "malformed"),
+        (_json({**GOOD, "series": [["m", ["voltage"]], ["m", ["voltage"]]]}), "listed twice"),
+        (_json({**GOOD, "series": [["m", ["voltage", "current"]]]}), "series 1 has no record"),
         (_json({**GOOD, "s": [1]}), "series index 1 out of range"),
         (_json({**GOOD, "s": [-1]}), "series index -1 out of range"),
-        (_json({**GOOD, "t": ["5"]}), "expected an integer"),
-        (_json({**GOOD, "series": [[1, "voltage"]]}), "expected a string"),
+        (_json({**GOOD, "s": ["0"]}), "expected an integer"),
+        (_json({**GOOD, "s": 0}), "s must be a list"),
+        (_json({**GOOD, "t0": 2**63}), "timestamp 9223372036854775808 out of range"),
+        (_json({**GOOD, "t_base": [0, 0]}), "t_base has 2 entries for 1 series"),
+        (_json({**GOOD, "v0": [1.5]}), "expected an integer"),
+        (_json({**GOOD, "v0": [10**400]}), "OverflowError"),
+        (_json({**GOOD, "t_k": [-2]}), "Rice parameter -2"),
+        (_json({**TWO, "bits": ""}), "ends inside a code"),
+        (_json({**TWO, "bits": base64.b64encode(bytes(100_000)).decode()}),
+         "ends inside a code"),
+        (_json({**TWO, "t_k": [8]}), "ends inside a code"),
+        (_json({**GOOD, "bits": "gA=="}), "8 bits left after the last code"),
+        (_json({**TWO, "bits": "gAA="}), "15 bits left after the last code"),
+        (_json({**TWO, "bits": "gQ=="}), "7 bits left after the last code"),
+        (_json({**GOOD, "bits": "not base64!"}), "malformed"),
+        (_json({**GOOD, "bits": ["wA=="]}), "expected a string"),
         (_json({**GOOD, "quality": [[0, 7]]}), "malformed readings batch"),
-        (_json({k: v for k, v in GOOD.items() if k != "series"}), "malformed"),
+        (_json({**GOOD, "quality": [[1, 1]]}), "quality position 1 out of range"),
+        (_json({**GOOD, "quality": [[0, 1], [0, 2]]}), "listed twice"),
+        (_json({**GOOD, "quality": [0]}), "entry must be a list"),
         (_json({**GOOD, "non_finite": [[0, "huge"]]}), "malformed"),
+        (_json({**GOOD, "non_finite": [[0, 1]]}), "expected a string"),
     ],
 )
 def test_malformed_readings_batches_are_refused_with_a_codec_error(
@@ -104,6 +201,37 @@ def test_malformed_readings_batches_are_refused_with_a_codec_error(
 ) -> None:
     with pytest.raises(CodecError, match=message):
         decode_readings(data)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=500)
+@given(key=st.sampled_from(sorted(json.loads(GOLDEN))), data=st.data())
+def test_a_damaged_document_decodes_or_raises_a_codec_error(
+    key: str, data: st.DataObject
+) -> None:
+    document = json.loads(GOLDEN)
+    field = document[key]
+    if isinstance(field, list) and field and data.draw(st.booleans()):
+        field[data.draw(st.integers(0, len(field) - 1))] = data.draw(json_values)
+    elif key == "bits":
+        document[key] = data.draw(st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                          "0123456789+/=", max_size=16))
+    else:
+        document[key] = data.draw(json_values)
+    try:
+        seq, readings = decode_readings(_json(document))
+    except CodecError:
+        return
+    assert seq == document["first_seq"]
+    assert len(readings) == len(document["s"])
 
 
 @pytest.mark.parametrize(
@@ -163,7 +291,7 @@ def test_a_compression_bomb_is_refused_before_it_fills_memory(encoding: Encoding
 def test_broken_compressed_bodies_are_refused(
     encoding: str, mangle: Callable[[bytes], bytes], message: str
 ) -> None:
-    body = mangle(compress(_json(GOOD), "gzip" if encoding == "brotli" else encoding))
+    body = mangle(compress(_json(GOOD), "zstd" if encoding == "zstd" else "gzip"))
     with pytest.raises(CodecError, match=message):
         decompress(body, encoding, max_bytes=LIMIT)
 
