@@ -3,7 +3,8 @@ records the gateway wrote, per stream: none lost, none duplicated, none altered.
 
 - the agent killed with SIGKILL at random moments while it drains its outbox;
 - a hub process killed with SIGKILL and restarted while the agent pushes;
-- connections cut mid-request by a TCP proxy between agent and hub.
+- connections cut mid-request, answers lost and links gone dark, by a TCP proxy between
+  agent and hub.
 
 Each runs against the SQLite hub and, wherever PostgreSQL is reachable, the PostgreSQL hub.
 Random moments come from a seeded generator, so a failure can be replayed.
@@ -23,6 +24,7 @@ import pytest
 from simulators.hub_process import spawn_hub, stop_process
 from tests.helpers.gateway import GatewayDir, agent, make_gateway, missing_or_wrong
 from tests.helpers.hub import HubProcess
+from tests.helpers.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.slow
 
@@ -103,4 +105,31 @@ def test_hub_killed_and_restarted_while_the_agent_pushes(hub: HubProcess, tmp_pa
         stop_process(victim)
     assert running.returncode == 0, log
     assert any(0 < held < total for held in held_at_kills), held_at_kills
+    _exact(hub, "faults", gw)
+
+
+def test_connections_cut_mid_request_by_a_proxy(hub: HubProcess, tmp_path: Path) -> None:
+    rng = random.Random(11)
+    with TcpProxy("127.0.0.1", int(hub.url.rsplit(":", 1)[1])) as proxy:
+        gw = make_gateway(tmp_path, hub, "faults", "cut-links", hub_url=proxy.url,
+                          sync_settings="batch_limit = 400\ninterval_s = 0.2\n"
+                                        "max_backoff_s = 0.5\ntimeout_s = 2\n")
+        running = _start_agent(gw)
+        try:
+            for round_ in range(KILLS):
+                proxy.random_cuts(seed=round_, probability=0.5, max_offset=8_000)
+                time.sleep(rng.uniform(0.5, 1.5))
+                proxy.cut_after(0, "downstream", every=True)  # the hub stores, the answer dies
+                time.sleep(rng.uniform(0.2, 0.8))
+                proxy.blackhole()
+                time.sleep(rng.uniform(0.5, 2.5))
+                proxy.drop_connections()
+            proxy.pass_through()
+            _wait_until_drained(hub, "faults", gw, timeout_s=90)
+        finally:
+            running.send_signal(signal.SIGTERM)
+            _, log = running.communicate(timeout=30)
+        stats = proxy.stats
+    assert running.returncode == 0, log
+    assert stats.cuts > KILLS, stats
     _exact(hub, "faults", gw)
