@@ -18,6 +18,7 @@ from edge_agent.codecs.batch import (
     encode_events,
     encode_plain,
     encode_readings,
+    quantise,
 )
 from edge_agent.codecs.compression import Encoding, compress, decompress
 from edge_agent.errors import CodecError, TooLarge
@@ -33,7 +34,8 @@ readings_strategy = st.lists(
         quantity=st.sampled_from(["voltage", "active_energy_import", "pulse_count_1",
                                   "power_factor", "current_l2"]),
         ts_ms=st.integers(0, 2**45),
-        value=st.floats(-1e9, 1e9) | st.sampled_from([math.nan, math.inf, -math.inf]),
+        value=st.floats(-1e9, 1e9) | st.floats(allow_nan=False)
+        | st.sampled_from([math.nan, math.inf, -math.inf]),
         quality=st.sampled_from(list(Quality)),
     ),
     max_size=200,
@@ -94,7 +96,7 @@ GOLDEN = (
     b'{"first_seq":41,"series":[["m1",["voltage","current"]],["m2",["pulse_count_1"]]],'
     b'"s":[0,1,1,-2,1,1],"t0":1764028800000,"t_base":[59960,0,40],"t_k":[-1,-1,0],'
     b'"v0":[2300,1500,7],"v_k":[2,-1,1],"bits":"aSA=",'
-    b'"quality":[[4,2],[5,1]],"non_finite":[[4,"nan"]]}'
+    b'"quality":[[4,2],[5,1]],"exact":[[4,"nan"]]}'
 )
 
 
@@ -145,7 +147,7 @@ def _json(document: object) -> bytes:
 
 
 GOOD = {"first_seq": 1, "series": [["m", ["voltage"]]], "s": [0], "t0": 5, "t_base": [0],
-        "t_k": [-1], "v0": [2308], "v_k": [-1], "bits": "", "quality": [], "non_finite": []}
+        "t_k": [-1], "v0": [2308], "v_k": [-1], "bits": "", "quality": [], "exact": []}
 TWO = {**GOOD, "s": [0, 0], "t_k": [0], "bits": "gA=="}  # one time step, 0 with k=0: "1"
 
 
@@ -192,8 +194,9 @@ def test_the_hand_made_documents_are_valid() -> None:
         (_json({**GOOD, "quality": [[1, 1]]}), "quality position 1 out of range"),
         (_json({**GOOD, "quality": [[0, 1], [0, 2]]}), "listed twice"),
         (_json({**GOOD, "quality": [0]}), "entry must be a list"),
-        (_json({**GOOD, "non_finite": [[0, "huge"]]}), "malformed"),
-        (_json({**GOOD, "non_finite": [[0, 1]]}), "expected a string"),
+        (_json({**GOOD, "exact": [[0, "huge"]]}), "malformed"),
+        (_json({**GOOD, "exact": [[0, "1" * 40]]}), "too long"),
+        (_json({**GOOD, "exact": [[0, 1]]}), "expected a string"),
     ],
 )
 def test_malformed_readings_batches_are_refused_with_a_codec_error(
@@ -294,6 +297,17 @@ def test_broken_compressed_bodies_are_refused(
     body = mangle(compress(_json(GOOD), "zstd" if encoding == "zstd" else "gzip"))
     with pytest.raises(CodecError, match=message):
         decompress(body, encoding, max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize("value", [1e306, -1e300, 2.0**60, 5e-324])
+def test_values_too_big_to_quantise_travel_exactly(value: float) -> None:
+    readings = [Reading("m", "voltage", 1_764_000_000_000, 230.0),
+                Reading("m", "voltage", 1_764_000_001_000, value),
+                Reading("m", "voltage", 1_764_000_002_000, 230.1)]
+    _, back = decode_readings(encode_readings(1, readings))
+    expected = value if abs(value / 0.1) > 2**53 else quantise("voltage", value)
+    assert [r.value for r in back] == [230.0, expected, 230.1]
+    assert quantise("voltage", value) == expected
 
 
 def test_identity_bodies_are_bounded_too() -> None:

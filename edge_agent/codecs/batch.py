@@ -21,7 +21,9 @@ takes no bit at all) into one bit stream, sent as base64 (``bits``). Decimal tex
 as close to what the numbers carry: on the benchmark's marina day (bench/bench_wire.py) the
 value steps take 40 % fewer bytes as Rice codes than as zstd-compressed digits and commas,
 and they are most of a batch. zstd or gzip then compress the header and the columns.
-Non-finite values and non-GOOD qualities are rare and travel as sparse lists of positions.
+Non-GOOD qualities and values that cannot be quantised (NaN, infinities, finite values beyond
+2**53 resolution steps) are rare and travel as sparse lists of positions (``quality``, and
+``exact`` with the value's text).
 Events travel as a plain list. A plain JSON form of both exists for debugging.
 
 Every document carries the sequence number of its first record; the rest follow one by one,
@@ -64,7 +66,8 @@ PLAIN_TYPE = "application/json"
 
 #: Resolution used for a quantity outside the vocabulary (profiles never produce one).
 _FALLBACK_RESOLUTION = 1e-6
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+#: Values beyond 2**53 resolution steps are not quantised (see ``_quantisable``).
+_MAX_STEPS = 2**53
 #: Timestamps a decoded batch may hold: what a signed 64-bit column stores.
 _MIN_TS, _MAX_TS = -(2**63), 2**63 - 1
 
@@ -82,10 +85,19 @@ def _decimals(resolution: float) -> int:
 
 def quantise(quantity: str, value: float) -> float:
     """``value`` rounded to ``quantity``'s resolution, exactly as a decoded batch gives it."""
-    if not math.isfinite(value):
-        return value
     resolution = _resolution(quantity)
+    if not _quantisable(value, resolution):
+        return value
     return round(round(value / resolution) * resolution, _decimals(resolution))
+
+
+def _quantisable(value: float, resolution: float) -> bool:
+    """Finite and small enough that its count of resolution steps is an exact integer.
+
+    A float64 register can hold 1e306 (a broken meter, a misdecoded word order); such values
+    travel exactly, as text, instead of blocking their batch on every retry.
+    """
+    return math.isfinite(value) and abs(value / resolution) <= _MAX_STEPS
 
 
 def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
@@ -99,7 +111,7 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
     resolutions = [_resolution(quantity) for _, quantity in keys]
     ts_steps: list[list[int]] = [[] for _ in keys]
     values: list[list[int]] = [[] for _ in keys]
-    index_steps, qualities, non_finite = [], [], []
+    index_steps, qualities, exact = [], [], []
     previous_index = 0
     previous_ts = readings[0].ts_ms if readings else 0
     for position, reading in enumerate(readings):
@@ -109,12 +121,12 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
         if position:  # the first record's timestamp is t0
             ts_steps[series].append(reading.ts_ms - previous_ts)
         previous_ts = reading.ts_ms
-        if math.isfinite(reading.value):
+        if _quantisable(reading.value, resolutions[series]):
             values[series].append(round(reading.value / resolutions[series]))
         else:
             # Repeats the series' previous value: a step of 0, the cheapest thing to send.
             values[series].append(values[series][-1] if values[series] else 0)
-            non_finite.append([position, str(reading.value).lower()])
+            exact.append([position, repr(reading.value)])
         if reading.quality is not Quality.GOOD:
             qualities.append([position, int(reading.quality)])
     bits = _BitWriter()
@@ -136,7 +148,7 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
         "v_k": v_k,
         "bits": bits.getvalue(),
         "quality": qualities,
-        "non_finite": non_finite,
+        "exact": exact,
     }
     return _dump(document)
 
@@ -221,13 +233,21 @@ def _plain_reading(row: Any) -> Reading:
     quantity = _text(row["quantity"])
     raw = row["value"]
     if isinstance(raw, str):
-        value = _NON_FINITE[raw]
+        value = _exact_value(raw)
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
         value = quantise(quantity, float(raw))
     else:
         raise TypeError(f"value must be a number, got {raw!r}")
     return Reading(_text(row["device"]), quantity, _integer(row["ts_ms"]), value,
                    Quality(_integer(row.get("quality", 0))))
+
+
+def _exact_value(text: object) -> float:
+    """A value sent as text: ``nan``, ``inf``, ``-inf`` or a float too big to quantise."""
+    raw = _text(text)
+    if len(raw) > 32:
+        raise ValueError(f"value text too long: {raw[:32]!r}...")
+    return float(raw)
 
 
 def _text(value: object) -> str:
@@ -256,8 +276,7 @@ def _rebuild(document: dict[str, Any]) -> tuple[int, list[Reading]]:
         values.append(itertools.accumulate(bits.read(size - 1, v_k[i]), initial=v0[i]))
     bits.finish()
     qualities = _sparse(document["quality"], "quality", len(order), lambda q: Quality(_integer(q)))
-    non_finite = _sparse(document["non_finite"], "non_finite", len(order),
-                         lambda name: _NON_FINITE[_text(name)])
+    exact = _sparse(document["exact"], "exact", len(order), _exact_value)
     scales = [(resolution, _decimals(resolution))
               for resolution in (_resolution(quantity) for _, quantity in series)]
     ts = _integer(document["t0"])
@@ -269,7 +288,7 @@ def _rebuild(document: dict[str, Any]) -> tuple[int, list[Reading]]:
             raise ValueError(f"timestamp {ts} out of range at position {position}")
         quantised = next(values[index])
         resolution, decimals = scales[index]
-        value = non_finite.get(position, round(quantised * resolution, decimals))
+        value = exact.get(position, round(quantised * resolution, decimals))
         readings.append(Reading(*series[index], ts, value, qualities.get(position, Quality.GOOD)))
     return first_seq, readings
 
