@@ -78,6 +78,10 @@ class SyncSection(_Strict):
     max_backoff_s: float = Field(
         default=300, gt=0, le=86_400, description="Longest wait between tries at the hub."
     )
+    bundle_interval_s: float = Field(
+        default=300, gt=0, le=86_400,
+        description="Wait between looks for new signed bundles (configuration, policy).",
+    )
 
 
 class BusConfig(_Strict):

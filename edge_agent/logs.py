@@ -12,7 +12,8 @@ def configure_logging(level: str = "INFO") -> None:
     """Logs on stderr: coloured on a terminal, one plain line each in a file or the journal.
 
     pymodbus logs an ERROR for every unanswered request; the agent already counts those per
-    device and reports them once, so pymodbus is kept quiet unless debugging.
+    device and reports them once, so pymodbus is kept quiet unless debugging. httpx logs
+    every request at INFO: one line per push for months, so it is kept to warnings.
     """
     handler: logging.Handler
     if sys.stderr.isatty():
@@ -30,3 +31,5 @@ def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     if level.upper() != "DEBUG":
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("httpcore").setLevel(logging.WARNING)

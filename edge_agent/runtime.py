@@ -28,11 +28,14 @@ from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.errors import ConfigError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
+from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
 from edge_agent.sync.identity import NOT_PROVISIONED, load_identity
 from edge_agent.sync.loop import SyncLoop, declared_devices
+from edge_agent.sync.pull import BundlePuller
 
 __all__ = [
+    "BUNDLES_DIR",
     "LOCK_FILE",
     "OUTBOX_FILE",
     "STATUS_FILE",
@@ -48,6 +51,8 @@ __all__ = [
 log = logging.getLogger("edge_agent.runtime")
 
 OUTBOX_FILE = "outbox.sqlite"
+#: Where the verified signed bundles (configuration, policy) are kept.
+BUNDLES_DIR = "bundles"
 LOCK_FILE = "agent.lock"
 STATUS_FILE = "status.json"
 _STATUS_PERIOD_S = 2.0
@@ -188,7 +193,8 @@ class Gateway:
                 group.create_task(self._publish_status(outbox), name="status")
                 if client is not None:
                     self.sync = SyncLoop(outbox, client, self.config.sync,
-                                         devices=declared_devices(self.config))
+                                         devices=declared_devices(self.config),
+                                         puller=self._bundle_puller(client))
                     group.create_task(self.sync.run(stop), name="sync")
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
@@ -206,6 +212,13 @@ class Gateway:
                 await client.aclose()
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    def _bundle_puller(self, client: HubClient) -> BundlePuller:
+        """Fetches signed bundles into ``<data_dir>/bundles``, checked with the pinned key."""
+        identity = client.identity
+        store = BundleStore(self.data_dir / BUNDLES_DIR, identity.signing_public_key,
+                            identity.territory)
+        return BundlePuller(client, store, self.config.sync.bundle_interval_s)
 
     async def _hub_client(self) -> HubClient | None:
         """A client for the hub of ``identity.json``; None without sync (logged once).

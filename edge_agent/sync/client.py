@@ -64,6 +64,7 @@ class HubClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.hub_url = identity.hub_url
+        self.identity = identity
         #: Seconds the hub asked to wait in its last refusal (``Retry-After``), if it said.
         self.retry_after_s: float | None = None
         self._http = httpx.AsyncClient(

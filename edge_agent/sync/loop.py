@@ -30,6 +30,7 @@ from edge_agent.errors import HubRejected, StoreError, SyncError
 from edge_agent.records import now_ms
 from edge_agent.store import Outbox, StreamStats
 from edge_agent.sync.client import DeviceDeclaration, HubClient
+from edge_agent.sync.pull import BundlePuller
 
 __all__ = ["SyncLoop", "SyncState", "backlog_and_lag", "backoff_delay", "declared_devices"]
 
@@ -101,12 +102,14 @@ class SyncLoop:
         settings: SyncSection,
         *,
         devices: Sequence[DeviceDeclaration] = (),
+        puller: BundlePuller | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.outbox = outbox
         self.client = client
         self.settings = settings
         self.devices = list(devices)
+        self.puller = puller
         self.state = SyncState(hub=client.hub_url)
         self._rng = rng or random.Random()
         self._limit = settings.batch_limit
@@ -119,9 +122,12 @@ class SyncLoop:
     async def run(self, stop: asyncio.Event) -> None:
         """Push until ``stop`` is set; a request in flight then is abandoned (pushes replay)."""
         async with asyncio.TaskGroup() as group:
-            work = group.create_task(self._work(), name="sync.push")
+            tasks = [group.create_task(self._work(), name="sync.push")]
+            if self.puller is not None:
+                tasks.append(group.create_task(self.puller.run(), name="sync.bundles"))
             await stop.wait()
-            work.cancel()
+            for task in tasks:
+                task.cancel()
 
     async def start(self) -> None:
         """Acknowledge locally what the hub already holds, then declare the devices.
@@ -204,7 +210,9 @@ class SyncLoop:
     def report(self, stats: Sequence[StreamStats]) -> dict[str, Any]:
         """The loop's counters with the backlog and lag of ``stats``, for ``status.json``."""
         backlog, lag_ms = backlog_and_lag(stats, now_ms())
-        return {**dataclasses.asdict(self.state), "backlog": backlog, "lag_ms": lag_ms}
+        bundles = self.puller.report() if self.puller is not None else None
+        return {**dataclasses.asdict(self.state), "backlog": backlog, "lag_ms": lag_ms,
+                "bundles": bundles}
 
     async def _work(self) -> None:
         started = False
