@@ -187,14 +187,20 @@ class Outbox:
 
         return self._append(stream, "event", len(events), write, {})
 
-    def next_batch(self, *, limit: int = 5000, stream: str | None = None) -> Batch | None:
+    def next_batch(
+        self, *, limit: int = 5000, stream: str | None = None, after_seq: int = 0
+    ) -> Batch | None:
         """The oldest waiting records of the most urgent non-empty stream, or None.
 
         ``stream`` restricts the answer to one stream (diagnostics, per-stream senders).
+        ``after_seq`` skips records up to that seq, so a sender can read the next batch of a
+        stream while the previous one is still on its way to the hub.
         Nothing is removed: the same records come back until they are acknowledged.
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        if after_seq and stream is None:
+            raise ValueError("after_seq needs a stream")
         with self._lock:
             conn = self._connection()
             names = self._order if stream is None else [self._state(stream).spec.name]
@@ -203,7 +209,7 @@ class Outbox:
                 if state.depth == 0:
                     continue
                 with sqlite_errors(self.path, f"read {name}"):
-                    records = self._read(conn, state, limit)
+                    records = self._read(conn, state, limit, max(state.head_seq, after_seq + 1))
                 if records:
                     return Batch(name, records, records[0][0], records[-1][0])
             return None
@@ -315,9 +321,9 @@ class Outbox:
         return sid
 
     def _read(
-        self, conn: sqlite3.Connection, state: StreamState, limit: int
+        self, conn: sqlite3.Connection, state: StreamState, limit: int, from_seq: int
     ) -> list[tuple[int, Reading | Event]]:
-        args = (state.id, state.head_seq, limit)
+        args = (state.id, from_seq, limit)
         if state.spec.record_type == "event":
             return [
                 (seq, Event(kind, device, ts_ms, json.loads(attrs)))

@@ -32,7 +32,7 @@ from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Batch
 from edge_agent.sync.identity import Identity, hub_base_url
 
-__all__ = ["DeviceDeclaration", "HubClient", "enroll"]
+__all__ = ["DeviceDeclaration", "HubClient", "PreparedBatch", "enroll", "prepare"]
 
 log = logging.getLogger("edge_agent.sync")
 
@@ -102,16 +102,21 @@ class HubClient:
 
     async def push(self, batch: Batch, *, sent_at_ms: int, backlog: int) -> dict[str, int]:
         """Send one batch, compact and zstd-compressed; the hub's acked map in return."""
-        content_type, document = _encode(batch)
+        return await self.push_prepared(prepare(batch), sent_at_ms=sent_at_ms, backlog=backlog)
+
+    async def push_prepared(
+        self, prepared: PreparedBatch, *, sent_at_ms: int, backlog: int
+    ) -> dict[str, int]:
+        """Send a batch encoded beforehand (``prepare``); the hub's acked map in return."""
         headers = {
-            "Content-Type": content_type,
+            "Content-Type": prepared.content_type,
             "Content-Encoding": _ENCODING,
             "X-Ponton-Sent-At": str(sent_at_ms),
             "X-Ponton-Backlog": str(backlog),
         }
         response = await self._request(
-            "POST", f"/v1/gateway/streams/{batch.stream}/batches",
-            content=compress(document, _ENCODING), headers=headers,
+            "POST", f"/v1/gateway/streams/{prepared.batch.stream}/batches",
+            content=prepared.body, headers=headers,
         )
         return _acked_map(response)
 
@@ -228,6 +233,21 @@ def _acked_map(response: httpx.Response) -> dict[str, int]:
         raise SyncError(f"hub answered {response.request.url.path} without a valid 'acked' "
                         f"map: {acked!r}")
     return dict(acked)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch with its request body, encoded and compressed ahead of sending."""
+
+    batch: Batch
+    content_type: str
+    body: bytes
+
+
+def prepare(batch: Batch) -> PreparedBatch:
+    """Encode and compress ``batch``: pure CPU work, so it can run in a thread."""
+    content_type, document = _encode(batch)
+    return PreparedBatch(batch, content_type, compress(document, _ENCODING))
 
 
 def _encode(batch: Batch) -> tuple[str, bytes]:

@@ -28,8 +28,8 @@ from typing import Any
 from edge_agent.config import GatewayConfig, SyncSection
 from edge_agent.errors import HubRejected, StoreError, SyncError
 from edge_agent.records import now_ms
-from edge_agent.store import Outbox, StreamStats
-from edge_agent.sync.client import DeviceDeclaration, HubClient
+from edge_agent.store import Batch, Outbox, StreamStats
+from edge_agent.sync.client import DeviceDeclaration, HubClient, PreparedBatch, prepare
 from edge_agent.sync.pull import BundlePuller
 
 __all__ = ["SyncLoop", "SyncState", "backlog_and_lag", "backoff_delay", "declared_devices"]
@@ -114,6 +114,8 @@ class SyncLoop:
         self._rng = rng or random.Random()
         self._limit = settings.batch_limit
         self._wake = asyncio.Event()
+        #: The next batch of a stream being read and encoded while the previous one is sent.
+        self._ahead: tuple[asyncio.Task[PreparedBatch | None], str] | None = None
 
     def wake(self) -> None:
         """Look at the outbox now rather than at the end of the idle wait (an alarm waits)."""
@@ -175,24 +177,35 @@ class SyncLoop:
     async def push_next(self) -> int:
         """Push the most urgent batch; how many of its records the hub acknowledged (0: empty).
 
+        While a full batch is on its way, the next one of its stream is read and encoded in a
+        thread, so the gateway's work overlaps the hub's (a backlog drains about twice as
+        fast); it is dropped if a more urgent stream has records by then or the push fails.
         A batch the hub finds too large (413) goes again at half the size, down to one
         record. SyncError if the hub took the batch but acknowledged only part of it.
         """
-        stats = await asyncio.to_thread(self.outbox.stats)
-        backlog, _lag = backlog_and_lag(stats, now_ms())
-        while True:
-            batch = await asyncio.to_thread(self.outbox.next_batch, limit=self._limit)
-            if batch is None:
-                return 0
-            try:
-                acked = await self.client.push(batch, sent_at_ms=now_ms(),
-                                               backlog=max(0, backlog - len(batch)))
-                break
-            except HubRejected as exc:
-                if exc.status != 413 or len(batch) == 1:
-                    raise
-                self._limit = max(1, len(batch) // 2)
-                log.warning("%s; batches now hold at most %d records", exc, self._limit)
+        try:
+            stats = await asyncio.to_thread(self.outbox.stats)
+            backlog, _lag = backlog_and_lag(stats, now_ms())
+            while True:
+                prepared = await self._take_prepared(stats)
+                if prepared is None:
+                    return 0
+                batch = prepared.batch
+                if len(batch) == self._limit:
+                    self._prefetch(batch)
+                try:
+                    acked = await self.client.push_prepared(
+                        prepared, sent_at_ms=now_ms(), backlog=max(0, backlog - len(batch)))
+                    break
+                except HubRejected as exc:
+                    self._drop_prefetched()
+                    if exc.status != 413 or len(batch) == 1:
+                        raise
+                    self._limit = max(1, len(batch) // 2)
+                    log.warning("%s; batches now hold at most %d records", exc, self._limit)
+        except BaseException:
+            self._drop_prefetched()
+            raise
         self.state.hub_acked = acked
         self.state.pushed_batches += 1
         mark = acked.get(batch.stream, 0)
@@ -202,10 +215,39 @@ class SyncLoop:
         count = max(0, through - batch.first_seq + 1)
         self.state.pushed_records += count
         if through < batch.last_seq:
+            self._drop_prefetched()
             raise SyncError(f"the hub took {batch.stream} seq {batch.first_seq} to "
                             f"{batch.last_seq} but acknowledged only up to seq {mark}; "
                             "the records stay in the outbox")
         return count
+
+    async def _take_prepared(self, stats: Sequence[StreamStats]) -> PreparedBatch | None:
+        """The batch read ahead, unless a more urgent stream waits; else the next one."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            task, stream = ahead
+            priority = {s.name: s.priority for s in stats}
+            if any(s.depth and s.priority < priority.get(stream, 0) for s in stats):
+                task.cancel()
+            else:
+                prepared = await task
+                if prepared is not None:
+                    return prepared
+        return await asyncio.to_thread(self._read_prepared, None, 0)
+
+    def _prefetch(self, batch: Batch) -> None:
+        task = asyncio.create_task(asyncio.to_thread(
+            self._read_prepared, batch.stream, batch.last_seq), name="sync.read-ahead")
+        self._ahead = (task, batch.stream)
+
+    def _drop_prefetched(self) -> None:
+        if self._ahead is not None:
+            self._ahead[0].cancel()
+            self._ahead = None
+
+    def _read_prepared(self, stream: str | None, after_seq: int) -> PreparedBatch | None:
+        batch = self.outbox.next_batch(limit=self._limit, stream=stream, after_seq=after_seq)
+        return None if batch is None else prepare(batch)
 
     def report(self, stats: Sequence[StreamStats]) -> dict[str, Any]:
         """The loop's counters with the backlog and lag of ``stats``, for ``status.json``."""
