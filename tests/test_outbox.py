@@ -167,6 +167,20 @@ def test_next_batch_does_not_remove_anything(outbox: Outbox) -> None:
         outbox.next_batch(limit=0)
 
 
+def test_next_batch_after_a_seq_reads_ahead_of_what_is_in_flight(outbox: Outbox) -> None:
+    outbox.append_readings(readings(10))
+    ahead = outbox.next_batch(limit=4, stream="readings", after_seq=4)
+    assert ahead is not None
+    assert (ahead.first_seq, ahead.last_seq) == (5, 8)
+    assert outbox.next_batch(stream="readings", after_seq=10) is None
+    outbox.ack("readings", 6)
+    behind = outbox.next_batch(limit=2, stream="readings", after_seq=3)
+    assert behind is not None
+    assert behind.first_seq == 7, "acknowledged records are never served again"
+    with pytest.raises(ValueError, match="after_seq needs a stream"):
+        outbox.next_batch(after_seq=3)
+
+
 def test_ack_deletes_exactly_up_to_seq_and_is_idempotent(outbox: Outbox) -> None:
     outbox.append_readings(readings(10))
     assert outbox.ack("readings", 4) == 4
