@@ -14,6 +14,7 @@ from edge_agent.config import (
     OutboxSection,
     SyncSection,
 )
+from sync_server.cli import app as hub_app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +23,8 @@ def _commands(group: typer.Typer, prefix: str = "") -> list[str]:
     for command in group.registered_commands:
         assert command.callback is not None
         assert command.callback.__doc__, f"{command.name} has no help text"
-    names = [f"{prefix}{c.name}".strip() for c in group.registered_commands]
+    names = [f"{prefix}{c.name or c.callback.__name__.replace('_', '-')}".strip()
+             for c in group.registered_commands if c.callback is not None]
     for sub in group.registered_groups:
         assert sub.typer_instance is not None
         names += _commands(sub.typer_instance, f"{prefix}{sub.name} ")
@@ -42,6 +44,14 @@ def test_every_command_has_help_and_appears_in_the_readme() -> None:
     assert len(commands) >= 9
     for command in commands:
         assert f"edge-agent {command}" in readme, command
+
+
+def test_every_hub_command_has_help_and_appears_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = _commands(hub_app)
+    assert len(commands) >= 12
+    for command in commands:
+        assert f"sync-server {command}" in readme, command
 
 
 def test_ci_runs_the_readme_test_command() -> None:
