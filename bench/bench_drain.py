@@ -3,11 +3,11 @@
 The backlog: 200 meters read once a minute for 7 days, 2,016,000 readings (an energy index
 and a power value per meter, alternating), written to a gateway outbox before timing. The
 timed part is exactly what ``edge-agent sync --once`` does: ``SyncLoop.start`` then
-``push_next`` until the outbox is empty (read a batch of 5,000, encode it columnar, zstd,
+``push_next`` until the outbox is empty (read a batch of 10,000, encode it columnar, zstd,
 HTTP POST to a hub process on 127.0.0.1, decode, store, answer, delete through the ack).
 
 Baseline, measured in the same run on the same database: the store floor, inserting the same
-rows straight into an identical ``readings`` table in batches of 5,000 with the fastest bulk
+rows straight into an identical ``readings`` table in batches of 10,000 with the fastest bulk
 path of the store (``executemany`` on SQLite, ``COPY`` on PostgreSQL), no HTTP and no codec.
 The ratio says how much of the database's own speed the whole sync path keeps.
 
@@ -43,7 +43,7 @@ from sync_server.db.migrate import upgrade
 
 METERS = 200
 START_MS = 1_795_564_800_000  # 2026-11-25T00:00:00Z
-BATCH = 5_000
+BATCH = 10_000
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

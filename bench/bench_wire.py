@@ -45,7 +45,7 @@ from edge_agent.records import Reading
 
 DAY_START_MS = 1_764_028_800_000  # 2025-11-25 00:00 UTC
 MINUTES = 24 * 60
-BATCHES = (5_000, 20_000)
+BATCHES = (5_000, 10_000, 20_000)
 BAUD = 9600
 TURNAROUND_MS = (10.0, 20.0)
 BERTH_QUANTITIES = ("voltage", "current", "active_power", "active_energy_import")

@@ -73,7 +73,9 @@ class SyncSection(_Strict):
     interval_s: float = Field(
         default=5, gt=0, le=3600, description="Wait between looks at an empty outbox."
     )
-    batch_limit: int = Field(default=5000, ge=1, le=100_000, description="Records per request.")
+    batch_limit: int = Field(
+        default=10_000, ge=1, le=100_000, description="Records per request."
+    )
     timeout_s: float = Field(default=30, gt=0, le=600, description="Wait for each answer.")
     max_backoff_s: float = Field(
         default=300, gt=0, le=86_400, description="Longest wait between tries at the hub."

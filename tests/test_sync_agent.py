@@ -217,7 +217,7 @@ def test_the_sync_section_is_optional_with_defaults(tmp_path: Path) -> None:
     path = tmp_path / "gateway.toml"
     path.write_text('[gateway]\nid = "gw1"\ndata_dir = "data"\n', encoding="utf-8")
     assert load_config(path).sync == SyncSection(
-        enabled=True, interval_s=5, batch_limit=5000, timeout_s=30, max_backoff_s=300)
+        enabled=True, interval_s=5, batch_limit=10_000, timeout_s=30, max_backoff_s=300)
 
 
 def test_the_sync_section_is_read(tmp_path: Path) -> None:
