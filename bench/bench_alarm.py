@@ -1,10 +1,11 @@
 """Alarm latency, raised at the edge to stored at the hub, while a backlog drains.
 
 The gateway has a million readings waiting (a long outage just ended) and the sync loop is
-draining them in batches of 10,000 (the default). Every 0.3 to 0.7 s an alarm is raised: written to the
-outbox's alarms stream and the loop woken, as the agent's writer does. A watcher polls the
-hub's database every 2 ms for the alarm's seq; the latency is from the write's start to
-the first poll that sees it committed at the hub (an upper bound by up to 2 ms).
+draining them in batches of 10,000 (the default). Every 0.3 to 0.7 s an alarm is raised:
+written to the outbox's alarms stream and the loop woken, as the agent's writer does. A
+watcher polls the hub's database every 2 ms for the alarm's seq; the latency is from the
+write's start to the first poll that sees it committed at the hub (an upper bound by up to
+2 ms).
 
 Baseline, same run, same hub: the same alarms raised with an empty outbox, the loop idle
 with the default 5 s interval, so only the wake-up makes them leave at once.

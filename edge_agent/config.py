@@ -145,7 +145,8 @@ class BusConfig(_Strict):
 class DeviceConfig(_Strict):
     """One device on a bus, described by a profile."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    #: At most 128 characters: the hub keeps device names in a column of that size.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
     bus: str
     profile: str
     unit: int = Field(ge=1, le=247)

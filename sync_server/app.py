@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync_server import __version__
 from sync_server.api import gateway, operator, public
 from sync_server.api.context import HubState
+from sync_server.api.limits import BodyLimit
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import require_head
 from sync_server.errors import HubError, TooManyRequests
@@ -39,6 +40,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(public.router)
     app.include_router(gateway.router)
     app.include_router(operator.router)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
@@ -63,14 +64,35 @@ def configure(
     demo: Annotated[bool, typer.Option(
         envvar="PONTON_HUB_DEMO", help="Create a missing signing key (never in production).")]
     = False,
+    max_request_mb: Annotated[float, typer.Option(
+        envvar="PONTON_HUB_MAX_REQUEST_MB", help="Largest request body.")] = 8,
+    max_decoded_mb: Annotated[float, typer.Option(
+        envvar="PONTON_HUB_MAX_DECODED_MB", help="Largest batch once decompressed.")] = 64,
+    clock_tolerance_s: Annotated[float, typer.Option(
+        envvar="PONTON_HUB_CLOCK_TOLERANCE_S",
+        help="Gateway clock skew beyond which pre-2020 timestamps are corrected.")] = 120,
+    enroll_max_failures: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_ENROLL_MAX_FAILURES",
+        help="Failed enrollments from one address before it must wait.")] = 10,
+    enroll_window_s: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_ENROLL_WINDOW_S", help="How long failures count.")] = 900,
 ) -> None:
     """Settings shared by every command."""
     _settings.update(data_dir=data_dir, database_url=database_url,
-                     signing_key_file=signing_key, demo=demo)
+                     signing_key_file=signing_key, demo=demo,
+                     max_request_bytes=int(max_request_mb * 2**20),
+                     max_decoded_bytes=int(max_decoded_mb * 2**20),
+                     clock_tolerance_ms=int(clock_tolerance_s * 1000),
+                     enroll_max_failures=enroll_max_failures, enroll_window_s=enroll_window_s)
 
 
 def _hub_settings() -> HubSettings:
-    return HubSettings(**_settings)
+    try:
+        return HubSettings(**_settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
+        raise BadRequest(f"invalid settings: {problems}") from None
 
 
 def _engine(*, at_head: bool = True) -> Engine:

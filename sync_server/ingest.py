@@ -5,20 +5,26 @@ A stream's row is locked for the whole transaction (``FOR UPDATE`` on PostgreSQL
 racing. Records above the stream's high-water mark are new and are inserted; records at or
 below it must equal what is stored, or the batch is refused whole with ``seq_conflict``.
 The ``(stream_id, seq)`` primary key backs this up: no path can store a record twice.
+
+Clocks: a Raspberry Pi has no real-time clock, so a gateway may stamp records with 1970 (or
+with a stale restored time) until NTP answers. Records stamped before 2020 are corrected by
+the skew measured at sending when the gateway's clock is still off then (the same boot,
+the same error), and flagged; records stamped in the future are flagged. Plausible
+timestamps are never rewritten: a skew measured now says nothing about when they were taken.
+Flags are ``clock_corrections`` rows, one per run of consecutive seqs.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Insert, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from edge_agent.records import Event, Reading, now_ms
+from edge_agent.records import Event, Reading
 from sync_server.db.schema import clock_corrections, events, gateways, readings, series, streams
 from sync_server.errors import Conflict
 from sync_server.wire import DecodedBatch
@@ -72,12 +78,17 @@ def store_batch(
     stream: str,
     batch: DecodedBatch,
     *,
+    received_ms: int,
     sent_at_ms: int | None,
     backlog: int | None,
     clock: ClockPolicy,
 ) -> PushResult:
-    """Store what is new in ``batch``, check what is not, and answer with the marks."""
-    received = now_ms()
+    """Store what is new in ``batch``, check what is not, and answer with the marks.
+
+    ``received_ms`` is the hub's clock when the request arrived, ``sent_at_ms`` the
+    gateway's when it sent it: their difference is the gateway's clock skew.
+    """
+    received = received_ms
     skew = None if sent_at_ms is None else received - sent_at_ms
     shift = skew if skew is not None and abs(skew) > clock.tolerance_ms else 0
     last_seq = batch.first_seq + len(batch.records) - 1
@@ -96,12 +107,15 @@ def store_batch(
         to_store = missing + new
         implausible = 0
         if to_store:
-            implausible = _insert(conn, gateway, stream_id, to_store, shift)
-            if shift or implausible:
-                conn.execute(clock_corrections.insert().values(
-                    territory_id=gateway.territory_id, gateway_id=gateway.id,
-                    stream_id=stream_id, first_seq=to_store[0][0], last_seq=to_store[-1][0],
-                    skew_ms=shift, implausible=implausible, at_ms=received))
+            timestamps, flags = _timestamps(to_store, received, shift, clock.tolerance_ms)
+            _insert(conn, gateway, stream_id, to_store, timestamps)
+            if flags:
+                conn.execute(clock_corrections.insert(), [
+                    {"territory_id": gateway.territory_id, "gateway_id": gateway.id,
+                     "stream_id": stream_id, "first_seq": first, "last_seq": last,
+                     "skew_ms": applied, "implausible": last - first + 1, "at_ms": received}
+                    for first, last, applied in flags])
+                implausible = sum(last - first + 1 for first, last, _ in flags)
             if implausible:
                 conn.execute(update(gateways).where(gateways.c.id == gateway.id).values(
                     implausible_ts_total=gateways.c.implausible_ts_total + implausible))
@@ -122,15 +136,20 @@ def _insert_ignoring_conflicts(conn: Connection, table: Table) -> Insert:
 def _lock_stream(
     conn: Connection, gateway: GatewayRef, name: str, record_type: str
 ) -> tuple[int, int]:
-    conn.execute(_insert_ignoring_conflicts(conn, streams).values(
-        territory_id=gateway.territory_id, gateway_id=gateway.id,
-        incarnation=gateway.incarnation, name=name, record_type=record_type, acked_seq=0))
-    row = conn.execute(
+    query = (
         select(streams.c.id, streams.c.acked_seq, streams.c.record_type)
         .where(streams.c.gateway_id == gateway.id, streams.c.incarnation == gateway.incarnation,
                streams.c.name == name)
         .with_for_update()
-    ).one()
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        # Insert only when missing: PostgreSQL spends a sequence value on every
+        # INSERT ... ON CONFLICT, even one that inserts nothing.
+        conn.execute(_insert_ignoring_conflicts(conn, streams).values(
+            territory_id=gateway.territory_id, gateway_id=gateway.id,
+            incarnation=gateway.incarnation, name=name, record_type=record_type, acked_seq=0))
+        row = conn.execute(query).one()
     if row.record_type != record_type:
         raise Conflict(f"stream {name!r} holds {row.record_type}s; this batch holds "
                        f"{record_type}s", code="stream_type")
@@ -148,7 +167,6 @@ def _check_replayed(
     if count == 0:
         return []
     first, last = batch.first_seq, batch.first_seq + count - 1
-    shifts = _shifts(conn, stream_id, first, last)
     if batch.record_type == "reading":
         stored = _stored_readings(conn, gateway, stream_id, first, last)
     else:
@@ -160,7 +178,7 @@ def _check_replayed(
         kept = stored.get(seq)
         if kept is None:
             missing.append((seq, record))
-        elif kept != _comparable(record, _shift_at(shifts, seq)):
+        elif not _same(kept, record):
             raise Conflict(
                 f"seq {seq} of stream {batch.stream} was stored with different content; "
                 "nothing of this batch was stored. Was the gateway's outbox replaced, "
@@ -168,12 +186,46 @@ def _check_replayed(
     return missing
 
 
-def _comparable(record: Reading | Event, shift: int) -> tuple[Any, ...]:
+def _same(kept: tuple[Any, ...], record: Reading | Event) -> bool:
+    """Whether a stored record is ``record`` again.
+
+    A timestamp from before 2020 was corrected when stored, by a skew that a replay measures
+    again a few milliseconds differently: the rest of the record must match.
+    """
     if isinstance(record, Reading):
         value = record.value if math.isfinite(record.value) else None
-        return (record.device, record.quantity, record.ts_ms + shift, value,
-                int(record.quality))
-    return (record.kind, record.device, record.ts_ms + shift, record.attrs)
+        incoming: tuple[Any, ...] = (record.device, record.quantity, record.ts_ms, value,
+                                     int(record.quality))
+        ts_at = 2
+    else:
+        incoming, ts_at = (record.kind, record.device, record.ts_ms, record.attrs), 2
+    if record.ts_ms < _PLAUSIBLE_FROM_MS:
+        return kept[:ts_at] + kept[ts_at + 1:] == incoming[:ts_at] + incoming[ts_at + 1:]
+    return kept == incoming
+
+
+def _timestamps(
+    records: list[tuple[int, Reading | Event]], received: int, shift: int, tolerance_ms: int
+) -> tuple[list[int], list[tuple[int, int, int]]]:
+    """Timestamps to store, and flagged runs ``(first seq, last seq, shift applied)``."""
+    stored: list[int] = []
+    flags: list[tuple[int, int, int]] = []
+    latest = received + tolerance_ms
+    for seq, record in records:
+        ts = record.ts_ms
+        applied = None
+        if ts < _PLAUSIBLE_FROM_MS:
+            applied = shift
+        elif ts > latest:
+            applied = 0
+        stored.append(ts + (applied or 0))
+        if applied is None:
+            continue
+        if flags and flags[-1][1] == seq - 1 and flags[-1][2] == applied:
+            flags[-1] = (flags[-1][0], seq, applied)
+        else:
+            flags.append((seq, seq, applied))
+    return stored, flags
 
 
 def _stored_readings(
@@ -199,44 +251,31 @@ def _stored_events(
             for seq, kind, device, ts, attrs in conn.execute(query)}
 
 
-def _shifts(conn: Connection, stream_id: int, first: int, last: int) -> list[tuple[int, int, int]]:
-    query = select(clock_corrections.c.first_seq, clock_corrections.c.last_seq,
-                   clock_corrections.c.skew_ms).where(
-        clock_corrections.c.stream_id == stream_id, clock_corrections.c.last_seq >= first,
-        clock_corrections.c.first_seq <= last)
-    return [(int(a), int(b), int(c)) for a, b, c in conn.execute(query)]
-
-
-def _shift_at(shifts: Sequence[tuple[int, int, int]], seq: int) -> int:
-    return next((skew for first, last, skew in shifts if first <= seq <= last), 0)
-
-
 def _insert(
     conn: Connection,
     gateway: GatewayRef,
     stream_id: int,
     records: list[tuple[int, Reading | Event]],
-    shift: int,
-) -> int:
-    """Insert ``records`` (timestamps shifted); return how many have implausible timestamps."""
-    implausible = sum(1 for _, r in records if r.ts_ms + shift < _PLAUSIBLE_FROM_MS)
+    timestamps: list[int],
+) -> None:
+    """Insert ``records`` with the ``timestamps`` decided for them."""
     if isinstance(records[0][1], Event):
         conn.execute(events.insert(), [
             {"stream_id": stream_id, "seq": seq, "territory_id": gateway.territory_id,
              "gateway_id": gateway.id, "kind": e.kind, "device": e.device,
-             "ts_ms": e.ts_ms + shift, "attrs": json.dumps(e.attrs, sort_keys=True)}
-            for seq, e in records if isinstance(e, Event)
+             "ts_ms": ts, "attrs": json.dumps(e.attrs, sort_keys=True)}
+            for (seq, e), ts in zip(records, timestamps, strict=True) if isinstance(e, Event)
         ])
-        return implausible
-    reading_rows = [(seq, r) for seq, r in records if isinstance(r, Reading)]
-    ids = _series_ids(conn, gateway, {(r.device, r.quantity) for _, r in reading_rows})
+        return
+    reading_rows = [(seq, r, ts) for (seq, r), ts in zip(records, timestamps, strict=True)
+                    if isinstance(r, Reading)]
+    ids = _series_ids(conn, gateway, {(r.device, r.quantity) for _, r, _ in reading_rows})
     rows = [
-        (stream_id, seq, ids[(r.device, r.quantity)], r.ts_ms + shift,
+        (stream_id, seq, ids[(r.device, r.quantity)], ts,
          r.value if math.isfinite(r.value) else None, int(r.quality))
-        for seq, r in reading_rows
+        for seq, r, ts in reading_rows
     ]
     _bulk_insert_readings(conn, rows)
-    return implausible
 
 
 def _bulk_insert_readings(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -244,7 +283,7 @@ def _bulk_insert_readings(conn: Connection, rows: list[tuple[Any, ...]]) -> None
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor().copy(
+        with raw.cursor() as cursor, cursor.copy(
             "COPY readings (stream_id, seq, series_id, ts_ms, value, quality) FROM STDIN"
         ) as copy:
             for row in rows:

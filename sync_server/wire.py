@@ -25,10 +25,10 @@ from edge_agent.errors import TooLarge as BodyTooLarge
 from edge_agent.records import Event, Reading
 from sync_server.errors import BadRequest, TooLarge, UnsupportedMediaType
 
-__all__ = ["STREAM_NAME", "DecodedBatch", "decode_batch"]
+__all__ = ["DecodedBatch", "decode_batch"]
 
 #: Stream names as the outbox makes them: short, lower case.
-STREAM_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_STREAM_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 _MAX_SEQ = 2**63 - 1
 
@@ -47,7 +47,7 @@ def decode_batch(
     stream: str, body: bytes, content_type: str, content_encoding: str, *, max_decoded: int
 ) -> DecodedBatch:
     """Decode a push body; 415 for formats the hub does not speak, 400/413 for bad bodies."""
-    if not STREAM_NAME.fullmatch(stream):
+    if not _STREAM_NAME.fullmatch(stream):
         raise BadRequest(f"stream name {stream!r} is not valid", code="invalid_request")
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type not in (READINGS_TYPE, EVENTS_TYPE, PLAIN_TYPE):
@@ -65,11 +65,12 @@ def decode_batch(
         raise TooLarge(str(exc)) from exc
     except CodecError as exc:
         raise BadRequest(str(exc), code="malformed_batch") from exc
+    if not records:
+        raise BadRequest("a batch must hold at least one record", code="malformed_batch")
     if not 1 <= first_seq <= _MAX_SEQ - len(records):
         raise BadRequest(f"first_seq {first_seq} is out of range", code="malformed_batch")
     record_type: Literal["reading", "event"] = (
-        "event" if (records and isinstance(records[0], Event)) or media_type == EVENTS_TYPE
-        else "reading")
+        "event" if isinstance(records[0], Event) else "reading")
     return DecodedBatch(stream, record_type, first_seq, records)
 
 

@@ -168,7 +168,8 @@ def test_a_skewed_clock_is_corrected_recorded_and_replays_still_match(hub: HubPr
         row = conn.execute(select(gateways).where(gateways.c.name == name)).one()
     assert abs(stored[1] - now_ms()) < 120_000, "shifted onto the hub's clock"
     assert stored[1] - stored[0] == 9_000, "spacing kept"
-    assert (correction.first_seq, correction.last_seq, correction.implausible) == (1, 10, 0)
+    assert (correction.first_seq, correction.last_seq, correction.implausible) == (1, 10, 10)
+    assert abs(correction.skew_ms - (now_ms() - gateway_now)) < 120_000
     assert row.backlog == 1234
     assert abs(row.clock_skew_ms - (now_ms() - gateway_now)) < 120_000
     later = _push(client, "readings", body,
@@ -186,6 +187,32 @@ def test_records_older_than_2020_are_counted_as_implausible(hub: HubProcess) -> 
     assert total == 3
 
 
+def test_plausible_timestamps_are_never_shifted_by_a_skew_measured_later(
+    hub: HubProcess,
+) -> None:
+    # Stamped last week with a good clock, sent after a reboot restored a stale clock.
+    client, name = _gateway(hub)
+    stamped = now_ms() - 7 * 86_400_000
+    records = [*_readings(4, start_ts=stamped),
+               Reading("m1", "voltage", now_ms() + 86_400_000, 231.0)]  # from the future
+    sent_at = str(now_ms() - 86_400_000)
+    answer = _push(client, "readings", encode_readings(1, records),
+                   headers={"X-Ponton-Sent-At": sent_at})
+    assert answer.status_code == 200, answer.text
+    with hub.engine.connect() as conn:
+        stored = sorted(conn.execute(
+            select(readings.c.ts_ms).join(series, readings.c.series_id == series.c.id)
+            .join(gateways, series.c.gateway_id == gateways.c.id)
+            .where(gateways.c.name == name)).scalars())
+        flags = conn.execute(
+            select(clock_corrections.c.first_seq, clock_corrections.c.last_seq,
+                   clock_corrections.c.skew_ms)
+            .join(gateways, clock_corrections.c.gateway_id == gateways.c.id)
+            .where(gateways.c.name == name)).all()
+    assert stored == sorted(r.ts_ms for r in records), "nothing rewritten"
+    assert [tuple(f) for f in flags] == [(5, 5, 0)], "the future reading is flagged"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "encoding", "status", "code"),
     [
@@ -196,6 +223,8 @@ def test_records_older_than_2020_are_counted_as_implausible(hub: HubProcess) -> 
         (b"{}", "text/csv", "identity", 415, "unsupported_media_type"),
         (b"{}", READINGS_TYPE, "br", 415, "unsupported_media_type"),
         (b"", READINGS_TYPE, "identity", 400, "malformed_batch"),
+        (b'{"first_seq": 7, "events": []}', EVENTS_TYPE, "identity", 400, "malformed_batch"),
+        (b'{"first_seq": 1, "readings": []}', PLAIN_TYPE, "identity", 400, "malformed_batch"),
     ],
 )
 def test_bad_bodies_get_a_clear_error(
@@ -226,6 +255,8 @@ def test_oversized_bodies_and_compression_bombs_are_refused(hub: HubProcess) -> 
         ("a" * 40, {}),
         ("readings", {"X-Ponton-Sent-At": "yesterday"}),
         ("readings", {"X-Ponton-Backlog": "-"}),
+        ("readings", {"X-Ponton-Sent-At": "1" + "0" * 30}),
+        ("readings", {"X-Ponton-Backlog": "-5"}),
     ],
 )
 def test_bad_stream_names_and_headers_are_refused(
@@ -252,9 +283,30 @@ def test_devices_are_declared_and_replaced(hub: HubProcess) -> None:
                                 "quantities": ["voltage"]}]}
     assert client.put("/v1/gateway/devices", json=declaration).json() == {"devices": 1}
     assert client.put("/v1/gateway/devices", json={"devices": []}).json() == {"devices": 0}
-    bad = client.put("/v1/gateway/devices", content=json.dumps({"devices": [{"name": ""}]}),
-                     headers={"Content-Type": "application/json"})
-    assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+    for devices in ([{"name": ""}], [{"name": "x" * 129, "profile": "p"}],
+                    [{"name": "a\u0000b", "profile": "p"}],
+                    [{"name": "twice", "profile": "p"}, {"name": "twice", "profile": "p"}]):
+        bad = client.put("/v1/gateway/devices", content=json.dumps({"devices": devices}),
+                         headers={"Content-Type": "application/json"})
+        assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request"), devices
+
+
+@pytest.mark.parametrize("path", ["/v1/enroll", "/v1/gateway/devices"])
+def test_big_bodies_are_refused_before_any_token_or_parsing(hub: HubProcess, path: str) -> None:
+    body = b'{"code": "' + b"x" * (9 * 2**20) + b'"}'
+    declared = httpx.request("PUT" if "devices" in path else "POST", f"{hub.url}{path}",
+                             content=body, headers={"Content-Type": "application/json"},
+                             timeout=30)
+    assert (declared.status_code, declared.json()["error"]) == (413, "too_large")
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b" " * 2**20
+
+    streamed = httpx.request("PUT" if "devices" in path else "POST", f"{hub.url}{path}",
+                             content=chunks(), headers={"Content-Type": "application/json"},
+                             timeout=30)
+    assert (streamed.status_code, streamed.json()["error"]) == (413, "too_large")
 
 
 def test_a_reissued_gateway_starts_new_streams_and_keeps_the_old_records(

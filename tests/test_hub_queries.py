@@ -264,4 +264,4 @@ def test_a_skewed_gateway_shows_its_skew(quay: Quay) -> None:
     assert 600_000 <= skewed["clock_skew_ms"] < 660_000
     assert (skewed["backlog"], skewed["acked"]) == (7, {"events": 1})
     boot = quay.ok("/v1/events", gateway="gw-skewed")["events"]
-    assert abs(boot[0]["ts_ms"] - now_ms()) < 60_000, "stored on the hub's clock"
+    assert boot[0]["ts_ms"] == sent_at, "a plausible timestamp is kept as the gateway stamped it"

@@ -37,6 +37,8 @@ __all__ = ["SyncLoop", "SyncState", "backlog_and_lag", "backoff_delay", "declare
 log = logging.getLogger("edge_agent.sync")
 
 _BASE_BACKOFF_S = 1.0
+#: Successful pushes at a halved batch size before the configured size is tried again.
+_GROW_BACK_AFTER = 100
 
 
 @dataclass(slots=True)
@@ -113,6 +115,7 @@ class SyncLoop:
         self.state = SyncState(hub=client.hub_url)
         self._rng = rng or random.Random()
         self._limit = settings.batch_limit
+        self._since_halved = 0
         self._wake = asyncio.Event()
         #: The next batch of a stream being read and encoded while the previous one is sent.
         self._ahead: tuple[asyncio.Task[PreparedBatch | None], str] | None = None
@@ -201,13 +204,14 @@ class SyncLoop:
                     self._drop_prefetched()
                     if exc.status != 413 or len(batch) == 1:
                         raise
-                    self._limit = max(1, len(batch) // 2)
+                    self._limit, self._since_halved = max(1, len(batch) // 2), 0
                     log.warning("%s; batches now hold at most %d records", exc, self._limit)
         except BaseException:
             self._drop_prefetched()
             raise
         self.state.hub_acked = acked
         self.state.pushed_batches += 1
+        self._grow_back()
         mark = acked.get(batch.stream, 0)
         through = min(mark, batch.last_seq)
         if through >= batch.first_seq:
@@ -220,6 +224,17 @@ class SyncLoop:
                             f"{batch.last_seq} but acknowledged only up to seq {mark}; "
                             "the records stay in the outbox")
         return count
+
+    def _grow_back(self) -> None:
+        """After a 413 halved the batches, try the configured size again now and then.
+
+        A proxy's limit would halve them again at the cost of one refused request; a passing
+        limit (a hub restarted with a bigger one) is not obeyed for the life of the process.
+        """
+        if self._limit < self.settings.batch_limit:
+            self._since_halved += 1
+            if self._since_halved >= _GROW_BACK_AFTER:
+                self._limit, self._since_halved = self.settings.batch_limit, 0
 
     async def _take_prepared(self, stats: Sequence[StreamStats]) -> PreparedBatch | None:
         """The batch read ahead, unless a more urgent stream waits; else the next one."""

@@ -44,11 +44,17 @@ class BundlePuller:
         self._etags: dict[str, str] = {}
 
     async def run(self) -> None:
-        """Pull every kind now and then every ``interval_s``, until cancelled."""
+        """Pull every kind now and then every ``interval_s``, until cancelled.
+
+        A bug here must not stop the gateway: it is logged and the next round goes on.
+        """
         await asyncio.to_thread(self._load_held)
         while True:
             for kind in BUNDLE_KINDS:
-                await self.pull(kind)
+                try:
+                    await self.pull(kind)
+                except Exception:
+                    log.exception("fetching the %s bundle failed unexpectedly", kind)
             await asyncio.sleep(self.interval_s)
 
     async def pull(self, kind: str) -> bool:
@@ -67,12 +73,13 @@ class BundlePuller:
         try:
             accepted = await asyncio.to_thread(self.store.accept, envelope, now_ms=now_ms())
         except BundleError as exc:
+            # The ETag is not remembered: a refusal may be passing (a full disk, a clock
+            # not yet synchronised), and the next look must fetch the bundle again.
             self.state.refused += 1
             self.state.last_refusal = f"{kind}: {exc}"
             log.error("refused the hub's %s bundle, keeping the one held: %s", kind, exc)
             return False
-        finally:
-            self._etags[kind] = etag
+        self._etags[kind] = etag
         if accepted is None:
             return False
         self._remember(kind, accepted.version, accepted.expires_at_ms)

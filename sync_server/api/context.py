@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, select
 
 from sync_server.credentials import GATEWAY_TOKEN_PREFIX, OPERATOR_TOKEN_PREFIX, digest
+from sync_server.db.engine import reading
 from sync_server.db.schema import gateways, operator_tokens
 from sync_server.errors import Unauthorized
 from sync_server.ingest import GatewayRef
@@ -53,7 +54,7 @@ def _bearer(request: Request, prefix: str) -> str:
 def gateway_caller(request: Request, state: State) -> GatewayRef:
     """The enrolled gateway owning the request's token."""
     token = _bearer(request, GATEWAY_TOKEN_PREFIX)
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         row = conn.execute(select(gateways.c.id, gateways.c.territory_id, gateways.c.name,
                                   gateways.c.incarnation)
                            .where(gateways.c.token_hash == digest(token))).first()
@@ -65,7 +66,7 @@ def gateway_caller(request: Request, state: State) -> GatewayRef:
 def operator_scope(request: Request, state: State) -> Scope:
     """The territory an operator token may read (None for admin tokens)."""
     token = _bearer(request, OPERATOR_TOKEN_PREFIX)
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         row = conn.execute(select(operator_tokens.c.territory_id).where(
             operator_tokens.c.token_hash == digest(token),
             operator_tokens.c.revoked_ms.is_(None))).first()

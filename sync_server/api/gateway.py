@@ -6,14 +6,15 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from edge_agent.records import now_ms
 from sync_server.api.context import Caller, State
 from sync_server.bundles import BUNDLE_KINDS, etag, latest_bundle
+from sync_server.db.engine import reading
 from sync_server.db.schema import devices
-from sync_server.errors import BadRequest, NotFound, TooLarge
+from sync_server.errors import BadRequest, NotFound
 from sync_server.ingest import ClockPolicy, store_batch, stream_marks
 from sync_server.wire import decode_batch
 
@@ -21,12 +22,15 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
 
+#: Clock and backlog headers: milliseconds and record counts, far below int64 either way.
+_MAX_HEADER_INT = 2**53
+
 
 class DeviceDeclaration(BaseModel):
     """One device the gateway reads."""
 
-    name: str = Field(min_length=1, max_length=128)
-    profile: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")
+    profile: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")
     quantities: list[str] = Field(default_factory=list, max_length=500)
 
 
@@ -35,27 +39,27 @@ class DevicesDeclaration(BaseModel):
 
     devices: list[DeviceDeclaration] = Field(max_length=10_000)
 
-
-async def _bounded_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"request body of {declared} bytes exceeds the {limit}-byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"request body exceeds the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    @field_validator("devices")
+    @classmethod
+    def _unique_names(cls, devices: list[DeviceDeclaration]) -> list[DeviceDeclaration]:
+        names = [d.name for d in devices]
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"device names must be unique; declared twice: {twice[:5]}")
+        return devices
 
 
 def _optional_int(name: str, raw: str | None) -> int | None:
     if raw is None:
         return None
     try:
-        return int(raw)
+        value = int(raw[:20])
     except ValueError:
-        raise BadRequest(f"header {name} must be an integer, got {raw[:40]!r}") from None
+        value = -1
+    if not 0 <= value <= _MAX_HEADER_INT or len(raw) > 20:
+        raise BadRequest(f"header {name} must be a non-negative integer below 2**53, got "
+                         f"{raw[:40]!r}")
+    return value
 
 
 @router.post("/streams/{stream}/batches")
@@ -70,16 +74,17 @@ async def push(
     x_ponton_backlog: Annotated[str | None, Header()] = None,
 ) -> dict[str, object]:
     """Store a batch of one stream exactly once; answer with every stream's mark."""
+    received = now_ms()
     settings = state.settings
-    body = await _bounded_body(request, settings.max_request_bytes)
+    body = await request.body()  # bounded by the BodyLimit middleware
     sent_at = _optional_int("X-Ponton-Sent-At", x_ponton_sent_at)
     backlog = _optional_int("X-Ponton-Backlog", x_ponton_backlog)
 
     def decode_and_store() -> dict[str, object]:
         batch = decode_batch(stream, body, content_type, content_encoding,
                              max_decoded=settings.max_decoded_bytes)
-        result = store_batch(state.engine, caller, stream, batch, sent_at_ms=sent_at,
-                             backlog=backlog,
+        result = store_batch(state.engine, caller, stream, batch, received_ms=received,
+                             sent_at_ms=sent_at, backlog=backlog,
                              clock=ClockPolicy(settings.clock_tolerance_ms))
         return {"stream": result.stream, "first_seq": result.first_seq,
                 "last_seq": result.last_seq, "stored": result.stored,
@@ -91,7 +96,7 @@ async def push(
 @router.get("/streams")
 def marks(caller: Caller, state: State) -> dict[str, object]:
     """The high-water mark of each of the caller's streams."""
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         return {"acked": stream_marks(conn, caller)}
 
 
@@ -121,7 +126,7 @@ def bundle(
     """The newest signed bundle of ``kind`` for the caller's territory (304 if unchanged)."""
     if kind not in BUNDLE_KINDS:
         raise NotFound(f"no bundle kind {kind!r}; kinds: {', '.join(BUNDLE_KINDS)}")
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         found = latest_bundle(conn, caller.territory_id, kind)
     if found is None:
         raise NotFound(f"no {kind} bundle published for this territory yet", code="no_bundle")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from sync_server.admin import gateway_health
 from sync_server.api.context import Operator, State
+from sync_server.db.engine import reading
 from sync_server.queries import MAX_EVENTS, events_page, latest_values, time_series
 
 __all__ = ["router"]
@@ -24,7 +25,7 @@ _MAX_MS = 2**63 - 1
 @router.get("/gateways")
 def list_gateways(scope: Operator, state: State) -> dict[str, Any]:
     """Gateways of the caller's territory with last seen, backlog, clock skew, marks."""
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         return {"gateways": gateway_health(conn, scope.territory_id)}
 
 
@@ -37,7 +38,7 @@ def latest(
     quantity: _Name = None,
 ) -> dict[str, Any]:
     """The newest value per device and quantity."""
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         return {"values": latest_values(conn, scope, gateway=gateway, device=device,
                                         quantity=quantity)}
 
@@ -54,7 +55,7 @@ def series(
     bucket_s: int = Query(default=60, gt=0, le=_MAX_MS // 1000),
 ) -> dict[str, Any]:
     """One series over a range, downsampled into buckets (avg, min, max, count)."""
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         return {"buckets": time_series(conn, scope, gateway=gateway, device=device,
                                        quantity=quantity, from_ms=from_ms, to_ms=to_ms,
                                        bucket_s=bucket_s)}
@@ -72,6 +73,6 @@ def list_events(
     limit: int = Query(default=100, ge=1, le=MAX_EVENTS),
 ) -> dict[str, Any]:
     """Events, newest first."""
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         return {"events": events_page(conn, scope, gateway=gateway, kind=kind, device=device,
                                       from_ms=from_ms, to_ms=to_ms, limit=limit)}

@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 from sync_server.api.context import State
+from sync_server.db.engine import reading
 from sync_server.enrollment import EnrollmentPolicy, redeem_code
 
 __all__ = ["router"]
@@ -23,7 +24,7 @@ class EnrollRequest(BaseModel):
 @router.get("/health")
 def health(state: State) -> dict[str, str]:
     """``ok`` once the database answers."""
-    with state.engine.connect() as conn:
+    with reading(state.engine) as conn:
         conn.execute(text("SELECT 1"))
     return {"status": "ok"}
 

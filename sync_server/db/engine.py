@@ -1,25 +1,28 @@
 """Engines for the two stores: SQLite (embedded default) and PostgreSQL (psycopg 3).
 
 SQLite gets WAL and ``synchronous=FULL``: the hub acknowledges records that the gateway then
-deletes, so an acknowledged batch must survive a power cut. Every SQLite transaction starts
-with ``BEGIN IMMEDIATE``, taking the write lock up front: two hub threads then queue on the
-busy timeout instead of failing to upgrade a read lock halfway through a batch.
+deletes, so an acknowledged batch must survive a power cut. Writing transactions start with
+``BEGIN IMMEDIATE``, taking the write lock up front: two hub threads then queue on the busy
+timeout instead of failing to upgrade a read lock halfway through a batch. Reads go through
+``reading``, a plain deferred transaction, so a token check or an operator's query never
+waits for an ingest (WAL lets them read beside it).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from sync_server.errors import SettingsError
 
-__all__ = ["create_hub_engine", "is_sqlite"]
+__all__ = ["create_hub_engine", "reading"]
 
 _BUSY_TIMEOUT_MS = 30_000
 #: Negative: KiB. Readings arrive interleaved across every series, so the (series, time)
@@ -27,17 +30,21 @@ _BUSY_TIMEOUT_MS = 30_000
 _CACHE_KIB = -65_536
 
 
-def is_sqlite(engine: Engine) -> bool:
-    """Whether ``engine`` is the embedded store (some statements differ)."""
-    return engine.dialect.name == "sqlite"
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only: on SQLite it does not take the write lock."""
+    with engine.connect() as conn:
+        yield conn.execution_options(readonly=True)
 
 
 def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://…``."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise SettingsError(f"invalid database URL {url!r}: {exc}") from exc
+        parsed.port  # noqa: B018 - parsed lazily: a bad port raises here, not later
+    except (ArgumentError, ValueError) as exc:
+        raise SettingsError(f"invalid database URL (password hidden) "
+                            f"{_without_password(url)!r}: {exc}") from None
     if parsed.drivername == "sqlite":
         return _sqlite_engine(url, parsed.database)
     if parsed.get_backend_name() == "postgresql":
@@ -49,6 +56,15 @@ def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
         f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or "
         "postgresql://USER@HOST/DB"
     )
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
 
 
 def _sqlite_engine(url: str, database: str | None) -> Engine:
@@ -65,7 +81,8 @@ def _sqlite_engine(url: str, database: str | None) -> Engine:
             dbapi_connection.execute(f"PRAGMA {pragma}")
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Connection) -> None:
+        readonly = connection.get_execution_options().get("readonly", False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
