@@ -26,7 +26,6 @@ from sync_server.db.schema import (
     gateways,
     operator_tokens,
     sites,
-    streams,
     territories,
 )
 from sync_server.errors import BadRequest, Conflict, NotFound
@@ -37,7 +36,6 @@ __all__ = [
     "add_operator_token",
     "add_site",
     "add_territory",
-    "gateway_health",
     "operator_token_list",
     "revoke_operator_token",
     "territory_id",
@@ -181,33 +179,6 @@ def operator_token_list(engine: Engine) -> list[dict[str, Any]]:
              .order_by(operator_tokens.c.id))
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
-
-
-def gateway_health(conn: Connection, territory: int | None) -> list[dict[str, Any]]:
-    """Every gateway of ``territory`` (all when None) with what an operator checks first."""
-    query = (
-        select(territories.c.name.label("territory"), sites.c.name.label("site"),
-               gateways.c.id, gateways.c.name.label("gateway"), gateways.c.enrolled_ms,
-               gateways.c.last_seen_ms, gateways.c.backlog, gateways.c.clock_skew_ms,
-               gateways.c.implausible_ts_total)
-        .join_from(gateways, territories, gateways.c.territory_id == territories.c.id)
-        .join(sites, gateways.c.site_id == sites.c.id)
-        .order_by(territories.c.name, gateways.c.name)
-    )
-    if territory is not None:
-        query = query.where(gateways.c.territory_id == territory)
-    rows = [dict(row._mapping) for row in conn.execute(query)]
-    acked: dict[int, dict[str, int]] = {}
-    stream_query = (select(streams.c.gateway_id, streams.c.name, streams.c.acked_seq)
-                    .join(gateways, (streams.c.gateway_id == gateways.c.id)
-                          & (streams.c.incarnation == gateways.c.incarnation)))
-    if territory is not None:
-        stream_query = stream_query.where(streams.c.territory_id == territory)
-    for gid, stream, seq in conn.execute(stream_query):
-        acked.setdefault(gid, {})[stream] = seq
-    for row in rows:
-        row["acked"] = acked.get(row.pop("id"), {})
-    return rows
 
 
 def _site_id(conn: Connection, territory: int, name: str) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from edge_agent.codecs.bundle import sign_bundle
+from edge_agent.codecs.bundle import BUNDLE_KINDS, sign_bundle
 from edge_agent.errors import BundleError
 from edge_agent.records import now_ms
 from sync_server.admin import territory_id
@@ -20,9 +20,7 @@ from sync_server.db.schema import bundles, territories
 from sync_server.errors import BadRequest
 from sync_server.keys import SigningKey
 
-__all__ = ["BUNDLE_KINDS", "etag", "latest_bundle", "publish_bundle"]
-
-BUNDLE_KINDS = ("config", "policy")
+__all__ = ["etag", "latest_bundle", "publish_bundle"]
 
 
 def etag(kind: str, version: int) -> str:

@@ -27,6 +27,7 @@ from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import current_revision, require_head, upgrade
 from sync_server.errors import BadRequest, HubError
 from sync_server.keys import create_signing_key, load_signing_key
+from sync_server.queries import gateway_health
 from sync_server.settings import DEFAULT_DATA_DIR, HubSettings
 
 __all__ = ["app", "main"]
@@ -220,7 +221,7 @@ def gateway_list(
     engine = _engine()
     with engine.connect() as conn:
         tid = None if territory is None else admin.territory_id(conn, territory)
-        rows = admin.gateway_health(conn, tid)
+        rows = gateway_health(conn, tid)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

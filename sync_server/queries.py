@@ -12,10 +12,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
 
-from sync_server.db.schema import events, gateways, readings, series, territories
+from sync_server.db.schema import events, gateways, readings, series, sites, streams, territories
 from sync_server.errors import BadRequest, NotFound
 
-__all__ = ["MAX_BUCKETS", "MAX_EVENTS", "Scope", "events_page", "latest_values", "time_series"]
+__all__ = [
+    "MAX_BUCKETS",
+    "MAX_EVENTS",
+    "Scope",
+    "events_page",
+    "gateway_health",
+    "latest_values",
+    "time_series",
+]
 
 MAX_BUCKETS = 10_000
 MAX_EVENTS = 1_000
@@ -133,3 +141,30 @@ def events_page(
     if to_ms is not None:
         query = query.where(events.c.ts_ms < to_ms)
     return [{**row._mapping, "attrs": json.loads(row.attrs)} for row in conn.execute(query)]
+
+
+def gateway_health(conn: Connection, territory: int | None) -> list[dict[str, Any]]:
+    """Every gateway of ``territory`` (all when None) with what an operator checks first."""
+    query = (
+        select(territories.c.name.label("territory"), sites.c.name.label("site"),
+               gateways.c.id, gateways.c.name.label("gateway"), gateways.c.enrolled_ms,
+               gateways.c.last_seen_ms, gateways.c.backlog, gateways.c.clock_skew_ms,
+               gateways.c.implausible_ts_total)
+        .join_from(gateways, territories, gateways.c.territory_id == territories.c.id)
+        .join(sites, gateways.c.site_id == sites.c.id)
+        .order_by(territories.c.name, gateways.c.name)
+    )
+    if territory is not None:
+        query = query.where(gateways.c.territory_id == territory)
+    rows = [dict(row._mapping) for row in conn.execute(query)]
+    acked: dict[int, dict[str, int]] = {}
+    stream_query = (select(streams.c.gateway_id, streams.c.name, streams.c.acked_seq)
+                    .join(gateways, (streams.c.gateway_id == gateways.c.id)
+                          & (streams.c.incarnation == gateways.c.incarnation)))
+    if territory is not None:
+        stream_query = stream_query.where(streams.c.territory_id == territory)
+    for gid, stream, seq in conn.execute(stream_query):
+        acked.setdefault(gid, {})[stream] = seq
+    for row in rows:
+        row["acked"] = acked.get(row.pop("id"), {})
+    return rows

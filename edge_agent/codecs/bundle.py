@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge_agent.errors import BundleError
 
 __all__ = [
+    "BUNDLE_KINDS",
     "MAX_ENVELOPE_BYTES",
     "VerifiedBundle",
     "canonical_json",
@@ -45,6 +46,9 @@ __all__ = [
     "sign_bundle",
     "verify_bundle",
 ]
+
+#: The kinds of bundle a hub publishes (``GET /v1/gateway/bundles/{kind}``).
+BUNDLE_KINDS = ("config", "policy")
 
 #: An envelope longer than this is refused before it is parsed.
 MAX_ENVELOPE_BYTES = 64 * 1024 * 1024

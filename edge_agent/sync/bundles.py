@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 
 from edge_agent.codecs.bundle import (
+    BUNDLE_KINDS,
     MAX_ENVELOPE_BYTES,
     VerifiedBundle,
     canonical_json,
@@ -35,10 +36,8 @@ from edge_agent.codecs.bundle import (
 )
 from edge_agent.errors import BundleError
 
-__all__ = ["BUNDLE_KINDS", "VERSIONS_FILE", "BundleStore"]
+__all__ = ["VERSIONS_FILE", "BundleStore"]
 
-#: The kinds a hub publishes (``GET /v1/gateway/bundles/{kind}``); each is one file.
-BUNDLE_KINDS = ("config", "policy")
 VERSIONS_FILE = "versions.json"
 
 logger = logging.getLogger("edge_agent.sync")

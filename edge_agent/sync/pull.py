@@ -14,9 +14,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.codecs.bundle import BUNDLE_KINDS
 from edge_agent.errors import BundleError, HubRejected, SyncError
 from edge_agent.records import now_ms
-from edge_agent.sync.bundles import BUNDLE_KINDS, BundleStore
+from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
 
 __all__ = ["BundlePuller", "PullState"]

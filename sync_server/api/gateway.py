@@ -9,9 +9,10 @@ from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from edge_agent.codecs.bundle import BUNDLE_KINDS
 from edge_agent.records import now_ms
 from sync_server.api.context import Caller, State
-from sync_server.bundles import BUNDLE_KINDS, etag, latest_bundle
+from sync_server.bundles import etag, latest_bundle
 from sync_server.db.engine import reading
 from sync_server.db.schema import devices
 from sync_server.errors import BadRequest, NotFound

@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from sync_server.admin import gateway_health
 from sync_server.api.context import Operator, State
 from sync_server.db.engine import reading
-from sync_server.queries import MAX_EVENTS, events_page, latest_values, time_series
+from sync_server.queries import MAX_EVENTS, events_page, gateway_health, latest_values, time_series
 
 __all__ = ["router"]
 
