@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 from collections.abc import Callable
@@ -11,7 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.codecs import batch
 from edge_agent.codecs.batch import (
+    EVENTS_TYPE,
+    MAX_RECORDS,
+    PLAIN_TYPE,
+    READINGS_TYPE,
     decode_events,
     decode_plain,
     decode_readings,
@@ -24,6 +30,9 @@ from edge_agent.codecs.compression import Encoding, compress, decompress
 from edge_agent.errors import CodecError, TooLarge
 from edge_agent.quantities import QUANTITIES, lookup_quantity, rounded
 from edge_agent.records import Event, Quality, Reading
+from sync_server.errors import BadRequest
+from sync_server.errors import TooLarge as HubTooLarge
+from sync_server.wire import decode_batch
 
 LIMIT = 10 * 1024 * 1024
 
@@ -91,11 +100,11 @@ GOLDEN_READINGS = [
 # value step +3, zigzag 6, Rice k=2: unary "0" "1", low bits "10". Series 1 (m1 current):
 # every step 0 (the NaN repeats 1.500 A), nothing sent. Series 2 (m2 pulses): time steps
 # 40 and 41 around base 40, zigzag 0 and 2, k=0: "1" "001"; value step +2, zigzag 4, k=1:
-# "00" "1" "0". Four 0 bits pad the stream to 2 bytes.
+# "00" "1" "0". Four 0 bits pad the stream to 2 bytes. v_dec: 0.1 V, 0.001 A, 1 pulse.
 GOLDEN = (
     b'{"first_seq":41,"series":[["m1",["voltage","current"]],["m2",["pulse_count_1"]]],'
     b'"s":[0,1,1,-2,1,1],"t0":1764028800000,"t_base":[59960,0,40],"t_k":[-1,-1,0],'
-    b'"v0":[2300,1500,7],"v_k":[2,-1,1],"bits":"aSA=",'
+    b'"v_dec":[1,3,0],"v0":[2300,1500,7],"v_k":[2,-1,1],"bits":"aSA=",'
     b'"quality":[[4,2],[5,1]],"exact":[[4,"nan"]]}'
 )
 
@@ -147,7 +156,8 @@ def _json(document: object) -> bytes:
 
 
 GOOD = {"first_seq": 1, "series": [["m", ["voltage"]]], "s": [0], "t0": 5, "t_base": [0],
-        "t_k": [-1], "v0": [2308], "v_k": [-1], "bits": "", "quality": [], "exact": []}
+        "t_k": [-1], "v_dec": [1], "v0": [2308], "v_k": [-1], "bits": "", "quality": [],
+        "exact": []}
 TWO = {**GOOD, "s": [0, 0], "t_k": [0], "bits": "gA=="}  # one time step, 0 with k=0: "1"
 
 
@@ -176,14 +186,15 @@ def test_the_hand_made_documents_are_valid() -> None:
         (_json({**GOOD, "s": [-1]}), "series index -1 out of range"),
         (_json({**GOOD, "s": ["0"]}), "expected an integer"),
         (_json({**GOOD, "s": 0}), "s must be a list"),
-        (_json({**GOOD, "t0": 2**63}), "timestamp 9223372036854775808 out of range"),
+        (_json({**GOOD, "t0": 2**63}), "integer 9223372036854775808 out of range"),
         (_json({**GOOD, "t_base": [0, 0]}), "t_base has 2 entries for 1 series"),
         (_json({**GOOD, "v0": [1.5]}), "expected an integer"),
-        (_json({**GOOD, "v0": [10**400]}), "OverflowError"),
+        (_json({**GOOD, "v0": [10**400]}), "integer of 1329 bits out of range"),
         (_json({**GOOD, "t_k": [-2]}), "Rice parameter -2"),
         (_json({**TWO, "bits": ""}), "ends inside a code"),
+        (_json({**TWO, "bits": base64.b64encode(bytes(60)).decode()}), "ends inside a code"),
         (_json({**TWO, "bits": base64.b64encode(bytes(100_000)).decode()}),
-         "ends inside a code"),
+         "bit stream of 133336 characters for 2 records"),
         (_json({**TWO, "t_k": [8]}), "ends inside a code"),
         (_json({**GOOD, "bits": "gA=="}), "8 bits left after the last code"),
         (_json({**TWO, "bits": "gAA="}), "15 bits left after the last code"),
@@ -320,3 +331,295 @@ def test_every_quantity_of_the_vocabulary_round_trips() -> None:
     readings = [Reading("m", name, 1, 12.3456789) for name in QUANTITIES]
     _, decoded = decode_readings(encode_readings(1, readings))
     assert [r.value for r in decoded] == [rounded(r.quantity, r.value) for r in readings]
+
+
+# --- The resolution travels with the document (version skew between agent and hub) ---
+
+
+VOLTAGE = QUANTITIES["voltage"]
+
+
+@pytest.mark.parametrize(
+    ("resolution", "stated", "values"),
+    [
+        (0.01, 2, [231.4, 231.45]),  # 0.1 at the hub: 23140 steps would be 2314.0 V
+        (1.0, 0, [231.0, 231.0]),  # 0.1 at the hub: 231 steps would be 23.1 V
+        (None, 6, [231.4, 231.45]),  # a sender that does not know voltage: 1e-6
+    ],
+)
+def test_values_are_scaled_back_with_the_resolution_the_sender_used(
+    monkeypatch: pytest.MonkeyPatch, resolution: float | None, stated: int, values: list[float]
+) -> None:
+    # The agent runs another release than the hub, whose vocabulary says 0.1 V.
+    if resolution is None:
+        monkeypatch.delitem(QUANTITIES, "voltage")
+    else:
+        monkeypatch.setitem(QUANTITIES, "voltage",
+                            dataclasses.replace(VOLTAGE, resolution=resolution))
+    data = encode_readings(1, [Reading("m", "voltage", T0, 231.4),
+                               Reading("m", "voltage", T0 + 1, 231.45)])
+    monkeypatch.undo()
+    assert lookup_quantity("voltage") == VOLTAGE
+    assert json.loads(data)["v_dec"] == [stated]
+    assert [r.value for r in decode_readings(data)[1]] == values
+
+
+def test_a_hub_with_another_vocabulary_decodes_the_same_values(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readings = [Reading("m", "voltage", T0, 231.4), Reading("m", "frequency", T0, 49.98)]
+    data = encode_readings(1, readings)
+    monkeypatch.setitem(QUANTITIES, "voltage", dataclasses.replace(VOLTAGE, resolution=0.01))
+    monkeypatch.delitem(QUANTITIES, "frequency")  # unknown to this hub: would be 1e-6
+    assert [r.value for r in decode_readings(data)[1]] == [231.4, 49.98]
+
+
+def test_every_resolution_of_the_vocabulary_is_stated_exactly() -> None:
+    readings = [Reading("m", name, 1, 1.0) for name in QUANTITIES] + [
+        Reading("m", "not_a_quantity", 1, 1.0)]
+    stated = json.loads(encode_readings(1, readings))["v_dec"]
+    resolutions = [spec.resolution for spec in QUANTITIES.values()] + [1e-6]
+    # A power of ten each, so that 10**-v_dec is the very float the vocabulary holds.
+    assert [float(f"1e{-d}") for d in stated] == resolutions
+
+
+@pytest.mark.parametrize(
+    ("v_dec", "message"),
+    [
+        ([13], "v_dec 13: a resolution of 1e-13 is not one of 1e-12 to 1e6"),
+        ([-7], "v_dec -7: a resolution of 1e7 is not one of"),
+        ([1.0], "expected an integer"),
+        (["1"], "expected an integer"),
+        ([True], "expected an integer"),
+        ([2**64], "integer 18446744073709551616 out of range"),
+        ([1, 1], "v_dec has 2 entries for 1 series"),
+        ([], "v_dec has 0 entries for 1 series"),
+        (None, "KeyError"),
+    ],
+)
+def test_a_stated_resolution_is_checked(v_dec: object, message: str) -> None:
+    document = {**GOOD, "v_dec": v_dec} if v_dec is not None else {
+        k: v for k, v in GOOD.items() if k != "v_dec"}
+    with pytest.raises(CodecError, match=message):
+        decode_readings(_json(document))
+
+
+# --- Records per batch ---
+
+
+def _too_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("a record was built")
+
+    monkeypatch.setattr(batch, "Reading", refuse)
+    monkeypatch.setattr(batch, "Event", refuse)
+
+
+@pytest.mark.parametrize(
+    ("decode", "document", "message"),
+    [
+        (decode_readings, {**GOOD, "s": [0] * (MAX_RECORDS + 1)},
+         "100001 s in one batch, more than 100000"),
+        (decode_readings, {**GOOD, "s": [0] * 2_000_000}, "2000000 s in one batch"),
+        (decode_events, {"first_seq": 1, "events": [{"kind": "k", "device": "d", "ts_ms": 1}]
+                         * (MAX_RECORDS + 1)}, "100001 events in one batch"),
+        (decode_plain, {"first_seq": 1, "events": [{}] * (MAX_RECORDS + 1)},
+         "100001 events in one batch"),
+        (decode_plain, {"first_seq": 1, "readings": [{}] * (MAX_RECORDS + 1)},
+         "100001 readings in one batch"),
+        (decode_readings, {**GOOD, "series": [["m", [f"q{i}" for i in range(MAX_RECORDS + 1)]]]},
+         "more than 100000 series"),
+    ],
+)
+def test_a_batch_of_more_than_max_records_is_refused_before_any_is_built(
+    monkeypatch: pytest.MonkeyPatch, decode: Callable[[bytes], object],
+    document: dict[str, object], message: str
+) -> None:
+    data = _json(document)
+    _too_many(monkeypatch)
+    with pytest.raises(CodecError, match=message):
+        decode(data)
+
+
+def test_a_tiny_body_declaring_millions_of_readings_is_refused_at_once() -> None:
+    document = {**GOOD, "s": [0] * 2_000_000, "t_k": [-1], "v_k": [-1]}
+    body = compress(_json(document), "zstd")
+    assert len(body) < 1000
+    with pytest.raises(BadRequest, match="more than 100000"):
+        decode_batch("readings", body, READINGS_TYPE, "zstd", max_decoded=64 * 2**20)
+
+
+def test_max_records_readings_still_round_trip() -> None:
+    readings = [Reading(f"m{i % 100}", "voltage", T0 + i // 100 * 60_000, 230.0 + i % 7 / 10)
+                for i in range(MAX_RECORDS)]
+    assert decode_readings(encode_readings(1, readings))[1] == readings
+
+
+# --- Hostile numbers and text: a CodecError, never another exception ---
+
+
+EVENT = {"kind": "device.offline", "device": "m1", "ts_ms": 5, "attrs": {}}
+ROW = {"device": "m1", "quantity": "voltage", "ts_ms": 5, "value": 230.0, "quality": 0}
+HUGE_INT = b"1" * 5000  # json.loads refuses integers of more than 4,300 digits (ValueError)
+
+
+@pytest.mark.parametrize(
+    ("decode", "data", "message"),
+    [
+        (decode_plain, _json({"first_seq": 1, "readings": [{**ROW, "value": 10**400}]}),
+         "OverflowError"),
+        (decode_plain, _json({"first_seq": 1, "readings": [{**ROW, "ts_ms": 2**70}]}),
+         "integer 1180591620717411303424 out of range"),
+        (decode_plain, _json({"first_seq": 1, "readings": [{**ROW, "ts_ms": -(2**63) - 1}]}),
+         "out of range"),
+        (decode_plain, _json({"first_seq": 1, "readings": [{**ROW, "quality": 2**64}]}),
+         "out of range"),
+        (decode_plain, _json({"first_seq": 2**63, "readings": [ROW]}), "out of range"),
+        (decode_plain, b'{"first_seq": ' + HUGE_INT + b', "readings": []}', "not JSON"),
+        (decode_events, _json({"first_seq": 1, "events": [{**EVENT, "ts_ms": 2**70}]}),
+         "out of range"),
+        (decode_events, _json({"first_seq": 2**64, "events": [EVENT]}), "out of range"),
+        (decode_events, b'{"first_seq": 1, "events": [' + HUGE_INT + b"]}", "not JSON"),
+        (decode_plain, _json({"first_seq": 1, "events": [{**EVENT, "ts_ms": 2**63}]}),
+         "out of range"),
+        (decode_readings, b'{"first_seq": ' + HUGE_INT + b"}", "not JSON"),
+        (decode_readings, _json({**GOOD, "first_seq": 2**63}), "out of range"),
+        (decode_readings, _json({**GOOD, "s": [2**64]}),
+         "integer 18446744073709551616 out of range"),
+        (decode_readings, _json({**GOOD, "t_base": [2**63]}), "out of range"),
+        (decode_readings, _json({**GOOD, "t_k": [2**63]}), "out of range"),
+        (decode_readings, _json({**GOOD, "v_k": [-(2**63) - 1]}), "out of range"),
+        (decode_readings, _json({**GOOD, "quality": [[0, 2**64]]}), "out of range"),
+        (decode_readings, _json({**GOOD, "exact": [[2**64, "nan"]]}),
+         r"integer 18446744073709551616 out of range \(signed 64 bits\)"),
+    ],
+)
+def test_hostile_numbers_are_refused_with_a_codec_error(
+    decode: Callable[[bytes], object], data: bytes, message: str
+) -> None:
+    with pytest.raises(CodecError, match=message):
+        decode(data)
+
+
+def _readings_with(device: str = "m", quantity: str = "voltage") -> dict[str, object]:
+    return {**GOOD, "series": [[device, [quantity]]]}
+
+
+BAD_TEXT = {
+    "device": [("d" * 129, "device 'd+'... is longer than 128 characters"),
+               ("m\x001", r"ValueError: device 'm\\x001' contains NUL, which the hub cannot store"),
+               ("m\ud8001", "contains a lone surrogate")],
+    "quantity": [("q" * 65, "quantity 'q+'... is longer than 64 characters"),
+                 ("volt\x00age", "contains NUL"), ("\udfffvoltage", "contains a lone surrogate")],
+    "kind": [("k" * 65, "event kind 'k+'... is longer than 64 characters"),
+             ("\x00", "contains NUL"), ("alarm\ud83d", "contains a lone surrogate")],
+}
+FIELDS = {"readings": ("device", "quantity"), "plain": ("device", "quantity"),
+          "events": ("device", "kind")}
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "text", "message"),
+    [(form, field, text, message) for form, fields in FIELDS.items() for field in fields
+     for text, message in BAD_TEXT[field]],
+)
+def test_text_the_hub_cannot_store_is_refused(form: str, field: str, text: str,
+                                              message: str) -> None:
+    if form == "readings":
+        data = _json(_readings_with(**{field: text}))
+        decode: Callable[[bytes], object] = decode_readings
+    elif form == "plain":
+        data = _json({"first_seq": 1, "readings": [{**ROW, field: text}]})
+        decode = decode_plain
+    else:
+        data = _json({"first_seq": 1, "events": [{**EVENT, field: text}]})
+        decode = decode_events
+    with pytest.raises(CodecError, match=message):
+        decode(data)
+
+
+def test_text_that_fits_the_hub_is_kept() -> None:
+    device, quantity, kind = "é" * 128, "voltage_l1", "k" * 64
+    reading = decode_readings(_json(_readings_with(device, quantity)))[1][0]
+    assert (reading.device, reading.quantity) == (device, quantity)
+    plain = decode_plain(_json({"first_seq": 1, "readings": [{**ROW, "device": device}]}))
+    assert plain[1] == [Reading(device, "voltage", 5, 230.0)]
+    event = decode_events(_json({"first_seq": 1, "events": [{**EVENT, "kind": kind,
+                                                             "device": "m🛥"}]}))
+    assert event[1] == [Event(kind, "m🛥", 5, {})]
+
+
+hostile_values = (
+    st.integers(-(2**80), 2**80) | st.sampled_from([10**400, -(10**400), 2**63, -(2**63) - 1])
+    | st.floats() | st.text(max_size=8)
+    | st.sampled_from(["\x00", "a\ud800", "x" * 200, "nan", "NaN", "1e400", "231.4567"])
+    | st.none() | st.booleans() | st.lists(st.integers(), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)
+)
+
+
+@settings(max_examples=500)
+@given(events=st.booleans(), data=st.data())
+def test_a_damaged_plain_or_events_document_decodes_or_raises_a_codec_error(
+    events: bool, data: st.DataObject
+) -> None:
+    item = dict(EVENT if events else ROW)
+    key = data.draw(st.sampled_from([*sorted(item), "first_seq"]))
+    value = data.draw(hostile_values)
+    document: dict[str, object] = {"first_seq": 3}
+    if key == "first_seq":
+        document["first_seq"] = value
+    else:
+        item[key] = value
+    document["events" if events else "readings"] = [item]
+    try:
+        body = json.dumps(document).encode()
+    except (ValueError, OverflowError):
+        return  # not JSON at all
+    for content_type in ((EVENTS_TYPE, PLAIN_TYPE) if events else (PLAIN_TYPE,)):
+        try:
+            decoded = decode_batch("s", body, content_type, "identity", max_decoded=LIMIT)
+        except (BadRequest, HubTooLarge):
+            continue
+        for record in decoded.records:
+            assert -(2**63) <= record.ts_ms < 2**63
+            assert len(record.device) <= 128
+
+
+# --- Values travelling as text are quantised ---
+
+
+@pytest.mark.parametrize(
+    ("v_dec", "text", "value"),
+    [
+        (1, "231.4567", 231.5),
+        (3, "231.4567", 231.457),
+        (1, "-0.04", -0.0),
+        (1, "1e306", 1e306),  # beyond 2**53 steps: not quantisable, kept
+        (1, "inf", math.inf),
+        (1, "-inf", -math.inf),
+    ],
+)
+def test_exact_values_are_quantised_with_the_stated_resolution(
+    v_dec: int, text: str, value: float
+) -> None:
+    document = {**GOOD, "v_dec": [v_dec], "exact": [[0, text]]}
+    assert decode_readings(_json(document))[1][0].value == value
+    nan = decode_readings(_json({**GOOD, "exact": [[0, "nan"]]}))[1][0].value
+    assert math.isnan(nan)
+
+
+@pytest.mark.parametrize("text", ["231.4567", "1e306", "NaN", "Infinity", " inf", "+inf", ""])
+def test_plain_text_values_are_only_what_encode_plain_writes(text: str) -> None:
+    with pytest.raises(CodecError, match="a plain value as text is nan, inf or -inf"):
+        decode_plain(_json({"first_seq": 1, "readings": [{**ROW, "value": text}]}))
+
+
+def test_plain_values_are_quantised_whatever_their_form() -> None:
+    rows = [{**ROW, "value": 231.4567}, {**ROW, "value": 231}, {**ROW, "value": "nan"},
+            {**ROW, "value": "-inf"}, {**ROW, "value": 1e306}]
+    values = [r.value for r in decode_plain(_json({"first_seq": 1, "readings": rows}))[1]
+              if isinstance(r, Reading)]
+    assert values[:2] == [231.5, 231.0]
+    assert math.isnan(values[2])
+    assert values[3:] == [-math.inf, 1e306]

@@ -11,7 +11,10 @@ together, which is where their regularity shows:
   it, whatever its series. The readings of one Modbus request share a timestamp (step 0) and
   the first one of a request comes a line time after the previous request, so the steps of
   one series stay close to one value, sent once (``t_base``), and only the jitter is coded;
-- values, quantised to the quantity's declared resolution (device_profiles/README.md): the
+- values, quantised to the quantity's declared resolution (device_profiles/README.md), a
+  power of ten that the document states for each series as its count of decimals (``v_dec``:
+  1 for 0.1 V, 3 for 0.001 kWh, -1 for 10 W), so that the receiver scales the integers back
+  with the resolution the sender used, whatever its own copy of the vocabulary says: the
   first of each series plainly (``v0``), the others as steps from the series' previous value,
   so a meter that barely moves costs a bit or two a reading.
 
@@ -28,14 +31,22 @@ Events travel as a plain list. A plain JSON form of both exists for debugging.
 
 Every document carries the sequence number of its first record; the rest follow one by one,
 in the order of ``s``. Quantisation is the only loss: a decoded value is the original rounded
-to its quantity's resolution (0.1 V, 0.001 kWh …), which is what the hub stores anyway
-(``quantise``). Decoding is strict: whatever is malformed raises CodecError, never another
-exception.
+to its quantity's resolution (0.1 V, 0.001 kWh …) as the sender declares it, which is what
+the hub stores anyway (``quantise``); a value that travels as text is quantised too once
+parsed. Plain documents carry values unquantised and the receiver quantises them with its
+own vocabulary.
+
+Decoding is strict: whatever is malformed raises CodecError, never another exception. A
+document holds at most ``MAX_RECORDS`` records, refused before any is built; every integer
+must fit a signed 64-bit column; device names (128 characters at most), quantity names and
+event kinds (64) must fit the hub's columns and hold no NUL and no lone surrogate, which
+PostgreSQL refuses.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import math
@@ -49,6 +60,7 @@ from edge_agent.records import Event, Quality, Reading
 
 __all__ = [
     "EVENTS_TYPE",
+    "MAX_RECORDS",
     "PLAIN_TYPE",
     "READINGS_TYPE",
     "decode_events",
@@ -64,12 +76,26 @@ READINGS_TYPE = "application/vnd.ponton.readings.v1+json"
 EVENTS_TYPE = "application/vnd.ponton.events.v1+json"
 PLAIN_TYPE = "application/json"
 
+#: Records a document may hold: the agent's largest ``batch_limit`` (edge_agent/config.py).
+MAX_RECORDS = 100_000
+
 #: Resolution used for a quantity outside the vocabulary (profiles never produce one).
 _FALLBACK_RESOLUTION = 1e-6
+#: Resolutions a document may declare, by count of decimals: 10**6 (-6) to 10**-12 (12).
+_GRIDS = {decimals: float(f"1e{-decimals}") for decimals in range(-6, 13)}
 #: Values beyond 2**53 resolution steps are not quantised (see ``_quantisable``).
 _MAX_STEPS = 2**53
-#: Timestamps a decoded batch may hold: what a signed 64-bit column stores.
-_MIN_TS, _MAX_TS = -(2**63), 2**63 - 1
+#: Integers a document may hold, timestamps included: what a signed 64-bit column stores.
+_MIN_INT, _MAX_INT = -(2**63), 2**63 - 1
+#: Longest names the hub's columns take (sync_server/db/schema.py).
+_MAX_DEVICE, _MAX_NAME = 128, 64
+#: Base64 characters of ``bits`` a record may need: 36 bytes, more than twice the worst case
+#: (a timestamp step of 66 bits and a value step of 56, each with k + 1 + fewer than 4 bits).
+_MAX_BITS_PER_RECORD = 48
+#: What ``encode_plain`` writes for a value JSON cannot carry as a number.
+_PLAIN_WORDS = ("nan", "inf", "-inf")
+#: Errors that mean a malformed document, turned into CodecError.
+_MALFORMED = (KeyError, IndexError, TypeError, ValueError, OverflowError)
 
 _T = TypeVar("_T")
 
@@ -79,16 +105,29 @@ def _resolution(quantity: str) -> float:
     return spec.resolution if spec is not None else _FALLBACK_RESOLUTION
 
 
-def _decimals(resolution: float) -> int:
-    return max(0, -math.floor(math.log10(resolution)))
+def _decimals_of(quantity: str) -> int:
+    """The count of decimals of ``quantity``'s resolution: 3 for 0.001.
+
+    Every resolution of the vocabulary is a power of ten (a test says so); one that is not
+    would get the finer power of ten below it, so that sender and receiver still agree.
+    """
+    resolution = _resolution(quantity)
+    decimals = round(-math.log10(resolution))
+    if _GRIDS.get(decimals) != resolution:
+        decimals = -math.floor(math.log10(resolution))
+    return min(max(decimals, min(_GRIDS)), max(_GRIDS))
 
 
 def quantise(quantity: str, value: float) -> float:
     """``value`` rounded to ``quantity``'s resolution, exactly as a decoded batch gives it."""
-    resolution = _resolution(quantity)
+    return _quantised(value, _decimals_of(quantity))
+
+
+def _quantised(value: float, decimals: int) -> float:
+    resolution = _GRIDS[decimals]
     if not _quantisable(value, resolution):
         return value
-    return round(round(value / resolution) * resolution, _decimals(resolution))
+    return round(round(value / resolution) * resolution, max(0, decimals))
 
 
 def _quantisable(value: float, resolution: float) -> bool:
@@ -108,7 +147,8 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
     keys = [(device, quantity) for device, quantities in devices.items()
             for quantity in quantities]
     index = {key: i for i, key in enumerate(keys)}
-    resolutions = [_resolution(quantity) for _, quantity in keys]
+    decimals = [_decimals_of(quantity) for _, quantity in keys]
+    resolutions = [_GRIDS[d] for d in decimals]
     ts_steps: list[list[int]] = [[] for _ in keys]
     values: list[list[int]] = [[] for _ in keys]
     index_steps, qualities, exact = [], [], []
@@ -132,7 +172,8 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
     bits = _BitWriter()
     t_base, t_k, v_k = [], [], []
     for steps, series_values in zip(ts_steps, values, strict=True):
-        base = statistics.median_low(steps) if steps else 0
+        # A step between two 64-bit timestamps may need 65 bits; its base may not.
+        base = min(max(statistics.median_low(steps), _MIN_INT), _MAX_INT) if steps else 0
         t_base.append(base)
         t_k.append(bits.write([step - base for step in steps]))
         v_k.append(bits.write([after - before
@@ -144,6 +185,7 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
         "t0": readings[0].ts_ms if readings else 0,
         "t_base": t_base,
         "t_k": t_k,
+        "v_dec": decimals,
         "v0": [series_values[0] for series_values in values],
         "v_k": v_k,
         "bits": bits.getvalue(),
@@ -156,10 +198,8 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
 def decode_readings(data: bytes) -> tuple[int, list[Reading]]:
     """The first sequence number and the readings of a columnar document; CodecError if bad."""
     document = _parse(data)
-    try:
+    with _malformed("readings"):
         return _rebuild(document)
-    except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"malformed readings batch: {exc!r}") from exc
 
 
 def encode_events(first_seq: int, events: Sequence[Event]) -> bytes:
@@ -169,11 +209,7 @@ def encode_events(first_seq: int, events: Sequence[Event]) -> bytes:
 
 def decode_events(data: bytes) -> tuple[int, list[Event]]:
     """The first sequence number and the events of a document; CodecError if malformed."""
-    document = _parse(data)
-    try:
-        return _integer(document["first_seq"]), [_event(item) for item in document["events"]]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise CodecError(f"malformed events batch: {exc!r}") from exc
+    return _events(_parse(data))
 
 
 def encode_plain(first_seq: int, readings: Sequence[Reading]) -> bytes:
@@ -191,12 +227,19 @@ def decode_plain(data: bytes) -> tuple[int, list[Reading]] | tuple[int, list[Eve
     """A plain JSON document of readings (``encode_plain``) or of events (``encode_events``)."""
     document = _parse(data)
     if "events" in document:
-        return decode_events(data)
+        return _events(document)
+    with _malformed("readings"):
+        first_seq = _integer(document["first_seq"])
+        return first_seq, [_plain_reading(row)
+                           for row in _records(document["readings"], "readings")]
+
+
+@contextlib.contextmanager
+def _malformed(what: str) -> Iterator[None]:
     try:
-        return _integer(document["first_seq"]), [_plain_reading(row)
-                                                 for row in document["readings"]]
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise CodecError(f"malformed readings batch: {exc!r}") from exc
+        yield
+    except _MALFORMED as exc:
+        raise CodecError(f"malformed {what} batch: {type(exc).__name__}: {exc}") from exc
 
 
 def _dump(document: dict[str, Any]) -> bytes:
@@ -206,11 +249,26 @@ def _dump(document: dict[str, Any]) -> bytes:
 def _parse(text: bytes) -> dict[str, Any]:
     try:
         document = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    # JSONDecodeError, UnicodeDecodeError, and an integer of more than 4,300 digits
+    except (ValueError, RecursionError) as exc:
         raise CodecError(f"batch is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise CodecError("batch must be a JSON object")
     return document
+
+
+def _records(value: object, what: str) -> list[Any]:
+    """The list of a document's records, refused before anything is built if too long."""
+    records = _list(value, what)
+    if len(records) > MAX_RECORDS:
+        raise ValueError(f"{len(records)} {what} in one batch, more than {MAX_RECORDS}")
+    return records
+
+
+def _events(document: dict[str, Any]) -> tuple[int, list[Event]]:
+    with _malformed("events"):
+        first_seq = _integer(document["first_seq"])
+        return first_seq, [_event(item) for item in _records(document["events"], "events")]
 
 
 def _event_object(event: Event) -> dict[str, Any]:
@@ -224,21 +282,25 @@ def _event(item: Any) -> Event:
     attrs = item.get("attrs", {})
     if not isinstance(attrs, dict):
         raise TypeError(f"event attrs must be an object, got {attrs!r}")
-    return Event(_text(item["kind"]), _text(item["device"]), _integer(item["ts_ms"]), attrs)
+    return Event(_name(item["kind"], "event kind", _MAX_NAME),
+                 _name(item["device"], "device", _MAX_DEVICE), _integer(item["ts_ms"]), attrs)
 
 
 def _plain_reading(row: Any) -> Reading:
     if not isinstance(row, dict):
         raise TypeError(f"a reading must be an object, got {row!r}")
-    quantity = _text(row["quantity"])
+    quantity = _name(row["quantity"], "quantity", _MAX_NAME)
     raw = row["value"]
     if isinstance(raw, str):
-        value = _exact_value(raw)
+        if raw not in _PLAIN_WORDS:
+            raise ValueError(f"a plain value as text is nan, inf or -inf, got {raw[:32]!r}")
+        value = float(raw)
     elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = quantise(quantity, float(raw))
+        value = float(raw)
     else:
         raise TypeError(f"value must be a number, got {raw!r}")
-    return Reading(_text(row["device"]), quantity, _integer(row["ts_ms"]), value,
+    return Reading(_name(row["device"], "device", _MAX_DEVICE), quantity,
+                   _integer(row["ts_ms"]), quantise(quantity, value),
                    Quality(_integer(row.get("quality", 0))))
 
 
@@ -256,18 +318,42 @@ def _text(value: object) -> str:
     return value
 
 
+def _name(value: object, what: str, limit: int) -> str:
+    """A device name, quantity or event kind, as the hub's columns can store it."""
+    text = _text(value)
+    if len(text) > limit:
+        raise ValueError(f"{what} {text[:limit]!r}... is longer than {limit} characters")
+    if "\x00" in text:
+        raise ValueError(f"{what} {text!r} contains NUL, which the hub cannot store")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{what} {text!r} contains a lone surrogate, which is not "
+                             "Unicode text") from None
+    return text
+
+
 def _rebuild(document: dict[str, Any]) -> tuple[int, list[Reading]]:
     first_seq = _integer(document["first_seq"])
+    index_steps = _records(document["s"], "s")
     series = _series_header(document["series"])
-    order = _series_order(document["s"], len(series))
+    order = _series_order(index_steps, len(series))
     sizes = [0] * len(series)
     for index in order:
         sizes[index] += 1
     if 0 in sizes:
         raise ValueError(f"series {sizes.index(0)} has no record")
-    t_base, t_k, v0, v_k = (_integers(document[key], key, len(series))
-                            for key in ("t_base", "t_k", "v0", "v_k"))
-    bits = _BitReader(_text(document["bits"]))
+    t_base, t_k, decimals, v0, v_k = (_integers(document[key], key, len(series))
+                                      for key in ("t_base", "t_k", "v_dec", "v0", "v_k"))
+    for d in decimals:
+        if d not in _GRIDS:
+            raise ValueError(f"v_dec {d}: a resolution of 1e{-d} is not one of "
+                             f"1e{-max(_GRIDS)} to 1e{-min(_GRIDS)}")
+    text = _text(document["bits"])
+    if len(text) > _MAX_BITS_PER_RECORD * len(order) + 8:
+        raise ValueError(f"bit stream of {len(text)} characters for {len(order)} records")
+    bits = _BitReader(text)
     ts_steps: list[Iterator[int]] = []
     values: list[Iterator[int]] = []
     for i, size in enumerate(sizes):
@@ -277,26 +363,26 @@ def _rebuild(document: dict[str, Any]) -> tuple[int, list[Reading]]:
     bits.finish()
     qualities = _sparse(document["quality"], "quality", len(order), lambda q: Quality(_integer(q)))
     exact = _sparse(document["exact"], "exact", len(order), _exact_value)
-    scales = [(resolution, _decimals(resolution))
-              for resolution in (_resolution(quantity) for _, quantity in series)]
+    scales = [(_GRIDS[d], max(0, d)) for d in decimals]
     ts = _integer(document["t0"])
     readings = []
     for position, index in enumerate(order):
         if position:
-            ts += next(ts_steps[index])
-        if not _MIN_TS <= ts <= _MAX_TS:
-            raise ValueError(f"timestamp {ts} out of range at position {position}")
+            ts = _in_range(ts + next(ts_steps[index]), "timestamp", position)
         quantised = next(values[index])
-        resolution, decimals = scales[index]
-        value = exact.get(position, round(quantised * resolution, decimals))
+        if position in exact:  # parsed text, quantised like the others (NaN stays NaN)
+            value = _quantised(exact[position], decimals[index])
+        else:
+            resolution, digits = scales[index]
+            value = round(quantised * resolution, digits)
         readings.append(Reading(*series[index], ts, value, qualities.get(position, Quality.GOOD)))
     return first_seq, readings
 
 
-def _series_order(steps: object, count: int) -> list[int]:
+def _series_order(steps: list[Any], count: int) -> list[int]:
     order = []
     index = 0
-    for position, step in enumerate(_list(steps, "s")):
+    for position, step in enumerate(steps):
         index += _integer(step)
         if not 0 <= index < count:
             raise ValueError(f"series index {index} out of range at position {position}")
@@ -311,7 +397,10 @@ def _series_header(header: object) -> list[tuple[str, str]]:
         names = _list(quantities, "a device's quantities")
         if not names:
             raise ValueError(f"device {device!r} lists no quantity")
-        series += [(_text(device), _text(quantity)) for quantity in names]
+        if len(series) + len(names) > MAX_RECORDS:  # every series has a record
+            raise ValueError(f"more than {MAX_RECORDS} series")
+        device = _name(device, "device", _MAX_DEVICE)
+        series += [(device, _name(quantity, "quantity", _MAX_NAME)) for quantity in names]
     if len(set(series)) != len(series):
         raise ValueError("a series is listed twice")
     return series
@@ -414,4 +503,13 @@ class _BitReader:
 def _integer(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"expected an integer, got {value!r}")
-    return value
+    return _in_range(value, "integer")
+
+
+def _in_range(number: int, what: str, position: int | None = None) -> int:
+    """``number`` if a signed 64-bit column can store it: every integer of every document."""
+    if not _MIN_INT <= number <= _MAX_INT:
+        shown = number if number.bit_length() <= 128 else f"of {number.bit_length()} bits"
+        where = "" if position is None else f" at position {position}"
+        raise ValueError(f"{what} {shown} out of range (signed 64 bits){where}")
+    return number
