@@ -143,6 +143,7 @@ def serve(
                          socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # before READY: a client may connect the moment it reads that line
     bound = sock.getsockname()[1]
     config = uvicorn.Config(application, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5,
