@@ -58,8 +58,9 @@ def _start_agent(gw: GatewayDir) -> subprocess.Popen[str]:
 
 def test_agent_killed_at_random_moments_during_sync(hub: HubProcess, tmp_path: Path) -> None:
     rng = random.Random(20261125)
+    # Small batches: a drain must take several seconds for kills to land in its middle.
     gw = make_gateway(tmp_path, hub, "faults", "agent-kill",
-                      sync_settings="batch_limit = 250\ntimeout_s = 5\n")
+                      sync_settings="batch_limit = 20\ntimeout_s = 5\n")
     total = sum(gw.written.values())
     held_at_kills = []
     for _ in range(KILLS):
@@ -86,7 +87,7 @@ def test_hub_killed_and_restarted_while_the_agent_pushes(hub: HubProcess, tmp_pa
     url, victim = spawn_hub(hub.data_dir, hub.database_url)
     port = int(url.rsplit(":", 1)[1])
     gw = make_gateway(tmp_path, hub, "faults", "hub-kill", hub_url=url,
-                      sync_settings="batch_limit = 500\ninterval_s = 0.2\n"
+                      sync_settings="batch_limit = 50\ninterval_s = 0.2\n"
                                     "max_backoff_s = 0.5\ntimeout_s = 5\n")
     total = sum(gw.written.values())
     running = _start_agent(gw)
@@ -112,7 +113,7 @@ def test_connections_cut_mid_request_by_a_proxy(hub: HubProcess, tmp_path: Path)
     rng = random.Random(11)
     with TcpProxy("127.0.0.1", int(hub.url.rsplit(":", 1)[1])) as proxy:
         gw = make_gateway(tmp_path, hub, "faults", "cut-links", hub_url=proxy.url,
-                          sync_settings="batch_limit = 400\ninterval_s = 0.2\n"
+                          sync_settings="batch_limit = 50\ninterval_s = 0.2\n"
                                         "max_backoff_s = 0.5\ntimeout_s = 2\n")
         running = _start_agent(gw)
         try:
@@ -131,5 +132,5 @@ def test_connections_cut_mid_request_by_a_proxy(hub: HubProcess, tmp_path: Path)
             _, log = running.communicate(timeout=30)
         stats = proxy.stats
     assert running.returncode == 0, log
-    assert stats.cuts > KILLS, stats
+    assert stats.cuts >= KILLS, stats
     _exact(hub, "faults", gw)
