@@ -1,7 +1,7 @@
 """Alarm latency, raised at the edge to stored at the hub, while a backlog drains.
 
 The gateway has a million readings waiting (a long outage just ended) and the sync loop is
-draining them in batches of 10,000 (the default). Every 0.3 to 0.7 s an alarm is raised:
+draining them in batches of 10,000 (the default). Every 0.1 to 0.3 s an alarm is raised:
 written to the outbox's alarms stream and the loop woken, as the agent's writer does. A
 watcher polls the hub's database every 2 ms for the alarm's seq; the latency is from the
 write's start to the first poll that sees it committed at the hub (an upper bound by up to
@@ -77,7 +77,7 @@ async def raise_alarms(outbox: Outbox, loop: SyncLoop, first_seq: int,
     """Raise ``ALARMS`` alarms; when each was raised, by seq."""
     raised: dict[int, float] = {}
     for n in range(ALARMS):
-        await asyncio.sleep(rng.uniform(0.3, 0.7))
+        await asyncio.sleep(rng.uniform(0.1, 0.3))
         started = time.perf_counter()
         alarm = Event("alarm.raised", "level-1", now_ms(), {"level_cm": 300 + n})
         await asyncio.to_thread(outbox.append_events, [alarm], stream="alarms")
