@@ -21,7 +21,8 @@ def spawn_hub(
     """Start a demo-mode hub on 127.0.0.1 and return its base URL and process.
 
     Its log goes to ``<data_dir>/hub.log`` (appended, so restarts keep the story): a pipe
-    nobody reads would fill after a few tracebacks and freeze the hub.
+    nobody reads would fill after a few tracebacks and freeze the hub. It runs in its own
+    session, so a Ctrl-C meant for the demo does not stop it before the demo has read it.
     """
     env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir), "PONTON_HUB_DEMO": "1"}
     env.pop("PONTON_HUB_DATABASE_URL", None)
@@ -32,7 +33,7 @@ def spawn_hub(
     with log_path.open("a", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+            stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
     assert process.stdout is not None
     line = process.stdout.readline().split()
     if line[:1] != ["READY"]:
