@@ -16,6 +16,8 @@ the layer that owns the I/O, so callers and the CLI only ever catch ``EdgeError`
     ├── StoreError                  the outbox cannot be opened or written
     │   └── StoreCorrupt            the database file failed its integrity check
     ├── BundleError                 a signed bundle is tampered, expired, rolled back or foreign
+    ├── PolicyError                 an access policy's content is malformed (the gateway denies)
+    ├── ControlError                the running agent refused or did not answer a command
     └── SyncError                   the hub could not take or give what was asked
         ├── HubUnreachable          no answer: network down, DNS, timeout, connection cut
         └── HubRejected             the hub answered with an error (carries status and code)
@@ -27,6 +29,7 @@ __all__ = [
     "BundleError",
     "CodecError",
     "ConfigError",
+    "ControlError",
     "DeviceError",
     "DeviceException",
     "DeviceTimeout",
@@ -34,6 +37,7 @@ __all__ = [
     "FrameError",
     "HubRejected",
     "HubUnreachable",
+    "PolicyError",
     "ProfileError",
     "StoreCorrupt",
     "StoreError",
@@ -116,6 +120,14 @@ class StoreCorrupt(StoreError):
 
 class BundleError(EdgeError):
     """A signed bundle was refused: bad signature, expired, older version, other territory."""
+
+
+class PolicyError(EdgeError):
+    """An access policy does not parse or contradicts itself; every decision is then a deny."""
+
+
+class ControlError(EdgeError):
+    """A command for the running agent (``gate open``) was refused or got no answer."""
 
 
 class SyncError(EdgeError):
