@@ -1,0 +1,1 @@
+"""Offline access control: decisions from the signed policy, gates, pedestal sessions."""
