@@ -41,7 +41,18 @@ from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, load_profile
 from edge_agent.validation import describe_validation_error
 
-__all__ = ["BusConfig", "DeviceConfig", "GatewayConfig", "SyncSection", "load_config"]
+__all__ = [
+    "BusConfig",
+    "DeviceConfig",
+    "GateConfig",
+    "GatewayConfig",
+    "PedestalConfig",
+    "ReaderConfig",
+    "SyncSection",
+    "load_config",
+]
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 class _Strict(BaseModel):
@@ -160,6 +171,50 @@ class DeviceConfig(_Strict):
     )
 
 
+class ReaderConfig(_Strict):
+    """A badge reader on a serial line (or a keyboard-wedge input device) in front of a gate."""
+
+    name: str = Field(pattern=_NAME, max_length=128)
+    profile: str = Field(description="A reader profile: rdm6300, em18, pn532-uart ...")
+    port: str = Field(description="Serial device (/dev/ttyUSB1) or input device for a wedge.")
+    gate: str = Field(description="The gate or pedestal this reader stands at.")
+    duplicate_window_ms: float = Field(
+        default=1500, ge=0, le=60_000,
+        description="The same card on this reader again within it is one presentation.",
+    )
+
+
+class GateConfig(_Strict):
+    """A gate or barrier opened by a pulse on a relay board output."""
+
+    name: str = Field(pattern=_NAME, max_length=128,
+                      description="The gate's name in the access policy.")
+    relay: str = Field(description="The relay board: a device of this file.")
+    channel: int = Field(ge=1, le=32)
+    pulse_ms: int = Field(default=700, ge=100, le=0x7FFF * 100,
+                          description="Contact closure, timed by the board.")
+
+
+class PedestalConfig(_Strict):
+    """A berth pedestal outlet: a badge opens a metered session, another tap closes it."""
+
+    name: str = Field(pattern=_NAME, max_length=128,
+                      description="The pedestal's name in the access policy (a service gate).")
+    relay: str = Field(description="The relay board switching the outlet: a device of this file.")
+    channel: int = Field(ge=1, le=32)
+    energy_meter: str | None = Field(default=None, description="Meter with active_energy_import.")
+    water_meter: str | None = Field(default=None, description="Meter with water_volume.")
+    max_duration_h: float = Field(default=24, gt=0, le=24 * 31)
+    credit_kwh: float | None = Field(default=None, gt=0, description="Switch off beyond it.")
+    credit_m3: float | None = Field(default=None, gt=0, description="Switch off beyond it.")
+
+    @model_validator(mode="after")
+    def _metered(self) -> Self:
+        if self.energy_meter is None and self.water_meter is None:
+            raise ValueError("a pedestal needs energy_meter, water_meter or both")
+        return self
+
+
 class GatewayConfig(_Strict):
     """The whole file."""
 
@@ -168,6 +223,9 @@ class GatewayConfig(_Strict):
     sync: SyncSection = SyncSection()
     buses: list[BusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
+    readers: list[ReaderConfig] = Field(default_factory=list)
+    gates: list[GateConfig] = Field(default_factory=list)
+    pedestals: list[PedestalConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -193,7 +251,29 @@ class GatewayConfig(_Strict):
                 close = difflib.get_close_matches(device.bus, bus_names, n=1)
                 hint = f"did you mean '{close[0]}'?" if close else f"buses: {', '.join(bus_names)}"
                 raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
+        self._check_access()
         return self
+
+    def _check_access(self) -> None:
+        """Readers stand at declared gates; outputs and meters are declared devices."""
+        outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
+        _no_duplicates("gate or pedestal name", [output.name for output in outputs])
+        _no_duplicates("reader name", [reader.name for reader in self.readers])
+        devices = {device.name for device in self.devices}
+        channels: dict[tuple[str, int], str] = {}
+        for output in outputs:
+            _known(f"{output.name}: relay", output.relay, devices)
+            other = channels.setdefault((output.relay, output.channel), output.name)
+            if other != output.name:
+                raise ValueError(f"{other} and {output.name} both use channel {output.channel} "
+                                 f"of {output.relay}")
+        for pedestal in self.pedestals:
+            for meter in (pedestal.energy_meter, pedestal.water_meter):
+                if meter is not None:
+                    _known(f"pedestal {pedestal.name}: meter", meter, devices)
+        names = {output.name for output in outputs}
+        for reader in self.readers:
+            _known(f"reader {reader.name}: gate", reader.gate, names)
 
     def profile_of(self, device: DeviceConfig) -> DeviceProfile:
         """The device's profile (ProfileError when it does not exist)."""
@@ -207,6 +287,13 @@ def _no_duplicates(what: str, values: list[str]) -> None:
         if value in seen:
             raise ValueError(f"{what} '{value}' is used twice")
         seen.add(value)
+
+
+def _known(what: str, name: str, names: set[str]) -> None:
+    if name not in names:
+        close = difflib.get_close_matches(name, sorted(names), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"declared: {', '.join(sorted(names))}"
+        raise ValueError(f"{what} '{name}' is not declared; {hint}")
 
 
 def _check_profiles(config: GatewayConfig, path: Path) -> None:

@@ -45,6 +45,10 @@ class Reason(enum.StrEnum):
     NOT_ENTITLED = "not_entitled"
     OUTSIDE_SCHEDULE = "outside_schedule"
     ANTIPASSBACK = "antipassback"
+    #: A pedestal outlet already in a session of another badge.
+    PEDESTAL_BUSY = "pedestal_busy"
+    #: Allowed, but the outlet or its meter did not answer: no unbilled service.
+    SERVICE_UNAVAILABLE = "service_unavailable"
 
 
 _GRANTS = frozenset({Reason.GRANTED, Reason.MASTER, Reason.GATE_OPEN, Reason.FAIL_OPEN,

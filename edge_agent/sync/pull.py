@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.codecs.bundle import BUNDLE_KINDS
+from edge_agent.codecs.bundle import BUNDLE_KINDS, VerifiedBundle
 from edge_agent.errors import BundleError, HubRejected, SyncError
 from edge_agent.records import now_ms
 from edge_agent.sync.bundles import BundleStore
@@ -37,8 +38,11 @@ class PullState:
 class BundlePuller:
     """Keeps ``store`` up to date with the hub's newest bundles."""
 
-    def __init__(self, client: HubClient, store: BundleStore, interval_s: float) -> None:
+    def __init__(self, client: HubClient, store: BundleStore, interval_s: float, *,
+                 on_accept: Callable[[VerifiedBundle], None] | None = None) -> None:
+        """``on_accept`` is told of every new version, once it is on disk."""
         self.client = client
+        self._on_accept = on_accept
         self.store = store
         self.interval_s = interval_s
         self.state = PullState()
@@ -86,6 +90,8 @@ class BundlePuller:
         self._remember(kind, accepted.version, accepted.expires_at_ms)
         log.info("%s bundle version %d accepted (expires at %d ms)", kind, accepted.version,
                  accepted.expires_at_ms)
+        if self._on_accept is not None:
+            self._on_accept(accepted)
         return True
 
     def report(self) -> dict[str, Any]:

@@ -168,6 +168,30 @@ class ModbusBus:
         self._wake.set()
         await future
 
+    async def read_now(self, device: PolledDevice) -> list[Reading]:
+        """Read ``device`` at once, ahead of its schedule, as a command (a meter index at the
+        start of a pedestal session); its health and schedule are untouched.
+
+        DeviceError when a request fails.
+        """
+        readings: list[Reading] = []
+
+        async def read_all() -> None:
+            for index, request in enumerate(device.requests):
+                if index:  # the command path kept the silence before the first request only
+                    await asyncio.sleep(max(self._line_gap_s, device.min_silence_s))
+                data = await self.link.read(request.kind, request.address, request.count,
+                                            device.unit)
+                try:
+                    readings.extend(readings_from_response(request, data, device=device.name,
+                                                           ts_ms=now_ms()))
+                except CodecError as exc:
+                    raise FrameError(f"malformed reply: {exc}", device=device.name,
+                                     bus=self.name) from exc
+
+        await self.execute(read_all, min_silence_s=device.min_silence_s)
+        return readings
+
     async def read_device(self, device: PolledDevice) -> list[Reading]:
         """Poll ``device`` once and return its readings; DeviceError when it fails."""
         readings: list[Reading] = []
