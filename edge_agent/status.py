@@ -53,6 +53,7 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
         "note": note,
         "devices": running.get("devices", []),
         "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
+        "access": running.get("access"),
     }
 
 
@@ -140,4 +141,34 @@ def report_view(report: dict[str, Any]) -> Group:
         devices.add_row(d["name"], d["bus"], str(d["unit"]), state, *map(str, counts),
                         "" if d["online"] else d["last_error"])
     parts.append(devices)
+    if report.get("access"):
+        parts += _access_view(report["access"], now)
     return Group(*parts)
+
+
+def _access_view(access: dict[str, Any], now: int) -> list[RenderableType]:
+    """Policy in force, and per gate the counts and the last decision with its reason."""
+    policy = access["policy"]
+    if policy is None:
+        line = f"[red]no access policy[/]: {access['problem']} (every badge is denied)"
+    else:
+        expired = now >= policy["expires_at_ms"]
+        state = "[red]expired: gates in fail mode[/]" if expired else "valid"
+        line = (f"access policy version {policy['version']}, {state}, {policy['badges']} "
+                f"badges, {policy['gates']} gates")
+    gates = Table("gate", "granted", "denied", "relay failures", "last decision", "when",
+                  title="access")
+    for name, stats in access["gates"].items():
+        last = stats["last"]
+        decision = "-"
+        if last:
+            colour = "green" if last["granted"] else "red"
+            decision = f"[{colour}]{last['reason']}[/] {last.get('badge', '')[:8]}"
+        when = f"{_age(now - last['ts_ms'])} ago" if last else "-"
+        gates.add_row(name, str(stats["granted"]), str(stats["denied"]),
+                      str(stats["actuator_failures"]), decision, when)
+    parts: list[RenderableType] = [line, gates]
+    for session in access["sessions"]:
+        parts.append(f"session at {session['pedestal']}: badge {session['badge'][:8]} since "
+                     f"{_age(now - session['started_ms'])}")
+    return parts
