@@ -28,6 +28,13 @@ clock=time.monotonic)``
     Measurements refresh at read time, at most every ``update_interval`` seconds, so a read
     and a following ``value(q)`` agree exactly. ``bind``, ``sim_device``, ``on_access`` and
     ``filter_reply`` are the glue ModbusSimulator uses.
+``SimulatedRelayBoard(unit, *, fault=None)``
+    A Waveshare Modbus RTU Relay (D) with the board's own commands: toggle, all relays
+    (0x00FF), flash on/off (0x0200/0x0400 + channel) timed by the board. ``relay(n)``,
+    ``input(n)``, ``set_input(n, active)``, ``commands`` (``RelayCommand(at_ns, function,
+    address, channel, action, value, pulse_ms)``), ``pulses(channel)``, ``switches``
+    (``RelaySwitch(at_ns, channel, on)``). ``LoopDetector(board, n)`` drives input n like a
+    vehicle loop: ``arrive()``, ``leave()``, ``await vehicle(dwell_s)``.
 ``Fault``
     ``Fault.none()``, ``.no_reply()``, ``.exception(code)``, ``.corrupt_crc(probability)``
     (RTU only), ``.slow(seconds)``; ``parse_fault("unit=3:no-reply")`` reads the CLI form.
@@ -57,8 +64,10 @@ Command line: ``python -m simulators.modbus --help``.
 """
 
 from simulators.modbus.faults import Fault, FaultKind, parse_fault
+from simulators.modbus.loop_detector import LoopDetector
 from simulators.modbus.meter import CoilWrite, SimulatedMeter, Transport
 from simulators.modbus.pty_bridge import PtyBridge
+from simulators.modbus.relay_board import RelayCommand, RelaySwitch, SimulatedRelayBoard
 from simulators.modbus.server import ModbusSimulator, SimulatorGroup, tcp_meters
 from simulators.modbus.timing import LineSettings
 
@@ -67,9 +76,13 @@ __all__ = [
     "Fault",
     "FaultKind",
     "LineSettings",
+    "LoopDetector",
     "ModbusSimulator",
     "PtyBridge",
+    "RelayCommand",
+    "RelaySwitch",
     "SimulatedMeter",
+    "SimulatedRelayBoard",
     "SimulatorGroup",
     "Transport",
     "parse_fault",

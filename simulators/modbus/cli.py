@@ -19,6 +19,8 @@ from edge_agent.errors import ProfileError
 from edge_agent.profiles import DeviceProfile, available_profiles, load_profile
 from simulators.modbus.faults import Fault, parse_fault
 from simulators.modbus.meter import SimulatedMeter
+from simulators.modbus.relay_board import PROFILE_ID as RELAY_BOARD_PROFILE
+from simulators.modbus.relay_board import SimulatedRelayBoard
 from simulators.modbus.server import ModbusSimulator, SimulatorGroup
 from simulators.modbus.timing import LineSettings
 
@@ -30,6 +32,9 @@ _EPILOG = """\
   with --tcp, N endpoints, one per meter as with real Ethernet meters: ports PORT..PORT+N-1,
   or N free ports when PORT is 0. Each endpoint serves the --unit ids (default 1). This is
   the layout for a benchmark of many meters polled over TCP.
+
+--profile waveshare-relay-8ch serves relay boards with the board's own commands (toggle,
+  all relays at 0x00FF, timed flash on/off at 0x0200/0x0400 + channel) instead of plain coils.
 
 faults (repeat --fault): unit=3:no-reply  unit=2:exception=4  unit=1:corrupt-crc=0.5 (rtu)
   unit=1:slow=800ms
@@ -107,6 +112,8 @@ def _simulators(args: argparse.Namespace) -> list[ModbusSimulator]:
     simulators = []
     for index in range(endpoints):
         meters = [
+            SimulatedRelayBoard(unit, fault=faults.get(unit))
+            if profile.id == RELAY_BOARD_PROFILE else
             SimulatedMeter(
                 unit, profile, fault=faults.get(unit), update_interval=args.update_interval,
                 seed=None if args.seed is None else args.seed + 256 * index + unit,

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.base import ModbusBaseServer
 from pymodbus.simulator import SimDevice
@@ -27,6 +28,7 @@ from edge_agent.profiles import DeviceProfile
 from simulators.modbus.meter import SimulatedMeter, Transport
 from simulators.modbus.pty_bridge import PtyBridge
 from simulators.modbus.registers import empty_tables
+from simulators.modbus.relay_board import RawCoilWriteRequest, SimulatedRelayBoard
 from simulators.modbus.timing import LineSettings
 
 __all__ = ["ModbusSimulator", "SimulatorGroup", "tcp_meters"]
@@ -108,7 +110,8 @@ class ModbusSimulator:
 
     async def _start_tcp(self, devices: list[SimDevice]) -> None:
         server = ModbusTcpServer(devices, address=(self._host, self._port),
-                                 trace_packet=self._trace_packet)
+                                 trace_packet=self._trace_packet, trace_pdu=self._trace_pdu,
+                                 custom_pdu=[RawCoilWriteRequest])
         self._server = server
         try:
             await server.serve_forever(background=True)
@@ -131,6 +134,8 @@ class ModbusSimulator:
             port=bridge.server_path,
             baudrate=self.line.baudrate,
             trace_packet=self._trace_packet,
+            trace_pdu=self._trace_pdu,
+            custom_pdu=[RawCoilWriteRequest],
         )
         self._server = server
         await server.serve_forever(background=True)
@@ -199,6 +204,11 @@ class ModbusSimulator:
             return packet
         meter = self._meters.get(packet[offset])
         return b"" if meter is None else meter.filter_reply(packet)
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        """pymodbus hook on every decoded request: a relay board answers its own commands."""
+        board = None if sending else self._meters.get(pdu.dev_id)
+        return board.take_request(pdu) if isinstance(board, SimulatedRelayBoard) else pdu
 
 
 class SimulatorGroup:

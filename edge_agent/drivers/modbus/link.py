@@ -7,6 +7,7 @@ The link owns no schedule; the bus (bus.py) decides what goes on the wire and wh
 from __future__ import annotations
 
 import logging
+import struct
 import termios
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from edge_agent.errors import (
 )
 from edge_agent.profiles.models import RegisterKind
 
-__all__ = ["EXCEPTION_NAMES", "LinkSettings", "ModbusLink"]
+__all__ = ["EXCEPTION_NAMES", "FLASH_ON_BASE", "LinkSettings", "ModbusLink", "RawCoilWrite"]
 
 log = logging.getLogger("edge_agent.modbus")
 
@@ -42,6 +43,40 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target failed to respond",
 }
+
+#: Waveshare relay boards: FC05 to this address + channel switches the relay on for
+#: value × 100 ms, then the board itself switches it off (access-control.md §4.2).
+FLASH_ON_BASE = 0x0200
+_MAX_FLASH_UNITS = 0x7FFF
+
+
+class RawCoilWrite(ModbusPDU):
+    """FC05 carrying any 16-bit value, for vendor commands such as a relay board's timed flash.
+
+    pymodbus's write_coil only sends 0xFF00 or 0x0000. Once registered on a client, this
+    class also decodes every FC05 reply that client receives, so it fills ``bits`` the way
+    pymodbus's own reply class does.
+    """
+
+    function_code = 5
+    rtu_frame_size = 8
+
+    def __init__(self, address: int = 0, value: int = 0, dev_id: int = 0,
+                 transaction_id: int = 0) -> None:
+        super().__init__(dev_id=dev_id, transaction_id=transaction_id, address=address)
+        self.value = value
+
+    def encode(self) -> bytes:
+        """Address and value, big-endian, as the request and its echo carry them."""
+        self.verifyAddress()
+        if not 0 <= self.value <= 0xFFFF:
+            raise ValueError(f"0 <= value {self.value} <= 65535 !")
+        return struct.pack(">HH", self.address, self.value)
+
+    def decode(self, data: bytes) -> None:
+        """Read address and value back (the reply to FC05 is an echo of the request)."""
+        self.address, self.value = struct.unpack(">HH", data[:4])
+        self.bits = [bool(self.value)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +142,7 @@ class ModbusLink:
                 reconnect_delay=0,
                 trace_packet=self._trace_packet,
             )
+        self._client.register(RawCoilWrite)
 
     def _trace_packet(self, sending: bool, data: bytes) -> bytes:
         """Count received bytes, to tell a silent device from a garbled reply."""
@@ -192,6 +228,29 @@ class ModbusLink:
         """Set consecutive coils in one request (FC15)."""
         await self._execute(lambda: self._client.write_coils(address, values, device_id=unit),
                             unit)
+
+    async def pulse_coil(self, channel_address: int, units_100ms: int, unit: int) -> None:
+        """Switch a relay on for ``units_100ms`` × 100 ms, timed by the board (Waveshare flash).
+
+        The board switches the relay off by itself, so a gateway that dies mid-pulse cannot
+        leave a barrier contact closed. FrameError when the reply does not echo the command.
+        """
+        if not 0 <= channel_address < FLASH_ON_BASE:
+            raise ValueError(f"channel address must be 0..{FLASH_ON_BASE - 1}, "
+                             f"got {channel_address}")
+        if not 1 <= units_100ms <= _MAX_FLASH_UNITS:
+            raise ValueError(f"a flash lasts 1..{_MAX_FLASH_UNITS} units of 100 ms, "
+                             f"got {units_100ms}")
+        request = RawCoilWrite(FLASH_ON_BASE + channel_address, units_100ms, dev_id=unit)
+        reply = await self._execute(lambda: self._client.execute(False, request), unit)
+        if isinstance(reply, RawCoilWrite) and (reply.address, reply.value) == (
+                request.address, request.value):
+            return
+        got = (f"{reply.address:#06x}={reply.value:#06x}" if isinstance(reply, RawCoilWrite)
+               else type(reply).__name__)
+        raise FrameError(f"the reply does not echo the flash command: sent "
+                         f"{request.address:#06x}={request.value:#06x}, got {got}",
+                         device=f"unit {unit}", bus=self.settings.name)
 
     async def _execute(self, call: Callable[[], Awaitable[ModbusPDU]], unit: int) -> ModbusPDU:
         """Run one pymodbus call; every error it can raise leaves as a DeviceError.
