@@ -1,56 +1,97 @@
-"""Finding, loading and explaining device profiles."""
+"""Finding, loading and explaining profiles: Modbus devices and badge readers.
+
+Both kinds live side by side in one directory (the shipped ``device_profiles`` or a site's
+own); a badge reader profile is told apart by its ``category: badge_reader``.
+"""
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+import yaml
+from pydantic import BaseModel, ValidationError
 
 from edge_agent.errors import ProfileError
 from edge_agent.profiles.models import DeviceProfile
+from edge_agent.profiles.readers import READER_CATEGORY, ReaderProfile
 from edge_agent.validation import describe_validation_error
-from edge_agent.yaml_source import load_located_yaml
+from edge_agent.yaml_source import LocatedYaml, load_located_yaml
 
 __all__ = [
     "PROFILE_DIR",
     "available_profiles",
+    "available_reader_profiles",
+    "is_reader_profile",
     "load_profile",
     "load_profile_file",
+    "load_reader_profile",
+    "load_reader_profile_file",
     "profile_json_schema",
 ]
 
 #: Where the shipped profiles live (the ``device_profiles`` package).
 PROFILE_DIR = Path(str(files("device_profiles")))
 
+_Model = TypeVar("_Model", bound=BaseModel)
 
-def load_profile_file(path: Path) -> DeviceProfile:
-    """Load and validate one profile file; ProfileError names the file, line and field."""
+
+def _validate(path: Path, model: type[_Model], fields: str) -> tuple[_Model, LocatedYaml]:
+    """Parse and validate one file; ProfileError naming the file, line and field."""
     try:
         source = load_located_yaml(path)
     except (OSError, ValueError) as exc:
         raise ProfileError(f"{path}: {exc}") from exc
     if not isinstance(source.data, dict):
-        raise ProfileError(f"{path}: a profile is a YAML mapping with id, model, points …")
+        raise ProfileError(f"{path}: a profile is a YAML mapping with {fields}")
     try:
-        profile = DeviceProfile.model_validate(source.data)
+        return model.model_validate(source.data), source
     except ValidationError as exc:
-        raise ProfileError(
-            describe_validation_error(exc, path, source, DeviceProfile)
-        ) from exc
-    if profile.id != path.stem:
-        raise ProfileError(f"{path}:{source.line_of(('id',))}: id '{profile.id}' must match "
+        raise ProfileError(describe_validation_error(exc, path, source, model)) from exc
+
+
+def _check_id(path: Path, source: LocatedYaml, profile_id: str) -> None:
+    if profile_id != path.stem:
+        raise ProfileError(f"{path}:{source.line_of(('id',))}: id '{profile_id}' must match "
                            f"the file name '{path.stem}'; rename one of them")
+
+
+def load_profile_file(path: Path) -> DeviceProfile:
+    """Load and validate one Modbus profile file; ProfileError names the file, line and field."""
+    profile, source = _validate(path, DeviceProfile, "id, model, points …")
+    _check_id(path, source, profile.id)
     return profile
 
 
+def load_reader_profile_file(path: Path) -> ReaderProfile:
+    """Load and validate one badge reader profile file, with the same errors."""
+    profile, source = _validate(path, ReaderProfile, "id, model, category, reader …")
+    _check_id(path, source, profile.id)
+    return profile
+
+
+def is_reader_profile(path: Path) -> bool:
+    """Whether ``path`` declares ``category: badge_reader`` (a broken file is not one)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get("category") == READER_CATEGORY
+
+
 def available_profiles(directory: Path = PROFILE_DIR) -> list[str]:
-    """Ids of every profile in ``directory``, sorted."""
-    return sorted(path.stem for path in directory.glob("*.yaml"))
+    """Ids of every Modbus device profile in ``directory``, sorted."""
+    return sorted(path.stem for path in directory.glob("*.yaml") if not is_reader_profile(path))
+
+
+def available_reader_profiles(directory: Path = PROFILE_DIR) -> list[str]:
+    """Ids of every badge reader profile in ``directory``, sorted."""
+    return sorted(path.stem for path in directory.glob("*.yaml") if is_reader_profile(path))
 
 
 @cache
@@ -58,24 +99,49 @@ def _load_cached(path: Path) -> DeviceProfile:
     return load_profile_file(path)
 
 
-def load_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> DeviceProfile:
-    """Load a profile by id, suggesting close ids when it does not exist.
+@cache
+def _load_reader_cached(path: Path) -> ReaderProfile:
+    return load_reader_profile_file(path)
 
-    ``extra_dirs`` (a site's own profiles) are searched first, then the shipped profiles, so
-    a site can add a device model or override a shipped one without touching the package.
-    """
+
+def _find(profile_id: str, extra_dirs: Sequence[Path], kind: str,
+          listing: Callable[[Path], list[str]]) -> Path:
+    """The first ``profile_id``.yaml in ``extra_dirs`` then the shipped profiles."""
     directories = [*extra_dirs, PROFILE_DIR]
     for directory in directories:
         path = directory / f"{profile_id}.yaml"
         if path.is_file():
-            return _load_cached(path)
-    known = sorted({pid for directory in directories for pid in available_profiles(directory)})
+            return path
+    known = sorted({pid for directory in directories for pid in listing(directory)})
     close = difflib.get_close_matches(profile_id, known, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known)}"
     where = ", ".join(str(directory) for directory in directories)
-    raise ProfileError(f"no device profile '{profile_id}' in {where}; {hint}")
+    raise ProfileError(f"no {kind} profile '{profile_id}' in {where}; {hint}")
+
+
+def load_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> DeviceProfile:
+    """Load a Modbus device profile by id, suggesting close ids when it does not exist.
+
+    ``extra_dirs`` (a site's own profiles) are searched first, then the shipped profiles, so
+    a site can add a device model or override a shipped one without touching the package.
+    """
+    path = _find(profile_id, extra_dirs, "device", available_profiles)
+    if is_reader_profile(path):
+        raise ProfileError(f"{path}: '{profile_id}' is a badge reader, not a Modbus device; "
+                           f"try `edge-agent reader listen --profile {profile_id}`")
+    return _load_cached(path)
+
+
+def load_reader_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> ReaderProfile:
+    """Load a badge reader profile by id, searched as :func:`load_profile` searches."""
+    path = _find(profile_id, extra_dirs, "badge reader", available_reader_profiles)
+    if not is_reader_profile(path):
+        known = ", ".join(available_reader_profiles())
+        raise ProfileError(f"{path}: '{profile_id}' is not a badge reader profile (category: "
+                           f"{READER_CATEGORY}); shipped readers: {known}")
+    return _load_reader_cached(path)
 
 
 def profile_json_schema() -> str:
-    """JSON Schema of a profile file, for editor completion."""
+    """JSON Schema of a Modbus profile file, for editor completion."""
     return json.dumps(DeviceProfile.model_json_schema(), indent=2)
