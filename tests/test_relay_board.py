@@ -33,7 +33,6 @@ from edge_agent.errors import (
     TransportError,
 )
 from edge_agent.profiles import load_profile
-from edge_agent.records import Event, Reading
 from simulators.modbus import (
     Fault,
     LoopDetector,
@@ -43,22 +42,9 @@ from simulators.modbus import (
     SimulatedRelayBoard,
 )
 from tests.conftest import SimulatorStarter
+from tests.test_modbus_bus import CollectingSink
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
-
-
-class ListSink:
-    """Keeps what a bus produces (nothing, when it carries only a relay board's commands)."""
-
-    def __init__(self) -> None:
-        self.readings: list[Reading] = []
-        self.events: list[Event] = []
-
-    def put_readings(self, readings: list[Reading]) -> None:
-        self.readings.extend(readings)
-
-    def put_event(self, event: Event) -> None:
-        self.events.append(event)
 
 
 def crc16(frame: bytes) -> bytes:
@@ -86,7 +72,7 @@ async def relay_board(link: ModbusLink, unit: int = 1, *, channels: int = 8,
                       devices: list[PolledDevice] | None = None,
                       ) -> AsyncIterator[RelayBoard]:
     """A RelayBoard on a running bus over ``link``; the bus is stopped on the way out."""
-    bus = ModbusBus(link, devices or [], ListSink())
+    bus = ModbusBus(link, devices or [], CollectingSink())
     task = asyncio.create_task(bus.run())
     try:
         yield RelayBoard(bus, unit, name="gate-1", channels=channels)
@@ -102,6 +88,15 @@ async def served(request: pytest.FixtureRequest
     board = SimulatedRelayBoard(1)
     async with ModbusSimulator([board], transport=request.param) as sim:
         yield board, sim
+
+
+@pytest.fixture
+async def gate(served: tuple[SimulatedRelayBoard, ModbusSimulator]
+               ) -> AsyncIterator[tuple[SimulatedRelayBoard, RelayBoard]]:
+    """The simulated board and a RelayBoard driving it over a running bus."""
+    sim_board, sim = served
+    async with relay_board(link_to(sim)) as board:
+        yield sim_board, board
 
 
 async def wait_until(condition: Callable[[], bool], *, within_s: float = 5.0) -> None:
@@ -234,30 +229,28 @@ async def test_a_reply_that_does_not_echo_the_pulse_is_a_frame_error(kind: str) 
 
 
 async def test_the_board_times_the_pulse_and_drops_the_relay(
-    served: tuple[SimulatedRelayBoard, ModbusSimulator],
+    gate: tuple[SimulatedRelayBoard, RelayBoard],
 ) -> None:
-    sim_board, sim = served
-    async with relay_board(link_to(sim)) as board:
-        assert await board.pulse(1, 200) == 200
-        assert (await board.read_relays())[0] is True
-        await wait_until(lambda: not sim_board.relay(1), within_s=2)
-        assert await board.read_relays() == [False] * 8
+    sim_board, board = gate
+    assert await board.pulse(1, 300) == 300
+    assert (await board.read_relays())[0] is True
+    await wait_until(lambda: not sim_board.relay(1), within_s=2)
+    assert await board.read_relays() == [False] * 8
     [command] = sim_board.commands
-    assert command == RelayCommand(command.at_ns, 5, 0x0200, 1, "flash_on", 2, 200)
+    assert command == RelayCommand(command.at_ns, 5, 0x0200, 1, "flash_on", 3, 300)
     on, off = sim_board.switches
     assert (on.channel, on.on, off.channel, off.on) == (1, True, 1, False)
     assert command.at_ns <= on.at_ns
-    assert 200 <= (off.at_ns - on.at_ns) / 1e6 < 350
+    assert 300 <= (off.at_ns - on.at_ns) / 1e6 < 800  # late only by the event loop
 
 
 async def test_pulses_round_up_to_the_board_unit(
-    served: tuple[SimulatedRelayBoard, ModbusSimulator],
+    gate: tuple[SimulatedRelayBoard, RelayBoard],
 ) -> None:
-    sim_board, sim = served
-    async with relay_board(link_to(sim)) as board:
-        assert await board.pulse(1, 250) == 300
-        assert await board.pulse(2, 1) == 100
-        assert await board.pulse(3, 300) == 300
+    sim_board, board = gate
+    assert await board.pulse(1, 250) == 300
+    assert await board.pulse(2, 1) == 100
+    assert await board.pulse(3, 300) == 300
     assert [(c.channel, c.value, c.pulse_ms) for c in sim_board.pulses()] == [
         (1, 3, 300), (2, 1, 100), (3, 3, 300)]
 
@@ -287,49 +280,46 @@ async def test_bad_arguments_are_refused_before_sending(
 
 async def test_a_board_outside_the_modbus_unit_range_is_a_config_error() -> None:
     link = ModbusLink(LinkSettings("lan", "tcp", "127.0.0.1:9"))
-    bus = ModbusBus(link, [], ListSink())
+    bus = ModbusBus(link, [], CollectingSink())
     with pytest.raises(ConfigError, match=r"gate: unit id must be 1\.\.247, got 0"):
         RelayBoard(bus, 0, name="gate")
     link.close()
 
 
 async def test_all_off_switches_every_relay_off(
-    served: tuple[SimulatedRelayBoard, ModbusSimulator],
+    gate: tuple[SimulatedRelayBoard, RelayBoard],
 ) -> None:
-    sim_board, sim = served
-    async with relay_board(link_to(sim)) as board:
-        await board.set(2, True)
-        await board.set(5, True)
-        await board.pulse(8, 5000)
-        assert await board.read_relays() == [False, True, False, False, True, False, False, True]
-        await board.all_off()
-        assert await board.read_relays() == [False] * 8
+    sim_board, board = gate
+    await board.set(2, True)
+    await board.set(5, True)
+    await board.pulse(8, 5000)
+    assert await board.read_relays() == [False, True, False, False, True, False, False, True]
+    await board.all_off()
+    assert await board.read_relays() == [False] * 8
     assert sim_board.commands[-1][2:6] == (0x00FF, 0, "off", 0)
 
 
 async def test_inputs_read_what_was_set(
-    served: tuple[SimulatedRelayBoard, ModbusSimulator],
+    gate: tuple[SimulatedRelayBoard, RelayBoard],
 ) -> None:
-    sim_board, sim = served
+    sim_board, board = gate
     sim_board.set_input(2, True)
     sim_board.set_input(7, True)
-    async with relay_board(link_to(sim)) as board:
-        assert await board.read_inputs() == [False, True, False, False, False, False, True, False]
-        assert await board.read_inputs(2) == [False, True]
+    assert await board.read_inputs() == [False, True, False, False, False, False, True, False]
+    assert await board.read_inputs(2) == [False, True]
 
 
 async def test_a_vehicle_on_the_loop_is_seen_while_it_stays(
-    served: tuple[SimulatedRelayBoard, ModbusSimulator],
+    gate: tuple[SimulatedRelayBoard, RelayBoard],
 ) -> None:
-    sim_board, sim = served
+    sim_board, board = gate
     loop = LoopDetector(sim_board, 3)
-    async with relay_board(link_to(sim)) as board:
-        passage = asyncio.create_task(loop.vehicle(0.2))
-        await asyncio.sleep(0)  # the vehicle arrives
-        assert loop.present
-        assert (await board.read_inputs())[2] is True
-        arrived, left = await passage
-        assert (await board.read_inputs())[2] is False
+    passage = asyncio.create_task(loop.vehicle(0.2))
+    await asyncio.sleep(0)  # the vehicle arrives
+    assert loop.present
+    assert (await board.read_inputs())[2] is True
+    arrived, left = await passage
+    assert (await board.read_inputs())[2] is False
     assert (left - arrived) / 1e9 >= 0.2
 
 
@@ -480,7 +470,8 @@ async def test_the_cli_serves_a_relay_board(
     settings = (LinkSettings("lan", "tcp", endpoint, timeout_s=1.0) if where != "--pty"
                 else LinkSettings("rs485", "serial", endpoint, timeout_s=1.0))
     async with relay_board(ModbusLink(settings)) as board:
-        assert await board.pulse(1, 100) == 100
+        assert await board.pulse(1, 500) == 500
         assert (await board.read_relays(1)) == [True]
-        await asyncio.sleep(0.2)
-        assert (await board.read_relays(1)) == [False]
+        async with asyncio.timeout(3):
+            while await board.read_relays(1) != [False]:
+                await asyncio.sleep(0.05)
