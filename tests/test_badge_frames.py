@@ -148,6 +148,9 @@ def test_wedge_counts_what_it_drops() -> None:
     decoder = WedgeDecoder("8H10D", EM)
     assert decoder.feed(bytes([KEY_ENTER]) + bytes([57]) + wedge_keys("99999999999")) == []
     assert _stats(decoder) == (2, 1, 0)  # empty Enter, space; 11 digits
+    assert decoder.feed(wedge_keys("40856634")) == []  # two keystrokes lost
+    assert decoder.feed(wedge_keys("9999999999")) == []  # 10 digits, more than 4 bytes
+    assert decoder.stats.bad_checksums == 3
     assert decoder.feed(wedge_keys("1" * 40)) == []
     assert decoder.stats.partial_frames == 1
     decoder.feed(wedge_keys("12")[:2])

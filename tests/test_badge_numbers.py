@@ -12,6 +12,7 @@ from edge_agent.codecs.badge_numbers import (
     FORMS,
     parse_printed,
     printed_forms,
+    typed_width,
     w26_decode,
     w26_encode,
 )
@@ -146,3 +147,10 @@ def test_w26_malformed(bits: str, message: str) -> None:
 def test_w26_out_of_range(facility: int, card: int) -> None:
     with pytest.raises(CodecError, match="facility code 0-255"):
         w26_encode(facility, card)
+
+
+@pytest.mark.parametrize(("form", "length", "width"),
+                         [("hex", 5, 10), ("hex", None, None), ("8H10D", None, 10),
+                          ("6H8D", None, 8), ("3+5", None, 8), ("dec", 5, None)])
+def test_typed_width(form: str, length: int | None, width: int | None) -> None:
+    assert typed_width(form, length) == width

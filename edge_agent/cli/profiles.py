@@ -12,20 +12,25 @@ from rich.table import Table
 from edge_agent.drivers.modbus.planner import plan_reads
 from edge_agent.profiles import (
     DeviceProfile,
+    ReaderProfile,
     available_profiles,
+    available_reader_profiles,
+    is_reader_profile,
     load_profile,
     load_profile_file,
+    load_reader_profile,
+    load_reader_profile_file,
     profile_json_schema,
 )
 
-__all__ = ["app"]
+__all__ = ["app", "describe", "describe_reader"]
 
 app = typer.Typer(help="Device profiles shipped with the agent.", no_args_is_help=True)
 
 
 @app.command("list")
 def list_profiles() -> None:
-    """List every device profile with its model and category."""
+    """List every device profile with its model and category, then the badge readers."""
     table = Table()
     table.add_column("id", no_wrap=True)
     for header in ("manufacturer", "model", "category", "points"):
@@ -34,19 +39,49 @@ def list_profiles() -> None:
         profile = load_profile(profile_id)
         table.add_row(profile.id, profile.manufacturer, profile.model, profile.category,
                       str(len(profile.points)))
-    Console().print(table)
+    readers = Table(title="badge readers")
+    readers.add_column("id", no_wrap=True)
+    for header in ("manufacturer", "model", "protocol", "cards"):
+        readers.add_column(header)
+    for profile_id in available_reader_profiles():
+        reader = load_reader_profile(profile_id)
+        readers.add_row(reader.id, reader.manufacturer, reader.model, reader.reader.protocol,
+                        reader.reader.technology)
+    console = Console()
+    console.print(table)
+    console.print(readers)
 
 
 @app.command("show")
 def show(profile_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Show a profile's points, limits and how a full read is planned."""
-    describe(load_profile(profile_id))
+    """Show a profile's points, limits and how a full read is planned (or a reader's line)."""
+    if profile_id in available_reader_profiles():
+        describe_reader(load_reader_profile(profile_id))
+    else:
+        describe(load_profile(profile_id))
 
 
 @app.command("check")
 def check(path: Annotated[Path, typer.Argument(metavar="FILE")]) -> None:
     """Validate a profile file you are writing, then show it as `profiles show` does."""
-    describe(load_profile_file(path))
+    if is_reader_profile(path):
+        describe_reader(load_reader_profile_file(path))
+    else:
+        describe(load_profile_file(path))
+
+
+def describe_reader(profile: ReaderProfile) -> None:
+    """Print a badge reader profile: identity, protocol and line settings."""
+    console = Console()
+    console.print(f"[bold]{profile.id}[/]: {profile.manufacturer} {profile.model} "
+                  "(badge_reader)", highlight=False)
+    if profile.description:
+        console.print(profile.description.strip(), markup=False, highlight=False)
+    console.print(f"reader: {profile.reader.model_dump(mode='json', exclude_unset=True)}",
+                  markup=False)
+    if profile.reader.protocol != "keyboard_wedge":
+        serial = profile.serial
+        console.print(f"serial: {serial.baudrate} baud 8{serial.parity}{serial.stopbits}")
 
 
 def describe(profile: DeviceProfile) -> None:

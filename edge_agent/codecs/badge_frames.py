@@ -23,7 +23,7 @@ import abc
 import enum
 from dataclasses import dataclass
 
-from edge_agent.codecs.badge_numbers import FORMS, parse_printed
+from edge_agent.codecs.badge_numbers import FORMS, parse_printed, typed_width
 from edge_agent.errors import CodecError
 
 __all__ = [
@@ -401,8 +401,9 @@ def wedge_keys(text: str) -> bytes:
 class WedgeDecoder(FrameDecoder):
     """Numbers typed by a keyboard-wedge reader, in one printed form (badge_numbers.py).
 
-    Fed evdev key-down codes, one per byte. A number that does not parse in the form counts
-    as a bad checksum (the wedge has none; a bad number is what a corrupt read looks like).
+    Fed evdev key-down codes, one per byte. A number that does not parse in the form, or is
+    not typed at the form's full width, counts as a bad checksum (the wedge has none; a bad
+    number is what a corrupt read or a lost keystroke looks like).
     """
 
     def __init__(self, form: str, technology: Technology, *, length: int | None = None
@@ -413,6 +414,7 @@ class WedgeDecoder(FrameDecoder):
         self.form = form
         self.technology = technology
         self.length = length
+        self._width = typed_width(form, length)
         self._typed: list[str] | None = []
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -440,6 +442,9 @@ class WedgeDecoder(FrameDecoder):
             return None
         if not typed:
             self.stats.garbage_bytes += 1
+            return None
+        if self._width is not None and len(typed) != self._width:
+            self.stats.bad_checksums += 1
             return None
         try:
             raw = parse_printed("".join(typed), self.form, length=self.length)

@@ -26,7 +26,7 @@ import re
 
 from edge_agent.errors import CodecError
 
-__all__ = ["FORMS", "parse_printed", "printed_forms", "w26_decode", "w26_encode"]
+__all__ = ["FORMS", "parse_printed", "printed_forms", "typed_width", "w26_decode", "w26_encode"]
 
 #: Printed forms, with the number of trailing card bytes each keeps (None: all of them).
 FORMS: dict[str, int | None] = {"hex": None, "8H10D": 4, "6H8D": 3, "3+5": 3, "dec": None}
@@ -47,6 +47,19 @@ def printed_forms(raw: bytes) -> dict[str, str]:
     if raw:
         forms["dec"] = str(int.from_bytes(raw, "big"))
     return forms
+
+
+def typed_width(form: str, length: int | None = None) -> int | None:
+    """How many characters a reader types for a number in ``form`` (None: not fixed).
+
+    A reader always types the full width, so a shorter number is a lost keystroke, not a
+    card; people registering a card may leave out leading zeros, which parse_printed allows.
+    """
+    if form == "hex":
+        return 2 * length if length is not None else None
+    if form == "3+5":
+        return 8
+    return _DIGITS.get(form)
 
 
 def parse_printed(text: str, form: str, *, length: int | None = None) -> bytes:
