@@ -14,12 +14,12 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server import __version__
-from sync_server.api import gateway, operator, public
+from sync_server.api import access, gateway, operator, public
 from sync_server.api.context import HubState
 from sync_server.api.limits import BodyLimit
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import require_head
-from sync_server.errors import HubError, TooManyRequests
+from sync_server.errors import HubError, InvalidRows, TooManyRequests
 from sync_server.keys import load_signing_key
 from sync_server.settings import HubSettings
 
@@ -40,6 +40,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(public.router)
     app.include_router(gateway.router)
     app.include_router(operator.router)
+    app.include_router(access.router)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
@@ -54,6 +55,9 @@ def _error(status: int, code: str, detail: str, **headers: str) -> JSONResponse:
 
 async def _hub_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HubError)
+    if isinstance(exc, InvalidRows):  # the same shape, plus what is wrong on which line
+        return JSONResponse({"error": exc.code, "detail": exc.detail, "problems": exc.problems},
+                            status_code=exc.status)
     if isinstance(exc, TooManyRequests):
         return _error(exc.status, exc.code, exc.detail, **{"Retry-After": str(exc.retry_after_s)})
     return _error(exc.status, exc.code, exc.detail)

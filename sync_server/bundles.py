@@ -2,7 +2,7 @@
 
 Each publication gets the next version number of its (territory, kind) and is signed once,
 at publication, with the hub key; gateways fetch the newest with a conditional GET. The
-content of the access policy arrives with the access-control work; this is the mechanism.
+access policy's content is built in sync_server/access/policy.py; this is the mechanism.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sync_server.db.schema import bundles, territories
 from sync_server.errors import BadRequest
 from sync_server.keys import SigningKey
 
-__all__ = ["etag", "latest_bundle", "publish_bundle"]
+__all__ = ["etag", "latest_bundle", "lock_territory", "publish_bundle", "publish_locked"]
 
 
 def etag(kind: str, version: int) -> str:
@@ -38,29 +38,53 @@ def publish_bundle(
     expires_in_s: int,
 ) -> int:
     """Sign ``payload`` as the next version of ``kind`` for ``territory``; return the version."""
+    with engine.begin() as conn:
+        tid = territory_id(conn, territory)
+        lock_territory(conn, tid)
+        return publish_locked(conn, key, tid, territory, kind, payload,
+                              expires_in_s=expires_in_s)
+
+
+def lock_territory(conn: Connection, territory: int) -> None:
+    """Serialise the territory's publications and access changes until the transaction ends.
+
+    Two publications at once must not both take max + 1, and a policy must be built from the
+    badges as they are when it is signed: PostgreSQL locks the territory's row; SQLite's
+    BEGIN IMMEDIATE already serialises writers.
+    """
+    conn.execute(select(territories.c.id).where(territories.c.id == territory)
+                 .with_for_update())
+
+
+def publish_locked(
+    conn: Connection,
+    key: SigningKey,
+    territory: int,
+    territory_name: str,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    expires_in_s: int,
+) -> int:
+    """``publish_bundle`` inside the caller's transaction, which holds ``lock_territory``."""
     if kind not in BUNDLE_KINDS:
         raise BadRequest(f"bundle kind {kind!r} is not one of {', '.join(BUNDLE_KINDS)}")
     if expires_in_s <= 0:
         raise BadRequest(f"a bundle's lifetime must be positive, got {expires_in_s} s")
     issued = now_ms()
-    with engine.begin() as conn:
-        tid = territory_id(conn, territory)
-        # Two publications at once must not both take max + 1: lock the territory's row
-        # (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers).
-        conn.execute(select(territories.c.id).where(territories.c.id == tid).with_for_update())
-        current = conn.execute(select(func.max(bundles.c.version)).where(
-            bundles.c.territory_id == tid, bundles.c.kind == kind)).scalar()
-        version = int(current or 0) + 1
-        try:
-            envelope = sign_bundle(key.private, kind=kind, territory=territory,
-                                   version=version, issued_at_ms=issued,
-                                   expires_at_ms=issued + expires_in_s * 1000, payload=payload)
-        except BundleError as exc:
-            raise BadRequest(f"the {kind} payload cannot be signed: {exc}") from exc
-        conn.execute(bundles.insert().values(
-            territory_id=tid, kind=kind, version=version, issued_ms=issued,
-            expires_ms=issued + expires_in_s * 1000,
-            envelope=json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)))
+    current = conn.execute(select(func.max(bundles.c.version)).where(
+        bundles.c.territory_id == territory, bundles.c.kind == kind)).scalar()
+    version = int(current or 0) + 1
+    try:
+        envelope = sign_bundle(key.private, kind=kind, territory=territory_name,
+                               version=version, issued_at_ms=issued,
+                               expires_at_ms=issued + expires_in_s * 1000, payload=payload)
+    except BundleError as exc:
+        raise BadRequest(f"the {kind} payload cannot be signed: {exc}") from exc
+    conn.execute(bundles.insert().values(
+        territory_id=territory, kind=kind, version=version, issued_ms=issued,
+        expires_ms=issued + expires_in_s * 1000,
+        envelope=json.dumps(envelope, separators=(",", ":"), ensure_ascii=False)))
     return version
 
 

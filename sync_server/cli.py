@@ -8,27 +8,32 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import socket
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine
 
 from sync_server import admin
 from sync_server.bundles import publish_bundle
+from sync_server.cli_access import badge_app, policy_app, report_app
+from sync_server.cli_support import (
+    SETTINGS,
+    hub_engine,
+    hub_settings,
+    parse_duration,
+    print_table,
+    signing_key,
+    when,
+)
 from sync_server.db.engine import create_hub_engine
-from sync_server.db.migrate import current_revision, require_head, upgrade
+from sync_server.db.migrate import current_revision, upgrade
 from sync_server.errors import BadRequest, HubError
 from sync_server.keys import create_signing_key, load_signing_key
 from sync_server.queries import gateway_health
-from sync_server.settings import DEFAULT_DATA_DIR, HubSettings
+from sync_server.settings import DEFAULT_DATA_DIR
 
 __all__ = ["app", "main"]
 
@@ -44,13 +49,9 @@ bundle_app = typer.Typer(help="Signed configuration and policy bundles.",
                          no_args_is_help=True)
 for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory"),
                   (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
-                  (bundle_app, "bundle")):
+                  (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
+                  (report_app, "report")):
     app.add_typer(sub, name=name)
-
-_settings: dict[str, Any] = {}
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
 
 @app.callback()
 def configure(
@@ -77,44 +78,22 @@ def configure(
         help="Failed enrollments from one address before it must wait.")] = 10,
     enroll_window_s: Annotated[int, typer.Option(
         envvar="PONTON_HUB_ENROLL_WINDOW_S", help="How long failures count.")] = 900,
+    policy_lifetime_s: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_POLICY_LIFETIME_S",
+        help="How long a signed access policy stays valid (renewed past half of it).")]
+    = 7 * 86_400,
+    report_min_badges: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_REPORT_MIN_BADGES",
+        help="k: a published statistics cell needs at least k distinct badges.")] = 5,
 ) -> None:
     """Settings shared by every command."""
-    _settings.update(data_dir=data_dir, database_url=database_url,
+    SETTINGS.update(data_dir=data_dir, database_url=database_url,
                      signing_key_file=signing_key, demo=demo,
                      max_request_bytes=int(max_request_mb * 2**20),
                      max_decoded_bytes=int(max_decoded_mb * 2**20),
                      clock_tolerance_ms=int(clock_tolerance_s * 1000),
-                     enroll_max_failures=enroll_max_failures, enroll_window_s=enroll_window_s)
-
-
-def _hub_settings() -> HubSettings:
-    try:
-        return HubSettings(**_settings)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                             for e in exc.errors())
-        raise BadRequest(f"invalid settings: {problems}") from None
-
-
-def _engine(*, at_head: bool = True) -> Engine:
-    engine = create_hub_engine(_hub_settings().resolved_database_url)
-    if at_head:
-        require_head(engine)
-    return engine
-
-
-def parse_duration(text: str) -> int:
-    """Seconds in ``30m``, ``24h``, ``7d`` or ``3600s``."""
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise BadRequest(f"duration {text!r} is not like 30m, 24h, 7d or 3600s")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def _when(ms: int | None) -> str:
-    if ms is None:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                     enroll_max_failures=enroll_max_failures, enroll_window_s=enroll_window_s,
+                     policy_lifetime_s=policy_lifetime_s, report_min_badges=report_min_badges)
 
 
 @app.command()
@@ -133,7 +112,7 @@ def serve(
 
     from sync_server.app import create_app  # noqa: PLC0415
 
-    settings = _hub_settings()
+    settings = hub_settings()
     if upgrade_db:
         upgrade(create_hub_engine(settings.resolved_database_url))
     application = create_app(settings)
@@ -161,7 +140,7 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the schema to this version's."""
-    engine = _engine(at_head=False)
+    engine = hub_engine(at_head=False)
     upgrade(engine)
     typer.echo(f"database at revision {current_revision(engine)}")
 
@@ -169,14 +148,14 @@ def db_upgrade() -> None:
 @keys_app.command("init")
 def keys_init() -> None:
     """Create the signing key (once: gateways pin its public key)."""
-    key = create_signing_key(_hub_settings().resolved_signing_key_file)
-    typer.echo(f"signing key {key.key_id} written to {_hub_settings().resolved_signing_key_file}")
+    key = create_signing_key(hub_settings().resolved_signing_key_file)
+    typer.echo(f"signing key {key.key_id} written to {hub_settings().resolved_signing_key_file}")
 
 
 @keys_app.command("show")
 def keys_show() -> None:
     """Print the signing key's id and public key."""
-    settings = _hub_settings()
+    settings = hub_settings()
     key = load_signing_key(settings.resolved_signing_key_file, demo=False)
     typer.echo(f"key id {key.key_id}\npublic key {key.public_bytes.hex()}")
 
@@ -184,14 +163,14 @@ def keys_show() -> None:
 @territory_app.command("add")
 def territory_add(name: str) -> None:
     """Create a territory (with its badge pseudonymisation key)."""
-    admin.add_territory(_engine(), name)
+    admin.add_territory(hub_engine(), name)
     typer.echo(f"territory {name} created")
 
 
 @site_app.command("add")
 def site_add(territory: Annotated[str, typer.Option(help="Territory name.")], name: str) -> None:
     """Create a site in a territory."""
-    admin.add_site(_engine(), territory, name)
+    admin.add_site(hub_engine(), territory, name)
     typer.echo(f"site {name} created in {territory}")
 
 
@@ -205,11 +184,11 @@ def gateway_add(
         help="For an existing gateway: revoke its token and print a new code.")] = False,
 ) -> None:
     """Register a gateway and print its one-time enrollment code."""
-    enrollment = admin.add_gateway(_engine(), territory, site, name,
+    enrollment = admin.add_gateway(hub_engine(), territory, site, name,
                                    expires_in_s=parse_duration(expires_in), reissue=reissue)
     typer.echo(f"gateway {enrollment.gateway} ({territory}/{site})\n"
                f"enrollment code {enrollment.code} (single use, expires "
-               f"{_when(enrollment.expires_ms)})\n"
+               f"{when(enrollment.expires_ms)})\n"
                f"on the gateway: edge-agent provision --hub URL --code {enrollment.code}")
 
 
@@ -219,7 +198,7 @@ def gateway_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Gateways with last seen, the backlog they reported and their clock skew."""
-    engine = _engine()
+    engine = hub_engine()
     with engine.connect() as conn:
         tid = None if territory is None else admin.territory_id(conn, territory)
         rows = gateway_health(conn, tid)
@@ -231,11 +210,11 @@ def gateway_list(
     for row in rows:
         skew = row["clock_skew_ms"]
         table.add_row(row["territory"], row["site"], row["gateway"],
-                      "yes" if row["enrolled_ms"] else "no", _when(row["last_seen_ms"]),
+                      "yes" if row["enrolled_ms"] else "no", when(row["last_seen_ms"]),
                       "-" if row["backlog"] is None else f"{row['backlog']:,}",
                       "-" if skew is None else f"{skew / 1000:+.1f} s",
                       ", ".join(f"{k} {v}" for k, v in sorted(row["acked"].items())))
-    _print(table)
+    print_table(table)
 
 
 @token_app.command("add")
@@ -248,24 +227,24 @@ def token_add(
     """Create an operator token (printed once; the hub keeps only its hash)."""
     if (territory is None) == (not admin_token):
         raise BadRequest("give exactly one of --territory T or --admin")
-    typer.echo(admin.add_operator_token(_engine(), territory, name))
+    typer.echo(admin.add_operator_token(hub_engine(), territory, name))
 
 
 @token_app.command("list")
 def token_list() -> None:
     """Operator tokens: id, name, territory, created, revoked (never the secret)."""
     table = Table("id", "name", "territory", "created", "revoked")
-    for row in admin.operator_token_list(_engine()):
+    for row in admin.operator_token_list(hub_engine()):
         table.add_row(str(row["id"]), row["name"], row["territory"] or "(admin: all)",
-                      _when(row["created_ms"]), _when(row["revoked_ms"]) if row["revoked_ms"]
+                      when(row["created_ms"]), when(row["revoked_ms"]) if row["revoked_ms"]
                       else "-")
-    _print(table)
+    print_table(table)
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: Annotated[int, typer.Argument(help="Id from `token list`.")]) -> None:
     """Revoke an operator token at once."""
-    admin.revoke_operator_token(_engine(), token_id)
+    admin.revoke_operator_token(hub_engine(), token_id)
     typer.echo(f"token {token_id} revoked")
 
 
@@ -283,16 +262,9 @@ def bundle_publish(
         raise BadRequest(f"cannot read {file}: {exc}") from exc
     if not isinstance(payload, dict):
         raise BadRequest(f"{file} must hold a JSON object")
-    settings = _hub_settings()
-    key = load_signing_key(settings.resolved_signing_key_file, demo=settings.demo)
-    version = publish_bundle(_engine(), key, territory, kind, payload,
+    version = publish_bundle(hub_engine(), signing_key(), territory, kind, payload,
                              expires_in_s=parse_duration(expires_in))
     typer.echo(f"{kind} bundle version {version} published for {territory}")
-
-
-def _print(table: Table) -> None:
-    console = Console()
-    (console if console.is_terminal else Console(width=200)).print(table)
 
 
 def main() -> None:

@@ -6,10 +6,12 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
 
     HubError
     ├── SettingsError          the hub cannot start as configured (500 if ever raised late)
-    ├── BadRequest             400 malformed_batch, invalid_request
+    ├── BadRequest             400 malformed_batch, invalid_request, invalid_policy
+    │   ├── InvalidField       400 invalid_field (carries the field's name and the reason)
+    │   └── InvalidRows        400 invalid_rows (carries problems: line, field, reason)
     ├── Unauthorized           401 invalid_token, invalid_code
     ├── NotFound               404 not_found, no_bundle
-    ├── Conflict               409 seq_conflict, stream_type, already_exists
+    ├── Conflict               409 seq_conflict, stream_type, already_exists, no_policy_rules
     ├── TooLarge               413 too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     └── TooManyRequests        429 too_many_attempts (carries retry_after_s)
@@ -21,6 +23,8 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "HubError",
+    "InvalidField",
+    "InvalidRows",
     "NotFound",
     "SettingsError",
     "TooLarge",
@@ -53,6 +57,27 @@ class BadRequest(HubError):
 
     status = 400
     default_code = "invalid_request"
+
+
+class InvalidField(BadRequest):
+    """One field of a badge is wrong; ``field`` names it so a CSV report can point at it."""
+
+    default_code = "invalid_field"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class InvalidRows(BadRequest):
+    """Lines of an import are wrong; ``problems`` holds ``{line, field, reason}`` for each."""
+
+    default_code = "invalid_rows"
+
+    def __init__(self, detail: str, *, problems: list[dict[str, object]]) -> None:
+        super().__init__(detail)
+        self.problems = problems
 
 
 class Unauthorized(HubError):

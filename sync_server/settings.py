@@ -35,6 +35,10 @@ class HubSettings(BaseModel):
     clock_tolerance_ms: int = Field(default=120_000, gt=0)
     enroll_max_failures: int = Field(default=10, gt=0)
     enroll_window_s: int = Field(default=900, gt=0)
+    #: How long a signed access policy stays valid; renewed past half its life when fetched.
+    policy_lifetime_s: int = Field(default=7 * 86_400, gt=0)
+    #: k of the published service statistics: a cell needs at least k distinct badges.
+    report_min_badges: int = Field(default=5, ge=1)
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,7 +26,7 @@ def _ok(data_dir: Path, *args: str) -> str:
 
 
 def test_an_operator_sets_up_a_territory_from_nothing(tmp_path: Path) -> None:
-    assert "database at revision 0001" in _ok(tmp_path, "db", "upgrade")
+    assert "database at revision 0002" in _ok(tmp_path, "db", "upgrade")
     assert "signing key" in _ok(tmp_path, "keys", "init")
     _ok(tmp_path, "territory", "add", "dunkerque")
     _ok(tmp_path, "site", "add", "--territory", "dunkerque", "port-est")
@@ -95,7 +95,7 @@ def test_refusals_are_one_clear_line(registry: Path, args: tuple[str, ...], mess
 def test_commands_refuse_a_database_that_was_never_upgraded(tmp_path: Path) -> None:
     done = _run(tmp_path, "territory", "add", "x")
     assert (done.returncode, done.stderr.strip()) == (
-        2, "error: the database is at schema revision (empty), this hub needs 0001: run "
+        2, "error: the database is at schema revision (empty), this hub needs 0002: run "
            "`sync-server db upgrade` first")
 
 

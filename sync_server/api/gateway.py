@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edge_agent.codecs.bundle import BUNDLE_KINDS
 from edge_agent.records import now_ms
+from sync_server.access.policy import PolicySigner, refresh_policy
 from sync_server.api.context import Caller, State
 from sync_server.bundles import etag, latest_bundle
 from sync_server.db.engine import reading
@@ -124,9 +125,16 @@ def bundle(
     state: State,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """The newest signed bundle of ``kind`` for the caller's territory (304 if unchanged)."""
+    """The newest signed bundle of ``kind`` for the caller's territory (304 if unchanged).
+
+    A policy past half its life is signed again first, so it never expires while the
+    territory's gateways keep fetching it.
+    """
     if kind not in BUNDLE_KINDS:
         raise NotFound(f"no bundle kind {kind!r}; kinds: {', '.join(BUNDLE_KINDS)}")
+    if kind == "policy":
+        refresh_policy(state.engine, PolicySigner(state.key, state.settings.policy_lifetime_s),
+                       caller.territory_id)
     with reading(state.engine) as conn:
         found = latest_bundle(conn, caller.territory_id, kind)
     if found is None:

@@ -1,14 +1,19 @@
-"""Routes without a token: health and enrollment."""
+"""Routes without a token: health, enrollment, and each territory's open data."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
-from sqlalchemy import text
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select, text
+
+from sync_server.access.reports import service_statistics
 from sync_server.api.context import State
 from sync_server.db.engine import reading
+from sync_server.db.schema import territories
 from sync_server.enrollment import EnrollmentPolicy, redeem_code
+from sync_server.errors import NotFound
 
 __all__ = ["router"]
 
@@ -36,3 +41,20 @@ def enroll(body: EnrollRequest, request: Request, state: State) -> dict[str, obj
     policy = EnrollmentPolicy(state.settings.enroll_max_failures,
                               state.settings.enroll_window_s)
     return redeem_code(state.engine, body.code, client=client, policy=policy, key=state.key)
+
+
+@router.get("/open/{territory}/services")
+def open_services(
+    territory: Annotated[str, Path(max_length=64)],
+    state: State,
+    month: Annotated[str | None, Query(max_length=7)] = None,
+) -> dict[str, Any]:
+    """Service use by holder category and hour, k-anonymous: open data, no token."""
+    with reading(state.engine) as conn:
+        found = conn.execute(select(territories.c.id)
+                             .where(territories.c.name == territory)).scalar()
+        if found is None:
+            raise NotFound("no territory of that name")
+        report = service_statistics(conn, int(found), k=state.settings.report_min_badges,
+                                    month=month)
+    return {"territory": territory, **report}

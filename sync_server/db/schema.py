@@ -5,13 +5,15 @@ gateway), so every query can be scoped by the caller's territory and PostgreSQL 
 distribute by it (Citus). Records are keyed by ``(stream_id, seq)``: a stream belongs to
 one gateway, so that key is the protocol's ``(gateway, stream, seq)`` and the unique
 constraint that makes a replay harmless. Readings stay lean (no text per row): device and
-quantity live once in ``series``.
+quantity live once in ``series``. Badges are kept by pseudonym only: the raw card number never
+reaches a table.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Double,
     ForeignKey,
@@ -27,6 +29,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "badges",
     "bundles",
     "clock_corrections",
     "devices",
@@ -36,6 +39,7 @@ __all__ = [
     "gateways",
     "metadata",
     "operator_tokens",
+    "policy_rules",
     "readings",
     "series",
     "sites",
@@ -228,4 +232,38 @@ bundles = Table(
     #: The signed envelope exactly as gateways receive it.
     Column("envelope", Text, nullable=False),
     UniqueConstraint("territory_id", "kind", "version"),
+)
+
+badges = Table(
+    "badges",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    #: HMAC of the raw card number with the territory's badge key; the number is not kept.
+    Column("pseudonym", LargeBinary(16), nullable=False),
+    #: A category name of the territory's policy rules.
+    Column("category", String(_NAME), nullable=False),
+    #: UTC seconds; NULL means no start, or no end.
+    Column("valid_from_s", BigInteger),
+    Column("valid_until_s", BigInteger),
+    #: Revoked badges stay until their validity ends, so gates answer "revoked".
+    Column("revoked_ms", BigInteger),
+    Column("master", Boolean, nullable=False),
+    #: The operator's own reference (a berth, a contract); stays at the hub, never in bundles.
+    Column("label", String(128)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    UniqueConstraint("territory_id", "pseudonym"),
+)
+
+policy_rules = Table(
+    "policy_rules",
+    metadata,
+    #: One current rules document per territory.
+    Column("territory_id", ForeignKey("territories.id"), primary_key=True),
+    #: The rules as JSON, as checked by edge_agent.codecs.access_policy.parse_rules.
+    Column("rules", Text, nullable=False),
+    #: SHA-256 of the rules' canonical JSON: tells two uploads apart at a glance.
+    Column("digest", String(64), nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
 )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine
@@ -21,7 +22,21 @@ from sync_server import admin
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 
-__all__ = ["HubProcess", "Territory", "start_hub"]
+__all__ = ["ACCESS_RULES", "HubProcess", "Territory", "start_hub"]
+
+#: Policy rules for access tests: three categories, a zone, three services, a schedule.
+ACCESS_RULES: dict[str, Any] = {
+    "timezone": "Europe/Paris",
+    "categories": ["resident", "visitor", "staff"],
+    "zones": {"harbour": {}},
+    "services": ["pool", "library", "power"],
+    "schedules": {"day": {"windows": [{"days": "mon-sun", "start": "07:00", "end": "21:00"}]}},
+    "entitlements": [{"category": "resident", "zone": "harbour"},
+                     {"category": "staff", "zone": "harbour"},
+                     {"category": "resident", "service": "pool", "schedule": "day"}],
+    "gates": {"gate-a": {"zone": "harbour"}, "pool-gate": {"service": "pool"}},
+}
+
 
 @dataclass
 class Territory:
@@ -60,6 +75,12 @@ class HubProcess:
         answer.raise_for_status()
         identity: dict[str, str] = answer.json()
         return identity
+
+    def operator(self, territory: str) -> httpx.Client:
+        """An HTTP client holding ``territory``'s operator token (close it when done)."""
+        token = self.territory(territory).operator_token
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the process (SIGKILL to simulate a crash) and wait for it."""
