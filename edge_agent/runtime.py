@@ -17,20 +17,25 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from edge_agent.access.control import serve_control
+from edge_agent.access.controller import AccessController
+from edge_agent.access.engine import AccessEngine
+from edge_agent.access.readers import build_readers
+from edge_agent.codecs.bundle import VerifiedBundle
 from edge_agent.config import GatewayConfig
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
-from edge_agent.errors import ConfigError, EdgeError, StoreError
+from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
-from edge_agent.sync.identity import NOT_PROVISIONED, load_identity
+from edge_agent.sync.identity import NOT_PROVISIONED, Identity, load_identity
 from edge_agent.sync.loop import SyncLoop, declared_devices
 from edge_agent.sync.pull import BundlePuller
 
@@ -61,8 +66,9 @@ _MAX_WRITE_BACKOFF_S = 30.0
 _GATHER_READINGS_S = 1.0
 #: Tries at writing what is left once the buses have stopped, before giving up loudly.
 _FINAL_WRITE_ATTEMPTS = 3
-#: Events of these kinds go to the alarms stream, ahead of every other record.
-_ALARM_PREFIX = "alarm."
+#: Events of these kinds go to the alarms stream, ahead of every other record: alarms, and
+#: access decisions (staff and the hub see who went through a gate at once).
+_URGENT_PREFIXES = ("alarm.", "access.")
 
 
 class RecordBuffer:
@@ -71,10 +77,13 @@ class RecordBuffer:
     Records leave the buffer only once the outbox has them, so a failed write loses nothing.
     While the outbox cannot be written (disk full, I/O error), readings beyond
     ``max_readings`` are dropped oldest first and a ``gap`` event says what was dropped;
-    events are always kept. ``alarm.*`` events wait in their own list, for the alarms stream.
+    events are always kept. ``alarm.*`` and ``access.*`` events wait in their own list, for
+    the alarms stream. ``observer`` sees every reading on its way (pedestal sessions follow
+    their meters through it).
     """
 
     def __init__(self, max_readings: int = 100_000) -> None:
+        self.observer: Callable[[list[Reading]], None] | None = None
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.alarms: list[Event] = []
@@ -86,6 +95,8 @@ class RecordBuffer:
 
     def put_readings(self, readings: list[Reading]) -> None:
         """Queue the readings of one poll."""
+        if self.observer is not None:
+            self.observer(readings)
         self.readings.extend(readings)
         excess = len(self.readings) - self._max_readings
         if excess > 0:
@@ -100,8 +111,8 @@ class RecordBuffer:
         self.ready.set()
 
     def put_event(self, event: Event) -> None:
-        """Queue one event (an alarm when its kind starts with ``alarm.``)."""
-        (self.alarms if event.kind.startswith(_ALARM_PREFIX) else self.events).append(event)
+        """Queue one event (for the alarms stream when its kind is urgent)."""
+        (self.alarms if event.kind.startswith(_URGENT_PREFIXES) else self.events).append(event)
         self.ready.set()
         self.urgent.set()
 
@@ -162,6 +173,8 @@ class Gateway:
         self.sync: SyncLoop | None = None
         #: Why there is no push loop, for the status file.
         self._sync_note = ""
+        #: Readers, gates and pedestals, when the configuration has any.
+        self.access: AccessController | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -178,8 +191,12 @@ class Gateway:
                  sum(len(bus.devices) for bus in self.buses), self.data_dir / OUTBOX_FILE)
         client = None
         try:
-            client = await self._hub_client()
+            identity = await self._load_identity()
+            client = self._hub_client(identity)
+            bundles = self._bundle_store(identity)
+            self.access = await self._access_controller(identity, bundles)
             async with asyncio.TaskGroup() as group:
+                access_tasks = self._start_access(group)
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -191,13 +208,16 @@ class Gateway:
                 ]
                 group.create_task(self._write_until_drained(outbox), name="writer")
                 group.create_task(self._publish_status(outbox), name="status")
-                if client is not None:
+                if client is not None and bundles is not None:
+                    puller = BundlePuller(client, bundles, self.config.sync.bundle_interval_s,
+                                          on_accept=self._bundle_accepted)
                     self.sync = SyncLoop(outbox, client, self.config.sync,
-                                         devices=declared_devices(self.config),
-                                         puller=self._bundle_puller(client))
+                                         devices=declared_devices(self.config), puller=puller)
                     group.create_task(self.sync.run(stop), name="sync")
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
+                for task in access_tasks:
+                    task.cancel()  # no new relay command once the buses are stopping
                 for bus in self.buses:
                     bus.stop()
                 await asyncio.gather(*bus_tasks)
@@ -213,23 +233,54 @@ class Gateway:
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
 
-    def _bundle_puller(self, client: HubClient) -> BundlePuller:
-        """Fetches signed bundles into ``<data_dir>/bundles``, checked with the pinned key."""
-        identity = client.identity
-        store = BundleStore(self.data_dir / BUNDLES_DIR, identity.signing_public_key,
-                            identity.territory)
-        return BundlePuller(client, store, self.config.sync.bundle_interval_s)
-
-    async def _hub_client(self) -> HubClient | None:
-        """A client for the hub of ``identity.json``; None without sync (logged once).
-
-        A damaged identity file stops the sync, not the polling: records keep going to the
-        outbox, and the status file says what is wrong.
-        """
-        if not self.config.sync.enabled:
-            self._sync_note = "sync disabled in the configuration"
-            log.info("%s: records stay in the outbox", self._sync_note)
+    def _bundle_store(self, identity: Identity | None) -> BundleStore | None:
+        """The signed bundles in ``<data_dir>/bundles``, checked with the pinned hub key."""
+        if identity is None:
             return None
+        return BundleStore(self.data_dir / BUNDLES_DIR, identity.signing_public_key,
+                           identity.territory)
+
+    def _bundle_accepted(self, bundle: VerifiedBundle) -> None:
+        if bundle.kind == "policy" and self.access is not None:
+            self.access.engine.install_bundle(bundle)
+
+    async def _access_controller(self, identity: Identity | None,
+                                 bundles: BundleStore | None) -> AccessController | None:
+        """The readers, gates and pedestals of the configuration, with the policy held."""
+        config = self.config
+        if not (config.readers or config.gates or config.pedestals):
+            return None
+        engine = AccessEngine(identity.badge_key if identity is not None else None)
+        if bundles is not None:
+            await asyncio.to_thread(engine.reload, bundles)
+        else:
+            engine.problem = "gateway not provisioned: every badge is denied"
+        readers = build_readers(config)
+        access = AccessController(config, self.buses, engine, self.buffer.put_event, readers,
+                                  self.data_dir)
+        self.buffer.observer = access.observe
+        return access
+
+    def _start_access(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
+        access = self.access
+        if access is None:
+            return []
+
+        async def handle(request: dict[str, Any]) -> dict[str, Any]:
+            if request.get("command") != "open" or not isinstance(request.get("gate"), str):
+                raise ControlError('commands: {"command": "open", "gate": NAME}')
+            decision = await access.open_manually(request["gate"])
+            return {"granted": decision.granted, "reason": str(decision.reason)}
+
+        return [group.create_task(access.run(), name="access"),
+                group.create_task(serve_control(self.data_dir, handle), name="control")]
+
+    async def _load_identity(self) -> Identity | None:
+        """The gateway's enrollment, None when there is none (logged once, noted for status).
+
+        A damaged identity file stops the sync and the policy, not the polling: records keep
+        going to the outbox, and the status file says what is wrong.
+        """
         try:
             identity = await asyncio.to_thread(load_identity, self.data_dir)
         except ConfigError as exc:
@@ -239,6 +290,15 @@ class Gateway:
         if identity is None:
             self._sync_note = NOT_PROVISIONED
             log.warning("%s; records stay in the outbox until then", self._sync_note)
+        return identity
+
+    def _hub_client(self, identity: Identity | None) -> HubClient | None:
+        """A client for the hub of ``identity``; None without sync."""
+        if identity is None:
+            return None
+        if not self.config.sync.enabled:
+            self._sync_note = "sync disabled in the configuration"
+            log.info("%s: records stay in the outbox", self._sync_note)
             return None
         log.info("gateway %s of %s/%s syncs to %s", identity.gateway, identity.territory,
                  identity.site, identity.hub_url)
@@ -316,6 +376,7 @@ class Gateway:
             "streams": [stats_as_dict(s) for s in stats],
             "sync": self.sync.report(stats) if self.sync is not None else
                     {"note": self._sync_note},
+            "access": self.access.report() if self.access is not None else None,
         }
 
     def _write_status(self, outbox: Outbox) -> None:

@@ -22,7 +22,9 @@ was opened before. A connection gone dark under ``blackhole`` stays dark;
 is a TCP reset on both sides (``reset=False``: a plain close), after exactly the bytes up to
 the offset were forwarded. ``stats`` counts connections, refusals, cuts and bytes each way,
 each before the proxy acts on it, so a test that saw the effect (data, a reset) can read the
-counter at once; only ``active`` drops a moment after a connection ends.
+counter at once; only ``active`` drops a moment after a connection ends. With
+``capture=True`` the proxy also keeps every byte each connection sent upstream
+(``captured_upstream()``), for tests that check what a client put on the wire.
 
 Synchronous tests run the proxy in a thread with its own event loop (``with TcpProxy(...)``);
 asyncio tests run it in theirs (``async with TcpProxy(...)``). The fault methods and
@@ -104,6 +106,8 @@ class _Link:
     dark: bool = False
     #: Reset by ``refuse()`` (counted once, whichever way its next byte went).
     refused: bool = False
+    #: What the client sent, when the proxy captures.
+    sent: bytearray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +131,13 @@ class TcpProxy:
     """
 
     def __init__(self, target_host: str, target_port: int, *, max_connections: int = 64,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, capture: bool = False) -> None:
         # Resolved now, so that connecting never needs the loop's resolver thread.
         address = socket.getaddrinfo(target_host, target_port, type=socket.SOCK_STREAM)[0][4]
         self._target = (str(address[0]), int(address[1]))
         self._max_connections = max_connections
+        self._capture = capture
+        self._captured: list[bytearray] = []
         self._connect_timeout = connect_timeout
         self._lock = threading.Lock()
         self._fault = _Fault("pass")
@@ -257,6 +263,11 @@ class TcpProxy:
                 _LOOP_TIMEOUT_S)
         return self._drop_now()
 
+    def captured_upstream(self) -> list[bytes]:
+        """Every byte each connection sent towards the target, one item per connection."""
+        with self._lock:
+            return [bytes(sent) for sent in self._captured]
+
     @property
     def stats(self) -> ProxyStats:
         """The counters, as one consistent snapshot."""
@@ -300,6 +311,9 @@ class TcpProxy:
         with self._lock:
             self._counters["connections"] += 1
             link = _Link(self._fault)
+            if self._capture:
+                link.sent = bytearray()
+                self._captured.append(link.sent)
             self._adopt(link)
             refused = len(self._links) >= self._max_connections or link.fault.kind == "refuse"
             if refused:
@@ -380,6 +394,9 @@ class TcpProxy:
                 return "error"
             if not data:
                 return "eof"
+            if direction == "upstream" and link.sent is not None:
+                with self._lock:
+                    link.sent.extend(data)
             verdict = self._judge(link, direction, len(data))
             if verdict.delay:
                 await asyncio.sleep(verdict.delay)
