@@ -16,8 +16,14 @@ from typing import Any, ClassVar
 import pytest
 
 from edge_agent.drivers.readers import BadgePresented, BadgeReader, ReaderSettings, open_reader
-from edge_agent.errors import ConfigError, TransportError
-from edge_agent.profiles import ReaderProfile, load_reader_profile
+from edge_agent.errors import ConfigError, ProfileError, TransportError
+from edge_agent.profiles import (
+    ReaderProfile,
+    available_profiles,
+    available_reader_profiles,
+    load_reader_profile,
+    load_reader_profile_file,
+)
 from edge_agent.records import now_ms
 from simulators.readers import CardReaderSimulator, Pn532Simulator, StreamProtocol
 
@@ -353,3 +359,58 @@ def test_keyboard_wedge_without_evdev_says_how_to_install_it(
                               "/dev/input/event3")
     with pytest.raises(ConfigError, match=r"pip install 'ponton\[wedge\]'"):
         open_reader(settings)
+
+
+# --- reader profiles ------------------------------------------------------------------------
+
+
+def test_every_shipped_reader_profile_loads_with_its_protocol() -> None:
+    protocols = {profile_id: load_reader_profile(profile_id).reader.protocol
+                 for profile_id in available_reader_profiles()}
+    assert protocols == {"rdm6300": "rdm6300", "em18": "em18", "pn532-uart": "pn532",
+                         "usb-keyboard-wedge": "keyboard_wedge"}
+    assert not set(protocols) & set(available_profiles())
+
+
+@pytest.mark.parametrize(
+    ("reader", "says"),
+    [
+        ("{protocol: rdm6300, technology: iso14443a}",
+         ("x.yaml:5", "reader", "a rdm6300 reader reads em4100 cards, not iso14443a")),
+        ("{protocol: em18, technology: em4100, poll_interval_ms: 50}",
+         ("x.yaml:5", "poll_interval_ms and response_timeout_ms are for pn532 readers")),
+        ("{protocol: keyboard_wedge, technology: em4100}",
+         ("x.yaml:5", "a keyboard_wedge needs number_format")),
+        ("{protocol: keyboard_wedge, technology: em4100, number_format: dec}",
+         ("number_format dec needs card_bytes",)),
+        ("{protocol: pn532, technology: iso14443a, baudrate: 115200}",
+         ("x.yaml:5", "reader.baudrate", "unknown field")),
+        ("{protocol: rdm6301, technology: em4100}", ("reader.protocol", "rdm6300")),
+    ],
+)
+def test_broken_reader_profile_names_file_line_field_and_fix(
+    tmp_path: Path, reader: str, says: tuple[str, ...]
+) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(f"id: x\nmanufacturer: m\nmodel: m\ncategory: badge_reader\n"
+                    f"reader: {reader}\n", encoding="utf-8")
+    with pytest.raises(ProfileError) as caught:
+        load_reader_profile_file(path)
+    for fragment in says:
+        assert fragment in str(caught.value)
+
+
+def test_a_site_reader_profile_is_found_before_the_shipped_ones(tmp_path: Path) -> None:
+    (tmp_path / "rdm6300.yaml").write_text(
+        "id: rdm6300\nmanufacturer: site\nmodel: slow clone\ncategory: badge_reader\n"
+        "serial: {baudrate: 4800}\nreader: {protocol: rdm6300, technology: em4100}\n",
+        encoding="utf-8")
+    profile = load_reader_profile("rdm6300", extra_dirs=[tmp_path])
+    assert (profile.manufacturer, profile.serial.baudrate) == ("site", 4800)
+    wedge = tmp_path / "wedge.yaml"
+    wedge.write_text("id: wedge\nmanufacturer: m\nmodel: m\ncategory: badge_reader\n"
+                     "serial: {baudrate: 9600}\nreader: {protocol: keyboard_wedge, "
+                     "technology: em4100, number_format: hex, card_bytes: 5}\n",
+                     encoding="utf-8")
+    with pytest.raises(ProfileError, match="a keyboard wedge is an input device"):
+        load_reader_profile_file(wedge)
