@@ -92,7 +92,7 @@ class SyncSection(_Strict):
         default=300, gt=0, le=86_400, description="Longest wait between tries at the hub."
     )
     bundle_interval_s: float = Field(
-        default=300, gt=0, le=86_400,
+        default=60, gt=0, le=86_400,
         description="Wait between looks for new signed bundles (configuration, policy).",
     )
 
