@@ -3,13 +3,15 @@
 The "field" runs in this process: a feeder meter on Modbus TCP, and an RS-485 line (a pty
 with 9600-baud line timing) carrying four berth meters, a water pulse counter and a relay
 board. Berth meter A5 is configured but absent, so it goes offline; halfway through, berth
-A4's cable is "cut" for a while and then mended. The agent runs as its own process
+A4's cable is "cut" for a while and then mended. At the pontoon gate a badge reader (an
+RDM6300 on its own pty) sees a card every few seconds, in turn a boater's, an unknown card
+and a revoked one: the agent decides from the policy the hub signed, pulses the gate relay on
+the relay board (or not), and the decision shows in the status and at the hub. The agent
+runs as its own process
 (``edge-agent run``) on embedded defaults, with its outbox in ``demo-data/``, provisioned
 into a sync hub that runs as a third process (SQLite in ``demo-data/hub/``; see
 simulators/demo_hub.py). The screen shows each device's health, the outbox draining to the
 hub, and the newest values the hub holds, live, until Ctrl-C (or ``--duration``).
-
-Later work adds a badge gate to this same demo.
 """
 
 from __future__ import annotations
@@ -32,13 +34,18 @@ from edge_agent.profiles import load_profile
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
 from edge_agent.status import gateway_report, report_view
 from edge_agent.sync.identity import IDENTITY_FILE
-from simulators.demo_hub import DemoHub
+from simulators.demo_hub import BOATER_CARD, REVOKED_CARD, UNKNOWN_CARD, DemoHub
 from simulators.modbus import Fault, LineSettings, ModbusSimulator, SimulatedMeter
+from simulators.modbus.relay_board import SimulatedRelayBoard
+from simulators.readers import CardReaderSimulator
 
 __all__ = ["main"]
 
 #: When berth A4's cable is cut and mended, in seconds from the start.
 CABLE_CUT_S = (20.0, 35.0)
+#: A card at the pontoon gate this often, in turn: a boater's, an unknown one, a revoked one.
+CARD_EVERY_S = 5.0
+CARDS = (BOATER_CARD, UNKNOWN_CARD, REVOKED_CARD)
 
 GATEWAY_TOML = """\
 # Written by the demo (python -m simulators.demo); edit freely and run
@@ -85,6 +92,18 @@ bus = "pontoon-a"
 profile = "waveshare-relay-8ch"
 unit = 20
 interval_s = 2
+
+[[readers]]
+name = "reader-gate-a"
+profile = "rdm6300"
+port = "{reader}"
+gate = "gate-a"
+
+[[gates]]
+name = "gate-a"
+relay = "relays-a"
+channel = 1
+pulse_ms = 700
 """
 
 BERTH = """
@@ -105,6 +124,8 @@ class Field:
     def __init__(self) -> None:
         self.tcp = ""
         self.serial = ""
+        self.reader = CardReaderSimulator("rdm6300")
+        self.board = SimulatedRelayBoard(20)
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -116,7 +137,7 @@ class Field:
         berths = [SimulatedMeter(unit, load_profile("eastron-sdm120"), seed=unit)
                   for unit in range(1, 5)]
         pontoon_meters = [*berths, SimulatedMeter(10, load_profile("isma-sfar-4di")),
-                          SimulatedMeter(20, load_profile("waveshare-relay-8ch"))]
+                          self.board]
         async with (
             ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm630"))]) as office,
             ModbusSimulator(pontoon_meters, transport="rtu", line=LineSettings(9600),
@@ -127,6 +148,7 @@ class Field:
             await self._stop.wait()
 
     def start(self) -> None:
+        self.reader.open()
         self._thread.start()
         if not self._ready.wait(10):
             raise SystemExit("the simulated devices did not start")
@@ -139,10 +161,20 @@ class Field:
         meter = pontoon.meter(unit)
         loop.call_soon_threadsafe(meter.set_fault, Fault.no_reply() if cut else Fault.none())
 
+    def present(self, card: bytes) -> None:
+        """Hold ``card`` to the gate's reader (three frames, as an RDM6300 repeats them)."""
+        frame = self.reader.frame(card)
+        self.reader.send(frame * 3)
+
+    def gate_pulses(self) -> int:
+        """How many times the gate relay was pulsed."""
+        return len(self.board.pulses(1))
+
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+        self.reader.close()
 
 
 def prepare(data_dir: Path, field: Field) -> Path:
@@ -154,7 +186,8 @@ def prepare(data_dir: Path, field: Field) -> Path:
     config = data_dir / "gateway.toml"
     berths = "".join(BERTH.format(unit=unit) for unit in range(1, 6))
     config.write_text(GATEWAY_TOML.format(config=config, tcp=field.tcp, serial=field.serial,
-                                          berths=berths), encoding="utf-8")
+                                          berths=berths, reader=field.reader.path),
+                      encoding="utf-8")
     return config
 
 
@@ -196,8 +229,11 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
     console.print(f"field: feeder on tcp {field.tcp}, pontoon-a on {field.serial} (9600 baud)")
     console.print(f"hub: {hub.url} (sync-server, SQLite in {hub.data_dir})")
     console.print(f"agent: edge-agent run --config {config}  (log: {log})")
+    console.print(f"gate: reader on {field.reader.path}, barrier on relays-a channel 1; "
+                  f"cards {', '.join(card.hex() for card in CARDS)} (boater, unknown, revoked)")
     started = time.monotonic()
     cable_cut = False
+    cards_shown = 0
     try:
         with agent_process(config, log) as agent, Live(console=console, auto_refresh=False,
                                                       transient=not live) as screen:
@@ -209,21 +245,26 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
                 if should_cut != cable_cut:
                     field.cut_cable(4, should_cut)
                     cable_cut = should_cut
+                if elapsed >= (cards_shown + 1) * CARD_EVERY_S:
+                    field.present(CARDS[cards_shown % len(CARDS)])
+                    cards_shown += 1
                 title = (f"[bold]Ponton demo[/] {elapsed:.0f} s - berth A4 cable "
                          f"{'[red]cut[/]' if cable_cut else 'ok'} (cut at {CABLE_CUT_S[0]:.0f} s,"
                          f" mended at {CABLE_CUT_S[1]:.0f} s); berth A5 is configured but absent"
-                         " - Ctrl-C to stop")
+                         f" - gate opened {field.gate_pulses()} times - Ctrl-C to stop")
                 if live:
                     screen.update(Group(title, report_view(gateway_report(data_dir)),
                                         hub.view()), refresh=True)
                 else:
-                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, hub)}")
+                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, hub)}; gate opened "
+                                  f"{field.gate_pulses()} times")
                 time.sleep(1.0)
     except KeyboardInterrupt:
         pass
     finally:
         field.stop()
-    console.print(f"stopped. {summary(data_dir, hub)}")
+    console.print(f"stopped. {summary(data_dir, hub)}; gate opened {field.gate_pulses()} "
+                  f"times for {cards_shown} cards presented")
     hub.stop()
     console.print(f"inspect it: edge-agent status --config {config}")
 

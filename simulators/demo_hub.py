@@ -15,19 +15,38 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Group
 from rich.table import Table
+from sqlalchemy import Engine
 
 from simulators.hub_process import spawn_hub, stop_process
 from sync_server import admin
+from sync_server.access.badge_input import BadgeText
+from sync_server.access.policy import PolicySigner, set_rules
+from sync_server.access.registry import BadgeRef, add_badge, revoke_badge
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
+from sync_server.keys import load_signing_key
 
-__all__ = ["DemoHub"]
+__all__ = ["BOATER_CARD", "REVOKED_CARD", "UNKNOWN_CARD", "DemoHub"]
 
 TERRITORY = "dunkerque"
 SITE = "port-du-grand-large"
 GATEWAY = "demo-marina"
 _SHOWN_QUANTITIES = ("voltage", "active_power", "active_energy_import")
+#: EM4100 cards (version byte and number) shown at the demo's gate.
+BOATER_CARD = bytes.fromhex("0100a1b2c3")
+REVOKED_CARD = bytes.fromhex("01000badc0")
+UNKNOWN_CARD = bytes.fromhex("01deadbeef")
+#: The marina's rules: boaters and staff through the pontoon gate, at any hour.
+ACCESS_RULES = {
+    "timezone": "Europe/Paris",
+    "categories": ["boater", "staff"],
+    "zones": {"pontoon-a": {}},
+    "entitlements": [{"category": "boater", "zone": "pontoon-a"},
+                     {"category": "staff", "zone": "pontoon-a"}],
+    "gates": {"gate-a": {"zone": "pontoon-a"}},
+}
 
 
 class DemoHub:
@@ -51,12 +70,22 @@ class DemoHub:
             admin.add_site(engine, TERRITORY, SITE)
             self._token = admin.add_operator_token(engine, TERRITORY, "demo")
             self._code = admin.add_gateway(engine, TERRITORY, SITE, GATEWAY).code
+            self._publish_access(engine)
         finally:
             engine.dispose()
         try:
             self.url, self._process = spawn_hub(self.data_dir)
         except RuntimeError as exc:
             raise SystemExit(str(exc)) from exc
+
+    def _publish_access(self, engine: Engine) -> None:
+        """The policy an operator would set: the rules, a boater's badge, a revoked one."""
+        signer = PolicySigner(load_signing_key(self.data_dir / "signing-key.pem", demo=True),
+                              lifetime_s=7 * 86_400)
+        set_rules(engine, signer, TERRITORY, ACCESS_RULES)
+        for card, label in ((BOATER_CARD, "berth A1"), (REVOKED_CARD, "lost card")):
+            add_badge(engine, signer, TERRITORY, BadgeText(card.hex(), "boater", label=label))
+        revoke_badge(engine, signer, TERRITORY, BadgeRef(REVOKED_CARD.hex()))
 
     def provision(self, config: Path) -> None:
         """Enroll the demo gateway as an installer would, with its one-time code."""
@@ -74,10 +103,16 @@ class DemoHub:
             gateways = httpx.get(f"{self.url}/v1/gateways", headers=headers, timeout=5).json()
             latest = httpx.get(f"{self.url}/v1/latest", headers=headers, timeout=5,
                                params={"gateway": GATEWAY}).json()
-        except (httpx.HTTPError, ValueError):
+            decisions = [
+                event for kind in ("access.granted", "access.denied")
+                for event in httpx.get(f"{self.url}/v1/events", headers=headers, timeout=5,
+                                       params={"kind": kind, "limit": 3}).json()["events"]]
+        except (httpx.HTTPError, ValueError, KeyError):
             return {}
         rows = gateways.get("gateways", [])
-        return {"gateway": rows[0] if rows else {}, "latest": latest.get("values", [])}
+        decisions.sort(key=lambda event: event["ts_ms"], reverse=True)
+        return {"gateway": rows[0] if rows else {}, "latest": latest.get("values", []),
+                "decisions": decisions[:3]}
 
     def summary(self) -> str:
         """One line: how many records of each stream the hub holds."""
@@ -85,8 +120,8 @@ class DemoHub:
         held = ", ".join(f"{count} {stream}" for stream, count in sorted(acked.items()))
         return f"hub {self.url}: {held or 'nothing yet'}"
 
-    def view(self) -> Table:
-        """The newest values the hub holds for the berth meters."""
+    def view(self) -> Group:
+        """The newest values the hub holds for the berth meters, and its newest decisions."""
         report = self.report()
         table = Table(title=f"at the hub ({self.url}, territory {TERRITORY}): "
                             f"{self.summary().split(': ', 1)[1]}")
@@ -98,7 +133,14 @@ class DemoHub:
                 age = max(0, now_ms - value["ts_ms"]) / 1000
                 table.add_row(value["device"], value["quantity"], f"{value['value']}",
                               f"{age:.0f} s")
-        return table
+        decisions = Table(title="access decisions at the hub (newest first)")
+        for column in ("gate", "decision", "reason", "badge (pseudonym)"):
+            decisions.add_column(column)
+        for event in report.get("decisions", []):
+            attrs = event["attrs"]
+            decisions.add_row(event["device"], event["kind"].removeprefix("access."),
+                              attrs.get("reason", ""), attrs.get("badge", "-")[:16])
+        return Group(table, decisions)
 
     def stop(self) -> None:
         """Stop the hub process."""
