@@ -71,10 +71,11 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    """Routing errors (no such path, wrong method) in the protocol's error shape too."""
+    """Routing and body-parsing errors (no such path, wrong method, JSON too deep to parse)
+    in the protocol's error shape too."""
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code,
-                                                             f"http_{exc.status_code}")
+    codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+    code = codes.get(exc.status_code, f"http_{exc.status_code}")
     return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
 
 

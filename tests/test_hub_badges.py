@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import itertools
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,8 +23,9 @@ from sqlalchemy import select
 from edge_agent.codecs.access_policy import NO_END, AccessPolicy, parse_policy
 from edge_agent.codecs.bundle import verify_bundle
 from edge_agent.codecs.pseudonyms import pseudonym
+from edge_agent.records import now_ms
 from sync_server.db.schema import metadata
-from tests.helpers.hub import ACCESS_RULES, HubProcess
+from tests.helpers.hub import ACCESS_RULES, HubProcess, start_hub
 
 _territories = itertools.count(1)
 _PARIS = ZoneInfo("Europe/Paris")
@@ -325,3 +328,27 @@ def test_no_card_number_is_stored_anywhere(site: Site) -> None:
             assert bytes.fromhex(card) not in dump
             assert card.encode() not in dump
             assert card.lower().encode() not in dump
+
+
+def test_an_unchanged_policy_is_signed_again_before_it_expires(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PONTON_HUB_POLICY_LIFETIME_S", "4")
+    with start_hub(tmp_path) as hub:
+        identity = hub.enroll("refresh", "gw1")
+        with hub.operator("refresh") as operator:
+            operator.put("/v1/policy/rules", json=ACCESS_RULES)
+            operator.post("/v1/badges", json={"number": _CARDS[0], "category": "staff"})
+        site = Site(hub, "refresh", operator, identity["token"],
+                    base64.b64decode(identity["signing_public_key"]),
+                    base64.b64decode(identity["badge_key"]))
+        first = site.policy()
+        assert first.version == 2
+        assert first.expires_at_ms - now_ms() <= 4000
+        assert site.policy().version == 2, "fresh: served as it is"
+        time.sleep(2.2)  # past half its life
+        renewed = site.policy()
+        assert renewed.version == 3
+        assert renewed.expires_at_ms > first.expires_at_ms
+        assert renewed.badges.find(site.card(_CARDS[0])) is not None
+        assert site.policy().version == 3, "renewed once, not at every fetch"

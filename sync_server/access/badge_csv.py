@@ -70,7 +70,7 @@ def read_badge_csv(text: str) -> tuple[list[tuple[int, BadgeText]], list[Problem
             if not any(cell.strip() for cell in cells):
                 continue
             if len(rows) == MAX_ROWS:
-                return rows, [Problem(line, "-", f"more than {MAX_ROWS} badges: split the file")]
+                return [], [Problem(line, "-", f"more than {MAX_ROWS} badges: split the file")]
             problem = _cells_problem(line, cells, len(columns))
             if problem is not None:
                 problems.append(problem)

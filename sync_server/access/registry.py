@@ -109,7 +109,8 @@ def import_badges(engine: Engine, signer: PolicySigner, territory: int | str, da
     """Register every badge of a CSV file (badge_csv) and publish once.
 
     InvalidRows lists ``(line, field, reason)`` and nothing is stored, unless ``partial``:
-    then the good lines are stored and the problems come back with the result.
+    then the good lines are stored and the problems come back with the result (a file
+    with no good line at all is still refused).
     """
     rows, problems = read_badge_csv(decode_csv(data))
     with changing(engine, territory) as (conn, access):
@@ -134,7 +135,7 @@ def import_badges(engine: Engine, signer: PolicySigner, territory: int | str, da
                 continue
             accepted.append(fields)
         problems.sort(key=lambda problem: problem.line)
-        if problems and not partial:
+        if problems and not (partial and accepted):
             raise InvalidRows(
                 f"{len(problems)} problem(s) in the file, nothing was imported"
                 + (f" (the first {MAX_REPORTED} are listed)" if len(problems) > MAX_REPORTED

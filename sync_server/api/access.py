@@ -33,6 +33,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["access"])
 
 _Month = Annotated[str | None, Query(max_length=7)]
+#: A category name (access_policy's names); refused before it reaches the database.
+_CATEGORY = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
 def territory_of(scope: Operator) -> int:
@@ -85,7 +87,7 @@ def _length(length: int | None) -> str:
 def list_badges(
     territory: Territory,
     state: State,
-    category: Annotated[str | None, Query(max_length=64)] = None,
+    category: Annotated[str | None, Query(pattern=_CATEGORY)] = None,
     revoked: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LISTED)] = 1000,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,

@@ -19,6 +19,9 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["public"])
 
+#: A territory name (admin.py); anything else is refused before it reaches the database.
+_TERRITORY = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
 
 class EnrollRequest(BaseModel):
     """The one-time code an operator gave the installer."""
@@ -45,7 +48,7 @@ def enroll(body: EnrollRequest, request: Request, state: State) -> dict[str, obj
 
 @router.get("/open/{territory}/services")
 def open_services(
-    territory: Annotated[str, Path(max_length=64)],
+    territory: Annotated[str, Path(pattern=_TERRITORY)],
     state: State,
     month: Annotated[str | None, Query(max_length=7)] = None,
 ) -> dict[str, Any]:
