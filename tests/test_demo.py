@@ -1,4 +1,4 @@
-"""The README's demo, run as a user runs it, for a few seconds."""
+"""The README's demo, run as a user runs it, for a few seconds: meters, hub and the gate."""
 
 from __future__ import annotations
 
@@ -24,10 +24,15 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
     stats = {s.name: s for s in read_stats(tmp_path / OUTBOX_FILE)}
     assert stats["readings"].last_seq > 100
     assert stats["readings"].acked_seq > 0, "readings reached the hub"
-    held = re.search(r"hub http://127\.0\.0\.1:\d+: \d+ events, (\d+) readings",
-                     result.stdout.splitlines()[-2])
+    last = result.stdout.splitlines()[-2]
+    held = re.search(r"hub http://127\.0\.0\.1:\d+: (\d+) alarms, .*?(\d+) readings", last)
     assert held is not None, result.stdout
-    assert int(held.group(1)) >= stats["readings"].acked_seq
+    assert int(held.group(2)) >= stats["readings"].acked_seq
+    # The boater's card at 5 s opened the gate, and the decision (an alarm) reached the hub.
+    gate = re.search(r"gate opened (\d+) times for (\d+) cards presented", last)
+    assert gate is not None, result.stdout
+    assert int(gate.group(1)) >= 1
+    assert int(held.group(1)) >= 1
     log = (tmp_path / "agent.log").read_text(encoding="utf-8")
     assert "stopped; outbox closed" in log
     assert "Traceback" not in log
