@@ -85,8 +85,9 @@ def badge_add(
     = None,
     valid_from: Annotated[str, typer.Option(help="ISO 8601 date or date-time.")] = "",
     valid_until: Annotated[str, typer.Option(help="ISO 8601; a date means to its end.")] = "",
-    master: Annotated[bool, typer.Option(help="Opens every gate, even in locked mode.")]
-    = False,
+    master: Annotated[bool, typer.Option(
+        help="Staff master badge: any gate in normal mode, and fail-secure gates once the "
+        "policy has expired (locked gates stay shut).")] = False,
     label: Annotated[str, typer.Option(help="Your reference (berth, contract); stays here.")]
     = "",
 ) -> None:
