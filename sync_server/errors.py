@@ -6,12 +6,14 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
 
     HubError
     ├── SettingsError          the hub cannot start as configured (500 if ever raised late)
-    ├── BadRequest             400 malformed_batch, invalid_request, invalid_policy
+    ├── BadRequest             400 malformed_batch, invalid_request, invalid_policy,
+    │   │                          territory_required
     │   ├── InvalidField       400 invalid_field (carries the field's name and the reason)
     │   └── InvalidRows        400 invalid_rows (carries problems: line, field, reason)
     ├── Unauthorized           401 invalid_token, invalid_code
     ├── NotFound               404 not_found, no_bundle
-    ├── Conflict               409 seq_conflict, stream_type, already_exists, no_policy_rules
+    ├── Conflict               409 seq_conflict, stream_type, already_exists, no_policy_rules,
+    │                              revoked
     ├── TooLarge               413 too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     └── TooManyRequests        429 too_many_attempts (carries retry_after_s)

@@ -112,7 +112,7 @@ def test_consumption_per_badge_pedestal_and_month(port: Port) -> None:
 
 
 def _uses(port: Port, count: int, hour: str, service: str = "pool") -> list[Event]:
-    return [Event("access.granted", "pool-gate", _ms(f"2026-11-0{1 + i % 5}T{hour}+01:00"), {
+    return [Event("access.granted", "pool-gate", _ms(f"2025-11-0{1 + i % 5}T{hour}+01:00"), {
         "reason": "granted", "policy_version": 2, "badge": port.badge(f"AA{i:08X}"),
         "category": "resident", "service": service}) for i in range(count)]
 
@@ -123,21 +123,21 @@ def test_service_cells_under_k_badges_are_not_published(port: Port) -> None:
         *_uses(port, 5, "14:05:00"),                   # 5 badges at 14h: published
         *_uses(port, 5, "14:40:00"),                   # the same 5 again: 10 uses, 5 badges
         *_uses(port, 3, "09:00:00", service="library"),
-        Event("access.granted", "pool-gate", _ms("2026-11-02T14:10:00+01:00"),
+        Event("access.granted", "pool-gate", _ms("2025-11-02T14:10:00+01:00"),
               {"reason": "manual", "policy_version": 2, "service": "pool"}),
-        Event("access.denied", "pool-gate", _ms("2026-11-02T14:10:00+01:00"),
+        Event("access.denied", "pool-gate", _ms("2025-11-02T14:10:00+01:00"),
               {"reason": "unknown_badge", "policy_version": 2, "badge": "ab" * 16,
                "service": "pool"}),
     ])
-    report = port.report("services", month="2026-11")
+    report = port.report("services", month="2025-11")
     assert report["k"] == 5
     assert report["cells"] == [
         {"service": "pool", "category": "resident", "hour": 14, "uses": 10, "badges": 5}]
     assert report["suppressed_cells"] == 2
-    assert port.report("services", month="2026-10")["cells"] == []
+    assert port.report("services", month="2025-10")["cells"] == []
 
     public = httpx.get(f"{port.hub.url}/v1/open/{port.territory}/services",
-                       params={"month": "2026-11"}, timeout=10)
+                       params={"month": "2025-11"}, timeout=10)
     assert public.status_code == 200, public.text
     assert public.json() == {"territory": port.territory, **report}
     for text in (public.text, str(report)):
@@ -152,15 +152,17 @@ def test_service_cells_under_k_badges_are_not_published(port: Port) -> None:
         ("/v1/reports/consumption", {"month": "26-1"}, 400, "invalid_request"),
         ("/v1/reports/consumption", {"month": "x" * 5000}, 400, "invalid_request"),
         ("/v1/reports/services", {"month": "0000-01"}, 400, "invalid_request"),
-        ("/v1/open/nowhere/services", {}, 404, "not_found"),
-        ("/v1/open/" + "x" * 300 + "/services", {}, 400, "invalid_request"),
-        ("/v1/open/%00/services", {}, 400, "invalid_request"),
-        ("/v1/open/Nowhere/services", {}, 400, "invalid_request"),
+        ("/v1/open/nowhere/services", {"month": "2026-11"}, 404, "not_found"),
+        ("/v1/open/" + "x" * 300 + "/services", {"month": "2026-11"}, 400, "invalid_request"),
+        ("/v1/open/%00/services", {"month": "2026-11"}, 400, "invalid_request"),
+        ("/v1/open/Nowhere/services", {"month": "2026-11"}, 400, "invalid_request"),
+        ("/v1/open/nowhere/services", {}, 400, "invalid_request"),
+        ("/v1/open/{territory}/services", {"month": "2999-01"}, 400, "invalid_request"),
     ],
 )
 def test_bad_report_requests_are_refused_in_the_error_shape(
     port: Port, path: str, params: dict[str, str], status: int, error: str
 ) -> None:
-    answer = port.operator.get(path, params=params)
+    answer = port.operator.get(path.format(territory=port.territory), params=params)
     assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text
     assert set(answer.json()) == {"error", "detail"}

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
-from sync_server.access.reports import service_statistics
+from edge_agent.records import now_ms
+from sync_server.access.policy import territory_timezone
+from sync_server.access.reports import month_range, service_statistics
 from sync_server.api.context import State
 from sync_server.db.engine import reading
 from sync_server.db.schema import territories
 from sync_server.enrollment import EnrollmentPolicy, redeem_code
-from sync_server.errors import NotFound
+from sync_server.errors import BadRequest, NotFound
 
 __all__ = ["router"]
 
@@ -50,14 +52,20 @@ def enroll(body: EnrollRequest, request: Request, state: State) -> dict[str, obj
 def open_services(
     territory: Annotated[str, Path(pattern=_TERRITORY)],
     state: State,
-    month: Annotated[str | None, Query(max_length=7)] = None,
+    month: Annotated[str, Query(max_length=7)],
 ) -> dict[str, Any]:
-    """Service use by holder category and hour, k-anonymous: open data, no token."""
+    """Service use by holder category and hour in one month, k-anonymous: open data.
+
+    Ended months only: they never overlap and never change, so no two published figures can
+    be subtracted to reveal a suppressed cell or one person's visit of the day.
+    """
     with reading(state.engine) as conn:
         found = conn.execute(select(territories.c.id)
                              .where(territories.c.name == territory)).scalar()
         if found is None:
             raise NotFound("no territory of that name")
+        if month_range(month, territory_timezone(conn, int(found)))[1] > now_ms():
+            raise BadRequest(f"month {month} has not ended; open data covers ended months")
         report = service_statistics(conn, int(found), k=state.settings.report_min_badges,
                                     month=month)
     return {"territory": territory, **report}
