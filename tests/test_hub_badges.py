@@ -307,6 +307,11 @@ def test_rules_cannot_drop_a_category_badges_still_hold(site: Site) -> None:
     assert record is not None
     assert record.category == 1, "categories are stored by name, indexed at publication"
 
+    site.operator.post("/v1/badges/revoke", json={"number": _CARDS[0]})
+    assert site.operator.put("/v1/policy/rules", json=rules).status_code == 200, (
+        "revoked badges do not hold a category back")
+    assert site.policy().badges.find(site.card(_CARDS[0])) is None
+
 
 def test_no_card_number_is_stored_anywhere(site: Site) -> None:
     site.import_csv(_CSV)

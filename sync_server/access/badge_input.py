@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from edge_agent.codecs.badge_numbers import FORMS, parse_printed
@@ -112,9 +112,17 @@ def _instant(field: str, text: str, timezone: ZoneInfo, *, end_of_day: bool) -> 
         moment = moment.replace(tzinfo=timezone)
     if not 1970 <= moment.year <= 2105:  # what the policy's 32-bit seconds can hold
         raise InvalidField(field, f"{text!r} is outside 1970-2105")
-    if len(text) == 10 and end_of_day:  # a date alone: valid to the end of that day
+    if end_of_day and _is_date(text):  # a date alone: valid to the end of that day
         moment = datetime.combine(moment.date() + timedelta(days=1), time(), timezone)
     return max(1, int(moment.timestamp()))
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _flag(text: str) -> bool:

@@ -135,7 +135,7 @@ def set_rules(engine: Engine, signer: PolicySigner, territory: int | str,
     """Check and store ``territory``'s rules, then publish; return the policy's version.
 
     Refused with the gateways' own message when ``parse_rules`` refuses them, and when a
-    category still held by a badge that has not expired disappears.
+    category still held by an active badge disappears (revoked badges do not hold one back).
     """
     document = _json_ready(rules)
     try:
@@ -147,7 +147,7 @@ def set_rules(engine: Engine, signer: PolicySigner, territory: int | str,
         held = conn.execute(
             select(badges.c.category, func.count()).where(
                 badges.c.territory_id == access.id, _not_expired(now_ms() // 1000),
-                badges.c.category.not_in(parsed.categories))
+                badges.c.revoked_ms.is_(None), badges.c.category.not_in(parsed.categories))
             .group_by(badges.c.category).order_by(badges.c.category)).all()
         if held:
             still = ", ".join(f"{category} ({count} badges)" for category, count in held)
@@ -175,7 +175,9 @@ def publish_policy_in(conn: Connection, signer: PolicySigner, access: TerritoryA
     """Sign the rules and every badge whose validity has not ended; return the version.
 
     Revoked badges stay in the policy until their validity ends, so a gate answers
-    "revoked" rather than "unknown"; badges whose validity ended are left out.
+    "revoked" rather than "unknown"; badges whose validity ended are left out, and so are
+    revoked badges of a category the rules dropped (set_rules keeps active ones from
+    losing theirs): a gate denies them as unknown.
     """
     rules = access.require_rules()
     index = {name: number for number, name in enumerate(access.categories)}
@@ -185,7 +187,7 @@ def publish_policy_in(conn: Connection, signer: PolicySigner, access: TerritoryA
     records = [BadgeRecord(bytes(row.pseudonym), index[row.category], row.valid_from_s or 0,
                            NO_END if row.valid_until_s is None else row.valid_until_s,
                            row.revoked_ms is not None, bool(row.master))
-               for row in conn.execute(query)]
+               for row in conn.execute(query) if row.category in index]
     payload = policy_payload(rules, pack_badges(records))
     return publish_locked(conn, signer.key, access.id, access.name, "policy", payload,
                           expires_in_s=signer.lifetime_s)

@@ -55,7 +55,7 @@ class BadgeRef:
     def resolve(self, key: bytes) -> bytes:
         """The pseudonym this reference names in the territory whose badge key is ``key``."""
         if (self.number is None) == (self.pseudonym is None):
-            raise BadRequest("name the badge by its number or by its pseudonym, not both")
+            raise BadRequest("name the badge by its number or by its pseudonym (one of them)")
         if self.pseudonym is not None:
             return parse_pseudonym(self.pseudonym)
         assert self.number is not None

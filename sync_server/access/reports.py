@@ -40,6 +40,7 @@ GROUPINGS: tuple[Grouping, ...] = ("badge", "pedestal", "month")
 _MONTH = re.compile(r"(\d{4})-(\d{2})")
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _DAY_MS = 86_400_000
+_BATCH = 5000
 #: Beyond this a meter total is garbage, not a marina's month.
 _MAX_AMOUNT = 1e9
 
@@ -153,7 +154,9 @@ def _events(
     if bounds is not None:
         query = query.where(events.c.ts_ms >= bounds[0] - margin_ms,
                             events.c.ts_ms < bounds[1] + margin_ms)
-    for gateway, device, stream, seq, ts, text in conn.execute(query):
+    # Streamed: all time on a busy territory is millions of rows.
+    for gateway, device, stream, seq, ts, text in conn.execute(
+            query.execution_options(yield_per=_BATCH)):
         attrs = json.loads(text)
         if isinstance(attrs, dict):
             yield str(gateway), str(device), int(stream), int(seq), int(ts), attrs
