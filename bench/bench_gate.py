@@ -25,6 +25,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from edge_agent.codecs.access_policy import BadgeRecord, pack_badges, policy_payload
@@ -165,19 +166,29 @@ async def gateway_run(config: Path, field: FieldThread, cards: int) -> list[floa
     while gateway.access is None or gateway.access.engine.policy is None:
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)  # all-off done, reader open
+
+    async def present(number: int) -> None:
+        field.reader.send(field.reader.frame(card(number * 97 % BADGES)))
+
+    latencies = await time_pulses(field, cards, present)
+    stop.set()
+    await task
+    return latencies
+
+
+async def time_pulses(field: FieldThread, cards: int,
+                      trigger: Callable[[int], Awaitable[None]]) -> list[float]:
+    """Milliseconds from each ``trigger`` to the board decoding its pulse (misses left out)."""
     latencies = []
     done = len(field.board.pulses(1))
     for number in range(cards):
-        frame = field.reader.frame(card(number * 97 % BADGES))
         sent = time.monotonic_ns()
-        field.reader.send(frame)
+        await trigger(number)
         decoded = await asyncio.to_thread(field.pulses_after, done)
         if decoded is not None:
             latencies.append((decoded - sent) / 1e6)
             done += 1
         await asyncio.sleep(0.02)
-    stop.set()
-    await task
     return latencies
 
 
@@ -194,16 +205,11 @@ async def baseline_run(field: FieldThread, cards: int) -> list[float]:
     bus = ModbusBus(ModbusLink(LinkSettings("base", "tcp", f"{host}:{port}")), [], _Sink())
     task = asyncio.create_task(bus.run())
     board = RelayBoard(bus, 1, name="relays")
-    latencies = []
-    done = len(field.board.pulses(1))
-    for _ in range(cards):
-        sent = time.monotonic_ns()
+
+    async def pulse(_: int) -> None:
         await board.pulse(1, 100)
-        decoded = await asyncio.to_thread(field.pulses_after, done)
-        if decoded is not None:
-            latencies.append((decoded - sent) / 1e6)
-            done += 1
-        await asyncio.sleep(0.02)
+
+    latencies = await time_pulses(field, cards, pulse)
     bus.stop()
     await task
     return latencies

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.hub import hub_cli, hub_cli_ok
 
 _RULES_TOML = """\
 timezone = "Europe/Paris"
@@ -27,40 +26,29 @@ zone = "pontoon"
 """
 
 
-def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    env.pop("PONTON_HUB_DEMO", None)
-    return subprocess.run([sys.executable, "-m", "sync_server", *args], capture_output=True,
-                          text=True, env=env, timeout=60, check=False)
-
-
-def _ok(data_dir: Path, *args: str) -> str:
-    done = _run(data_dir, *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def marina(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("marina")
-    _ok(data_dir, "db", "upgrade")
-    _ok(data_dir, "keys", "init")
-    _ok(data_dir, "territory", "add", "marina")
+    hub_cli_ok(data_dir, "db", "upgrade")
+    hub_cli_ok(data_dir, "keys", "init")
+    hub_cli_ok(data_dir, "territory", "add", "marina")
     rules = data_dir / "rules.toml"
     rules.write_text(_RULES_TOML, encoding="utf-8")
-    assert _ok(data_dir, "policy", "set", "--territory", "marina", str(rules)) == (
+    assert hub_cli_ok(data_dir, "policy", "set", "--territory", "marina", str(rules)) == (
         "rules of marina set; policy version 1 published\n")
     return data_dir
 
 
 def test_an_operator_manages_badges_from_the_terminal(marina: Path) -> None:
-    out = _ok(marina, "badge", "add", "--territory", "marina", "--number", "3808980205",
+    out = hub_cli_ok(marina, "badge", "add", "--territory", "marina", "--number", "3808980205",
               "--form", "8H10D", "--category", "berth-holder", "--label", "A-12",
               "--valid-until", "2027-12-31")
     assert out.startswith("badge ")
     assert out.endswith(" added; policy version 2 published\n")
     added = out.split()[1]
-    again = _ok(marina, "badge", "add", "--territory", "marina", "--number", "3808980205",
+    again = hub_cli_ok(marina, "badge", "add", "--territory", "marina", "--number", "3808980205",
                 "--form", "8H10D", "--category", "berth-holder", "--label", "A-12",
                 "--valid-until", "2027-12-31")
     assert again == f"badge {added} unchanged; nothing changed, no policy published\n"
@@ -68,29 +56,29 @@ def test_an_operator_manages_badges_from_the_terminal(marina: Path) -> None:
     csv = marina / "badges.csv"
     csv.write_text("number;category;master\n0102030405;visitor;non\nAABBCCDDEE;berth-holder;oui\n",
                    encoding="utf-8")
-    assert _ok(marina, "badge", "import", "--territory", "marina", str(csv)) == (
+    assert hub_cli_ok(marina, "badge", "import", "--territory", "marina", str(csv)) == (
         "2 added, 0 updated, 0 unchanged; policy version 3 published\n")
-    assert _ok(marina, "badge", "revoke", "--territory", "marina", "--number",
+    assert hub_cli_ok(marina, "badge", "revoke", "--territory", "marina", "--number",
                "01:02:03:04:05").endswith(" revoked; policy version 4 published\n")
 
-    listed = json.loads(_ok(marina, "badge", "list", "--territory", "marina", "--json"))
+    listed = json.loads(hub_cli_ok(marina, "badge", "list", "--territory", "marina", "--json"))
     assert sorted((b["category"], b["master"], b["revoked_ms"] is not None, b["label"])
                   for b in listed) == [("berth-holder", False, False, "A-12"),
                                        ("berth-holder", True, False, None),
                                        ("visitor", False, True, None)]
     assert added in {b["pseudonym"] for b in listed}
-    table = _ok(marina, "badge", "list", "--territory", "marina", "--revoked")
+    table = hub_cli_ok(marina, "badge", "list", "--territory", "marina", "--revoked")
     assert "visitor" in table
     assert "berth-holder" not in table
     for text in (table, json.dumps(listed)):
         assert "0102030405" not in text
         assert "aabbccddee" not in text.lower()
 
-    shown = _ok(marina, "policy", "show", "--territory", "marina")
+    shown = hub_cli_ok(marina, "policy", "show", "--territory", "marina")
     assert '"holidays": [\n    "2026-12-25"\n  ]' in shown, "TOML dates are kept as ISO text"
     assert "policy version 4" in shown
     assert "3 badges, 1 revoked" in shown
-    assert _ok(marina, "policy", "publish", "--territory", "marina") == (
+    assert hub_cli_ok(marina, "policy", "publish", "--territory", "marina") == (
         "policy version 5 published for marina\n")
 
 
@@ -98,29 +86,29 @@ def test_a_wrong_import_prints_the_report_and_stores_nothing(marina: Path) -> No
     csv = marina / "wrong.csv"
     csv.write_text("number,category,valid_until\n0A0A0A0A0A,pirate,\n0B0B0B0B0B,visitor,someday\n",
                    encoding="utf-8")
-    done = _run(marina, "badge", "import", "--territory", "marina", str(csv))
+    done = hub_cli(marina, "badge", "import", "--territory", "marina", str(csv))
     assert done.returncode == 2
     assert done.stderr == "error: 2 problem(s) in the file, nothing was imported\n"
     assert "'pirate' is not a category" in done.stdout
     assert "valid_until" in done.stdout
-    as_json = _run(marina, "badge", "import", "--territory", "marina", str(csv), "--json")
+    as_json = hub_cli(marina, "badge", "import", "--territory", "marina", str(csv), "--json")
     report = json.loads(as_json.stdout)
     assert [(p["line"], p["field"]) for p in report["problems"]] == [
         (2, "category"), (3, "valid_until")]
-    listed = json.loads(_ok(marina, "badge", "list", "--territory", "marina", "--json"))
+    listed = json.loads(hub_cli_ok(marina, "badge", "list", "--territory", "marina", "--json"))
     assert "0A0A0A0A0A".lower() not in json.dumps(listed)
 
 
 def test_reports_from_the_terminal(marina: Path) -> None:
-    consumption = _ok(marina, "report", "consumption", "--territory", "marina", "--by",
+    consumption = hub_cli_ok(marina, "report", "consumption", "--territory", "marina", "--by",
                       "pedestal", "--month", "2026-11")
     assert "total" in consumption
-    as_json = json.loads(_ok(marina, "report", "consumption", "--territory", "marina",
+    as_json = json.loads(hub_cli_ok(marina, "report", "consumption", "--territory", "marina",
                              "--by", "month", "--json"))
     assert as_json["totals"] == {"sessions": 0, "kwh": 0.0, "m3": 0.0}
-    services = _ok(marina, "report", "services", "--territory", "marina")
+    services = hub_cli_ok(marina, "report", "services", "--territory", "marina")
     assert "0 cells under 5 badges not shown" in services
-    stricter = _run(marina, "--report-min-badges", "10", "report", "services", "--territory",
+    stricter = hub_cli(marina, "--report-min-badges", "10", "report", "services", "--territory",
                     "marina")
     assert "0 cells under 10 badges not shown" in stricter.stdout
 
@@ -143,7 +131,7 @@ def test_reports_from_the_terminal(marina: Path) -> None:
     ],
 )
 def test_refusals_are_one_clear_line(marina: Path, args: tuple[str, ...], message: str) -> None:
-    done = _run(marina, *args)
+    done = hub_cli(marina, *args)
     assert done.returncode == 2, done.stdout
     assert done.stderr.startswith("error: ")
     assert message in done.stderr
@@ -153,6 +141,6 @@ def test_refusals_are_one_clear_line(marina: Path, args: tuple[str, ...], messag
 def test_rules_the_gateways_would_refuse_are_refused_from_the_terminal(marina: Path) -> None:
     rules = marina / "bad.toml"
     rules.write_text(_RULES_TOML + '\n[gates.moon-gate]\nzone = "moon"\n', encoding="utf-8")
-    done = _run(marina, "policy", "set", "--territory", "marina", str(rules))
+    done = hub_cli(marina, "policy", "set", "--territory", "marina", str(rules))
     assert done.returncode == 2
     assert "policy rules refused: gate moon-gate: zone 'moon' is not in zones" in done.stderr

@@ -3,67 +3,54 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir)}
-    env.pop("PONTON_HUB_DEMO", None)
-    return subprocess.run([sys.executable, "-m", "sync_server", *args], capture_output=True,
-                          text=True, env=env, timeout=60, check=False)
-
-
-def _ok(data_dir: Path, *args: str) -> str:
-    done = _run(data_dir, *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+from tests.helpers.hub import hub_cli, hub_cli_ok
 
 
 def test_an_operator_sets_up_a_territory_from_nothing(tmp_path: Path) -> None:
-    assert "database at revision 0002" in _ok(tmp_path, "db", "upgrade")
-    assert "signing key" in _ok(tmp_path, "keys", "init")
-    _ok(tmp_path, "territory", "add", "dunkerque")
-    _ok(tmp_path, "site", "add", "--territory", "dunkerque", "port-est")
-    out = _ok(tmp_path, "gateway", "add", "--territory", "dunkerque", "--site", "port-est",
+    assert "database at revision 0002" in hub_cli_ok(tmp_path, "db", "upgrade")
+    assert "signing key" in hub_cli_ok(tmp_path, "keys", "init")
+    hub_cli_ok(tmp_path, "territory", "add", "dunkerque")
+    hub_cli_ok(tmp_path, "site", "add", "--territory", "dunkerque", "port-est")
+    out = hub_cli_ok(tmp_path, "gateway", "add", "--territory", "dunkerque", "--site", "port-est",
               "--expires-in", "2h")
     assert "gateway port-est-gw1 (dunkerque/port-est)" in out
     code = re.search(r"enrollment code ([A-Z2-7]{4}(?:-[A-Z2-7]{4}){3})", out)
     assert code is not None
     assert f"edge-agent provision --hub URL --code {code.group(1)}" in out
-    assert _ok(tmp_path, "token", "add", "--territory", "dunkerque").startswith("pop_")
-    assert _ok(tmp_path, "token", "add", "--admin", "--name", "ops").startswith("pop_")
-    listed = json.loads(_ok(tmp_path, "gateway", "list", "--json"))
+    assert hub_cli_ok(tmp_path, "token", "add", "--territory", "dunkerque").startswith("pop_")
+    assert hub_cli_ok(tmp_path, "token", "add", "--admin", "--name", "ops").startswith("pop_")
+    listed = json.loads(hub_cli_ok(tmp_path, "gateway", "list", "--json"))
     assert [(g["territory"], g["site"], g["gateway"], g["enrolled_ms"]) for g in listed] == [
         ("dunkerque", "port-est", "port-est-gw1", None)]
-    assert "port-est-gw1" in _ok(tmp_path, "gateway", "list")
+    assert "port-est-gw1" in hub_cli_ok(tmp_path, "gateway", "list")
     payload = tmp_path / "config.json"
     payload.write_text('{"sync": {"interval_s": 10}}')
-    assert "config bundle version 1 published for dunkerque" in _ok(
+    assert "config bundle version 1 published for dunkerque" in hub_cli_ok(
         tmp_path, "bundle", "publish", "--territory", "dunkerque", "--kind", "config",
         str(payload))
-    assert re.search(r"key id [0-9a-f]{16}", _ok(tmp_path, "keys", "show"))
-    listing = _ok(tmp_path, "token", "list")
+    assert re.search(r"key id [0-9a-f]{16}", hub_cli_ok(tmp_path, "keys", "show"))
+    listing = hub_cli_ok(tmp_path, "token", "list")
     assert "(admin: all)" in listing
     assert "pop_" not in listing, "secrets are never shown again"
-    assert _ok(tmp_path, "token", "revoke", "1") == "token 1 revoked\n"
-    again = _run(tmp_path, "token", "revoke", "1")
+    assert hub_cli_ok(tmp_path, "token", "revoke", "1") == "token 1 revoked\n"
+    again = hub_cli(tmp_path, "token", "revoke", "1")
     assert (again.returncode, again.stderr) == (2, "error: no active operator token with id 1\n")
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("registry")
-    _ok(data_dir, "db", "upgrade")
-    _ok(data_dir, "keys", "init")
-    _ok(data_dir, "territory", "add", "dunkerque")
-    _ok(data_dir, "site", "add", "--territory", "dunkerque", "port")
-    _ok(data_dir, "gateway", "add", "--territory", "dunkerque", "--site", "port", "--name", "gw")
+    hub_cli_ok(data_dir, "db", "upgrade")
+    hub_cli_ok(data_dir, "keys", "init")
+    hub_cli_ok(data_dir, "territory", "add", "dunkerque")
+    hub_cli_ok(data_dir, "site", "add", "--territory", "dunkerque", "port")
+    hub_cli_ok(data_dir, "gateway", "add", "--territory", "dunkerque", "--site", "port",
+               "--name", "gw")
     return data_dir
 
 
@@ -85,7 +72,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_refusals_are_one_clear_line(registry: Path, args: tuple[str, ...], message: str) -> None:
-    done = _run(registry, *args)
+    done = hub_cli(registry, *args)
     assert done.returncode == 2
     assert done.stderr.startswith("error: ")
     assert message in done.stderr
@@ -93,15 +80,15 @@ def test_refusals_are_one_clear_line(registry: Path, args: tuple[str, ...], mess
 
 
 def test_commands_refuse_a_database_that_was_never_upgraded(tmp_path: Path) -> None:
-    done = _run(tmp_path, "territory", "add", "x")
+    done = hub_cli(tmp_path, "territory", "add", "x")
     assert (done.returncode, done.stderr.strip()) == (
         2, "error: the database is at schema revision (empty), this hub needs 0002: run "
            "`sync-server db upgrade` first")
 
 
 def test_serve_refuses_to_invent_a_signing_key_outside_demo_mode(tmp_path: Path) -> None:
-    _ok(tmp_path, "db", "upgrade")
-    done = _run(tmp_path, "serve", "--port", "0")
+    hub_cli_ok(tmp_path, "db", "upgrade")
+    done = hub_cli(tmp_path, "serve", "--port", "0")
     assert done.returncode == 2
     assert "no signing key" in done.stderr
     assert "--demo" in done.stderr

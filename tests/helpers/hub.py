@@ -6,8 +6,10 @@ the same database, as an operator's CLI would; gateways and operators then talk 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,3 +102,19 @@ def start_hub(data_dir: Path, database_url: str | None = None) -> Iterator[HubPr
     finally:
         hub.stop()
         engine.dispose()
+
+
+def hub_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sync-server ARGS`` as an operator types it, on the hub in ``data_dir``."""
+    env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    env.pop("PONTON_HUB_DEMO", None)
+    return subprocess.run([sys.executable, "-m", "sync_server", *args], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+
+
+def hub_cli_ok(data_dir: Path, *args: str) -> str:
+    """The output of a ``sync-server`` command that must succeed."""
+    done = hub_cli(data_dir, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
