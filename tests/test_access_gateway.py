@@ -28,7 +28,7 @@ from edge_agent.profiles import load_profile
 from edge_agent.runtime import STATUS_FILE, Gateway
 from edge_agent.sync.client import enroll
 from edge_agent.sync.identity import Identity, save_identity
-from simulators.modbus import ModbusSimulator, SimulatedMeter
+from simulators.modbus import Fault, ModbusSimulator, SimulatedMeter
 from simulators.modbus.relay_board import SimulatedRelayBoard
 from simulators.readers import CardReaderSimulator
 from sync_server import admin
@@ -109,7 +109,10 @@ def publish_policy(hub: HubProcess, identity: Identity) -> None:
 
 
 @pytest.fixture
-async def marina(hub: HubProcess, tmp_path: Path) -> AsyncIterator[Marina]:
+async def marina(hub: HubProcess, tmp_path: Path, request: pytest.FixtureRequest
+                 ) -> AsyncIterator[Marina]:
+    """The marina; ``indirect`` parametrisation sets the pedestal's maximum session hours."""
+    max_duration_h = getattr(request, "param", 24)
     board = SimulatedRelayBoard(1)
     meter = SimulatedMeter(2, load_profile("eastron-sdm120"), seed=2, update_interval=0.2)
     gate_reader, pedestal_reader = CardReaderSimulator("rdm6300"), CardReaderSimulator("rdm6300")
@@ -178,6 +181,7 @@ name = "berth-a12"
 relay = "relays-a"
 channel = 2
 energy_meter = "berth-a12-meter"
+max_duration_h = {max_duration_h}
 """, encoding="utf-8")
         gateway = Gateway(load_config(tmp_path / "gateway.toml"))
         stop = asyncio.Event()
@@ -233,10 +237,11 @@ async def test_marina_day(hub: HubProcess, marina: Marina) -> None:
     await asyncio.sleep(0.35)
     await marina.pedestal_reader.present(BOATER)
     await until(lambda: not marina.board.relay(2))
-    closed = await until(lambda: hub_events(hub, "session.closed"), timeout=15)
-    (_, device, attrs), = closed
+    closed = await until(lambda: [(device, attrs) for _, device, attrs in
+                                  hub_events(hub, "session.closed") if attrs["reason"] == "badge"],
+                         timeout=15)
+    (device, attrs), = closed
     assert device == "berth-a12"
-    assert attrs["reason"] == "badge"
     assert attrs["kwh"] is not None
     assert attrs["kwh"] >= 0
     assert attrs["energy_end_kwh"] >= attrs["energy_start_kwh"]
@@ -276,13 +281,24 @@ async def test_staff_open_a_gate_by_command_and_it_is_logged(marina: Marina) -> 
 
 
 async def test_a_dead_relay_board_is_a_denial_and_an_alarm(marina: Marina) -> None:
-    from simulators.modbus import Fault
-
     marina.board.set_fault(Fault.no_reply())
     await marina.gate_reader.present(BOATER)
     await until(lambda: marina.last_reason("gate-a") == "service_unavailable")
     assert marina.gate("gate-a")["actuator_failures"] == 1
     assert not marina.board.pulses()
+
+
+@pytest.mark.parametrize("marina", [0.0005], indirect=True)
+async def test_a_session_past_its_maximum_duration_is_closed(hub: HubProcess,
+                                                             marina: Marina) -> None:
+    """1.8 s at most: the outlet goes off by itself and the session is billed."""
+    await marina.pedestal_reader.present(SAILOR)
+    await until(lambda: marina.board.relay(2))
+    await until(lambda: not marina.board.relay(2), timeout=6)
+    closed = await until(lambda: [attrs for _, _, attrs in hub_events(hub, "session.closed")
+                                  if attrs["reason"] == "timeout"], timeout=15)
+    assert closed[0]["ended_ms"] - closed[0]["started_ms"] >= 1800
+    assert closed[0]["kwh"] is not None
 
 
 def raw_forms(*cards: bytes) -> list[bytes]:

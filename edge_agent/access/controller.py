@@ -131,8 +131,6 @@ class AccessController:
 
     async def _act(self, decision: Decision) -> Decision:
         if decision.gate in self._pedestals and self.sessions is not None:
-            if decision.reason is Reason.MANUAL:
-                return decision
             return await self.sessions.present(decision)
         gate = self._gates.get(decision.gate)
         if gate is None:

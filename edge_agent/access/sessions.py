@@ -85,11 +85,14 @@ class PedestalSessions:
             log.error("cannot read %s (%s): open sessions of the last run are lost", self._path,
                       exc)
             return
-        for item in saved if isinstance(saved, list) else []:
-            with contextlib.suppress(TypeError):
+        for item in saved if isinstance(saved, list) else [saved]:
+            try:
                 session = Session(**item)
-                if session.pedestal in self._pedestals:
-                    self.open[session.pedestal] = session
+            except TypeError:
+                log.error("%s: unreadable session %r left out", self._path, item)
+                continue
+            if session.pedestal in self._pedestals:
+                self.open[session.pedestal] = session
         for pedestal in list(self.open):
             await self.close(pedestal, "restart", switch_off=False)
 
