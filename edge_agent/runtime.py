@@ -92,6 +92,10 @@ class RecordBuffer:
         #: An event is waiting: write now rather than gather more readings first.
         self.urgent = asyncio.Event()
         self._max_readings = max_readings
+        #: Keys of source messages whose records are queued (see Outbox.append_many).
+        self.deliveries: list[str] = []
+        #: Called once the records queued before them are on disk (a broker ack).
+        self.on_durable: list[Callable[[], None]] = []
 
     def put_readings(self, readings: list[Reading]) -> None:
         """Queue the readings of one poll."""
@@ -116,6 +120,26 @@ class RecordBuffer:
         self.ready.set()
         self.urgent.set()
 
+    def put_delivered(self, keys: list[str], on_durable: Callable[[], None]) -> None:
+        """A source message is queued whole: ``on_durable`` once its records are on disk.
+
+        The message's records were queued before this call. Writing starts at once, since
+        the source holds the message unacknowledged until then.
+        """
+        self.deliveries.extend(keys)
+        self.on_durable.append(on_durable)
+        self.ready.set()
+        self.urgent.set()
+
+    def written_deliveries(self, keys: int, callbacks: int) -> None:
+        """The outbox has the first ``keys`` delivery keys: run the first ``callbacks``."""
+        del self.deliveries[:keys]
+        done = self.on_durable[:callbacks]
+        del self.on_durable[:callbacks]
+        self._settle()
+        for callback in done:
+            callback()
+
     def written_readings(self, count: int) -> None:
         """The outbox has the first ``count`` readings: forget them."""
         del self.readings[:count]
@@ -135,9 +159,9 @@ class RecordBuffer:
         return len(self.readings) + len(self.events) + len(self.alarms)
 
     def _settle(self) -> None:
-        if not self.events and not self.alarms:
+        if not self.events and not self.alarms and not self.on_durable:
             self.urgent.clear()
-        if not self:
+        if not self and not self.on_durable:
             self.ready.clear()
 
 
@@ -336,19 +360,21 @@ class Gateway:
                 return
 
     async def _write_pending(self, outbox: Outbox) -> None:
-        alarms = list(self.buffer.alarms)
-        events, readings = list(self.buffer.events), list(self.buffer.readings)
-        if alarms:
-            await asyncio.to_thread(outbox.append_events, alarms, stream="alarms")
-            self.buffer.written_alarms(len(alarms))
-            if self.sync is not None:
-                self.sync.wake()
-        if events:
-            await asyncio.to_thread(outbox.append_events, events)
-            self.buffer.written_events(len(events))
-        if readings:
-            await asyncio.to_thread(outbox.append_readings, readings)
-            self.buffer.written_readings(len(readings))
+        """Write everything buffered in one transaction, then run the durable callbacks."""
+        buffer = self.buffer
+        alarms, events = list(buffer.alarms), list(buffer.events)
+        readings, deliveries = list(buffer.readings), list(buffer.deliveries)
+        callbacks = len(buffer.on_durable)
+        parts = [(stream, records) for stream, records in
+                 (("alarms", alarms), ("events", events), ("readings", readings)) if records]
+        if parts or deliveries:
+            await asyncio.to_thread(outbox.append_many, parts, deliveries=deliveries)
+        buffer.written_alarms(len(alarms))
+        buffer.written_events(len(events))
+        buffer.written_readings(len(readings))
+        buffer.written_deliveries(len(deliveries), callbacks)
+        if alarms and self.sync is not None:
+            self.sync.wake()
 
     async def _publish_status(self, outbox: Outbox) -> None:
         while True:

@@ -525,3 +525,38 @@ def test_any_interleaving_keeps_depth_and_seq_order(
             assert all(stat.depth == 0 for stat in box.stats())
         finally:
             box.close()
+
+
+def test_append_many_writes_every_stream_and_the_delivery_keys_in_one_transaction(
+    outbox: Outbox, path: Path
+) -> None:
+    ranges = outbox.append_many(
+        [("alarms", events(1, kind="alarm.raised")), ("events", events(2)),
+         ("readings", readings(3))],
+        deliveries=["up:0101:a", "up:0101:b"],
+    )
+    assert ranges == [SeqRange("alarms", 1, 1), SeqRange("events", 1, 2),
+                      SeqRange("readings", 1, 3)]
+    assert outbox.recent_deliveries() == ["up:0101:a", "up:0101:b"]
+    outbox.close()
+    with Outbox.open(path) as again:
+        assert again.recent_deliveries(1) == ["up:0101:b"]
+        assert [b.stream for b in drain(again)] == ["alarms", "events", "readings"]
+
+
+def test_a_failed_append_many_stores_neither_records_nor_delivery_keys(outbox: Outbox) -> None:
+    poisoned = Event("alarm.raised", "x", TS, {"value": math.nan})
+    with pytest.raises(StoreError):
+        outbox.append_many([("readings", readings(2)), ("alarms", [poisoned])],
+                           deliveries=["up:0101:a"])
+    assert outbox.recent_deliveries() == []
+    assert outbox.next_batch() is None
+
+
+def test_only_the_newest_delivery_keys_are_kept(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("edge_agent.store.outbox.KEPT_DELIVERIES", 3)
+    for i in range(5):
+        outbox.append_many([], deliveries=[f"k{i}", f"k{i}"])  # a repeat is stored once
+    assert outbox.recent_deliveries(10) == ["k2", "k3", "k4"]

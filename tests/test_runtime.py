@@ -217,15 +217,15 @@ async def test_failed_outbox_writes_are_retried_without_losing_a_reading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     failures = {"left": 2}
-    append = Outbox.append_readings
+    append = Outbox.append_many
 
-    def flaky_append(self: Outbox, readings: Any, **kwargs: Any) -> Any:
+    def flaky_append(self: Outbox, parts: Any, **kwargs: Any) -> Any:
         if failures["left"]:
             failures["left"] -= 1
             raise StoreError("disk I/O error (injected)")
-        return append(self, readings, **kwargs)
+        return append(self, parts, **kwargs)
 
-    monkeypatch.setattr(Outbox, "append_readings", flaky_append)
+    monkeypatch.setattr(Outbox, "append_many", flaky_append)
     async with (
         ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm630"))]) as lan,
         ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm120")),

@@ -106,11 +106,20 @@ def _create_events(conn: sqlite3.Connection) -> None:
     )
 
 
+def _create_deliveries(conn: sqlite3.Connection) -> None:
+    # Keys of source messages (MQTT uplinks) whose records are stored, written in the same
+    # transaction as the records, so a message delivered again after a crash is known.
+    conn.execute(
+        "CREATE TABLE deliveries (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE) STRICT"
+    )
+
+
 #: The schema history, oldest first. The schema version of a file is how many it has applied.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("create_streams", _create_streams),
     Migration("create_readings", _create_readings),
     Migration("create_events", _create_events),
+    Migration("create_deliveries", _create_deliveries),
 )
 
 

@@ -23,7 +23,7 @@ from dataclasses import replace
 from itertools import repeat
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 from edge_agent.errors import StoreError
 from edge_agent.records import Event, Quality, Reading
@@ -39,7 +39,14 @@ from edge_agent.store.models import (
 )
 from edge_agent.store.quota import QuotaOutcome, enforce_quota, release_pages
 from edge_agent.store.streams import check_specs, checkpoint_pages, gap_stream_for, load_streams
-from edge_agent.store.tables import StreamState, insert_events, save_state, stream_stats
+from edge_agent.store.tables import (
+    KEPT_DELIVERIES,
+    StreamState,
+    insert_events,
+    record_deliveries,
+    save_state,
+    stream_stats,
+)
 
 __all__ = ["Outbox"]
 
@@ -62,6 +69,13 @@ _SELECT_EVENTS = (
 
 #: Writes the rows of one append: ``(connection, stream id, first seq)``.
 _RowWriter = Callable[[sqlite3.Connection, int, int], None]
+
+
+def _event_writer(events: Sequence[Event]) -> _RowWriter:
+    def write(conn: sqlite3.Connection, stream_id: int, first: int) -> None:
+        insert_events(conn, stream_id, first, events)
+
+    return write
 
 
 class Outbox:
@@ -154,8 +168,53 @@ class Outbox:
 
         An empty sequence writes nothing and returns an empty range (``first == last + 1``).
         """
-        new_series: dict[tuple[str, str], int] = {}
+        self._state(stream, "reading")
+        return self.append_many([(stream, readings)])[0]
 
+    def append_events(self, events: Sequence[Event], *, stream: str = "events") -> SeqRange:
+        """Store ``events`` in one transaction; on return they are on disk.
+
+        Attributes must be plain JSON values (no NaN): StoreError otherwise, nothing written.
+        """
+        self._state(stream, "event")
+        return self.append_many([(stream, events)])[0]
+
+    def append_many(
+        self,
+        parts: Sequence[tuple[str, Sequence[Reading] | Sequence[Event]]],
+        *,
+        deliveries: Sequence[str] = (),
+    ) -> list[SeqRange]:
+        """Store records of several streams, and delivery keys, in one transaction.
+
+        ``deliveries`` name the source messages these records came from (an MQTT uplink's
+        id): committed with the records, they let a source recognise a message the broker
+        delivers again after a crash (see :meth:`recent_deliveries`). One range per part.
+        """
+        new_series: dict[tuple[str, str], int] = {}
+        writes: list[tuple[str, int, _RowWriter]] = []
+        for stream, records in parts:
+            state = self._state(stream)
+            if state.spec.record_type == "reading":
+                writes.append((stream, len(records), self._reading_writer(
+                    cast(Sequence[Reading], records), new_series)))
+            else:
+                writes.append((stream, len(records), _event_writer(cast(Sequence[Event], records))))
+        return self._append(writes, new_series, deliveries)
+
+    def recent_deliveries(self, limit: int = KEPT_DELIVERIES) -> list[str]:
+        """The keys of the last ``limit`` source messages stored, oldest first."""
+        with self._lock:
+            conn = self._connection()
+            with sqlite_errors(self.path, "read deliveries"):
+                rows = conn.execute(
+                    "SELECT key FROM deliveries ORDER BY id DESC LIMIT ?", (limit,)
+                ).fetchall()
+        return [str(key) for (key,) in reversed(rows)]
+
+    def _reading_writer(
+        self, readings: Sequence[Reading], new_series: dict[tuple[str, str], int]
+    ) -> _RowWriter:
         def write(conn: sqlite3.Connection, stream_id: int, first: int) -> None:
             series = self._series
             try:
@@ -174,18 +233,7 @@ class Outbox:
                 ),
             )
 
-        return self._append(stream, "reading", len(readings), write, new_series)
-
-    def append_events(self, events: Sequence[Event], *, stream: str = "events") -> SeqRange:
-        """Store ``events`` in one transaction; on return they are on disk.
-
-        Attributes must be plain JSON values (no NaN): StoreError otherwise, nothing written.
-        """
-
-        def write(conn: sqlite3.Connection, stream_id: int, first: int) -> None:
-            insert_events(conn, stream_id, first, events)
-
-        return self._append(stream, "event", len(events), write, {})
+        return write
 
     def next_batch(
         self, *, limit: int = 5000, stream: str | None = None, after_seq: int = 0
@@ -268,28 +316,36 @@ class Outbox:
 
     def _append(
         self,
-        stream: str,
-        record_type: RecordType,
-        count: int,
-        write: _RowWriter,
+        writes: Sequence[tuple[str, int, _RowWriter]],
         new_series: dict[tuple[str, str], int],
-    ) -> SeqRange:
-        """Run ``write`` and the quota in one transaction; adopt the new state on commit.
+        deliveries: Sequence[str],
+    ) -> list[SeqRange]:
+        """Run the ``writes`` (stream, count, writer) and the quota in one transaction.
 
-        ``new_series`` collects series inserted by ``write``; they enter the cache only once
-        the transaction committed, so a rollback leaves cache and file in step.
+        The new state is adopted on commit. ``new_series`` collects series inserted by the
+        writers; they enter the cache only once the transaction committed, so a rollback
+        leaves cache and file in step.
         """
         with self._lock:
             conn = self._connection()
-            state = self._state(stream, record_type)
-            first = state.last_seq + 1
-            if count == 0:
-                return SeqRange(stream, first, state.last_seq)
             staged = dict(self._states)
-            staged[stream] = replace(state, last_seq=state.last_seq + count)
+            ranges: list[SeqRange] = []
+            steps: list[tuple[_RowWriter, int, int]] = []
+            for stream, count, write in writes:
+                state = staged.get(stream) or self._state(stream)
+                first = state.last_seq + 1
+                ranges.append(SeqRange(stream, first, first + count - 1))
+                if count:
+                    staged[stream] = replace(state, last_seq=state.last_seq + count)
+                    steps.append((write, state.id, first))
+            if not steps and not deliveries:
+                return ranges
             outcome = QuotaOutcome()
-            with transaction(conn, self.path, f"append to {stream}"):
-                write(conn, state.id, first)
+            with transaction(conn, self.path, f"append to {', '.join(s for s, _, _ in writes)}"):
+                for write, stream_id, first in steps:
+                    write(conn, stream_id, first)
+                if deliveries:
+                    record_deliveries(conn, deliveries, keep=KEPT_DELIVERIES)
                 if self.quota_bytes is not None:
                     assert self._gap_stream is not None
                     outcome = enforce_quota(conn, staged, self.quota_bytes, self._gap_stream)
@@ -300,7 +356,7 @@ class Outbox:
             self._series.update(new_series)
             self._series_names.update((sid, key) for key, sid in new_series.items())
             self._report(outcome)
-            return SeqRange(stream, first, first + count - 1)
+            return ranges
 
     def _series_id(
         self,

@@ -12,11 +12,13 @@ from edge_agent.records import Event
 from edge_agent.store.models import RecordType, StreamSpec, StreamStats
 
 __all__ = [
+    "KEPT_DELIVERIES",
     "TABLES",
     "StreamState",
     "encode_attrs",
     "insert_events",
     "oldest_ts_ms",
+    "record_deliveries",
     "save_state",
     "stream_stats",
     "used_bytes",
@@ -24,6 +26,17 @@ __all__ = [
 
 #: The table holding each record type; both are keyed by (stream_id, seq).
 TABLES: dict[RecordType, str] = {"reading": "readings", "event": "events"}
+
+#: Delivery keys kept: far more than a broker's in-flight window, which bounds how many
+#: stored-but-unacknowledged messages can come again after a crash.
+KEPT_DELIVERIES = 100_000
+
+
+def record_deliveries(conn: sqlite3.Connection, keys: Sequence[str], *, keep: int) -> None:
+    """Remember ``keys`` in the current transaction and forget all but the last ``keep``."""
+    conn.executemany("INSERT OR IGNORE INTO deliveries (key) VALUES (?)", ((k,) for k in keys))
+    conn.execute("DELETE FROM deliveries WHERE id <= (SELECT max(id) FROM deliveries) - ?",
+                 (keep,))
 
 
 @dataclass(frozen=True, slots=True)
