@@ -46,6 +46,8 @@ __all__ = [
     "DeviceConfig",
     "GateConfig",
     "GatewayConfig",
+    "LoraConfig",
+    "LoraDeviceConfig",
     "PedestalConfig",
     "ReaderConfig",
     "SyncSection",
@@ -215,6 +217,51 @@ class PedestalConfig(_Strict):
         return self
 
 
+class LoraDeviceConfig(_Strict):
+    """A LoRaWAN sensor known to ChirpStack, decoded with one of our LoRa profiles."""
+
+    name: str = Field(pattern=_NAME, max_length=128)
+    dev_eui: str = Field(pattern=r"^[0-9A-Fa-f]{16}$", description="The DevEUI, 16 hex digits.")
+    profile: str = Field(description="A LoRa profile: dragino-ldds75, milesight-am307 ...")
+    application_id: str | None = Field(
+        default=None, description="Its ChirpStack application, for downlinks; the source's "
+        "only application when omitted.")
+
+    @field_validator("dev_eui")
+    @classmethod
+    def _lowercase(cls, value: str) -> str:
+        return value.lower()
+
+
+class LoraConfig(_Strict):
+    """A ChirpStack v4 MQTT integration: the broker, the applications, the sensors."""
+
+    name: str = Field(default="chirpstack", pattern=_NAME, max_length=64)
+    broker: str = Field(default="mqtt://127.0.0.1:1883",
+                        description="mqtt://HOST[:PORT], or mqtts:// for TLS.")
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = Field(default=None, description="CA bundle for a private broker CA.")
+    client_id: str | None = Field(
+        default=None, max_length=128,
+        description="The broker keeps our session under it; ponton-GATEWAY-NAME when omitted.")
+    application_ids: list[str] = Field(min_length=1, description="ChirpStack application ids.")
+    format: Literal["json", "protobuf"] = Field(
+        default="json", description="The integration's encoding (ChirpStack `json = true`).")
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    session_expiry_s: int = Field(default=7 * 86_400, ge=60, le=90 * 86_400,
+                                  description="How long the broker keeps messages for us.")
+    devices: list[LoraDeviceConfig] = Field(default_factory=list)
+
+    @field_validator("application_ids")
+    @classmethod
+    def _plain_ids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
+                raise ValueError(f"application id {value!r} is not a ChirpStack id (a UUID)")
+        return values
+
+
 class GatewayConfig(_Strict):
     """The whole file."""
 
@@ -226,6 +273,7 @@ class GatewayConfig(_Strict):
     readers: list[ReaderConfig] = Field(default_factory=list)
     gates: list[GateConfig] = Field(default_factory=list)
     pedestals: list[PedestalConfig] = Field(default_factory=list)
+    lora: list[LoraConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -239,7 +287,10 @@ class GatewayConfig(_Strict):
             if other != bus.name:
                 raise ValueError(f"buses {other} and {bus.name} both use {bus.serial}; one "
                                  "serial line is one bus: put all its devices on one of them")
-        _no_duplicates("device name", [device.name for device in self.devices])
+        _no_duplicates("device name", [device.name for device in self.devices]
+                       + [sensor.name for source in self.lora for sensor in source.devices])
+        _no_duplicates("LoRa source name", [source.name for source in self.lora])
+        _no_duplicates("DevEUI", [s.dev_eui for source in self.lora for s in source.devices])
         on_unit: dict[tuple[str, int], str] = {}
         for device in self.devices:
             other = on_unit.setdefault((device.bus, device.unit), device.name)

@@ -1,0 +1,1 @@
+"""LoRaWAN sensors through a ChirpStack v4 MQTT integration."""

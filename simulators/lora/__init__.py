@@ -1,0 +1,1 @@
+"""Simulated LoRaWAN sensors behind a simulated ChirpStack MQTT integration."""
