@@ -174,14 +174,20 @@ def load_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> DeviceP
     return _load_cached(path)
 
 
+def _find_of_category(profile_id: str, extra_dirs: Sequence[Path], kind: str, category: str,
+                      listing: Callable[[Path], list[str]]) -> Path:
+    """:func:`_find`, then ProfileError unless the file declares ``category``."""
+    path = _find(profile_id, extra_dirs, kind, listing)
+    if _category(path) != category:
+        raise ProfileError(f"{path}: '{profile_id}' is not a {kind} profile (category: "
+                           f"{category}); shipped: {', '.join(listing(PROFILE_DIR))}")
+    return path
+
+
 def load_reader_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> ReaderProfile:
     """Load a badge reader profile by id, searched as :func:`load_profile` searches."""
-    path = _find(profile_id, extra_dirs, "badge reader", available_reader_profiles)
-    if not is_reader_profile(path):
-        known = ", ".join(available_reader_profiles())
-        raise ProfileError(f"{path}: '{profile_id}' is not a badge reader profile (category: "
-                           f"{READER_CATEGORY}); shipped readers: {known}")
-    return _load_reader_cached(path)
+    return _load_reader_cached(_find_of_category(
+        profile_id, extra_dirs, "badge reader", READER_CATEGORY, available_reader_profiles))
 
 
 def load_lora_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> LoraProfile:
@@ -189,12 +195,8 @@ def load_lora_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> Lo
 
     Loaded once per file and kept: its layouts are compiled, ready for every uplink.
     """
-    path = _find(profile_id, extra_dirs, "LoRa sensor", available_lora_profiles)
-    if not is_lora_profile(path):
-        known = ", ".join(available_lora_profiles())
-        raise ProfileError(f"{path}: '{profile_id}' is not a LoRa sensor profile (category: "
-                           f"{LORA_CATEGORY}); shipped LoRa sensors: {known}")
-    return _load_lora_cached(path)
+    return _load_lora_cached(_find_of_category(
+        profile_id, extra_dirs, "LoRa sensor", LORA_CATEGORY, available_lora_profiles))
 
 
 def profile_json_schema() -> str:

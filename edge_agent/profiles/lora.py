@@ -88,14 +88,17 @@ class LoraProfile(BaseModel):
         ``object``) goes through the profile's object map. CodecError when neither applies or
         the payload is malformed.
         """
-        decoder = self._decoders.get(fport)
-        if decoder is not None:
-            return decoder.decode(data)
+        try:
+            decoder = self._decoders.get(fport)
+            if decoder is not None:
+                return decoder.decode(data)
+            if self._object is not None and decoded_object is not None:
+                return self._object.decode(decoded_object)
+        except CodecError as exc:
+            raise CodecError(f"{self.id} fPort {fport}: {exc}") from None
         if self._object is not None:
-            if decoded_object is None:
-                raise CodecError(f"{self.id}: no layout for fPort {fport} and no decoded object "
-                                 "from ChirpStack; set a codec in its device profile")
-            return self._object.decode(decoded_object)
+            raise CodecError(f"{self.id} fPort {fport}: no layout for this fPort and no "
+                             "decoded object from ChirpStack; set a codec in its device profile")
         ports = ", ".join(str(port) for port in sorted(self._decoders))
         raise CodecError(f"{self.id}: no layout for fPort {fport} (it decodes fPorts {ports})")
 
