@@ -35,9 +35,11 @@ class _DuplicateKeyError(ValueError):
 def _walk(node: yaml.Node, path: Location, lines: dict[Location, int]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        first_line: dict[str, int] = {}
+        first_line: dict[str | int, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            # An integer key (an fPort) is looked up as the int the parsed data holds.
+            key = (yaml.safe_load(key_node.value) if key_node.tag == "tag:yaml.org,2002:int"
+                   else key_node.value)
             line = key_node.start_mark.line + 1
             if key in first_line:
                 raise _DuplicateKeyError(

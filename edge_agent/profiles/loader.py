@@ -1,7 +1,8 @@
-"""Finding, loading and explaining profiles: Modbus devices and badge readers.
+"""Finding, loading and explaining profiles: Modbus devices, badge readers, LoRa sensors.
 
-Both kinds live side by side in one directory (the shipped ``device_profiles`` or a site's
-own); a badge reader profile is told apart by its ``category: badge_reader``.
+All kinds live side by side in one directory (the shipped ``device_profiles`` or a site's
+own); a badge reader profile is told apart by its ``category: badge_reader``, a LoRaWAN sensor
+by ``category: lora_sensor``, and every other file is a Modbus device.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edge_agent.errors import ProfileError
+from edge_agent.profiles.lora import LORA_CATEGORY, LoraProfile
 from edge_agent.profiles.models import DeviceProfile
 from edge_agent.profiles.readers import READER_CATEGORY, ReaderProfile
 from edge_agent.validation import describe_validation_error
@@ -25,13 +27,18 @@ from edge_agent.yaml_source import LocatedYaml, load_located_yaml
 
 __all__ = [
     "PROFILE_DIR",
+    "available_lora_profiles",
     "available_profiles",
     "available_reader_profiles",
+    "is_lora_profile",
     "is_reader_profile",
+    "load_lora_profile",
+    "load_lora_profile_file",
     "load_profile",
     "load_profile_file",
     "load_reader_profile",
     "load_reader_profile_file",
+    "lora_profile_json_schema",
     "profile_json_schema",
 ]
 
@@ -75,23 +82,50 @@ def load_reader_profile_file(path: Path) -> ReaderProfile:
     return profile
 
 
-def is_reader_profile(path: Path) -> bool:
-    """Whether ``path`` declares ``category: badge_reader`` (a broken file is not one)."""
+def load_lora_profile_file(path: Path) -> LoraProfile:
+    """Load, validate and compile one LoRa sensor profile file, with the same errors."""
+    profile, source = _validate(path, LoraProfile,
+                                "id, model, category, uplink_interval_s, ports …")
+    _check_id(path, source, profile.id)
+    return profile
+
+
+def _category(path: Path) -> object:
+    """The ``category`` a file declares (None for a broken file or a file without one)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(data, dict) and data.get("category") == READER_CATEGORY
+        return None
+    return data.get("category") if isinstance(data, dict) else None
+
+
+def is_reader_profile(path: Path) -> bool:
+    """Whether ``path`` declares ``category: badge_reader`` (a broken file is not one)."""
+    return _category(path) == READER_CATEGORY
+
+
+def is_lora_profile(path: Path) -> bool:
+    """Whether ``path`` declares ``category: lora_sensor`` (a broken file is not one)."""
+    return _category(path) == LORA_CATEGORY
+
+
+def _ids(directory: Path, wanted: Callable[[object], bool]) -> list[str]:
+    return sorted(path.stem for path in directory.glob("*.yaml") if wanted(_category(path)))
 
 
 def available_profiles(directory: Path = PROFILE_DIR) -> list[str]:
     """Ids of every Modbus device profile in ``directory``, sorted."""
-    return sorted(path.stem for path in directory.glob("*.yaml") if not is_reader_profile(path))
+    return _ids(directory, lambda category: category not in (READER_CATEGORY, LORA_CATEGORY))
 
 
 def available_reader_profiles(directory: Path = PROFILE_DIR) -> list[str]:
     """Ids of every badge reader profile in ``directory``, sorted."""
-    return sorted(path.stem for path in directory.glob("*.yaml") if is_reader_profile(path))
+    return _ids(directory, lambda category: category == READER_CATEGORY)
+
+
+def available_lora_profiles(directory: Path = PROFILE_DIR) -> list[str]:
+    """Ids of every LoRa sensor profile in ``directory``, sorted."""
+    return _ids(directory, lambda category: category == LORA_CATEGORY)
 
 
 @cache
@@ -102,6 +136,11 @@ def _load_cached(path: Path) -> DeviceProfile:
 @cache
 def _load_reader_cached(path: Path) -> ReaderProfile:
     return load_reader_profile_file(path)
+
+
+@cache
+def _load_lora_cached(path: Path) -> LoraProfile:
+    return load_lora_profile_file(path)
 
 
 def _find(profile_id: str, extra_dirs: Sequence[Path], kind: str,
@@ -129,19 +168,42 @@ def load_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> DeviceP
     if is_reader_profile(path):
         raise ProfileError(f"{path}: '{profile_id}' is a badge reader, not a Modbus device; "
                            f"try `edge-agent reader listen --profile {profile_id}`")
+    if is_lora_profile(path):
+        raise ProfileError(f"{path}: '{profile_id}' is a LoRaWAN sensor, not a Modbus device; "
+                           f"try `edge-agent lora decode --profile {profile_id}`")
     return _load_cached(path)
+
+
+def _find_of_category(profile_id: str, extra_dirs: Sequence[Path], kind: str, category: str,
+                      listing: Callable[[Path], list[str]]) -> Path:
+    """:func:`_find`, then ProfileError unless the file declares ``category``."""
+    path = _find(profile_id, extra_dirs, kind, listing)
+    if _category(path) != category:
+        raise ProfileError(f"{path}: '{profile_id}' is not a {kind} profile (category: "
+                           f"{category}); shipped: {', '.join(listing(PROFILE_DIR))}")
+    return path
 
 
 def load_reader_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> ReaderProfile:
     """Load a badge reader profile by id, searched as :func:`load_profile` searches."""
-    path = _find(profile_id, extra_dirs, "badge reader", available_reader_profiles)
-    if not is_reader_profile(path):
-        known = ", ".join(available_reader_profiles())
-        raise ProfileError(f"{path}: '{profile_id}' is not a badge reader profile (category: "
-                           f"{READER_CATEGORY}); shipped readers: {known}")
-    return _load_reader_cached(path)
+    return _load_reader_cached(_find_of_category(
+        profile_id, extra_dirs, "badge reader", READER_CATEGORY, available_reader_profiles))
+
+
+def load_lora_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> LoraProfile:
+    """Load a LoRa sensor profile by id, searched as :func:`load_profile` searches.
+
+    Loaded once per file and kept: its layouts are compiled, ready for every uplink.
+    """
+    return _load_lora_cached(_find_of_category(
+        profile_id, extra_dirs, "LoRa sensor", LORA_CATEGORY, available_lora_profiles))
 
 
 def profile_json_schema() -> str:
     """JSON Schema of a Modbus profile file, for editor completion."""
     return json.dumps(DeviceProfile.model_json_schema(), indent=2)
+
+
+def lora_profile_json_schema() -> str:
+    """JSON Schema of a LoRa sensor profile file, for editor completion."""
+    return json.dumps(LoraProfile.model_json_schema(by_alias=True), indent=2)

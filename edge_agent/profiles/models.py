@@ -14,7 +14,23 @@ from edge_agent.quantities import lookup_quantity, suggest_quantity
 
 __all__ = [
     "DeviceProfile", "Limits", "Point", "PointDefaults", "RegisterKind", "SerialDefaults",
+    "check_quantity_unit",
 ]
+
+
+def check_quantity_unit(quantity: str, unit: str) -> None:
+    """ValueError saying the fix when ``quantity`` is not in the vocabulary or ``unit`` is not
+    its canonical unit (the unit is written in profiles so a wrong scale gets caught)."""
+    spec = lookup_quantity(quantity)
+    if spec is None:
+        hint = suggest_quantity(quantity)
+        tip = f"; did you mean '{hint}'?" if hint else "; see device_profiles/README.md"
+        raise ValueError(f"unknown quantity '{quantity}'{tip}")
+    if unit != spec.unit:
+        raise ValueError(
+            f"{quantity} is measured in '{spec.unit}', not '{unit}'; "
+            f"set unit: {spec.unit} and a scale that converts the device's value"
+        )
 
 
 class RegisterKind(enum.StrEnum):
@@ -69,16 +85,7 @@ class Point(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        spec = lookup_quantity(self.quantity)
-        if spec is None:
-            hint = suggest_quantity(self.quantity)
-            tip = f"; did you mean '{hint}'?" if hint else "; see device_profiles/README.md"
-            raise ValueError(f"unknown quantity '{self.quantity}'{tip}")
-        if self.unit != spec.unit:
-            raise ValueError(
-                f"{self.quantity} is measured in '{spec.unit}', not '{self.unit}'; "
-                f"set unit: {spec.unit} and a scale that converts the device's value"
-            )
+        check_quantity_unit(self.quantity, self.unit)
         if self.kind.is_bit != (self.type is ValueType.BOOL):
             raise ValueError(
                 f"type '{self.type}' does not fit a {self.kind} point; "

@@ -1,0 +1,306 @@
+"""LoRaWAN payloads: declared byte layouts to quantity values, and ChirpStack ``object`` maps.
+
+Pure, no I/O. A profile's layout is compiled once into the small immutable objects below
+(precomputed ``struct.Struct`` readers and plain tuples), so decoding one uplink walks a tuple
+of fields and never looks anything up by name. Everything malformed raises CodecError naming
+the byte or the field; nothing else escapes, whatever the bytes.
+
+A field reads one value: an integer of 1 to 4 bytes (either byte order) or a float32, then
+optionally a bit field (``(raw & mask) >> shift``), a check that the raw value is valid, an
+enum (raw → number) or piecewise segments, then ``value = raw * scale + add``.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from edge_agent.errors import CodecError
+
+__all__ = [
+    "MAX_PAYLOAD",
+    "ByteOrder",
+    "Condition",
+    "DecodedValue",
+    "FieldCodec",
+    "FixedLayout",
+    "LoraType",
+    "ObjectField",
+    "ObjectMapping",
+    "PayloadDecoder",
+    "Segment",
+    "type_size",
+]
+
+#: Largest FRMPayload of any EU868 data rate (DR4 to DR7); no field may end past it.
+MAX_PAYLOAD = 222
+
+
+class LoraType(enum.StrEnum):
+    """Value types a payload field can hold."""
+
+    UINT8 = "uint8"
+    INT8 = "int8"
+    UINT16 = "uint16"
+    INT16 = "int16"
+    UINT24 = "uint24"
+    INT24 = "int24"
+    UINT32 = "uint32"
+    INT32 = "int32"
+    FLOAT32 = "float32"
+
+
+class ByteOrder(enum.StrEnum):
+    """Which byte comes first: the most significant (big) or the least (little)."""
+
+    BIG = "big"
+    LITTLE = "little"
+
+
+#: Size in bytes and struct code (None: 24-bit, read with int.from_bytes) per type.
+_TYPES: dict[LoraType, tuple[int, str | None, bool]] = {
+    LoraType.UINT8: (1, "B", False),
+    LoraType.INT8: (1, "b", True),
+    LoraType.UINT16: (2, "H", False),
+    LoraType.INT16: (2, "h", True),
+    LoraType.UINT24: (3, None, False),
+    LoraType.INT24: (3, None, True),
+    LoraType.UINT32: (4, "I", False),
+    LoraType.INT32: (4, "i", True),
+    LoraType.FLOAT32: (4, "f", True),
+}
+
+
+def type_size(value_type: LoraType) -> int:
+    """Bytes one value of ``value_type`` occupies."""
+    return _TYPES[value_type][0]
+
+
+def _reader(value_type: LoraType, order: ByteOrder) -> Callable[[bytes, int], int | float]:
+    """A function reading one value of the type at an offset (bounds already checked)."""
+    size, code, signed = _TYPES[value_type]
+    if code is not None:
+        unpack_from = struct.Struct(("<" if order is ByteOrder.LITTLE else ">") + code).unpack_from
+
+        def read(data: bytes, offset: int) -> int | float:
+            value: int | float = unpack_from(data, offset)[0]
+            return value
+
+        return read
+    from_bytes = int.from_bytes
+    byteorder: Literal["little", "big"] = "little" if order is ByteOrder.LITTLE else "big"
+
+    def read24(data: bytes, offset: int) -> int | float:
+        return from_bytes(data[offset:offset + size], byteorder, signed=signed)
+
+    return read24
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedValue:
+    """One value from an uplink, in the canonical unit of its quantity."""
+
+    quantity: str
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Raw values ``first..last`` (inclusive) mean ``value + (raw - first) * step``."""
+
+    first: int
+    last: int
+    value: float
+    step: float
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A field is read only when ``data[offset] & mask`` is one of ``values``."""
+
+    offset: int
+    mask: int
+    values: frozenset[int]
+
+    def holds(self, data: bytes, base: int = 0) -> bool:
+        """Whether the condition byte is there and matches (a short payload does not)."""
+        index = base + self.offset
+        return index < len(data) and data[index] & self.mask in self.values
+
+
+class FieldCodec:
+    """One value at a fixed offset (from the payload's start, or from a channel's data)."""
+
+    __slots__ = ("_post", "_read", "add", "end", "offset", "optional", "quantity", "scale")
+
+    def __init__(
+        self,
+        quantity: str,
+        offset: int,
+        value_type: LoraType,
+        order: ByteOrder = ByteOrder.BIG,
+        *,
+        mask: int | None = None,
+        shift: int = 0,
+        scale: float = 1.0,
+        add: float = 0.0,
+        valid: tuple[int | None, int | None] = (None, None),
+        enum_map: Mapping[int, float] | None = None,
+        segments: tuple[Segment, ...] = (),
+        when: Condition | None = None,
+        optional: bool = False,
+    ) -> None:
+        if offset < 0 or offset + type_size(value_type) > MAX_PAYLOAD:
+            raise CodecError(f"{quantity}: offset {offset} is outside a LoRaWAN payload")
+        if value_type is LoraType.FLOAT32 and (mask is not None or enum_map or segments):
+            raise CodecError(f"{quantity}: a float32 takes no mask, enum or segments")
+        self.quantity = quantity
+        self.offset = offset
+        self.end = offset + type_size(value_type)
+        self.scale = scale
+        self.add = add
+        self.optional = optional
+        self._read = _reader(value_type, order)
+        plain = (mask is None and valid == (None, None) and enum_map is None and not segments
+                 and when is None)
+        self._post = None if plain else _Post(mask, shift, valid, enum_map, segments, when)
+
+    def decode(self, data: bytes, base: int, out: list[DecodedValue]) -> None:
+        """Append this field's value read at ``base + offset`` (bounds checked by the caller)."""
+        raw = self._read(data, base + self.offset)
+        post = self._post
+        if post is not None:
+            value = post.apply(self.quantity, raw, data, base + self.offset, base)
+            if value is None:
+                return
+            raw = value
+        out.append(DecodedValue(self.quantity, raw * self.scale + self.add))
+
+
+class _Post:
+    """The slower, rarer steps of a field: bits, validity, enum, segments, condition."""
+
+    __slots__ = ("enum_map", "mask", "segments", "shift", "valid_max", "valid_min", "when")
+
+    def __init__(self, mask: int | None, shift: int, valid: tuple[int | None, int | None],
+                 enum_map: Mapping[int, float] | None, segments: tuple[Segment, ...],
+                 when: Condition | None) -> None:
+        self.mask = mask
+        self.shift = shift
+        self.valid_min, self.valid_max = valid
+        self.enum_map = dict(enum_map) if enum_map is not None else None
+        self.segments = segments
+        self.when = when
+
+    def apply(self, quantity: str, raw: int | float, data: bytes, at: int, base: int
+              ) -> float | None:
+        """The number to scale, or None when the field has no value in this payload."""
+        if self.when is not None and not self.when.holds(data, base):
+            return None
+        if self.mask is not None:
+            raw = (int(raw) & self.mask) >> self.shift
+        if self.valid_min is not None and raw < self.valid_min:
+            return None
+        if self.valid_max is not None and raw > self.valid_max:
+            return None
+        if self.enum_map is not None:
+            found = self.enum_map.get(int(raw))
+            if found is None:
+                raise CodecError(f"{quantity}: raw value {raw} at byte {at} is not one of "
+                                 f"{sorted(self.enum_map)}")
+            return found
+        for segment in self.segments:
+            if segment.first <= raw <= segment.last:
+                return segment.value + (raw - segment.first) * segment.step
+        return None if self.segments else float(raw)
+
+
+class PayloadDecoder:
+    """What every compiled layout offers: bytes in, values out, CodecError on bad bytes."""
+
+    __slots__ = ()
+
+    def decode(self, data: bytes) -> list[DecodedValue]:
+        """The values in ``data``."""
+        raise NotImplementedError
+
+
+class FixedLayout(PayloadDecoder):
+    """Fields at fixed offsets; a payload shorter than ``min_length`` is truncated."""
+
+    __slots__ = ("fields", "min_length", "optional", "required")
+
+    def __init__(self, fields: tuple[FieldCodec, ...], min_length: int = 0) -> None:
+        self.fields = fields
+        self.required = tuple(f for f in fields if not f.optional)
+        self.optional = tuple(f for f in fields if f.optional)
+        needed = max((f.end for f in self.required), default=0)
+        self.min_length = max(min_length, needed)
+
+    def decode(self, data: bytes) -> list[DecodedValue]:
+        """Every required field, and each optional field the payload is long enough for."""
+        size = len(data)
+        if size < self.min_length:
+            raise CodecError(f"payload truncated at byte {size}: this layout needs "
+                             f"{self.min_length} bytes")
+        out: list[DecodedValue] = []
+        for field in self.required:
+            field.decode(data, 0, out)
+        for field in self.optional:
+            if field.end <= size:
+                field.decode(data, 0, out)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectField:
+    """One value taken from ChirpStack's decoded ``object`` by its path."""
+
+    quantity: str
+    path: tuple[str, ...]
+    scale: float = 1.0
+    add: float = 0.0
+    enum_map: Mapping[str, float] | None = None
+
+
+class ObjectMapping:
+    """Values taken from an already decoded ``object`` (numbers arrive as floats)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: tuple[ObjectField, ...]) -> None:
+        self.fields = fields
+
+    def decode(self, decoded: Any) -> list[DecodedValue]:
+        """The mapped fields present in ``decoded``; an absent or null field is skipped."""
+        if not isinstance(decoded, dict):
+            raise CodecError(f"the decoded object is a {type(decoded).__name__}, not a mapping")
+        out: list[DecodedValue] = []
+        for field in self.fields:
+            node: Any = decoded
+            for key in field.path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if node is None:
+                continue
+            number = _object_number(field, node)
+            out.append(DecodedValue(field.quantity, number * field.scale + field.add))
+        return out
+
+
+def _object_number(field: ObjectField, node: object) -> float:
+    where = ".".join(field.path)
+    if field.enum_map is not None and isinstance(node, str | bool | int | float):
+        key = node if isinstance(node, str) else str(node).lower()
+        if key in field.enum_map:
+            return field.enum_map[key]
+        raise CodecError(f"object field {where}: {node!r} is not one of "
+                         f"{sorted(field.enum_map)}")
+    if isinstance(node, bool):
+        return 1.0 if node else 0.0
+    if isinstance(node, int | float):
+        return float(node)
+    raise CodecError(f"object field {where}: {node!r} is not a number; map its text values "
+                     "with enum")

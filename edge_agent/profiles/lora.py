@@ -1,0 +1,108 @@
+"""Pydantic model of a LoRaWAN sensor profile: payload layouts per fPort, or an object map.
+
+A LoRa profile lives beside the Modbus and reader profiles and is told apart by
+``category: lora_sensor``. Its layouts compile once, when the profile loads, so the
+ChirpStack driver's per-uplink cost is the codec's and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from edge_agent.codecs.lora_payload import DecodedValue, ObjectMapping, PayloadDecoder
+from edge_agent.errors import CodecError
+from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, named_entries
+
+__all__ = ["LORA_CATEGORY", "BatteryLow", "LoraProfile"]
+
+#: The ``category`` that makes a profile a LoRaWAN sensor.
+LORA_CATEGORY = "lora_sensor"
+
+
+class BatteryLow(BaseModel):
+    """The battery quantity the device reports and the level at or below which it is low."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    quantity: Literal["battery", "battery_voltage"]
+    level: float = Field(gt=0, description="In % for battery, in V for battery_voltage.")
+
+
+class LoraProfile(BaseModel):
+    """A LoRaWAN sensor model: identity, expected interval, battery level, payload layouts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    manufacturer: str
+    model: str
+    category: Literal["lora_sensor"]
+    description: str = ""
+    uplink_interval_s: int = Field(
+        ge=10, le=7 * 86400,
+        description="Expected time between uplinks; silent for 2.5 times this is offline.")
+    battery_low: BatteryLow | None = Field(
+        description="Battery quantity and low level; null for a device that reports none.")
+    ports: dict[int, LayoutSpec] = Field(default={}, description="fPort → payload layout.")
+    object_map: dict[str, ObjectFieldSpec] = Field(
+        default={}, alias="object",
+        description="Quantity → path in ChirpStack's decoded object, for fPorts with no layout.")
+
+    _decoders: dict[int, PayloadDecoder] = PrivateAttr(default_factory=dict)
+    _object: ObjectMapping | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_object_entries(cls, data: Any) -> Any:
+        return named_entries(data, "object")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        bad = [port for port in self.ports if not 1 <= port <= 223]
+        if bad:
+            raise ValueError(f"fPort {bad[0]} is not an application port; use 1 to 223")
+        if not self.ports and not self.object_map:
+            raise ValueError("a LoRa profile needs ports (byte layouts per fPort) or object "
+                             "(fields of ChirpStack's decoded object), or both")
+        low = self.battery_low
+        if low is not None and low.quantity not in self.quantities():
+            raise ValueError(f"battery_low watches {low.quantity}, which no layout produces; "
+                             "map it or set battery_low: null")
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Compile every layout once, here, rather than on each uplink."""
+        self._decoders = {port: layout.compile() for port, layout in self.ports.items()}
+        if self.object_map:
+            self._object = ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
+
+    def decode(self, fport: int, data: bytes, decoded_object: dict[str, Any] | None = None
+               ) -> list[DecodedValue]:
+        """The values of one uplink, each in its quantity's canonical unit.
+
+        The bytes are decoded when the profile has a layout for ``fport``: those layouts are
+        tested against the vendor's vectors, while the shape of ``object`` depends on whatever
+        JS codec the ChirpStack device profile runs. Otherwise ``decoded_object`` (ChirpStack's
+        ``object``) goes through the profile's object map. CodecError when neither applies or
+        the payload is malformed.
+        """
+        try:
+            decoder = self._decoders.get(fport)
+            if decoder is not None:
+                return decoder.decode(data)
+            if self._object is not None and decoded_object is not None:
+                return self._object.decode(decoded_object)
+        except CodecError as exc:
+            raise CodecError(f"{self.id} fPort {fport}: {exc}") from None
+        if self._object is not None:
+            raise CodecError(f"{self.id} fPort {fport}: no layout for this fPort and no "
+                             "decoded object from ChirpStack; set a codec in its device profile")
+        ports = ", ".join(str(port) for port in sorted(self._decoders))
+        raise CodecError(f"{self.id}: no layout for fPort {fport} (it decodes fPorts {ports})")
+
+    def quantities(self) -> list[str]:
+        """Every quantity the profile can produce, each once, in declaration order."""
+        names = [name for layout in self.ports.values() for name in layout.quantities()]
+        return list(dict.fromkeys([*names, *self.object_map]))

@@ -1,0 +1,290 @@
+"""Pydantic models of LoRa payload layouts: fields, channels, object paths, per fPort.
+
+Each model checks what the codec cannot (quantity and unit, a bit field inside its type, a
+boolean that can only be 0 or 1) and compiles itself into the pure codec of
+``edge_agent.codecs`` once, at load.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from edge_agent.codecs.lora_channels import Channel, ChannelFormat, ChannelLayout
+from edge_agent.codecs.lora_payload import (
+    MAX_PAYLOAD,
+    ByteOrder,
+    Condition,
+    FieldCodec,
+    FixedLayout,
+    LoraType,
+    ObjectField,
+    PayloadDecoder,
+    Segment,
+    type_size,
+)
+from edge_agent.profiles.models import check_quantity_unit
+from edge_agent.quantities import lookup_quantity
+
+__all__ = [
+    "ChannelSpec",
+    "ConditionSpec",
+    "FieldSpec",
+    "LayoutSpec",
+    "ObjectFieldSpec",
+    "SegmentSpec",
+    "named_entries",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def named_entries(data: Any, key: str) -> Any:
+    """``data`` with each entry of the mapping ``data[key]`` given its key as its quantity."""
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        return data
+    return {**data, key: {name: {**spec, "quantity": name} if isinstance(spec, dict) else spec
+                          for name, spec in data[key].items()}}
+
+
+class SegmentSpec(_Strict):
+    """Raw values ``first..last`` mean ``value + (raw - first) * step`` (before scale)."""
+
+    first: int
+    last: int
+    value: float
+    step: float = 1.0
+
+
+class ConditionSpec(_Strict):
+    """Read the field only when the byte at ``offset`` masked is one of ``values``."""
+
+    offset: int = Field(ge=0, lt=MAX_PAYLOAD)
+    mask: int = Field(default=0xFF, ge=1, le=0xFF)
+    values: list[int] = Field(min_length=1)
+
+
+class FieldSpec(_Strict):
+    """One value in the payload: where it is, its type, and how raw becomes the quantity."""
+
+    quantity: str = Field(default="", description="Filled from the key: a vocabulary name.")
+    offset: int = Field(ge=0, lt=MAX_PAYLOAD, description="First byte (channel data: 0).")
+    type: LoraType
+    byte_order: ByteOrder | None = Field(
+        default=None, description="Overrides the layout's (fixed) or format's byte order.")
+    mask: int | None = Field(default=None, ge=1, le=0xFFFFFFFF,
+                             description="Bit field: raw = (raw & mask) >> shift.")
+    shift: int = Field(default=0, ge=0, le=31)
+    valid_min: int | None = Field(default=None, description="Smaller raw values are no reading.")
+    valid_max: int | None = Field(default=None, description="Larger raw values are no reading.")
+    enum: dict[int, float] | None = Field(
+        default=None, description="Raw value → number; any other raw value is an error.")
+    segments: list[SegmentSpec] | None = Field(
+        default=None, description="Piecewise linear raw → number; uncovered raw: no reading.")
+    scale: float = Field(default=1.0, description="value = number × scale + add.")
+    add: float = 0.0
+    unit: str = Field(description="Canonical unit of the quantity, after scaling.")
+    when: ConditionSpec | None = None
+    optional: bool = Field(default=False,
+                           description="Read only when the payload is long enough.")
+    description: str = ""
+
+    @property
+    def end(self) -> int:
+        """First byte after the field."""
+        return self.offset + type_size(self.type)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_quantity_unit(self.quantity, self.unit)
+        bits = 8 * type_size(self.type)
+        if self.end > MAX_PAYLOAD:
+            raise ValueError(f"a {self.type} at offset {self.offset} ends past the largest "
+                             f"LoRaWAN payload ({MAX_PAYLOAD} bytes)")
+        if self.type is LoraType.FLOAT32 and (
+                {"mask", "shift", "enum", "segments", "valid_min", "valid_max"}
+                & self.model_fields_set):
+            raise ValueError("a float32 takes no mask, shift, enum, segments or valid range; "
+                             "use an integer type for bit fields and codes")
+        if self.mask is not None and (self.mask >> bits or self.shift >= bits):
+            raise ValueError(f"mask 0x{self.mask:X} or shift {self.shift} does not fit in a "
+                             f"{bits}-bit {self.type}")
+        if self.enum is not None and self.segments is not None:
+            raise ValueError("give enum or segments, not both")
+        self._check_segments()
+        self._check_boolean()
+        return self
+
+    def _check_segments(self) -> None:
+        ordered = sorted(self.segments or [], key=lambda s: s.first)
+        for segment in ordered:
+            if segment.first > segment.last:
+                raise ValueError(f"segment {segment.first}..{segment.last} is empty; "
+                                 "first must be at most last")
+        for before, after in itertools.pairwise(ordered):
+            if after.first <= before.last:
+                raise ValueError(f"segments {before.first}..{before.last} and "
+                                 f"{after.first}..{after.last} overlap")
+
+    def _check_boolean(self) -> None:
+        spec = lookup_quantity(self.quantity)
+        if spec is None or spec.unit != "bool":
+            return
+        one_bit = self.mask is not None and self.mask >> self.shift == 1
+        mapped = self.enum is not None and set(self.enum.values()) <= {0, 1}
+        if not (one_bit or mapped) or self.scale != 1 or self.add != 0:
+            raise ValueError(f"{self.quantity} is 0 or 1: read one bit (mask: 0x80, shift: 7 "
+                             "for bit 7) or map the raw values with enum: {0: 0, 1: 1}, "
+                             "without scale or add")
+
+    def compile(self, order: ByteOrder) -> FieldCodec:
+        """The codec of this field, in ``order`` unless the field sets its own."""
+        when = self.when
+        return FieldCodec(
+            self.quantity, self.offset, self.type, self.byte_order or order,
+            mask=self.mask, shift=self.shift, scale=self.scale, add=self.add,
+            valid=(self.valid_min, self.valid_max), enum_map=self.enum,
+            segments=tuple(Segment(s.first, s.last, s.value, s.step)
+                           for s in sorted(self.segments or [], key=lambda s: s.first)),
+            when=None if when is None else Condition(when.offset, when.mask,
+                                                     frozenset(when.values)),
+            optional=self.optional,
+        )
+
+
+class ChannelSpec(_Strict):
+    """One record kind of a channel payload and the values in its data."""
+
+    channel: int | None = Field(default=None, ge=0, le=0xFF,
+                                description="Milesight channel id; not for Elsys.")
+    type: int = Field(ge=0, le=0xFF, description="Milesight channel type, or Elsys type.")
+    length: int = Field(ge=0, lt=MAX_PAYLOAD, description="Bytes of data after the key.")
+    description: str = ""
+    values: dict[str, FieldSpec] = Field(
+        default={}, description="Quantity → field, offsets from the start of the data.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_values(cls, data: Any) -> Any:
+        return named_entries(data, "values")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for field in self.values.values():
+            if field.end > self.length:
+                raise ValueError(f"{field.quantity} ends at byte {field.end} of the data, past "
+                                 f"the channel's length {self.length}; check offset and length")
+        return self
+
+    def key(self, channel_format: ChannelFormat) -> int:
+        """The record key as the codec sees it."""
+        if channel_format is ChannelFormat.MILESIGHT:
+            return (self.channel or 0) << 8 | self.type
+        return self.type
+
+
+class LayoutSpec(_Strict):
+    """How one fPort's payload is laid out: fields at fixed offsets, or channel records."""
+
+    layout: Literal["fixed", "milesight", "elsys"] = Field(
+        description="fixed: fields at offsets; milesight or elsys: channel records.")
+    description: str = ""
+    byte_order: ByteOrder = Field(
+        default=ByteOrder.BIG, description="fixed: the fields' byte order (channel formats "
+        "have their own: little for milesight, big for elsys).")
+    min_length: int | None = Field(
+        default=None, ge=0, le=MAX_PAYLOAD,
+        description="fixed: shorter payloads are truncated; at least the end of every "
+        "required field.")
+    fields: dict[str, FieldSpec] = Field(
+        default={}, description="fixed: quantity → field; none for a port with nothing to keep.")
+    channels: list[ChannelSpec] = Field(
+        default=[], description="milesight or elsys: the record kinds.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_fields(cls, data: Any) -> Any:
+        return named_entries(data, "fields")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.layout == "fixed":
+            self._check_fixed()
+        else:
+            self._check_channels(ChannelFormat(self.layout))
+        return self
+
+    def _check_fixed(self) -> None:
+        if self.channels:
+            raise ValueError("a fixed layout has fields, not channels; set layout: milesight "
+                             "or elsys for channel records")
+        needed = max((f.end for f in self.fields.values() if not f.optional), default=0)
+        if self.min_length is not None and self.min_length < needed:
+            raise ValueError(f"min_length {self.min_length} is shorter than the required "
+                             f"fields, which end at byte {needed}; set min_length: {needed} "
+                             "or mark the later fields optional: true")
+
+    def _check_channels(self, channel_format: ChannelFormat) -> None:
+        misplaced = {"fields", "min_length", "byte_order"} & self.model_fields_set
+        if misplaced:
+            raise ValueError(f"{', '.join(sorted(misplaced))}: for fixed layouts only; a "
+                             f"{self.layout} layout lists channels")
+        if not self.channels:
+            raise ValueError(f"a {self.layout} layout needs channels")
+        milesight = channel_format is ChannelFormat.MILESIGHT
+        seen: set[int] = set()
+        for channel in self.channels:
+            if milesight and channel.channel is None:
+                raise ValueError(f"a milesight record needs channel: (the id before type "
+                                 f"0x{channel.type:02X})")
+            if not milesight and channel.channel is not None:
+                raise ValueError("elsys records have a type only; remove channel:")
+            key = channel.key(channel_format)
+            if key in seen:
+                raise ValueError(f"record 0x{key:X} is declared twice; keep one")
+            seen.add(key)
+
+    def compile(self) -> PayloadDecoder:
+        """The compiled layout."""
+        if self.layout == "fixed":
+            return FixedLayout(tuple(f.compile(self.byte_order) for f in self.fields.values()),
+                               self.min_length or 0)
+        channel_format = ChannelFormat(self.layout)
+        order = channel_format.byte_order
+        return ChannelLayout(channel_format, (
+            Channel(c.key(channel_format), c.length,
+                    tuple(f.compile(order) for f in c.values.values()))
+            for c in self.channels))
+
+    def quantities(self) -> list[str]:
+        """The quantities this layout can produce."""
+        return [*self.fields, *(name for channel in self.channels for name in channel.values)]
+
+
+class ObjectFieldSpec(_Strict):
+    """One value taken from ChirpStack's decoded ``object``."""
+
+    quantity: str = Field(default="", description="Filled from the key: a vocabulary name.")
+    path: str = Field(min_length=1, description="Dotted path in the object: air.temperature.")
+    enum: dict[str, float] | None = Field(
+        default=None, description="Text (or true/false) → number, for decoders that send words.")
+    scale: float = 1.0
+    add: float = 0.0
+    unit: str
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_quantity_unit(self.quantity, self.unit)
+        if any(not part for part in self.path.split(".")):
+            raise ValueError(f"path '{self.path}' has an empty part; write a.b.c")
+        return self
+
+    def compile(self) -> ObjectField:
+        """The codec of this entry."""
+        return ObjectField(self.quantity, tuple(self.path.split(".")), self.scale, self.add,
+                           self.enum)
