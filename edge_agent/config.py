@@ -38,7 +38,7 @@ from pydantic import (
 from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
-from edge_agent.profiles import DeviceProfile, load_profile
+from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
 from edge_agent.validation import describe_validation_error
 
 __all__ = [
@@ -326,6 +326,12 @@ class GatewayConfig(_Strict):
         for reader in self.readers:
             _known(f"reader {reader.name}: gate", reader.gate, names)
 
+    def lora_profiles(self) -> dict[str, LoraProfile]:
+        """The LoRa profile of every ``[[lora.devices]]`` entry, by profile id."""
+        extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
+        ids = {sensor.profile for source in self.lora for sensor in source.devices}
+        return {pid: load_lora_profile(pid, extra_dirs=extra) for pid in sorted(ids)}
+
     def profile_of(self, device: DeviceConfig) -> DeviceProfile:
         """The device's profile (ProfileError when it does not exist)."""
         extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
@@ -345,6 +351,16 @@ def _known(what: str, name: str, names: set[str]) -> None:
         close = difflib.get_close_matches(name, sorted(names), n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"declared: {', '.join(sorted(names))}"
         raise ValueError(f"{what} '{name}' is not declared; {hint}")
+
+
+def _check_lora_profiles(config: GatewayConfig, path: Path) -> None:
+    extra = [config.gateway.profiles_dir] if config.gateway.profiles_dir else []
+    for source in config.lora:
+        for sensor in source.devices:
+            try:
+                load_lora_profile(sensor.profile, extra_dirs=extra)
+            except ProfileError as exc:
+                raise ConfigError(f"{path}: LoRa device {sensor.name}: {exc}") from exc
 
 
 def _check_profiles(config: GatewayConfig, path: Path) -> None:
@@ -380,6 +396,9 @@ def load_config(path: Path) -> GatewayConfig:
         "data_dir": path.parent / section.data_dir,
         "profiles_dir": path.parent / section.profiles_dir if section.profiles_dir else None,
     })  # absolute paths stay as they are: joining keeps the right-hand one
-    config = config.model_copy(update={"gateway": gateway})
+    lora = [source.model_copy(update={"ca_file": path.parent / source.ca_file})
+            if source.ca_file else source for source in config.lora]
+    config = config.model_copy(update={"gateway": gateway, "lora": lora})
     _check_profiles(config, path)
+    _check_lora_profiles(config, path)
     return config

@@ -27,6 +27,7 @@ from edge_agent.access.engine import AccessEngine
 from edge_agent.access.readers import build_readers
 from edge_agent.codecs.bundle import VerifiedBundle
 from edge_agent.config import GatewayConfig
+from edge_agent.drivers.lora.source import LoraSource
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
@@ -95,7 +96,7 @@ class RecordBuffer:
         #: Keys of source messages whose records are queued (see Outbox.append_many).
         self.deliveries: list[str] = []
         #: Called once the records queued before them are on disk (a broker ack).
-        self.on_durable: list[Callable[[], None]] = []
+        self.on_durable: list[Callable[[], object]] = []
 
     def put_readings(self, readings: list[Reading]) -> None:
         """Queue the readings of one poll."""
@@ -120,7 +121,7 @@ class RecordBuffer:
         self.ready.set()
         self.urgent.set()
 
-    def put_delivered(self, keys: list[str], on_durable: Callable[[], None]) -> None:
+    def put_delivered(self, keys: list[str], on_durable: Callable[[], object]) -> None:
         """A source message is queued whole: ``on_durable`` once its records are on disk.
 
         The message's records were queued before this call. Writing starts at once, since
@@ -199,6 +200,8 @@ class Gateway:
         self._sync_note = ""
         #: Readers, gates and pedestals, when the configuration has any.
         self.access: AccessController | None = None
+        #: The ChirpStack integrations (``[[lora]]``), built once the outbox is open.
+        self.lora: list[LoraSource] = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -219,8 +222,11 @@ class Gateway:
             client = self._hub_client(identity)
             bundles = self._bundle_store(identity)
             self.access = await self._access_controller(identity, bundles)
+            self.lora = await asyncio.to_thread(self._lora_sources, outbox)
             async with asyncio.TaskGroup() as group:
                 access_tasks = self._start_access(group)
+                access_tasks += [group.create_task(source.run(), name=f"lora[{source.config.name}]")
+                                 for source in self.lora]
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -241,7 +247,9 @@ class Gateway:
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
                 for task in access_tasks:
-                    task.cancel()  # no new relay command once the buses are stopping
+                    # No new relay command once the buses are stopping; LoRa messages not
+                    # yet on disk stay unacknowledged and come again at the next start.
+                    task.cancel()
                 for bus in self.buses:
                     bus.stop()
                 await asyncio.gather(*bus_tasks)
@@ -256,6 +264,16 @@ class Gateway:
                 await client.aclose()
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    def _lora_sources(self, outbox: Outbox) -> list[LoraSource]:
+        """One source per ``[[lora]]`` section, knowing the messages already stored."""
+        if not self.config.lora:
+            return []
+        profiles = self.config.lora_profiles()
+        delivered = outbox.recent_deliveries()
+        return [LoraSource(section, {s.profile: profiles[s.profile] for s in section.devices},
+                           self.buffer, gateway_id=self.config.gateway.id, delivered=delivered)
+                for section in self.config.lora]
 
     def _bundle_store(self, identity: Identity | None) -> BundleStore | None:
         """The signed bundles in ``<data_dir>/bundles``, checked with the pinned hub key."""
@@ -403,6 +421,7 @@ class Gateway:
             "sync": self.sync.report(stats) if self.sync is not None else
                     {"note": self._sync_note},
             "access": self.access.report() if self.access is not None else None,
+            "lora": [source.report() for source in self.lora],
         }
 
     def _write_status(self, outbox: Outbox) -> None:

@@ -60,7 +60,9 @@ class PrivateMosquitto:
             self.port: int = probe.getsockname()[1]
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.conf = directory / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        # "user root" keeps a broker started by root from dropping to the mosquitto user, who
+        # could not write its persistence file in the test's directory.
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
                              f"persistence true\npersistence_location {directory}/\n"
                              "autosave_interval 1\n", encoding="utf-8")
         self.process: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,219 @@
+"""LoRa sensors through a real broker into a running gateway's outbox.
+
+The simulated ChirpStack publishes uplinks on Mosquitto (where it runs) or the embedded
+broker; the gateway decodes them with the shipped profiles, stores them, and only then
+acknowledges them to the broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from edge_agent.config import load_config
+from edge_agent.records import Event, Reading
+from edge_agent.runtime import OUTBOX_FILE, Gateway
+from edge_agent.store import Outbox
+from simulators.lora.chirpstack import ChirpstackPublisher, SimulatedSensor
+from tests.helpers.mqtt import Broker, PrivateMosquitto, mqtt_broker, private_mosquitto
+
+__all__ = ["mqtt_broker", "private_mosquitto"]
+
+FLOOD = SimulatedSensor("flood-1", "a84041000181c061", "dragino-ldds75")
+SPOT = SimulatedSensor("spot-12", "70b3d5e75e003a1b", "bosch-tps110")
+AIR = SimulatedSensor("air-1", "24e124707c481005", "milesight-am307")
+UNKNOWN = SimulatedSensor("stranger", "0000000000000bad", "bosch-tps110")
+
+
+def gateway_toml(tmp: Path, broker: Broker, app: str, *, fmt: str = "json",
+                 client_id: str | None = None) -> Path:
+    protocol = "3.1.1" if broker.kind == "embedded" else "auto"
+    devices = "".join(
+        f'[[lora.devices]]\nname = "{s.name}"\ndev_eui = "{s.dev_eui}"\nprofile = "{s.profile}"\n'
+        for s in (FLOOD, SPOT, AIR))
+    path = tmp / "gateway.toml"
+    path.write_text(
+        f'[gateway]\nid = "lora-test"\ndata_dir = "data"\n\n'
+        f'[[lora]]\nbroker = "{broker.url}"\napplication_ids = ["{app}"]\n'
+        f'format = "{fmt}"\nprotocol = "{protocol}"\nsession_expiry_s = 300\n'
+        f'client_id = "{client_id or "ponton-" + uuid.uuid4().hex[:10]}"\n\n{devices}',
+        encoding="utf-8")
+    return path
+
+
+def stored(data_dir: Path) -> tuple[list[Reading], list[Event]]:
+    readings: list[Reading] = []
+    events: list[Event] = []
+    with Outbox.open(data_dir / OUTBOX_FILE) as outbox:
+        while (batch := outbox.next_batch(limit=10_000)) is not None:
+            for _seq, record in batch.records:
+                if isinstance(record, Reading):
+                    readings.append(record)
+                else:
+                    events.append(record)
+            outbox.ack(batch.stream, batch.last_seq)
+    return readings, events
+
+
+@contextlib.asynccontextmanager
+async def running(gateway: Gateway) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(gateway.run(stop))
+    async with asyncio.timeout(15):
+        while not (gateway.lora and gateway.lora[0].session.connected.is_set()):
+            await asyncio.sleep(0.02)
+    yield stop
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("fmt", ["json", "protobuf"])
+async def test_uplinks_become_readings_unknown_and_garbage_are_counted(
+    tmp_path: Path, mqtt_broker: Broker, fmt: Literal["json", "protobuf"]
+) -> None:
+    app = str(uuid.uuid4())
+    gateway = Gateway(load_config(gateway_toml(tmp_path, mqtt_broker, app, fmt=fmt)))
+    async with running(gateway):
+        publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app, fmt)
+        await asyncio.to_thread(publisher.uplink, FLOOD, {"distance": 1.234, "temperature": 8.5,
+                                                          "battery_voltage": 3.338})
+        await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 1})
+        await asyncio.to_thread(publisher.uplink, AIR, {"co2": 936, "temperature": 23.8,
+                                                        "humidity": 62})
+        await asyncio.to_thread(publisher.uplink, UNKNOWN, {"spot_occupied": 0})
+        await asyncio.to_thread(publisher.uplink_bytes, SPOT, 1, b"")  # truncated payload
+        await asyncio.to_thread(publisher.raw, f"application/{app}/device/{SPOT.dev_eui}"
+                                "/event/up", b"\x00garbage{")
+        await asyncio.to_thread(publisher.status, AIR, battery=87, margin=9)
+        await asyncio.to_thread(publisher.join, FLOOD)
+        await asyncio.to_thread(publisher.close)
+        source = gateway.lora[0]
+        await until(lambda: source.counters.messages >= 8 and not gateway.buffer.on_durable)
+        report = source.report()
+    readings, events = stored(tmp_path / "data")
+    values = {(r.device, r.quantity): r.value for r in readings}
+    assert values[("flood-1", "distance")] == pytest.approx(1.234)
+    assert values[("flood-1", "battery_voltage")] == pytest.approx(3.338)
+    assert values[("spot-12", "spot_occupied")] == 1
+    assert values[("air-1", "co2")] == 936
+    assert values[("air-1", "battery")] == 87
+    assert values[("air-1", "link_margin")] == 9
+    assert ("flood-1", "rssi") in values
+    assert not any(r.device == "stranger" for r in readings)
+    assert [e.kind for e in events if e.device == "flood-1"] == ["lora.join"]
+    assert report["unknown_devices"] == 1
+    assert report["malformed"] == 1
+    assert report["decode_errors"] == 1
+
+
+async def test_a_sensor_silent_past_its_allowance_goes_offline_then_online(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    app = str(uuid.uuid4())
+    gateway = Gateway(load_config(gateway_toml(tmp_path, mqtt_broker, app)))
+    async with running(gateway):
+        source = gateway.lora[0]
+        sensor = source.sensors[SPOT.dev_eui]
+        silence_ms = int(sensor.profile.uplink_interval_s * 2.5 * 1000) + 1000
+        source.check_silence(sensor.last_seen_ms + silence_ms)
+        assert not sensor.online
+        publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
+        await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 0})
+        await asyncio.to_thread(publisher.close)
+
+        def heard_again() -> bool:
+            return sensor.online and not gateway.buffer.on_durable
+
+        await until(heard_again)
+    _, events = stored(tmp_path / "data")
+    kinds = [e.kind for e in events if e.device == "spot-12"]
+    assert kinds == ["device.offline", "device.online"]
+
+
+async def test_a_battery_at_its_low_level_raises_one_event(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    app = str(uuid.uuid4())
+    gateway = Gateway(load_config(gateway_toml(tmp_path, mqtt_broker, app)))
+    async with running(gateway):
+        low = gateway.lora[0].sensors[AIR.dev_eui].profile.battery_low
+        assert low is not None
+        publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
+        for level in (80, low.level - 1, low.level - 2, 90):
+            await asyncio.to_thread(publisher.status, AIR, battery=level)
+        await asyncio.to_thread(publisher.close)
+        source = gateway.lora[0]
+        await until(lambda: source.counters.messages >= 4 and not gateway.buffer.on_durable)
+    _, events = stored(tmp_path / "data")
+    kinds = [e.kind for e in events if e.device == "air-1"]
+    assert kinds == ["device.battery_low", "device.battery_ok"]
+
+
+def _agent(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+async def test_every_uplink_is_stored_exactly_once_through_sigkills_and_a_broker_restart(
+    tmp_path: Path, private_mosquitto: PrivateMosquitto
+) -> None:
+    broker = Broker(private_mosquitto.url, "mosquitto", redelivers=True)
+    app = str(uuid.uuid4())
+    config = gateway_toml(tmp_path, broker, app, client_id="ponton-exactly-once")
+    # The pulse count each uplink carries is its frame counter: every (sensor, fCnt) is
+    # checked for exactly one stored reading.
+    sensors = [SimulatedSensor(f"s{i}", f"{i:016x}", "milesight-em300-di") for i in range(1, 4)]
+    text = config.read_text(encoding="utf-8") + "".join(
+        f'[[lora.devices]]\nname = "{s.name}"\ndev_eui = "{s.dev_eui}"\n'
+        f'profile = "milesight-em300-di"\n' for s in sensors)
+    config.write_text(text, encoding="utf-8")
+    publisher = await asyncio.to_thread(ChirpstackPublisher, broker.url, app)
+    agent = _agent(config)
+    published: Counter[tuple[str, int]] = Counter()
+    try:
+        await asyncio.sleep(3)  # the agent's session exists before the first uplink
+        for round_ in range(6):
+            for _ in range(40):
+                for sensor in sensors:
+                    await asyncio.to_thread(publisher.uplink, sensor,
+                                            {"pulse_count": sensor.f_cnt + 1})
+                    published[(sensor.name, sensor.f_cnt)] += 1
+            if round_ == 3:
+                await asyncio.to_thread(publisher.close)
+                private_mosquitto.stop()
+                private_mosquitto.start()
+                publisher = await asyncio.to_thread(ChirpstackPublisher, broker.url, app)
+            else:
+                agent.send_signal(signal.SIGKILL)
+                agent.wait(10)
+                agent = _agent(config)
+        await asyncio.sleep(2)
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(20)
+        agent = _agent(config)  # drains what the broker still holds for us
+        await asyncio.sleep(4)
+    finally:
+        await asyncio.to_thread(publisher.close)
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(20)
+    readings, _ = stored(tmp_path / "data")
+    stored_once = Counter((r.device, int(r.value)) for r in readings
+                          if r.quantity.startswith("pulse_count"))
+    assert stored_once == published
