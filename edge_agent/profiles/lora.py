@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge_agent.codecs.lora_payload import DecodedValue, ObjectMapping, PayloadDecoder
 from edge_agent.errors import CodecError
-from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, named_entries
+from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, Problem, named_entries
 
 __all__ = ["LORA_CATEGORY", "BatteryLow", "LoraProfile"]
 
@@ -60,23 +61,30 @@ class LoraProfile(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        bad = [port for port in self.ports if not 1 <= port <= 223]
-        if bad:
-            raise ValueError(f"fPort {bad[0]} is not an application port; use 1 to 223")
+        """Profile-wide rules, each reported where it applies; then compile every layout once,
+        here, rather than on each uplink."""
+        problems: list[Problem] = []
+        for port, layout in self.ports.items():
+            if not 1 <= port <= 223:
+                problems.append(((port,), f"fPort {port} is not an application port; use 1 "
+                                          "to 223"))
+            problems += [((port, *where), message) for where, message in layout.problems()]
+        errors = [_error(("ports", *where), message) for where, message in problems]
         if not self.ports and not self.object_map:
-            raise ValueError("a LoRa profile needs ports (byte layouts per fPort) or object "
-                             "(fields of ChirpStack's decoded object), or both")
+            errors.append(_error(("ports",), "a LoRa profile needs ports (byte layouts per "
+                                             "fPort) or object (fields of ChirpStack's decoded "
+                                             "object), or both"))
         low = self.battery_low
         if low is not None and low.quantity not in self.quantities():
-            raise ValueError(f"battery_low watches {low.quantity}, which no layout produces; "
-                             "map it or set battery_low: null")
-        return self
-
-    def model_post_init(self, context: Any, /) -> None:
-        """Compile every layout once, here, rather than on each uplink."""
+            errors.append(_error(("battery_low", "quantity"),
+                                 f"battery_low watches {low.quantity}, which no layout "
+                                 "produces; map it or set battery_low: null"))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         self._decoders = {port: layout.compile() for port, layout in self.ports.items()}
         if self.object_map:
             self._object = ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
+        return self
 
     def decode(self, fport: int, data: bytes, decoded_object: dict[str, Any] | None = None
                ) -> list[DecodedValue]:
@@ -106,3 +114,10 @@ class LoraProfile(BaseModel):
         """Every quantity the profile can produce, each once, in declaration order."""
         names = [name for layout in self.ports.values() for name in layout.quantities()]
         return list(dict.fromkeys([*names, *self.object_map]))
+
+
+def _error(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
+    # The message goes in as a context value so braces in it are never read as placeholders.
+    return InitErrorDetails(type=PydanticCustomError("lora_profile", "{message}",
+                                                     {"message": message}),
+                            loc=location, input=None)
