@@ -7,9 +7,10 @@ ChirpStack driver's per-uplink cost is the codec's and nothing else.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge_agent.codecs.lora_payload import DecodedValue, ObjectMapping, PayloadDecoder
@@ -51,9 +52,6 @@ class LoraProfile(BaseModel):
         default={}, alias="object",
         description="Quantity → path in ChirpStack's decoded object, for fPorts with no layout.")
 
-    _decoders: dict[int, PayloadDecoder] = PrivateAttr(default_factory=dict)
-    _object: ObjectMapping | None = PrivateAttr(default=None)
-
     @model_validator(mode="before")
     @classmethod
     def _name_object_entries(cls, data: Any) -> Any:
@@ -81,10 +79,17 @@ class LoraProfile(BaseModel):
                                  "produces; map it or set battery_low: null"))
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
-        self._decoders = {port: layout.compile() for port, layout in self.ports.items()}
-        if self.object_map:
-            self._object = ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
+        _ = self._compiled  # compiled now, at load, rather than on the first uplink
         return self
+
+    @cached_property
+    def _compiled(self) -> tuple[dict[int, PayloadDecoder], ObjectMapping | None]:
+        """The layouts per fPort and the object map, compiled (a plain attribute once read:
+        pydantic's private attributes cost a microsecond per access)."""
+        decoders = {port: layout.compile() for port, layout in self.ports.items()}
+        mapping = (ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
+                   if self.object_map else None)
+        return decoders, mapping
 
     def decode(self, fport: int, data: bytes, decoded_object: dict[str, Any] | None = None
                ) -> list[DecodedValue]:
@@ -96,18 +101,19 @@ class LoraProfile(BaseModel):
         ``object``) goes through the profile's object map. CodecError when neither applies or
         the payload is malformed.
         """
+        decoders, mapping = self._compiled
         try:
-            decoder = self._decoders.get(fport)
+            decoder = decoders.get(fport)
             if decoder is not None:
                 return decoder.decode(data)
-            if self._object is not None and decoded_object is not None:
-                return self._object.decode(decoded_object)
+            if mapping is not None and decoded_object is not None:
+                return mapping.decode(decoded_object)
         except CodecError as exc:
             raise CodecError(f"{self.id} fPort {fport}: {exc}") from None
-        if self._object is not None:
+        if mapping is not None:
             raise CodecError(f"{self.id} fPort {fport}: no layout for this fPort and no "
                              "decoded object from ChirpStack; set a codec in its device profile")
-        ports = ", ".join(str(port) for port in sorted(self._decoders))
+        ports = ", ".join(str(port) for port in sorted(decoders))
         raise CodecError(f"{self.id}: no layout for fPort {fport} (it decodes fPorts {ports})")
 
     def quantities(self) -> list[str]:
