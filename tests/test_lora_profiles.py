@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.codecs.lora_payload import DecodedValue
 from edge_agent.errors import CodecError, ProfileError
 from edge_agent.profiles import (
     PROFILE_DIR,
@@ -225,6 +226,13 @@ def test_object_values_that_do_not_fit_are_codec_errors(
     profile = site_profile(tmp_path, "by-object", OBJECT_MAP)
     with pytest.raises(CodecError, match=message):
         profile.decode(7, b"", decoded)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("sent", "value"), [(1.0, 1.0), (0, 0.0), (True, 1.0), (False, 0.0)])
+def test_numbers_and_booleans_pass_through_a_field_with_words(
+        tmp_path: Path, sent: object, value: float) -> None:
+    profile = site_profile(tmp_path, "by-object", OBJECT_MAP)
+    assert profile.decode(7, b"", {"magnet_status": sent}) == [DecodedValue("door_open", value)]
 
 
 def test_an_object_only_profile_needs_chirpstack_to_decode(tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ class Condition:
     def holds(self, data: bytes, base: int = 0) -> bool:
         """Whether the condition byte is there and matches (a short payload does not)."""
         index = base + self.offset
-        return index < len(data) and data[index] & self.mask in self.values
+        return index < len(data) and (data[index] & self.mask) in self.values
 
 
 #: A field compiled for the decode loop: quantity, reader, offset, scale, add, mask, shift,
@@ -273,16 +273,18 @@ class ObjectMapping:
 
 
 def _object_number(field: ObjectField, node: object) -> float:
-    where = ".".join(field.path)
-    if field.enum_map is not None and isinstance(node, str | bool | int | float):
-        key = node if isinstance(node, str) else str(node).lower()
-        if key in field.enum_map:
-            return field.enum_map[key]
-        raise CodecError(f"object field {where}: {node!r} is not one of "
-                         f"{sorted(field.enum_map)}")
+    """A number from an object value: words through the enum, true/false as 1/0 (or enum)."""
+    table = field.enum_map or {}
+    if isinstance(node, str):
+        if node in table:
+            return table[node]
+        where = ".".join(field.path)
+        if table:
+            raise CodecError(f"object field {where}: {node!r} is not one of {sorted(table)}")
+        raise CodecError(f"object field {where}: {node!r} is not a number; map its words "
+                         "with enum")
     if isinstance(node, bool):
-        return 1.0 if node else 0.0
+        return table.get("true" if node else "false", 1.0 if node else 0.0)
     if isinstance(node, int | float):
         return float(node)
-    raise CodecError(f"object field {where}: {node!r} is not a number; map its text values "
-                     "with enum")
+    raise CodecError(f"object field {'.'.join(field.path)}: {node!r} is not a number")
