@@ -17,7 +17,14 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge_agent.codecs.lora_payload import ByteOrder, DecodedValue, FieldCodec, PayloadDecoder
+from edge_agent.codecs.lora_payload import (
+    ByteOrder,
+    DecodedValue,
+    FieldCodec,
+    PayloadDecoder,
+    Plan,
+    decode_fields,
+)
 from edge_agent.errors import CodecError
 
 __all__ = ["MILESIGHT_ATTRIBUTES", "Channel", "ChannelFormat", "ChannelLayout"]
@@ -68,7 +75,7 @@ class ChannelLayout(PayloadDecoder):
 
     def __init__(self, channel_format: ChannelFormat, channels: Iterable[Channel]) -> None:
         self._format = channel_format
-        table: dict[int, tuple[int, tuple[FieldCodec, ...]]] = {}
+        table: dict[int, tuple[int, tuple[Plan, ...]]] = {}
         if channel_format is ChannelFormat.MILESIGHT:
             table.update({0xFF00 | kind: (length, ()) for kind, length in
                           MILESIGHT_ATTRIBUTES.items()})
@@ -76,7 +83,7 @@ class ChannelLayout(PayloadDecoder):
             if any(field.end > channel.length for field in channel.fields):
                 raise CodecError(f"channel 0x{channel.key:X}: a value ends past its "
                                  f"{channel.length} bytes")
-            table[channel.key] = (channel.length, channel.fields)
+            table[channel.key] = (channel.length, tuple(f.plan for f in channel.fields))
         self._table = table
 
     def decode(self, data: bytes) -> list[DecodedValue]:
@@ -100,13 +107,13 @@ class ChannelLayout(PayloadDecoder):
                     break
                 raise CodecError(f"unknown channel 0x{key >> 8:02X} type 0x{key & 0xFF:02X} "
                                  f"at byte {index}")
-            length, fields = entry
+            length, plans = entry
             end = start + length
             if end > size:
                 raise CodecError(f"payload truncated at byte {size}: {self._describe(key)} at "
                                  f"byte {index} needs {length} bytes of data")
-            for field in fields:
-                field.decode(data, start, out)
+            if plans:
+                decode_fields(plans, data, start, out)
             index = end
         return out
 

@@ -13,6 +13,7 @@ enum (raw → number) or piecewise segments, then ``value = raw * scale + add``.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ __all__ = [
     "ObjectField",
     "ObjectMapping",
     "PayloadDecoder",
+    "Plan",
     "Segment",
+    "decode_fields",
     "type_size",
 ]
 
@@ -79,22 +82,16 @@ def type_size(value_type: LoraType) -> int:
     return _TYPES[value_type][0]
 
 
-def _reader(value_type: LoraType, order: ByteOrder) -> Callable[[bytes, int], int | float]:
-    """A function reading one value of the type at an offset (bounds already checked)."""
+def _reader(value_type: LoraType, order: ByteOrder) -> Callable[[bytes, int], tuple[Any, ...]]:
+    """``unpack_from``-like reader of one value of the type: a 1-tuple at an offset."""
     size, code, signed = _TYPES[value_type]
     if code is not None:
-        unpack_from = struct.Struct(("<" if order is ByteOrder.LITTLE else ">") + code).unpack_from
-
-        def read(data: bytes, offset: int) -> int | float:
-            value: int | float = unpack_from(data, offset)[0]
-            return value
-
-        return read
+        return struct.Struct(("<" if order is ByteOrder.LITTLE else ">") + code).unpack_from
     from_bytes = int.from_bytes
     byteorder: Literal["little", "big"] = "little" if order is ByteOrder.LITTLE else "big"
 
-    def read24(data: bytes, offset: int) -> int | float:
-        return from_bytes(data[offset:offset + size], byteorder, signed=signed)
+    def read24(data: bytes, offset: int) -> tuple[int]:
+        return (from_bytes(data[offset:offset + size], byteorder, signed=signed),)
 
     return read24
 
@@ -128,13 +125,21 @@ class Condition:
     def holds(self, data: bytes, base: int = 0) -> bool:
         """Whether the condition byte is there and matches (a short payload does not)."""
         index = base + self.offset
-        return index < len(data) and data[index] & self.mask in self.values
+        return index < len(data) and (data[index] & self.mask) in self.values
+
+
+#: A field compiled for the decode loop: quantity, reader, offset, scale, add, mask, shift,
+#: lowest and highest valid raw value, enum table, segments (first, last, value, step) and
+#: condition. A tuple, so the loop unpacks it instead of looking attributes up.
+Plan = tuple[str, Callable[[bytes, int], tuple[Any, ...]], int, float, float, int, int, float,
+             float, "dict[int, float] | None", tuple[tuple[int, int, float, float], ...],
+             "Condition | None"]
 
 
 class FieldCodec:
     """One value at a fixed offset (from the payload's start, or from a channel's data)."""
 
-    __slots__ = ("_post", "_read", "add", "end", "offset", "optional", "quantity", "scale")
+    __slots__ = ("end", "offset", "optional", "plan", "quantity")
 
     def __init__(
         self,
@@ -160,62 +165,41 @@ class FieldCodec:
         self.quantity = quantity
         self.offset = offset
         self.end = offset + type_size(value_type)
-        self.scale = scale
-        self.add = add
         self.optional = optional
-        self._read = _reader(value_type, order)
-        plain = (mask is None and valid == (None, None) and enum_map is None and not segments
-                 and when is None)
-        self._post = None if plain else _Post(mask, shift, valid, enum_map, segments, when)
-
-    def decode(self, data: bytes, base: int, out: list[DecodedValue]) -> None:
-        """Append this field's value read at ``base + offset`` (bounds checked by the caller)."""
-        raw = self._read(data, base + self.offset)
-        post = self._post
-        if post is not None:
-            value = post.apply(self.quantity, raw, data, base + self.offset, base)
-            if value is None:
-                return
-            raw = value
-        out.append(DecodedValue(self.quantity, raw * self.scale + self.add))
+        low, high = valid
+        self.plan: Plan = (
+            quantity, _reader(value_type, order), offset, scale, add, mask or 0, shift,
+            -math.inf if low is None else low, math.inf if high is None else high,
+            None if enum_map is None else dict(enum_map),
+            tuple((s.first, s.last, s.value, s.step) for s in segments), when)
 
 
-class _Post:
-    """The slower, rarer steps of a field: bits, validity, enum, segments, condition."""
-
-    __slots__ = ("enum_map", "mask", "segments", "shift", "valid_max", "valid_min", "when")
-
-    def __init__(self, mask: int | None, shift: int, valid: tuple[int | None, int | None],
-                 enum_map: Mapping[int, float] | None, segments: tuple[Segment, ...],
-                 when: Condition | None) -> None:
-        self.mask = mask
-        self.shift = shift
-        self.valid_min, self.valid_max = valid
-        self.enum_map = dict(enum_map) if enum_map is not None else None
-        self.segments = segments
-        self.when = when
-
-    def apply(self, quantity: str, raw: int | float, data: bytes, at: int, base: int
-              ) -> float | None:
-        """The number to scale, or None when the field has no value in this payload."""
-        if self.when is not None and not self.when.holds(data, base):
-            return None
-        if self.mask is not None:
-            raw = (int(raw) & self.mask) >> self.shift
-        if self.valid_min is not None and raw < self.valid_min:
-            return None
-        if self.valid_max is not None and raw > self.valid_max:
-            return None
-        if self.enum_map is not None:
-            found = self.enum_map.get(int(raw))
-            if found is None:
-                raise CodecError(f"{quantity}: raw value {raw} at byte {at} is not one of "
-                                 f"{sorted(self.enum_map)}")
-            return found
-        for segment in self.segments:
-            if segment.first <= raw <= segment.last:
-                return segment.value + (raw - segment.first) * segment.step
-        return None if self.segments else float(raw)
+def decode_fields(plans: tuple[Plan, ...], data: bytes, base: int,
+                  out: list[DecodedValue]) -> None:
+    """Append the value of each field read from ``base`` on (bounds checked by the caller)."""
+    append = out.append
+    for quantity, read, offset, scale, add, mask, shift, low, high, table, segments, when in plans:
+        if when is not None and not when.holds(data, base):
+            continue
+        raw = read(data, base + offset)[0]
+        if mask:
+            raw = (raw & mask) >> shift
+        if raw < low or raw > high:
+            continue
+        if table is not None:
+            number = table.get(raw)
+            if number is None:
+                raise CodecError(f"{quantity}: raw value {raw} at byte {base + offset} is not "
+                                 f"one of {sorted(table)}")
+            raw = number
+        elif segments:
+            for first, last, value, step in segments:
+                if first <= raw <= last:
+                    raw = value + (raw - first) * step
+                    break
+            else:
+                continue
+        append(DecodedValue(quantity, raw * scale + add))
 
 
 class PayloadDecoder:
@@ -231,13 +215,12 @@ class PayloadDecoder:
 class FixedLayout(PayloadDecoder):
     """Fields at fixed offsets; a payload shorter than ``min_length`` is truncated."""
 
-    __slots__ = ("fields", "min_length", "optional", "required")
+    __slots__ = ("min_length", "optional", "required")
 
     def __init__(self, fields: tuple[FieldCodec, ...], min_length: int = 0) -> None:
-        self.fields = fields
-        self.required = tuple(f for f in fields if not f.optional)
-        self.optional = tuple(f for f in fields if f.optional)
-        needed = max((f.end for f in self.required), default=0)
+        self.required = tuple(f.plan for f in fields if not f.optional)
+        self.optional = tuple((f.end, (f.plan,)) for f in fields if f.optional)
+        needed = max((f.end for f in fields if not f.optional), default=0)
         self.min_length = max(min_length, needed)
 
     def decode(self, data: bytes) -> list[DecodedValue]:
@@ -247,11 +230,10 @@ class FixedLayout(PayloadDecoder):
             raise CodecError(f"payload truncated at byte {size}: this layout needs "
                              f"{self.min_length} bytes")
         out: list[DecodedValue] = []
-        for field in self.required:
-            field.decode(data, 0, out)
-        for field in self.optional:
-            if field.end <= size:
-                field.decode(data, 0, out)
+        decode_fields(self.required, data, 0, out)
+        for end, plan in self.optional:
+            if end <= size:
+                decode_fields(plan, data, 0, out)
         return out
 
 
@@ -291,16 +273,18 @@ class ObjectMapping:
 
 
 def _object_number(field: ObjectField, node: object) -> float:
-    where = ".".join(field.path)
-    if field.enum_map is not None and isinstance(node, str | bool | int | float):
-        key = node if isinstance(node, str) else str(node).lower()
-        if key in field.enum_map:
-            return field.enum_map[key]
-        raise CodecError(f"object field {where}: {node!r} is not one of "
-                         f"{sorted(field.enum_map)}")
+    """A number from an object value: words through the enum, true/false as 1/0 (or enum)."""
+    table = field.enum_map or {}
+    if isinstance(node, str):
+        if node in table:
+            return table[node]
+        where = ".".join(field.path)
+        if table:
+            raise CodecError(f"object field {where}: {node!r} is not one of {sorted(table)}")
+        raise CodecError(f"object field {where}: {node!r} is not a number; map its words "
+                         "with enum")
     if isinstance(node, bool):
-        return 1.0 if node else 0.0
+        return table.get("true" if node else "false", 1.0 if node else 0.0)
     if isinstance(node, int | float):
         return float(node)
-    raise CodecError(f"object field {where}: {node!r} is not a number; map its text values "
-                     "with enum")
+    raise CodecError(f"object field {'.'.join(field.path)}: {node!r} is not a number")

@@ -7,13 +7,15 @@ ChirpStack driver's per-uplink cost is the codec's and nothing else.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge_agent.codecs.lora_payload import DecodedValue, ObjectMapping, PayloadDecoder
 from edge_agent.errors import CodecError
-from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, named_entries
+from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, Problem, named_entries
 
 __all__ = ["LORA_CATEGORY", "BatteryLow", "LoraProfile"]
 
@@ -50,9 +52,6 @@ class LoraProfile(BaseModel):
         default={}, alias="object",
         description="Quantity → path in ChirpStack's decoded object, for fPorts with no layout.")
 
-    _decoders: dict[int, PayloadDecoder] = PrivateAttr(default_factory=dict)
-    _object: ObjectMapping | None = PrivateAttr(default=None)
-
     @model_validator(mode="before")
     @classmethod
     def _name_object_entries(cls, data: Any) -> Any:
@@ -60,23 +59,37 @@ class LoraProfile(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        bad = [port for port in self.ports if not 1 <= port <= 223]
-        if bad:
-            raise ValueError(f"fPort {bad[0]} is not an application port; use 1 to 223")
+        """Profile-wide rules, each reported where it applies; then compile every layout once,
+        here, rather than on each uplink."""
+        problems: list[Problem] = []
+        for port, layout in self.ports.items():
+            if not 1 <= port <= 223:
+                problems.append(((port,), f"fPort {port} is not an application port; use 1 "
+                                          "to 223"))
+            problems += [((port, *where), message) for where, message in layout.problems()]
+        errors = [_error(("ports", *where), message) for where, message in problems]
         if not self.ports and not self.object_map:
-            raise ValueError("a LoRa profile needs ports (byte layouts per fPort) or object "
-                             "(fields of ChirpStack's decoded object), or both")
+            errors.append(_error(("ports",), "a LoRa profile needs ports (byte layouts per "
+                                             "fPort) or object (fields of ChirpStack's decoded "
+                                             "object), or both"))
         low = self.battery_low
         if low is not None and low.quantity not in self.quantities():
-            raise ValueError(f"battery_low watches {low.quantity}, which no layout produces; "
-                             "map it or set battery_low: null")
+            errors.append(_error(("battery_low", "quantity"),
+                                 f"battery_low watches {low.quantity}, which no layout "
+                                 "produces; map it or set battery_low: null"))
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        _ = self._compiled  # compiled now, at load, rather than on the first uplink
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
-        """Compile every layout once, here, rather than on each uplink."""
-        self._decoders = {port: layout.compile() for port, layout in self.ports.items()}
-        if self.object_map:
-            self._object = ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
+    @cached_property
+    def _compiled(self) -> tuple[dict[int, PayloadDecoder], ObjectMapping | None]:
+        """The layouts per fPort and the object map, compiled (a plain attribute once read:
+        pydantic's private attributes cost a microsecond per access)."""
+        decoders = {port: layout.compile() for port, layout in self.ports.items()}
+        mapping = (ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
+                   if self.object_map else None)
+        return decoders, mapping
 
     def decode(self, fport: int, data: bytes, decoded_object: dict[str, Any] | None = None
                ) -> list[DecodedValue]:
@@ -88,21 +101,29 @@ class LoraProfile(BaseModel):
         ``object``) goes through the profile's object map. CodecError when neither applies or
         the payload is malformed.
         """
+        decoders, mapping = self._compiled
         try:
-            decoder = self._decoders.get(fport)
+            decoder = decoders.get(fport)
             if decoder is not None:
                 return decoder.decode(data)
-            if self._object is not None and decoded_object is not None:
-                return self._object.decode(decoded_object)
+            if mapping is not None and decoded_object is not None:
+                return mapping.decode(decoded_object)
         except CodecError as exc:
             raise CodecError(f"{self.id} fPort {fport}: {exc}") from None
-        if self._object is not None:
+        if mapping is not None:
             raise CodecError(f"{self.id} fPort {fport}: no layout for this fPort and no "
                              "decoded object from ChirpStack; set a codec in its device profile")
-        ports = ", ".join(str(port) for port in sorted(self._decoders))
+        ports = ", ".join(str(port) for port in sorted(decoders))
         raise CodecError(f"{self.id}: no layout for fPort {fport} (it decodes fPorts {ports})")
 
     def quantities(self) -> list[str]:
         """Every quantity the profile can produce, each once, in declaration order."""
         names = [name for layout in self.ports.values() for name in layout.quantities()]
         return list(dict.fromkeys([*names, *self.object_map]))
+
+
+def _error(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
+    # The message goes in as a context value so braces in it are never read as placeholders.
+    return InitErrorDetails(type=PydanticCustomError("lora_profile", "{message}",
+                                                     {"message": message}),
+                            loc=location, input=None)

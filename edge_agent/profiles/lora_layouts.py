@@ -34,9 +34,14 @@ __all__ = [
     "FieldSpec",
     "LayoutSpec",
     "ObjectFieldSpec",
+    "Problem",
     "SegmentSpec",
     "named_entries",
 ]
+
+
+#: Where a problem is, relative to the model that reports it, and what to do about it.
+Problem = tuple[tuple[str | int, ...], str]
 
 
 class _Strict(BaseModel):
@@ -172,13 +177,12 @@ class ChannelSpec(_Strict):
     def _name_values(cls, data: Any) -> Any:
         return named_entries(data, "values")
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
-        for field in self.values.values():
-            if field.end > self.length:
-                raise ValueError(f"{field.quantity} ends at byte {field.end} of the data, past "
-                                 f"the channel's length {self.length}; check offset and length")
-        return self
+    def problems(self) -> list[Problem]:
+        """Values that end past the record's data."""
+        return [(("values", field.quantity, "offset"),
+                 f"{field.quantity} ends at byte {field.end} of the data, past the record's "
+                 f"length {self.length}; check offset and length")
+                for field in self.values.values() if field.end > self.length]
 
     def key(self, channel_format: ChannelFormat) -> int:
         """The record key as the codec sees it."""
@@ -210,43 +214,48 @@ class LayoutSpec(_Strict):
     def _name_fields(cls, data: Any) -> Any:
         return named_entries(data, "fields")
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def problems(self) -> list[Problem]:
+        """What is wrong with this layout as a whole, each where it is (empty when fine)."""
         if self.layout == "fixed":
-            self._check_fixed()
-        else:
-            self._check_channels(ChannelFormat(self.layout))
-        return self
+            return self._fixed_problems()
+        return self._channel_problems(ChannelFormat(self.layout))
 
-    def _check_fixed(self) -> None:
+    def _fixed_problems(self) -> list[Problem]:
         if self.channels:
-            raise ValueError("a fixed layout has fields, not channels; set layout: milesight "
-                             "or elsys for channel records")
+            return [(("channels",), "a fixed layout has fields, not channels; set layout: "
+                                    "milesight or elsys for channel records")]
         needed = max((f.end for f in self.fields.values() if not f.optional), default=0)
         if self.min_length is not None and self.min_length < needed:
-            raise ValueError(f"min_length {self.min_length} is shorter than the required "
-                             f"fields, which end at byte {needed}; set min_length: {needed} "
-                             "or mark the later fields optional: true")
+            return [(("min_length",), f"min_length {self.min_length} is shorter than the "
+                                      f"required fields, which end at byte {needed}; set "
+                                      f"min_length: {needed} or mark the later fields "
+                                      "optional: true")]
+        return []
 
-    def _check_channels(self, channel_format: ChannelFormat) -> None:
-        misplaced = {"fields", "min_length", "byte_order"} & self.model_fields_set
-        if misplaced:
-            raise ValueError(f"{', '.join(sorted(misplaced))}: for fixed layouts only; a "
-                             f"{self.layout} layout lists channels")
+    def _channel_problems(self, channel_format: ChannelFormat) -> list[Problem]:
+        misplaced = sorted({"fields", "min_length", "byte_order"} & self.model_fields_set)
+        problems: list[Problem] = [
+            ((name,), f"{name} is for fixed layouts only; a {self.layout} layout lists "
+                      "channels") for name in misplaced]
         if not self.channels:
-            raise ValueError(f"a {self.layout} layout needs channels")
+            problems.append((("layout",), f"a {self.layout} layout needs channels"))
         milesight = channel_format is ChannelFormat.MILESIGHT
         seen: set[int] = set()
-        for channel in self.channels:
+        for index, channel in enumerate(self.channels):
+            where: tuple[str | int, ...] = ("channels", index)
             if milesight and channel.channel is None:
-                raise ValueError(f"a milesight record needs channel: (the id before type "
-                                 f"0x{channel.type:02X})")
+                problems.append((where, "a milesight record needs channel: (the id before "
+                                        f"type 0x{channel.type:02X})"))
             if not milesight and channel.channel is not None:
-                raise ValueError("elsys records have a type only; remove channel:")
+                problems.append(((*where, "channel"), "elsys records have a type only; "
+                                                      "remove channel:"))
             key = channel.key(channel_format)
             if key in seen:
-                raise ValueError(f"record 0x{key:X} is declared twice; keep one")
+                problems.append(((*where, "type"), f"record 0x{key:X} is declared twice; "
+                                                   "keep one"))
             seen.add(key)
+            problems += [((*where, *place), message) for place, message in channel.problems()]
+        return problems
 
     def compile(self) -> PayloadDecoder:
         """The compiled layout."""
