@@ -19,6 +19,7 @@ from rich.table import Table
 from sync_server import admin
 from sync_server.bundles import publish_bundle
 from sync_server.cli_access import badge_app, policy_app, report_app
+from sync_server.cli_field import alarm_app, carpark_app
 from sync_server.cli_support import (
     SETTINGS,
     hub_engine,
@@ -50,7 +51,7 @@ bundle_app = typer.Typer(help="Signed configuration and policy bundles.",
 for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory"),
                   (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
                   (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
-                  (report_app, "report")):
+                  (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark")):
     app.add_typer(sub, name=name)
 
 @app.callback()
