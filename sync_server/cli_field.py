@@ -47,7 +47,8 @@ def _minute(ms: int | None) -> str:
 
 def _table(*columns: str) -> Table:
     """A borderless table: eight columns of alarms still fit an 80-column terminal."""
-    return Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    return Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
+                 collapse_padding=True)
 
 
 def _json(rows: Any) -> None:
@@ -61,7 +62,7 @@ def alarm_list(
     limit: Annotated[int, typer.Option(help=f"At most this many (≤ {MAX_EVENTS}).")] = 100,
     as_json: _Json = False,
 ) -> None:
-    """Alarms, newest first: id, where, rule, severity, raised, cleared, acknowledged."""
+    """Alarms, newest first: id, where, rule, severity, raised and cleared (UTC), ack."""
     scope = _scope(territory)
     with reading(hub_engine()) as conn:
         rows = alarms_page(conn, scope, AlarmFilter(state=state, limit=limit))
