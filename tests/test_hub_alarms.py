@@ -108,6 +108,9 @@ def test_an_acknowledgement_records_who_when_and_why(world: Field, flood: httpx.
     assert isinstance(ack["token_id"], int)
     assert before <= ack["acked_ms"] <= now_ms()
     assert acked["cleared_ms"] is None, "acknowledged is not cleared"
+    log = (world.hub.data_dir / "hub.log").read_text(encoding="utf-8")
+    assert (f"INFO sync_server.alarms: alarm {alarm_id} (gw1/level-1, rule 'level-high') "
+            "acknowledged by 'tests'\n") in log
     assert flood.get(f"/v1/alarms/{alarm_id}").json() == acked
     assert [a for a in _alarms(flood, state="open") if a["id"] == alarm_id] == [acked]
 
