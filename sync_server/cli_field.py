@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich import box
 from rich.table import Table
+from rich.text import Text
 
 from sync_server.admin import territory_id
 from sync_server.alarms import Acknowledgement, AlarmFilter, acknowledge, alarms_page
@@ -46,9 +47,14 @@ def _minute(ms: int | None) -> str:
 
 
 def _table(*columns: str) -> Table:
-    """A borderless table: eight columns of alarms still fit an 80-column terminal."""
+    """A borderless table: seven columns of alarms still fit an 80-column terminal."""
     return Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
                  collapse_padding=True)
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    """Cells as plain text: names come from gateways, and rich would read ``[x]`` as markup."""
+    table.add_row(*(Text(cell) for cell in cells))
 
 
 def _json(rows: Any) -> None:
@@ -71,7 +77,7 @@ def alarm_list(
         return
     table = _table("id", "gateway/device", "rule", "severity", "raised", "cleared", "ack by")
     for row in rows:
-        table.add_row(row["id"], f"{row['gateway']}/{row['device']}", str(row["rule"]),
+        _add_row(table, row["id"], f"{row['gateway']}/{row['device']}", str(row["rule"] or "-"),
                       str(row["severity"] or "-"), _minute(row["raised_ms"]),
                       _minute(row["cleared_ms"]) if row["cleared_ms"] is not None else "open",
                       row["ack"]["by"] if row["ack"] else "-")
@@ -113,7 +119,7 @@ def carpark_list(territory: _Territory, as_json: _Json = False) -> None:
     table = _table("gateway", "car park", "vehicles", "spaces", "free", "full", "counted")
     for row in rows:
         full = {None: "-", True: "FULL", False: "no"}[row["full"]]
-        table.add_row(row["gateway"], row["car_park"], _number(row["occupancy"]),
+        _add_row(table, row["gateway"], row["car_park"], _number(row["occupancy"]),
                       _number(row["capacity"]), _number(row["free"]), full,
                       _minute(row["occupancy_ms"]))
     print_table(table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -127,6 +128,22 @@ def test_an_acknowledgement_records_who_when_and_why(world: Field, flood: httpx.
         "astreinte", None, "")
     assert [r.getMessage() for r in caplog.records] == [
         f"alarm {cleared_id} (gw1/level-1, rule 'level-high') acknowledged by 'astreinte'"]
+
+
+def test_concurrent_acknowledgements_store_one(world: Field, flood: httpx.Client) -> None:
+    alarm_id = _id(flood, "level-1", "level-rate", 1500)
+
+    def ack(n: int) -> httpx.Response:
+        with world.operator("flood") as client:
+            return client.post(f"/v1/alarms/{alarm_id}/ack", json={"comment": f"try {n}"})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(ack, range(6)))
+    assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409, 409]
+    assert {a.json()["error"] for a in answers if a.status_code == 409} == {
+        "already_acknowledged"}
+    [won] = [a.json() for a in answers if a.status_code == 200]
+    assert flood.get(f"/v1/alarms/{alarm_id}").json() == won
 
 
 def admin_territory(world: Field) -> int:

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.field import Field, field_world
+from edge_agent.records import Event, Reading
+from tests.helpers.field import T0, Field, field_world, push
 from tests.helpers.hub import HubProcess, hub_cli, hub_cli_ok
 
 
@@ -53,6 +54,17 @@ def test_alarm_list_gives_the_apis_alarms(world: Field) -> None:
         assert alarm["id"] in table
     assert table.count(" open ") == sum(alarm["cleared_ms"] is None for alarm in listed)
     assert "dry" not in table
+
+
+def test_names_are_printed_as_sent_never_as_markup(world: Field) -> None:
+    token = world.hub.enroll("odd", "odd-gw")["token"]
+    push(world.hub, token, "alarms", [Event("alarm.raised", "[/bold]", T0, {
+        "rule": "[red]x:smile:", "severity": None})])
+    push(world.hub, token, "readings", [Reading("[P]", "parking_occupancy", T0, 1.0)])
+    table = _ok(world, "alarm", "list", "--territory", "odd")
+    assert "odd-gw/[/bold]" in table
+    assert "[red]x:smile:" in table
+    assert "[P]" in _ok(world, "carpark", "list", "--territory", "odd")
 
 
 def test_alarm_ack_records_the_name_given(world: Field) -> None:
