@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, and_, func, or_, select, tuple_
+from sqlalchemy import Connection, Engine, Select, and_, func, literal, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from edge_agent.records import now_ms
@@ -65,6 +65,9 @@ class AlarmFilter:
     from_ms: int | None = None
     to_ms: int | None = None
     limit: int = 100
+    #: The last alarm of the previous page: this page starts after it (raises of one
+    #: millisecond are not lost between pages, as they would be by ``to_ms``).
+    before: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,11 @@ def alarms_page(conn: Connection, scope: Scope, wanted: AlarmFilter) -> list[dic
         page = page.where(raised.c.ts_ms >= wanted.from_ms)
     if wanted.to_ms is not None:
         page = page.where(raised.c.ts_ms < wanted.to_ms)
+    if wanted.before is not None:
+        position = _position(conn, scope, wanted.before)
+        page = page.where(raised.c.ts_ms <= position[0],
+                          tuple_(raised.c.ts_ms, raised.c.stream_id, raised.c.seq)
+                          < tuple_(*(literal(value) for value in position)))
     return _described(conn, page.order_by(*_newest_first(raised)).limit(wanted.limit))
 
 
@@ -109,6 +117,18 @@ def alarm(conn: Connection, scope: Scope, alarm_id: str) -> dict[str, Any]:
     if not found:
         raise NotFound(_MISSING)
     return found[0]
+
+
+def _position(conn: Connection, scope: Scope, alarm_id: str) -> tuple[int, int, int]:
+    """``(raised_ms, stream_id, seq)`` of an alarm in ``scope``, the order pages follow."""
+    key = _key(alarm_id)
+    found = None if key is None else conn.execute(scoped(
+        select(events.c.ts_ms).where(events.c.stream_id == key[0], events.c.seq == key[1],
+                                     events.c.kind == RAISED),
+        scope, events.c.territory_id)).scalar()
+    if key is None or found is None:
+        raise NotFound(_MISSING)
+    return int(found), *key
 
 
 def acknowledge(engine: Engine, territory_id: int, alarm_id: str,

@@ -66,12 +66,14 @@ def alarm_list(
     territory: _Territory,
     state: Annotated[str, typer.Option(help="open, cleared or all.")] = "all",
     limit: Annotated[int, typer.Option(help=f"At most this many (≤ {MAX_EVENTS}).")] = 100,
+    before: Annotated[str | None, typer.Option(
+        help="Only alarms listed after this one (the last id of the previous page).")] = None,
     as_json: _Json = False,
 ) -> None:
     """Alarms, newest first: id, where, rule, severity, raised and cleared (UTC), ack."""
     scope = _scope(territory)
     with reading(hub_engine()) as conn:
-        rows = alarms_page(conn, scope, AlarmFilter(state=state, limit=limit))
+        rows = alarms_page(conn, scope, AlarmFilter(state=state, limit=limit, before=before))
     if as_json:
         _json(rows)
         return

@@ -78,7 +78,7 @@ def test_raises_are_paired_with_the_next_clear_of_their_rule(flood: httpx.Client
         ({"gateway": "gw2"}, [e for e in EXPECTED_ALARMS if e[0] == "gw2"]),
         ({"device": "level-1", "state": "open"},
          [e for e in EXPECTED_ALARMS if e[1] == "level-1" and e[4] is None]),
-        ({"from_ms": T0 + 2000, "to_ms": T0 + 12_000}, EXPECTED_ALARMS[2:5]),
+        ({"from_ms": T0 + 2000, "to_ms": T0 + 12_000}, EXPECTED_ALARMS[2:7]),
         ({"limit": 2}, EXPECTED_ALARMS[:2]),
         ({"limit": 1, "state": "cleared", "to_ms": T0 + 20_000}, EXPECTED_ALARMS[2:3]),
         ({"device": "nowhere"}, []),
@@ -89,8 +89,35 @@ def test_alarm_filters(flood: httpx.Client, params: dict[str, str | int],
     assert _summary(_alarms(flood, **params)) == expected
 
 
+@pytest.mark.parametrize("limit", [1, 2, 4])
+def test_pages_follow_one_another_without_loss_across_ties(
+    flood: httpx.Client, limit: int
+) -> None:
+    seen: list[dict[str, Any]] = []
+    while page := _alarms(flood, limit=limit, **({"before": seen[-1]["id"]} if seen else {})):
+        assert len(page) <= limit
+        seen += page
+    assert seen == _alarms(flood)
+    assert _summary(seen) == EXPECTED_ALARMS
+    tied = [a for a in seen if a["raised_ms"] == T0 + 2000]
+    assert [a["rule"] for a in _alarms(flood, limit=2, before=tied[0]["id"])] == [
+        "level-stale", "level-high"]
+
+
+def test_a_page_after_an_alarm_of_another_territory_is_not_found(world: Field) -> None:
+    with world.operator("dry") as dry, world.operator("flood") as flood:
+        foreign = _alarms(dry)[0]["id"]
+        elsewhere = flood.get("/v1/alarms", params={"before": foreign})
+        nowhere = flood.get("/v1/alarms", params={"before": _MISSING})
+        assert (elsewhere.status_code, elsewhere.json()["error"]) == (404, "not_found")
+        assert elsewhere.content == nowhere.content
+        malformed = flood.get("/v1/alarms", params={"before": "-1"})
+        assert (malformed.status_code, malformed.json()["error"]) == (400, "invalid_request")
+
+
 @pytest.mark.parametrize("params", [{"state": "closed"}, {"limit": 0}, {"limit": 1001},
-                                    {"from_ms": -1}, {"to_ms": 2**63}, {"device": "d" * 200}])
+                                    {"from_ms": -1}, {"to_ms": 2**63}, {"device": "d" * 200},
+                                    {"before": "1-" + "9" * 40}])
 def test_bad_alarm_queries_are_refused(flood: httpx.Client, params: dict[str, Any]) -> None:
     answer = flood.get("/v1/alarms", params=params)
     assert (answer.status_code, answer.json()["error"]) == (400, "invalid_request"), answer.text

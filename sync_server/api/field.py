@@ -47,9 +47,10 @@ def list_alarms(
     from_ms: _Ms = None,
     to_ms: _Ms = None,
     limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
+    before: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
     """Alarms, newest raise first, with their clear and acknowledgement."""
-    wanted = AlarmFilter(alarm_state, gateway, device, from_ms, to_ms, limit)
+    wanted = AlarmFilter(alarm_state, gateway, device, from_ms, to_ms, limit, before)
     with reading(state.engine) as conn:
         return {"alarms": alarms_page(conn, scope, wanted)}
 

@@ -3,9 +3,9 @@
 Territory ``flood``: gateway ``gw1`` raised and cleared alarms on its ``alarms`` stream (a
 rule raised three times, another rule on the same device, a second device, a raise and its
 clear in the same millisecond, a clear of another rule that clears nothing), ``gw2`` raised
-one of its own on a device of the same name, and ``gw1`` counts three car parks. Territory
-``dry`` has one gateway with one open alarm and one car park. Every expectation of the
-tests follows from these records.
+three of its own in one millisecond on a device of the same name, and ``gw1`` counts three
+car parks. Territory ``dry`` has one gateway with one open alarm and one car park. Every
+expectation of the tests follows from these records.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ EXPECTED_ALARMS = [
     ("gw1", "level-1", "level-high", 12_000, None),
     ("gw1", "level-1", "level-high", 8000, 9000),
     ("gw1", "level-2", "level-high", 3000, None),
+    ("gw2", "level-1", "level-low", 2000, None),  # three raises of one millisecond: by record
+    ("gw2", "level-1", "level-stale", 2000, None),
     ("gw2", "level-1", "level-high", 2000, None),
     ("gw1", "level-1", "level-rate", 1500, None),
     ("gw1", "level-1", "level-high", 1000, 5000),
@@ -111,7 +113,8 @@ def field_world(hub: HubProcess) -> Field:
               for territory, name in (("flood", "gw1"), ("flood", "gw2"), ("dry", "dry-gw"))}
     push(hub, tokens["gw1"], "alarms", _GW1_ALARMS[:6])
     push(hub, tokens["gw1"], "alarms", _GW1_ALARMS[6:], first_seq=7)
-    push(hub, tokens["gw2"], "alarms", [_raised("level-1", "level-high", 2000, 2.3)])
+    push(hub, tokens["gw2"], "alarms", [_raised("level-1", rule, 2000, 2.3)
+                                        for rule in ("level-high", "level-stale", "level-low")])
     push(hub, tokens["gw1"], "readings", _PARKS)
     push(hub, tokens["gw1"], "events", _PARK_EVENTS)
     push(hub, tokens["dry-gw"], "alarms", [_raised("dry-secret", "dry-rule", 500, 9.9)])
