@@ -6,6 +6,7 @@ hub runs on SQLite and on PostgreSQL (conftest's ``hub`` fixture).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_agent.records import now_ms
 from sync_server import admin
@@ -205,6 +208,25 @@ def test_hostile_acknowledgements_are_refused_in_the_error_shape(
     assert (answer.status_code, answer.json()["error"]) == (status, error), answer.text[:300]
     assert answer.json()["detail"]
     assert flood.get(f"/v1/alarms/{alarm_id}").json()["ack"] is None
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(comment=st.text(st.characters(codec=None, exclude_categories=()), max_size=1010))
+def test_any_comment_is_stored_exactly_or_refused_in_the_error_shape(
+    flood: httpx.Client, comment: str
+) -> None:
+    alarm_id = _id(flood, "level-1", "level-low", 2000)
+    body = json.dumps({"comment": comment}).encode()  # \uXXXX escapes carry lone surrogates
+    answer = flood.post(f"/v1/alarms/{alarm_id}/ack", content=body,
+                        headers={"Content-Type": "application/json"})
+    assert answer.status_code in (200, 400, 409), answer.text[:300]
+    if answer.status_code == 200:
+        assert answer.json()["ack"]["comment"] == comment
+    elif answer.status_code == 400:
+        assert answer.json()["error"] == "invalid_field"
+    else:
+        assert answer.json()["error"] == "already_acknowledged"
 
 
 @pytest.mark.parametrize(("alarm_id", "status"), [
