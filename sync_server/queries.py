@@ -50,7 +50,7 @@ def require_gateway(conn: Connection, scope: Scope, name: str | None) -> None:
     if name is None:
         return
     query = scoped(select(gateways.c.id).where(gateways.c.name == name).limit(1), scope,
-                    gateways.c.territory_id)
+                   gateways.c.territory_id)
     if conn.execute(query).first() is None:
         raise NotFound("no gateway of that name is visible to this token")
 
