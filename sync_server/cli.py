@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import socket
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.table import Table
 from sync_server import admin
 from sync_server.bundles import publish_bundle
 from sync_server.cli_access import badge_app, policy_app, report_app
+from sync_server.cli_field import alarm_app, carpark_app
 from sync_server.cli_support import (
     SETTINGS,
     hub_engine,
@@ -50,7 +52,7 @@ bundle_app = typer.Typer(help="Signed configuration and policy bundles.",
 for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory"),
                   (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
                   (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
-                  (report_app, "report")):
+                  (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark")):
     app.add_typer(sub, name=name)
 
 @app.callback()
@@ -113,6 +115,7 @@ def serve(
     from sync_server.app import create_app  # noqa: PLC0415
 
     settings = hub_settings()
+    _log_to_stderr()
     if upgrade_db:
         upgrade(create_hub_engine(settings.resolved_database_url))
     application = create_app(settings)
@@ -135,6 +138,16 @@ def serve(
     gc.freeze()
     print(f"READY http://{host}:{bound}", flush=True)  # noqa: T201 - the line tests wait for
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _log_to_stderr() -> None:
+    """The hub's own lines (acknowledgements at INFO, unexpected errors) on stderr, one
+    plain line each; uvicorn keeps its own loggers at warnings."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    hub_log = logging.getLogger("sync_server")
+    hub_log.addHandler(handler)
+    hub_log.setLevel(logging.INFO)
 
 
 @db_app.command("upgrade")

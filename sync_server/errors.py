@@ -13,7 +13,7 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
     ├── Unauthorized           401 invalid_token, invalid_code
     ├── NotFound               404 not_found, no_bundle
     ├── Conflict               409 seq_conflict, stream_type, already_exists, no_policy_rules,
-    │                              revoked
+    │                              revoked, already_acknowledged
     ├── TooLarge               413 too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     └── TooManyRequests        429 too_many_attempts (carries retry_after_s)

@@ -22,6 +22,8 @@ __all__ = [
     "events_page",
     "gateway_health",
     "latest_values",
+    "require_gateway",
+    "scoped",
     "time_series",
 ]
 
@@ -36,18 +38,19 @@ class Scope:
     territory_id: int | None
 
 
-def _scoped(query: Select[Any], scope: Scope, territory_column: Any) -> Select[Any]:
+def scoped(query: Select[Any], scope: Scope, territory_column: Any) -> Select[Any]:
+    """``query`` limited to ``scope``'s territory, in SQL (untouched for admin scopes)."""
     if scope.territory_id is None:
         return query
     return query.where(territory_column == scope.territory_id)
 
 
-def _require_gateway(conn: Connection, scope: Scope, name: str | None) -> None:
+def require_gateway(conn: Connection, scope: Scope, name: str | None) -> None:
     """NotFound unless ``scope`` holds a gateway ``name``: elsewhere and nowhere look alike."""
     if name is None:
         return
-    query = _scoped(select(gateways.c.id).where(gateways.c.name == name).limit(1), scope,
-                    gateways.c.territory_id)
+    query = scoped(select(gateways.c.id).where(gateways.c.name == name).limit(1), scope,
+                   gateways.c.territory_id)
     if conn.execute(query).first() is None:
         raise NotFound("no gateway of that name is visible to this token")
 
@@ -61,7 +64,7 @@ def latest_values(
     Read from the ``(series_id, ts_ms)`` index rather than kept up to date at ingest: an
     update per series per batch cost half of the ingest time.
     """
-    _require_gateway(conn, scope, gateway)
+    require_gateway(conn, scope, gateway)
     newest_ts = (select(func.max(readings.c.ts_ms)).where(readings.c.series_id == series.c.id)
                  .correlate(series).scalar_subquery())
     query = (
@@ -73,7 +76,7 @@ def latest_values(
         .join(readings, (readings.c.series_id == series.c.id) & (readings.c.ts_ms == newest_ts))
         .order_by(gateways.c.name, series.c.device, series.c.quantity, readings.c.seq.desc())
     )
-    query = _scoped(query, scope, series.c.territory_id)
+    query = scoped(query, scope, series.c.territory_id)
     for column, wanted in ((gateways.c.name, gateway), (series.c.device, device),
                            (series.c.quantity, quantity)):
         if wanted is not None:
@@ -96,8 +99,8 @@ def time_series(
     if bucket_ms <= 0 or (to_ms - from_ms) // bucket_ms > MAX_BUCKETS:
         raise BadRequest(
             f"bucket_s must be positive and give at most {MAX_BUCKETS} buckets over the range")
-    _require_gateway(conn, scope, gateway)
-    series_ids = _scoped(
+    require_gateway(conn, scope, gateway)
+    series_ids = scoped(
         select(series.c.id).join_from(series, gateways, series.c.gateway_id == gateways.c.id)
         .where(gateways.c.name == gateway, series.c.device == device,
                series.c.quantity == quantity),
@@ -123,7 +126,7 @@ def events_page(
     """Matching events, newest first, at most ``limit`` (≤ MAX_EVENTS)."""
     if not 1 <= limit <= MAX_EVENTS:
         raise BadRequest(f"limit must be between 1 and {MAX_EVENTS}, got {limit}")
-    _require_gateway(conn, scope, gateway)
+    require_gateway(conn, scope, gateway)
     query = (
         select(territories.c.name.label("territory"), gateways.c.name.label("gateway"),
                events.c.kind, events.c.device, events.c.ts_ms, events.c.attrs, events.c.seq)
@@ -131,7 +134,7 @@ def events_page(
         .join(territories, events.c.territory_id == territories.c.id)
         .order_by(events.c.ts_ms.desc(), events.c.seq.desc()).limit(limit)
     )
-    query = _scoped(query, scope, events.c.territory_id)
+    query = scoped(query, scope, events.c.territory_id)
     for column, wanted in ((gateways.c.name, gateway), (events.c.kind, kind),
                            (events.c.device, device)):
         if wanted is not None:

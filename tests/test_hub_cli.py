@@ -12,7 +12,7 @@ from tests.helpers.hub import hub_cli, hub_cli_ok
 
 
 def test_an_operator_sets_up_a_territory_from_nothing(tmp_path: Path) -> None:
-    assert "database at revision 0002" in hub_cli_ok(tmp_path, "db", "upgrade")
+    assert "database at revision 0003" in hub_cli_ok(tmp_path, "db", "upgrade")
     assert "signing key" in hub_cli_ok(tmp_path, "keys", "init")
     hub_cli_ok(tmp_path, "territory", "add", "dunkerque")
     hub_cli_ok(tmp_path, "site", "add", "--territory", "dunkerque", "port-est")
@@ -82,7 +82,7 @@ def test_refusals_are_one_clear_line(registry: Path, args: tuple[str, ...], mess
 def test_commands_refuse_a_database_that_was_never_upgraded(tmp_path: Path) -> None:
     done = hub_cli(tmp_path, "territory", "add", "x")
     assert (done.returncode, done.stderr.strip()) == (
-        2, "error: the database is at schema revision (empty), this hub needs 0002: run "
+        2, "error: the database is at schema revision (empty), this hub needs 0003: run "
            "`sync-server db upgrade` first")
 
 

@@ -81,6 +81,9 @@ _QUERIES: list[tuple[str, dict[str, str | int]]] = [
     ("/v1/events", {}),
     ("/v1/events", {"kind": "device.offline", "device": "bravo-meter"}),
     ("/v1/gateways", {}),
+    ("/v1/alarms", {}),
+    ("/v1/alarms", {"device": "bravo-meter", "state": "open"}),
+    ("/v1/car-parks", {}),
 ]
 
 
@@ -161,7 +164,8 @@ def test_an_admin_token_sees_both_territories(world: World) -> None:
     assert [b["count"] for b in buckets] == [3]
 
 
-@pytest.mark.parametrize("path", ["/v1/latest", "/v1/events", "/v1/gateways", "/v1/series"])
+@pytest.mark.parametrize("path", ["/v1/latest", "/v1/events", "/v1/gateways", "/v1/series",
+                                  "/v1/alarms", "/v1/car-parks"])
 @pytest.mark.parametrize("token", ["alpha_gateway", "bravo_gateway"])
 def test_gateway_tokens_cannot_read_operator_routes(world: World, token: str, path: str) -> None:
     answer = world.get(getattr(world, token), path, _SERIES | {"gateway": "alpha-gw"})

@@ -22,7 +22,7 @@ from sync_server.keys import SigningKey
 from sync_server.queries import Scope
 from sync_server.settings import HubSettings
 
-__all__ = ["Caller", "HubState", "Operator", "State", "hub_state"]
+__all__ = ["Caller", "HubState", "Operator", "OperatorToken", "State", "Token", "hub_state"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +63,35 @@ def gateway_caller(request: Request, state: State) -> GatewayRef:
     return GatewayRef(int(row.id), int(row.territory_id), str(row.name), int(row.incarnation))
 
 
-def operator_scope(request: Request, state: State) -> Scope:
-    """The territory an operator token may read (None for admin tokens)."""
+@dataclass(frozen=True, slots=True)
+class OperatorToken:
+    """An operator token in force: who acts (acknowledgements name it) and where."""
+
+    id: int
+    name: str
+    territory_id: int | None
+
+
+def operator_token(request: Request, state: State) -> OperatorToken:
+    """The active operator token of the request (looked up once per request)."""
     token = _bearer(request, OPERATOR_TOKEN_PREFIX)
     with reading(state.engine) as conn:
-        row = conn.execute(select(operator_tokens.c.territory_id).where(
+        row = conn.execute(select(operator_tokens.c.id, operator_tokens.c.name,
+                                  operator_tokens.c.territory_id).where(
             operator_tokens.c.token_hash == digest(token),
             operator_tokens.c.revoked_ms.is_(None))).first()
     if row is None:
         raise Unauthorized("token refused: unknown or revoked")
-    return Scope(None if row.territory_id is None else int(row.territory_id))
+    return OperatorToken(int(row.id), str(row.name),
+                         None if row.territory_id is None else int(row.territory_id))
+
+
+Token = Annotated[OperatorToken, Depends(operator_token)]
+
+
+def operator_scope(token: Token) -> Scope:
+    """The territory an operator token may read (None for admin tokens)."""
+    return Scope(token.territory_id)
 
 
 Caller = Annotated[GatewayRef, Depends(gateway_caller)]

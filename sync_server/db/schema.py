@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 __all__ = [
+    "alarm_acks",
     "badges",
     "bundles",
     "clock_corrections",
@@ -203,6 +204,10 @@ events = Table(
     Column("attrs", Text, nullable=False),
     Index(None, "territory_id", "ts_ms"),
     Index(None, "gateway_id", "kind", "ts_ms"),
+    #: A territory's alarms (or car-park states) newest first, without reading its other events.
+    Index(None, "kind", "territory_id", "ts_ms"),
+    #: One device's events in time: the clear after a raise, a car park's latest state.
+    Index(None, "gateway_id", "device", "ts_ms"),
 )
 
 clock_corrections = Table(
@@ -266,4 +271,19 @@ policy_rules = Table(
     #: SHA-256 of the rules' canonical JSON: tells two uploads apart at a glance.
     Column("digest", String(64), nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
+)
+
+alarm_acks = Table(
+    "alarm_acks",
+    metadata,
+    #: The ``alarm.raised`` event acknowledged, by its key: an alarm is its raise.
+    Column("stream_id", Integer, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    _territory_fk(),
+    Column("acked_ms", BigInteger, nullable=False),
+    #: Who: the operator token's name, or the name given on the command line.
+    Column("acked_by", String(_NAME), nullable=False),
+    #: The operator token that acknowledged; NULL from the command line.
+    Column("token_id", ForeignKey("operator_tokens.id")),
+    Column("comment", Text, nullable=False),
 )
