@@ -32,6 +32,7 @@ from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
+from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
@@ -78,12 +79,12 @@ class RecordBuffer:
     While the outbox cannot be written (disk full, I/O error), readings beyond
     ``max_readings`` are dropped oldest first and a ``gap`` event says what was dropped;
     events are always kept. ``alarm.*`` and ``access.*`` events wait in their own list, for
-    the alarms stream. ``observer`` sees every reading on its way (pedestal sessions follow
-    their meters through it).
+    the alarms stream. ``observers`` see every reading on its way, before the outbox has it
+    (pedestal sessions follow their meters, rules act on thresholds without waiting for disk).
     """
 
     def __init__(self, max_readings: int = 100_000) -> None:
-        self.observer: Callable[[list[Reading]], None] | None = None
+        self.observers: list[Callable[[list[Reading]], None]] = []
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.alarms: list[Event] = []
@@ -95,8 +96,8 @@ class RecordBuffer:
 
     def put_readings(self, readings: list[Reading]) -> None:
         """Queue the readings of one poll."""
-        if self.observer is not None:
-            self.observer(readings)
+        for observer in self.observers:
+            observer(readings)
         self.readings.extend(readings)
         excess = len(self.readings) - self._max_readings
         if excess > 0:
@@ -175,6 +176,8 @@ class Gateway:
         self._sync_note = ""
         #: Readers, gates and pedestals, when the configuration has any.
         self.access: AccessController | None = None
+        #: Edge rules: thresholds, rates, staleness → alarms and local actions.
+        self.rules = RuleService(config, self.buses, self.buffer.put_event, self.data_dir)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -195,8 +198,13 @@ class Gateway:
             client = self._hub_client(identity)
             bundles = self._bundle_store(identity)
             self.access = await self._access_controller(identity, bundles)
+            await self.rules.start(bundles)
+            self.buffer.observers.append(self.rules.observe)
             async with asyncio.TaskGroup() as group:
                 access_tasks = self._start_access(group)
+                access_tasks.append(group.create_task(self.rules.run(
+                    self.access.outputs_off.wait if self.access is not None else None),
+                    name="rules"))
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -243,6 +251,8 @@ class Gateway:
     def _bundle_accepted(self, bundle: VerifiedBundle) -> None:
         if bundle.kind == "policy" and self.access is not None:
             self.access.engine.install_bundle(bundle)
+        if bundle.kind == "config":
+            self.rules.install_bundle(bundle)
 
     async def _access_controller(self, identity: Identity | None,
                                  bundles: BundleStore | None) -> AccessController | None:
@@ -258,7 +268,7 @@ class Gateway:
         readers = build_readers(config)
         access = AccessController(config, self.buses, engine, self.buffer.put_event, readers,
                                   self.data_dir)
-        self.buffer.observer = access.observe
+        self.buffer.observers.append(access.observe)
         return access
 
     def _start_access(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
@@ -377,6 +387,7 @@ class Gateway:
             "sync": self.sync.report(stats) if self.sync is not None else
                     {"note": self._sync_note},
             "access": self.access.report() if self.access is not None else None,
+            "rules": self.rules.report(),
         }
 
     def _write_status(self, outbox: Outbox) -> None:
