@@ -194,6 +194,19 @@ class RuleEngine:
                                    else self._raise(watch, now_ms))
         return transitions
 
+    def next_due(self) -> int | None:
+        """The earliest time a tick would change something, if nothing is read before it."""
+        due = []
+        for watch in self._watches.values():
+            rule, state = watch.rule, watch.state
+            if rule.kind == "stale":
+                assert rule.after_s is not None
+                if not state.raised:
+                    due.append(state.last_seen_ms + math.ceil(rule.after_s * 1000))
+            elif state.since_ms is not None:
+                due.append(state.since_ms + math.ceil(rule.for_s * 1000))
+        return min(due, default=None)
+
     def held_latches(self) -> dict[tuple[str, int], bool]:
         """The relay states the raised rules hold now, by (board, channel)."""
         return {key: latch.on for key, latch in self._latches.items()}
@@ -232,8 +245,10 @@ class RuleEngine:
         state.value = reading.value
         ts = reading.ts_ms
         if rule.kind == "stale":
+            # The clearing event tells the silence that ended: last_seen moves after it.
+            transition = self._clear(watch, ts, "recovered") if state.raised else None
             state.last_seen_ms = max(state.last_seen_ms, ts)
-            return self._clear(watch, ts, "recovered") if state.raised else None
+            return transition
         measure = reading.value if rule.kind != "rate" else _change(rule, state, reading)
         if measure is None:
             return None
