@@ -27,7 +27,7 @@ async def executing(boards: dict[str, RelayBoard], events: list[Event],
                     send_downlink: SendDownlink | None = None) -> AsyncIterator[ActionExecutor]:
     executor = ActionExecutor(boards, send_downlink, events.append, first_delay_s=0.05,
                               max_delay_s=0.1)
-    task = asyncio.create_task(executor.run({}, []))
+    task = asyncio.create_task(executor.run(dict, []))
     try:
         yield executor
     finally:

@@ -87,9 +87,13 @@ class ActionExecutor:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def run(self, latches: Mapping[tuple[str, int], bool], own_boards: Iterable[str],
+    async def run(self, latches: Callable[[], Mapping[tuple[str, int], bool]],
+                  own_boards: Iterable[str],
                   ready: Callable[[], Awaitable[object]] | None = None) -> None:
-        """Switch ``own_boards`` off, apply ``latches`` again, then act until cancelled."""
+        """Switch ``own_boards`` off, apply ``latches()`` again, then act until cancelled.
+
+        A relay already commanded since start keeps that newer command.
+        """
         try:
             for name in own_boards:
                 board = self._boards.get(name)
@@ -103,7 +107,8 @@ class ActionExecutor:
                 await ready()
             self.started.set()
             self.submit(RelaySet("(restart)", board, channel, on)
-                        for (board, channel), on in latches.items())
+                        for (board, channel), on in latches().items()
+                        if (board, channel) not in self._generation)
             await asyncio.Event().wait()
         finally:
             for task in list(self._tasks):

@@ -79,7 +79,12 @@ class RuleService:
 
     def observe(self, readings: list[Reading]) -> None:
         """A record-buffer observer: every reading passes here on its way to the outbox."""
-        transitions = self.engine.feed(readings)
+        try:
+            transitions = self.engine.feed(readings)
+        except Exception:  # a bug in a rule must never cost the readings their way to disk
+            log.exception("rules failed on %d readings; they are stored all the same",
+                          len(readings))
+            return
         if transitions:
             self._emit(transitions)
 
@@ -110,7 +115,7 @@ class RuleService:
         own = {board for rule in self.engine.rules for board in rule.boards()} - access_boards
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.executor.run(self.engine.held_latches(), sorted(own),
+                group.create_task(self.executor.run(self.engine.held_latches, sorted(own),
                                                     ready), name="rule-actions")
                 group.create_task(self._tick(), name="rule-tick")
                 group.create_task(self._keep_state(), name="rule-state")
