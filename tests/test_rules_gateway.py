@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from edge_agent.config import load_config
 from edge_agent.profiles import load_profile
 from edge_agent.records import Event
 from edge_agent.rules.state import STATE_FILE
 from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway
+from edge_agent.status import gateway_report, report_view
 from edge_agent.store import Outbox
 from simulators.modbus import Fault, ModbusSimulator, SimulatedMeter
 from simulators.modbus.relay_board import SimulatedRelayBoard
@@ -160,6 +162,40 @@ async def test_a_damaged_state_file_is_set_aside_and_the_gateway_runs(tmp_path: 
     assert (data_dir / (STATE_FILE + ".damaged")).exists()
     saved = json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
     assert saved["rules"]["overvoltage"]["raised"] is True
+    # `edge-agent status` shows the raised alarm and the latch it holds.
+    console = Console(record=True, width=120)
+    console.print(report_view(gateway_report(data_dir)))
+    shown = console.export_text()
+    assert "overvoltage" in shown
+    assert "raised" in shown
+    assert "latches held: relays/3 on" in shown
+
+
+async def test_a_silent_device_raises_on_the_gateway_s_own_clock(tmp_path: Path) -> None:
+    board = SimulatedRelayBoard(1)
+    meter = SimulatedMeter(2, load_profile("eastron-sdm120"), seed=1, update_interval=0)
+    data_dir = tmp_path / "data"
+    silence = """
+[[rules]]
+name = "meter-silent"
+device = "berth-meter"
+kind = "stale"
+after_s = 1
+on_raise = [{type = "latch", board = "relays", channel = 8}]
+"""
+    async with ModbusSimulator([board, meter]) as field, running(
+            write_config(tmp_path, field.endpoint, silence)) as gateway:
+        await asyncio.sleep(1.5)
+        assert gateway.rules.report()["rules"][0]["state"] == "ok"
+        meter.set_fault(Fault.no_reply())
+        await wait_until(lambda: board.relay(8), within_s=5)
+        meter.clear_fault()
+        await wait_until(lambda: not board.relay(8), within_s=5)
+    raised, cleared = alarms(data_dir)
+    assert (raised.kind, raised.attrs["quantity"], raised.attrs["threshold"]) == (
+        "alarm.raised", None, 1)
+    assert raised.attrs["silence_s"] >= 1
+    assert cleared.attrs["silence_s"] >= raised.attrs["silence_s"]
 
 
 async def test_a_dead_relay_board_is_reported_and_retried_until_the_latch_holds(

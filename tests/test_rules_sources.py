@@ -21,6 +21,7 @@ from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 from edge_agent.profiles import load_profile
 from edge_agent.records import now_ms
+from edge_agent.rules.models import DownlinkAction, LatchAction, PulseAction, RuleConfig
 from edge_agent.runtime import BUNDLES_DIR
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.identity import Identity, save_identity
@@ -144,3 +145,14 @@ async def test_an_invalid_bundle_leaves_the_rules_in_force(tmp_path: Path) -> No
     assert report["bundle_version"] is None
     assert [rule["name"] for rule in report["rules"]] == ["overvoltage"]
     assert gateway.rules.rules[0].threshold == 250
+
+
+def test_every_rule_and_action_field_is_documented() -> None:
+    root = Path(__file__).resolve().parents[1]
+    configuration = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for field in RuleConfig.model_fields:
+        assert f"| `rules.{field}` |" in configuration, field
+    for action in (PulseAction, LatchAction, DownlinkAction):
+        for field in action.model_fields:
+            assert f"`{field}`" in configuration, f"{action.__name__}.{field}"
+    assert "edge-agent rules test" in (root / "docs" / "rules.md").read_text(encoding="utf-8")
