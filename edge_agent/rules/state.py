@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from edge_agent.durable import replace_durably
 from edge_agent.rules.engine import SavedRule
 
@@ -26,6 +28,7 @@ log = logging.getLogger("edge_agent.rules")
 
 STATE_FILE = "rules-state.json"
 _VERSION = 1
+_SAVED = TypeAdapter(SavedRule)
 
 
 def load_state(path: Path) -> dict[str, SavedRule]:
@@ -42,14 +45,10 @@ def load_state(path: Path) -> dict[str, SavedRule]:
     saved: dict[str, SavedRule] = {}
     for name, item in document["rules"].items():
         try:
-            saved[name] = SavedRule(**item)
-        except TypeError as exc:
-            log.error("%s: state of rule %s is unreadable (%s); it starts afresh", path, name,
-                      exc)
-            continue
-        if not isinstance(saved[name].raised, bool):
-            log.error("%s: state of rule %s is unreadable; it starts afresh", path, name)
-            del saved[name]
+            saved[name] = _SAVED.validate_python(item)
+        except ValidationError as exc:
+            log.error("%s: state of rule %s is unreadable (%d problem(s)); it starts afresh",
+                      path, name, exc.error_count())
     return saved
 
 
