@@ -119,19 +119,19 @@ class RuleEngine:
         A raised rule that is gone or was changed is cleared (reason ``rule_removed`` or
         ``rule_changed``) and its latches are released; its ``on_clear`` actions do not run.
         """
-        old = self._watches
-        self._watches = {}
+        old, watches = self._watches, {}
         for rule in rules:
             print_ = fingerprint(rule)
             kept = old.get(rule.name)
             if kept is not None and kept.fingerprint == print_:
-                self._watches[rule.name] = kept
+                watches[rule.name] = kept
             else:
-                self._watches[rule.name] = _Watch(rule, print_, RuleState(last_seen_ms=now_ms))
+                watches[rule.name] = _Watch(rule, print_, RuleState(last_seen_ms=now_ms))
+        self._watches = watches  # one assignment: the status thread sees old or new
         transitions = []
         for name, watch in old.items():
-            if watch.state.raised and self._watches.get(name) is not watch:
-                reason = "rule_changed" if name in self._watches else "rule_removed"
+            if watch.state.raised and watches.get(name) is not watch:
+                reason = "rule_changed" if name in watches else "rule_removed"
                 transitions.append(self._clear(watch, now_ms, reason, run_actions=False))
         self._index()
         return transitions
@@ -209,7 +209,7 @@ class RuleEngine:
 
     def held_latches(self) -> dict[tuple[str, int], bool]:
         """The relay states the raised rules hold now, by (board, channel)."""
-        return {key: latch.on for key, latch in self._latches.items()}
+        return {key: latch.on for key, latch in list(self._latches.items())}
 
     def snapshot(self) -> dict[str, SavedRule]:
         """Every rule's state, for the state file."""
@@ -219,14 +219,14 @@ class RuleEngine:
                 for name, w in self._watches.items()}
 
     def report(self) -> list[dict[str, Any]]:
-        """Each rule's state and counters, for ``status.json``."""
+        """Each rule's state and counters, for ``status.json`` (safe from the status thread)."""
         return [{"name": name, "kind": w.rule.kind, "device": w.rule.device,
                  "quantity": w.rule.quantity, "severity": w.rule.severity,
                  "state": w.state.label(), "raised_ms": w.state.raised_ms,
                  "value": w.state.value, "readings": w.state.readings,
                  "ignored": w.state.ignored, "raises": w.state.raises,
                  "clears": w.state.clears}
-                for name, w in self._watches.items()]
+                for name, w in list(self._watches.items())]
 
     # -- evaluation ---------------------------------------------------------------------------
 

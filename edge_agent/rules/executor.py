@@ -65,7 +65,9 @@ class ActionExecutor:
         max_delay_s: float = _MAX_DELAY_S,
     ) -> None:
         self._boards = boards
-        self._send_downlink = send_downlink
+        #: The LoRa source's downlink; None until one is configured (the runtime may set it
+        #: once its LoRa source exists).
+        self.send_downlink = send_downlink
         self._put_event = put_event
         self._first_delay_s = first_delay_s
         self._max_delay_s = max_delay_s
@@ -121,7 +123,7 @@ class ActionExecutor:
 
     async def _carry_out(self, intent: Intent, generation: int) -> None:
         await self.started.wait()
-        if isinstance(intent, Downlink) and self._send_downlink is None:
+        if isinstance(intent, Downlink) and self.send_downlink is None:
             self.stats.no_lora_source += 1
             log.warning("rule %s: %s not sent: no LoRa source is configured", intent.rule,
                         describe(intent))
@@ -167,8 +169,8 @@ class ActionExecutor:
             case RelaySet(board=board, channel=channel, on=on):
                 await self._board(board).set(channel, on)
             case Downlink(device=device, fport=fport, data=data, confirmed=confirmed):
-                assert self._send_downlink is not None
-                await self._send_downlink(device, fport, data, confirmed)
+                assert self.send_downlink is not None
+                await self.send_downlink(device, fport, data, confirmed)
                 log.info("rule %s: %s sent", intent.rule, describe(intent))
 
     def _board(self, name: str) -> RelayBoard:
