@@ -143,6 +143,20 @@ def test_a_stale_quantity_ignores_the_device_s_other_quantities() -> None:
     assert kinds(engine.feed([level(T0 + 62_000, 1.0)])) == ["alarm.cleared"]
 
 
+def test_a_clock_step_is_no_silence() -> None:
+    """NTP moves a clock that started in 1970 by decades: no stale rule raises for it."""
+    stale = rule(name="quiet", quantity=None, kind="stale", threshold=None, clear_at=None,
+                 after_s=60)
+    high = rule(for_s=120)
+    engine = RuleEngine([stale, high], T0)
+    engine.feed([level(T0 + 10_000, 1.5)])
+    day = 86_400_000
+    engine.shift(day)
+    assert engine.tick(T0 + day + 59_000) == []
+    assert kinds(engine.tick(T0 + day + 70_000)) == ["alarm.raised"]  # quiet, 60 s after
+    assert kinds(engine.tick(T0 + day + 130_000)) == ["alarm.raised"]  # high, 120 s after
+
+
 @pytest.mark.parametrize("bad", [
     level(T0, math.nan), level(T0, math.inf), level(T0, 5.0, quality=Quality.INVALID)])
 def test_nan_and_invalid_readings_neither_raise_nor_clear(bad: Reading) -> None:

@@ -218,3 +218,17 @@ async def test_a_dead_relay_board_is_reported_and_retried_until_the_latch_holds(
         failed = [event for event in alarms(data_dir) if event.kind == "alarm.action_failed"]
         assert {event.attrs["action"] for event in failed} >= {"set relays/3 on"}
         assert all(event.device == "relays" for event in failed)
+
+
+async def test_a_relay_board_that_restarted_gets_its_latch_back(tmp_path: Path) -> None:
+    board = SimulatedRelayBoard(1)
+    meter = SimulatedMeter(2, load_profile("eastron-sdm120"), seed=1, update_interval=0)
+    meter.set_value("voltage", 255)
+    async with ModbusSimulator([board, meter]) as field, running(
+            write_config(tmp_path, field.endpoint)) as gateway:
+        gateway.rules.reassert_s = 0.5
+        await wait_until(lambda: board.relay(3))
+        board.set_value("relay_state_3", False)  # the board lost power: every relay off
+        await wait_until(lambda: board.relay(3), within_s=5)
+        assert gateway.rules.executor.stats.reasserted >= 1
+        assert len(board.pulses(4)) == 1  # pulses are never repeated

@@ -194,6 +194,19 @@ class RuleEngine:
                                    else self._raise(watch, now_ms))
         return transitions
 
+    def shift(self, delta_ms: int) -> None:
+        """Move every remembered instant by ``delta_ms``: the wall clock was stepped.
+
+        A Raspberry Pi has no real-time clock; NTP may move it by hours after boot. Without
+        this, every silence would look hours long and every stale rule would raise at once.
+        """
+        for watch in list(self._watches.values()):
+            state = watch.state
+            state.last_seen_ms += delta_ms
+            if state.since_ms is not None:
+                state.since_ms += delta_ms
+            state.window = deque((ts + delta_ms, value) for ts, value in state.window)
+
     def next_due(self) -> int | None:
         """The earliest time a tick would change something, if nothing is read before it."""
         due = []

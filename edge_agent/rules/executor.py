@@ -50,6 +50,8 @@ class ActionStats:
     gave_up: int = 0
     superseded: int = 0
     no_lora_source: int = 0
+    #: Latches commanded again: at start, and periodically against a board that restarted.
+    reasserted: int = 0
 
 
 class ActionExecutor:
@@ -76,6 +78,8 @@ class ActionExecutor:
         self.started = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._generation: dict[tuple[str, int], int] = {}
+        #: The latest command per relay, to tell whether one is still on its way.
+        self._latest: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     def submit(self, intents: Iterable[Intent]) -> None:
         """Start carrying out ``intents`` now, each on its own; returns at once."""
@@ -86,15 +90,29 @@ class ActionExecutor:
                 generation = self._generation[key] = self._generation.get(key, 0) + 1
             task = asyncio.get_running_loop().create_task(self._carry_out(intent, generation),
                                                           name=f"rule-action[{intent.rule}]")
+            if isinstance(intent, RelaySet):
+                self._latest[intent.board, intent.channel] = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def reassert(self, latches: Mapping[tuple[str, int], bool]) -> None:
+        """Command the held ``latches`` again, except relays with a command on its way.
+
+        A relay board that lost power comes back with every relay off, and nothing tells
+        the gateway; the runtime calls this periodically so a held barrier closes again.
+        """
+        for (board, channel), on in latches.items():
+            latest = self._latest.get((board, channel))
+            if latest is None or latest.done():
+                self.stats.reasserted += 1
+                self.submit([RelaySet("(held)", board, channel, on)])
 
     async def run(self, latches: Callable[[], Mapping[tuple[str, int], bool]],
                   own_boards: Iterable[str],
                   ready: Callable[[], Awaitable[object]] | None = None) -> None:
         """Switch ``own_boards`` off, apply ``latches()`` again, then act until cancelled.
 
-        A relay already commanded since start keeps that newer command.
+        A relay commanded since start keeps that newer command.
         """
         try:
             for name in own_boards:
@@ -108,9 +126,7 @@ class ActionExecutor:
             if ready is not None:
                 await ready()
             self.started.set()
-            self.submit(RelaySet("(restart)", board, channel, on)
-                        for (board, channel), on in latches().items()
-                        if (board, channel) not in self._generation)
+            self.reassert(latches())
             await asyncio.Event().wait()
         finally:
             for task in list(self._tasks):

@@ -4,7 +4,9 @@ Readings reach :meth:`RuleService.observe` from the record buffer before the out
 them, so a threshold crossed on a poll commands its relay within that same event-loop turn;
 a tick each second raises silent devices and completes pending durations. Every alarm
 change rewrites the state file, so a restart finds the raised alarms and applies their
-latches again.
+latches again; the held latches are also commanded again every minute, since a relay board
+that lost power comes back with every relay off. A step of the wall clock (NTP after a boot
+without a real-time clock) is followed, not mistaken for a silence.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,12 +33,16 @@ from edge_agent.rules.sources import bundle_rules, merge_rules
 from edge_agent.rules.state import STATE_FILE, load_state, save_state
 from edge_agent.sync.bundles import BundleStore
 
-__all__ = ["TICK_S", "RuleService"]
+__all__ = ["REASSERT_S", "TICK_S", "RuleService"]
 
 log = logging.getLogger("edge_agent.rules")
 
 #: How often staleness and pending durations are checked.
 TICK_S = 1.0
+#: How often held latches are commanded again (a relay board may have restarted).
+REASSERT_S = 60.0
+#: A wall clock moving this much more (or less) than the monotonic one was stepped.
+_CLOCK_STEP_MS = 2000
 _SAVE_RETRY_S = 5.0
 
 
@@ -50,8 +57,10 @@ class RuleService:
         data_dir: Path,
         *,
         send_downlink: SendDownlink | None = None,
+        reassert_s: float = REASSERT_S,
     ) -> None:
         self._config = config
+        self.reassert_s = reassert_s
         self._put_event = put_event
         self._path = data_dir / STATE_FILE
         boards = {device.name: RelayBoard(bus, device.unit, name=device.name)
@@ -151,9 +160,21 @@ class RuleService:
             self._dirty.set()
 
     async def _tick(self) -> None:
+        wall, steady = now_ms(), time.monotonic_ns() // 1_000_000
+        reasserted = steady
         while True:
             await asyncio.sleep(TICK_S)
-            self._emit(self.engine.tick(now_ms()))
+            last_wall, last_steady = wall, steady
+            wall, steady = now_ms(), time.monotonic_ns() // 1_000_000
+            step = (wall - last_wall) - (steady - last_steady)
+            if abs(step) > _CLOCK_STEP_MS:
+                log.warning("the wall clock was stepped by %+.1f s; silences and durations "
+                            "follow it", step / 1000)
+                self.engine.shift(step)
+            self._emit(self.engine.tick(wall))
+            if steady - reasserted >= self.reassert_s * 1000:
+                reasserted = steady
+                self.executor.reassert(self.engine.held_latches())
 
     async def _keep_state(self) -> None:
         while True:
