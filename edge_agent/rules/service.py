@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -71,6 +73,11 @@ class RuleService:
         self.skipped: list[str] = []
         self.bundle_version: int | None = None
         self._dirty = asyncio.Event()
+        #: Saves are numbered: one from the state task still in its thread at shutdown must
+        #: not replace the final save's newer content.
+        self._serial = itertools.count(1)
+        self._saved_serial = 0
+        self._save_lock = threading.Lock()
 
     async def start(self, bundles: BundleStore | None) -> None:
         """Take up the held config bundle's rules and the state of the last run."""
@@ -180,13 +187,26 @@ class RuleService:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            snapshot, latches = self.engine.snapshot(), self.engine.held_latches()
+            save = self._prepare_save()
             try:
-                await asyncio.to_thread(save_state, self._path, snapshot, latches)
+                await asyncio.to_thread(save)
             except OSError as exc:
                 log.error("cannot save %s (%s); retry in %.0f s", self._path, exc, _SAVE_RETRY_S)
                 self._dirty.set()
                 await asyncio.sleep(_SAVE_RETRY_S)
 
     def _save(self) -> None:
-        save_state(self._path, self.engine.snapshot(), self.engine.held_latches())
+        self._prepare_save()()
+
+    def _prepare_save(self) -> Callable[[], None]:
+        """The state as it is now, ready to be written (in a thread or not)."""
+        serial, snapshot = next(self._serial), self.engine.snapshot()
+        latches = self.engine.held_latches()
+
+        def write() -> None:
+            with self._save_lock:
+                if serial > self._saved_serial:
+                    save_state(self._path, snapshot, latches)
+                    self._saved_serial = serial
+
+        return write
