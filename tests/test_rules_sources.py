@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,13 @@ def test_every_rule_and_action_field_is_documented() -> None:
         for field in action.model_fields:
             assert f"`{field}`" in configuration, f"{action.__name__}.{field}"
     assert "edge-agent rules test" in (root / "docs" / "rules.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("doc", ["rules.md", "configuration.md"])
+def test_the_rules_in_the_docs_are_valid(doc: str) -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / doc).read_text(encoding="utf-8")
+    blocks = [block.split("```", 1)[0] for block in text.split("```toml\n")[1:]]
+    rules = [rule for block in blocks for rule in tomllib.loads(block).get("rules", [])]
+    assert rules
+    for rule in rules:
+        RuleConfig.model_validate(rule)
