@@ -125,3 +125,16 @@ async def test_a_channel_the_board_does_not_have_is_given_up_at_once(
         await wait_until(lambda: executor.stats.gave_up == 1 and executor.stats.failures >= 2)
     assert "channel must be 1..8" in events[0].attrs["error"]
     assert "not a relay board of this gateway" in events[1].attrs["error"]
+
+
+async def test_nothing_is_commanded_once_the_gateway_is_stopping(
+        served: tuple[SimulatedRelayBoard, RelayBoard]) -> None:
+    sim_board, board = served
+    events: list[Event] = []
+    async with executing({"relays": board}, events) as executor:
+        await wait_until(executor.started.is_set)
+    assert executor.closed
+    executor.submit([RelaySet("flood", "relays", 3, True)])
+    await asyncio.sleep(0.1)
+    assert sim_board.commands == []
+    assert executor.report()["in_flight"] == 0

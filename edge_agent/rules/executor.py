@@ -77,6 +77,8 @@ class ActionExecutor:
         #: Set once the start-up commands went out: later intents wait for it.
         self.started = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set once ``run`` ended: the gateway is stopping, no relay is commanded any more.
+        self.closed = False
         self._generation: dict[tuple[str, int], int] = {}
         #: The latest command per relay, to tell whether one is still on its way.
         self._latest: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -84,6 +86,10 @@ class ActionExecutor:
     def submit(self, intents: Iterable[Intent]) -> None:
         """Start carrying out ``intents`` now, each on its own; returns at once."""
         for intent in intents:
+            if self.closed:
+                log.warning("rule %s: %s not done: the gateway is stopping", intent.rule,
+                            describe(intent))
+                continue
             generation = 0
             if isinstance(intent, RelaySet):
                 key = (intent.board, intent.channel)
@@ -129,6 +135,7 @@ class ActionExecutor:
             self.reassert(latches())
             await asyncio.Event().wait()
         finally:
+            self.closed = True
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
