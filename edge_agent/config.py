@@ -39,6 +39,7 @@ from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
+from edge_agent.rules.models import RuleConfig, latch_conflict, rule_problem
 from edge_agent.validation import describe_validation_error
 
 __all__ = [
@@ -274,6 +275,7 @@ class GatewayConfig(_Strict):
     gates: list[GateConfig] = Field(default_factory=list)
     pedestals: list[PedestalConfig] = Field(default_factory=list)
     lora: list[LoraConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -303,6 +305,7 @@ class GatewayConfig(_Strict):
                 hint = f"did you mean '{close[0]}'?" if close else f"buses: {', '.join(bus_names)}"
                 raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
         self._check_access()
+        self._check_rules()
         return self
 
     def _check_access(self) -> None:
@@ -331,6 +334,27 @@ class GatewayConfig(_Strict):
         extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
         ids = {sensor.profile for source in self.lora for sensor in source.devices}
         return {pid: load_lora_profile(pid, extra_dirs=extra) for pid in sorted(ids)}
+    def _check_rules(self) -> None:
+        """Rules watch known devices, act on declared boards, and leave gates' relays alone."""
+        _no_duplicates("rule name", [rule.name for rule in self.rules])
+        devices, reserved = self.device_names(), self.relay_outputs()
+        for rule in self.rules:
+            problem = rule_problem(rule, devices, reserved)
+            if problem is not None:
+                raise ValueError(problem)
+        conflict = latch_conflict(self.rules)
+        if conflict is not None:
+            raise ValueError(conflict)
+
+    def device_names(self) -> set[str]:
+        """Every device readings can come from (rules watch these, and act on them)."""
+        return {device.name for device in self.devices} | {
+            sensor.name for source in self.lora for sensor in source.devices}
+
+    def relay_outputs(self) -> dict[tuple[str, int], str]:
+        """The relay channels of gates and pedestals, by (board, channel): their name."""
+        outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
+        return {(output.relay, output.channel): output.name for output in outputs}
 
     def profile_of(self, device: DeviceConfig) -> DeviceProfile:
         """The device's profile (ProfileError when it does not exist)."""

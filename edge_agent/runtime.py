@@ -33,6 +33,7 @@ from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
+from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
@@ -79,12 +80,12 @@ class RecordBuffer:
     While the outbox cannot be written (disk full, I/O error), readings beyond
     ``max_readings`` are dropped oldest first and a ``gap`` event says what was dropped;
     events are always kept. ``alarm.*`` and ``access.*`` events wait in their own list, for
-    the alarms stream. ``observer`` sees every reading on its way (pedestal sessions follow
-    their meters through it).
+    the alarms stream. ``observers`` see every reading on its way, before the outbox has it
+    (pedestal sessions follow their meters, rules act on thresholds without waiting for disk).
     """
 
     def __init__(self, max_readings: int = 100_000) -> None:
-        self.observer: Callable[[list[Reading]], None] | None = None
+        self.observers: list[Callable[[list[Reading]], None]] = []
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.alarms: list[Event] = []
@@ -100,8 +101,8 @@ class RecordBuffer:
 
     def put_readings(self, readings: list[Reading]) -> None:
         """Queue the readings of one poll."""
-        if self.observer is not None:
-            self.observer(readings)
+        for observer in self.observers:
+            observer(readings)
         self.readings.extend(readings)
         excess = len(self.readings) - self._max_readings
         if excess > 0:
@@ -202,6 +203,8 @@ class Gateway:
         self.access: AccessController | None = None
         #: The ChirpStack integrations (``[[lora]]``), built once the outbox is open.
         self.lora: list[LoraSource] = []
+        #: Edge rules: thresholds, rates, staleness → alarms and local actions.
+        self.rules = RuleService(config, self.buses, self.buffer.put_event, self.data_dir)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -223,10 +226,17 @@ class Gateway:
             bundles = self._bundle_store(identity)
             self.access = await self._access_controller(identity, bundles)
             self.lora = await asyncio.to_thread(self._lora_sources, outbox)
+            if self.lora:
+                self.rules.executor.send_downlink = self._send_downlink
+            await self.rules.start(bundles)
+            self.buffer.observers.append(self.rules.observe)
             async with asyncio.TaskGroup() as group:
                 access_tasks = self._start_access(group)
                 access_tasks += [group.create_task(source.run(), name=f"lora[{source.config.name}]")
                                  for source in self.lora]
+                access_tasks.append(group.create_task(self.rules.run(
+                    self.access.outputs_off.wait if self.access is not None else None),
+                    name="rules"))
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -275,6 +285,15 @@ class Gateway:
                            self.buffer, gateway_id=self.config.gateway.id, delivered=delivered)
                 for section in self.config.lora]
 
+    async def _send_downlink(self, device: str, f_port: int, data: bytes,
+                             confirmed: bool) -> None:
+        """A rule's downlink, through the source that knows ``device``."""
+        for source in self.lora:
+            if device in source.device_names:
+                await source.send_downlink(device, f_port, data, confirmed)
+                return
+        raise ConfigError(f"no [[lora]] source has a device named {device!r}")
+
     def _bundle_store(self, identity: Identity | None) -> BundleStore | None:
         """The signed bundles in ``<data_dir>/bundles``, checked with the pinned hub key."""
         if identity is None:
@@ -285,6 +304,8 @@ class Gateway:
     def _bundle_accepted(self, bundle: VerifiedBundle) -> None:
         if bundle.kind == "policy" and self.access is not None:
             self.access.engine.install_bundle(bundle)
+        if bundle.kind == "config":
+            self.rules.install_bundle(bundle)
 
     async def _access_controller(self, identity: Identity | None,
                                  bundles: BundleStore | None) -> AccessController | None:
@@ -300,7 +321,7 @@ class Gateway:
         readers = build_readers(config)
         access = AccessController(config, self.buses, engine, self.buffer.put_event, readers,
                                   self.data_dir)
-        self.buffer.observer = access.observe
+        self.buffer.observers.append(access.observe)
         return access
 
     def _start_access(self, group: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
@@ -422,6 +443,7 @@ class Gateway:
                     {"note": self._sync_note},
             "access": self.access.report() if self.access is not None else None,
             "lora": [source.report() for source in self.lora],
+            "rules": self.rules.report(),
         }
 
     def _write_status(self, outbox: Outbox) -> None:

@@ -54,6 +54,7 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
         "devices": running.get("devices", []),
         "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
         "access": running.get("access"),
+        "rules": running.get("rules"),
     }
 
 
@@ -143,7 +144,30 @@ def report_view(report: dict[str, Any]) -> Group:
     parts.append(devices)
     if report.get("access"):
         parts += _access_view(report["access"], now)
+    if report.get("rules") and report["rules"]["rules"]:
+        parts.append(_rules_view(report["rules"], now))
     return Group(*parts)
+
+
+def _rules_view(rules: dict[str, Any], now: int) -> Table:
+    """Each rule's state, raised alarms first in red; latches and failed actions below."""
+    actions = rules["actions"]
+    latches = ", ".join(f"{latch['board']}/{latch['channel']} {'on' if latch['on'] else 'off'}"
+                        for latch in rules["latches"]) or "none"
+    table = Table("rule", "kind", "watches", "state", "since", "value", "raised", "cleared",
+                  title="rules", caption=f"latches held: {latches}; actions: "
+                  f"{actions['performed']} done, {actions['failures']} failed, "
+                  f"{actions['no_lora_source']} without a LoRa source")
+    for rule in sorted(rules["rules"], key=lambda r: r["state"] == "ok"):
+        state = rule["state"]
+        colour = {"raised": "red", "clearing": "red", "pending": "yellow"}.get(state, "green")
+        since = rule["raised_ms"]
+        table.add_row(rule["name"], rule["kind"],
+                      f"{rule['device']} {rule['quantity'] or ''}".strip(),
+                      f"[{colour}]{state}[/]", f"{_age(now - since)} ago" if since else "-",
+                      "-" if rule["value"] is None else f"{rule['value']:g}",
+                      str(rule["raises"]), str(rule["clears"]))
+    return table
 
 
 def _access_view(access: dict[str, Any], now: int) -> list[RenderableType]:

@@ -71,10 +71,13 @@ class AccessController:
             if config.pedestals else None)
         self.stats = {name: GateStats() for name in [*self._gates, *self._pedestals]}
         self._tasks: set[asyncio.Task[Decision]] = set()
+        #: Set once every output was switched off at start (rules latch relays after that).
+        self.outputs_off = asyncio.Event()
 
     async def run(self) -> None:
         """Switch every output off, close sessions left open, then serve readers until cancelled."""
         await self._all_off()
+        self.outputs_off.set()
         if self.sessions is not None:
             await self.sessions.restore()
         async with asyncio.TaskGroup() as group:

@@ -17,11 +17,8 @@ other way round.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from edge_agent.codecs.bundle import (
     key_id,
     verify_bundle,
 )
+from edge_agent.durable import replace_durably
 from edge_agent.errors import BundleError
 
 __all__ = ["VERSIONS_FILE", "BundleStore"]
@@ -177,22 +175,6 @@ def _make_directory(directory: Path) -> None:
 def _write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` so that a power cut leaves the old or the new file."""
     try:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                                 suffix=".tmp")  # mode 0600
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        replace_durably(path, data)
     except OSError as exc:
         raise BundleError(f"cannot save {path}: {exc.strerror or exc}") from exc

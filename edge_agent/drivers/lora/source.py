@@ -132,6 +132,11 @@ class LoraSource:
                  ", confirmed" if confirmed else "")
         return ident
 
+    @property
+    def device_names(self) -> set[str]:
+        """The names of this source's sensors."""
+        return set(self._by_name)
+
     def _only_application(self, device: str) -> str:
         if len(self.config.application_ids) == 1:
             return self.config.application_ids[0]
