@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from edge_agent import __version__
-from edge_agent.cli import access, gateway, lora, modbus, profiles, readers, rules, sync
+from edge_agent.cli import access, gateway, lora, lora_live, modbus, profiles, readers, rules, sync
 from edge_agent.daemon import fail
 from edge_agent.errors import EdgeError
 from edge_agent.logs import configure_logging
@@ -36,6 +36,8 @@ app.add_typer(readers.app, name="reader")
 app.add_typer(access.badge_app, name="badge")
 app.add_typer(access.gate_app, name="gate")
 app.add_typer(access.policy_app, name="policy")
+lora.app.command("listen")(lora_live.listen)
+lora.app.command("send")(lora_live.send)
 app.add_typer(lora.app, name="lora")
 app.add_typer(rules.app, name="rules")
 

@@ -160,10 +160,13 @@ class MqttSession:
             return False
         return self._client.ack(delivery.mid, delivery.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> bool:
-        """Queue a message for the broker (paho resends it after a reconnect)."""
-        info = self._client.publish(topic, payload, qos=qos)
-        return info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1) -> paho.MQTTMessageInfo:
+        """Queue a message for the broker (paho resends it after a reconnect).
+
+        The answer's ``rc`` says whether it was queued; ``wait_for_publish`` waits for the
+        broker's acknowledgement.
+        """
+        return self._client.publish(topic, payload, qos=qos)
 
     # The callbacks below run in paho's network thread.
 

@@ -15,9 +15,12 @@ import asyncio
 import collections
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge_agent.codecs.chirpstack import ChirpstackEvent, decode_event, encode_downlink
 from edge_agent.config import LoraConfig, LoraDeviceConfig
@@ -83,7 +86,10 @@ class LoraSource:
     """One ``[[lora]]`` section: its broker session, its sensors, their health."""
 
     def __init__(self, config: LoraConfig, profiles: dict[str, LoraProfile], sink: RecordSink,
-                 *, gateway_id: str, delivered: Iterable[str] = ()) -> None:
+                 *, gateway_id: str, delivered: Iterable[str] = (),
+                 spectator: bool = False) -> None:
+        """``spectator``: a short session of its own (``lora listen``), leaving the agent's
+        persistent session and its messages alone."""
         self.config = config
         self.sink = sink
         start = now_ms()
@@ -97,10 +103,12 @@ class LoraSource:
         self._warned: set[tuple[str, str]] = set()
         self._malformed_logged_ms = 0
         self.downlinks: dict[str, str] = {}
+        client_id = config.client_id or f"ponton-{gateway_id}-{config.name}"
         settings = BrokerSettings(
-            url=config.broker, client_id=config.client_id or f"ponton-{gateway_id}-{config.name}",
-            username=config.username, password=config.password, ca_file=config.ca_file,
-            protocol=config.protocol, session_expiry_s=config.session_expiry_s)
+            url=config.broker, username=config.username, password=config.password,
+            client_id=f"{client_id}-listen-{uuid.uuid4().hex[:6]}" if spectator else client_id,
+            ca_file=config.ca_file, protocol=config.protocol, persistent=not spectator,
+            session_expiry_s=config.session_expiry_s)
         topics = [f"application/{app}/device/+/event/+" for app in config.application_ids]
         self.session = MqttSession(settings, topics, self._handle_batch)
 
@@ -115,8 +123,11 @@ class LoraSource:
             await self.session.close()
 
     async def send_downlink(self, device: str, f_port: int, data: bytes,
-                            confirmed: bool = False) -> str:
-        """Queue a downlink for ``device`` through ChirpStack; its id, tracked in acks."""
+                            confirmed: bool = False, *, wait: bool = False) -> str:
+        """Queue a downlink for ``device`` through ChirpStack; its id, tracked in acks.
+
+        ``wait``: until the broker has it (a command that disconnects right after).
+        """
         sensor = self._by_name.get(device)
         if sensor is None:
             raise ConfigError(f"no LoRa device named {device!r} in source {self.config.name}")
@@ -125,8 +136,12 @@ class LoraSource:
         ident, payload = encode_downlink(sensor.config.dev_eui, f_port, data,
                                          confirmed=confirmed, fmt=self.config.format)
         topic = f"application/{application}/device/{sensor.config.dev_eui}/command/down"
-        if not self.session.publish(topic, payload):
-            raise EdgeError(f"downlink to {device}: the broker connection is not usable")
+        queued = self.session.publish(topic, payload)
+        if queued.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise EdgeError(f"downlink to {device}: the broker connection is not usable "
+                            f"({queued.rc.name})")
+        if wait:
+            await asyncio.to_thread(queued.wait_for_publish, 10)
         self.downlinks[ident] = "queued"
         log.info("downlink %s to %s: fPort %d, %d bytes%s", ident, device, f_port, len(data),
                  ", confirmed" if confirmed else "")
