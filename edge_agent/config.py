@@ -37,6 +37,7 @@ from pydantic import (
 
 from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
+from edge_agent.drivers.tic import ModeSetting, SamplingPolicy, TicSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, load_profile
 from edge_agent.validation import describe_validation_error
@@ -49,6 +50,7 @@ __all__ = [
     "PedestalConfig",
     "ReaderConfig",
     "SyncSection",
+    "TicConfig",
     "load_config",
 ]
 
@@ -215,6 +217,32 @@ class PedestalConfig(_Strict):
         return self
 
 
+class TicConfig(_Strict):
+    """A Linky meter's TIC output on a serial port (docs/configuration.md, ``[[tic]]``)."""
+
+    name: str = Field(pattern=_NAME, max_length=128,
+                      description="Device name of its readings and events.")
+    serial: str = Field(description="Serial port of the TIC adapter, e.g. /dev/ttyAMA0.")
+    mode: ModeSetting = Field(
+        default="auto", description="historic: 1200 baud; standard: 9600; auto: detected.")
+    index_interval_s: float = Field(default=60, gt=0, le=86_400,
+                                    description="Indexes are stored this often.")
+    max_interval_s: float = Field(default=300, gt=0, le=86_400,
+                                  description="Every value is stored at least this often.")
+    deadband_pct: float = Field(default=5, ge=0, le=100,
+                                description="Power and current: relative change to store.")
+    deadband_va: float = Field(default=50, ge=0, description="Power: change to store (VA, W).")
+    deadband_a: float = Field(default=1, ge=0, description="Current: change to store (A).")
+    deadband_v: float = Field(default=3, ge=0, description="Voltage: change to store (V).")
+
+    def settings(self) -> TicSettings:
+        """What the TIC line needs to run."""
+        return TicSettings(self.name, self.serial, self.mode, SamplingPolicy(
+            index_interval_s=self.index_interval_s, max_interval_s=self.max_interval_s,
+            deadband_pct=self.deadband_pct, deadband_va=self.deadband_va,
+            deadband_a=self.deadband_a, deadband_v=self.deadband_v))
+
+
 class GatewayConfig(_Strict):
     """The whole file."""
 
@@ -226,6 +254,7 @@ class GatewayConfig(_Strict):
     readers: list[ReaderConfig] = Field(default_factory=list)
     gates: list[GateConfig] = Field(default_factory=list)
     pedestals: list[PedestalConfig] = Field(default_factory=list)
+    tic: list[TicConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -252,7 +281,20 @@ class GatewayConfig(_Strict):
                 hint = f"did you mean '{close[0]}'?" if close else f"buses: {', '.join(bus_names)}"
                 raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
         self._check_access()
+        self._check_tic(ports)
         return self
+
+    def _check_tic(self, bus_ports: dict[str, str]) -> None:
+        """A TIC line is a device of its own: its name and its port are its alone."""
+        _no_duplicates("device name", [device.name for device in self.devices]
+                       + [line.name for line in self.tic])
+        for line in self.tic:
+            owner = f"TIC {line.name}"
+            other = bus_ports.setdefault(str(Path(line.serial).resolve()), owner)
+            if other != owner:
+                other = other if other.startswith("TIC ") else f"bus {other}"
+                raise ValueError(f"{other} and {owner} both use {line.serial}; a TIC line "
+                                 "needs a serial port of its own")
 
     def _check_access(self) -> None:
         """Readers stand at declared gates; outputs and meters are declared devices."""

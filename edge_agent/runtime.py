@@ -30,6 +30,7 @@ from edge_agent.config import GatewayConfig
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
+from edge_agent.drivers.tic import TicLine
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Outbox
@@ -166,6 +167,8 @@ class Gateway:
         self.data_dir = config.gateway.data_dir
         self.buffer = RecordBuffer()
         self.buses = build_buses(config, self.buffer)
+        #: One line per Linky of ``[[tic]]``.
+        self.tic_lines = [TicLine(tic.settings(), self.buffer) for tic in config.tic]
         self._started_ms = now_ms()
         #: Set once every bus has stopped: the writer and the status task finish their work.
         self._drained = asyncio.Event()
@@ -197,6 +200,8 @@ class Gateway:
             self.access = await self._access_controller(identity, bundles)
             async with asyncio.TaskGroup() as group:
                 access_tasks = self._start_access(group)
+                tic_tasks = [group.create_task(line.run(), name=f"tic[{line.name}]")
+                             for line in self.tic_lines]
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -218,6 +223,8 @@ class Gateway:
                 log.info("stopping: finishing transactions in flight")
                 for task in access_tasks:
                     task.cancel()  # no new relay command once the buses are stopping
+                for task in tic_tasks:
+                    task.cancel()  # a TIC line only reads: nothing in flight to finish
                 for bus in self.buses:
                     bus.stop()
                 await asyncio.gather(*bus_tasks)
@@ -377,6 +384,7 @@ class Gateway:
             "sync": self.sync.report(stats) if self.sync is not None else
                     {"note": self._sync_note},
             "access": self.access.report() if self.access is not None else None,
+            "tic": [line.report() for line in self.tic_lines],
         }
 
     def _write_status(self, outbox: Outbox) -> None:

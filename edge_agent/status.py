@@ -54,6 +54,7 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
         "devices": running.get("devices", []),
         "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
         "access": running.get("access"),
+        "tic": running.get("tic", []),
     }
 
 
@@ -143,7 +144,23 @@ def report_view(report: dict[str, Any]) -> Group:
     parts.append(devices)
     if report.get("access"):
         parts += _access_view(report["access"], now)
+    if report.get("tic"):
+        parts.append(_tic_view(report["tic"], now))
     return Group(*parts)
+
+
+def _tic_view(lines: list[dict[str, Any]], now: int) -> Table:
+    """Per Linky: the mode found, the frames, and what the line dropped."""
+    table = Table("TIC", "state", "mode", "frames", "bad sums", "cut", "garbage", "last frame",
+                  title="Linky TIC")
+    for line in lines:
+        state = "[green]open[/]" if line["online"] else f"[red]closed[/] {line['last_error']}"
+        mode = f"{line['mode'] or '?'} {line['baudrate'] or '?'} Bd"
+        last = line["last_frame_ms"]
+        table.add_row(line["name"], state, mode, str(line["frames"]),
+                      str(line["bad_checksums"]), str(line["interrupted_frames"]),
+                      str(line["garbage_bytes"]), f"{_age(now - last)} ago" if last else "never")
+    return table
 
 
 def _access_view(access: dict[str, Any], now: int) -> list[RenderableType]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.codecs.tic import TicFrame, TicMode
-from edge_agent.drivers.tic import SamplingPolicy, TicLine, TicSettings
+from edge_agent.drivers.tic import ModeSetting, SamplingPolicy, TicLine, TicSettings
 from edge_agent.errors import TransportError
 from edge_agent.records import Reading
 from simulators.tic import TicSimulator
@@ -58,13 +58,13 @@ Start = Callable[..., Running]
 async def start() -> AsyncIterator[Start]:
     started: list[Running] = []
 
-    def run(mode: TicMode, *, setting: str = "auto", policy: SamplingPolicy | None = None,
+    def run(mode: TicMode, *, setting: ModeSetting = "auto", policy: SamplingPolicy | None = None,
             detect_s: float = 0.6, **faults: int) -> Running:
         simulator = TicSimulator(mode, time_scale=FAST, **faults)
         simulator.open()
         sink = Sink()
         frames: list[TicFrame] = []
-        line = TicLine(TicSettings("linky", simulator.path, setting,  # type: ignore[arg-type]
+        line = TicLine(TicSettings("linky", simulator.path, setting,
                                    policy or SamplingPolicy(), detect_s), sink,
                        on_frame=frames.append)
         started.append(Running(simulator, line, sink, frames))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from edge_agent import __version__
-from edge_agent.cli import access, gateway, modbus, profiles, readers, sync
+from edge_agent.cli import access, gateway, modbus, profiles, readers, sync, tic
 from edge_agent.daemon import fail
 from edge_agent.errors import EdgeError
 from edge_agent.logs import configure_logging
@@ -36,6 +36,7 @@ app.add_typer(readers.app, name="reader")
 app.add_typer(access.badge_app, name="badge")
 app.add_typer(access.gate_app, name="gate")
 app.add_typer(access.policy_app, name="policy")
+app.add_typer(tic.app, name="tic")
 
 
 @app.command("version")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from edge_agent.drivers.tic.sampling import Sampler, SamplingPolicy
 from edge_agent.errors import TransportError
 from edge_agent.records import Event, Reading, now_ms
 
-__all__ = ["TicHealth", "TicLine", "TicSettings"]
+__all__ = ["ModeSetting", "TicHealth", "TicLine", "TicSettings"]
 
 log = logging.getLogger("edge_agent.tic")
 
@@ -40,6 +41,9 @@ _BACKOFF_FIRST_S = 0.2
 _BACKOFF_MAX_S = 30.0
 #: Auto mode tries historic first: the factory setting of every Linky.
 _AUTO_SPEEDS = (TicMode.HISTORIC.baudrate, TicMode.STANDARD.baudrate)
+
+#: How a line's mode is configured: fixed, or found by trying both speeds.
+ModeSetting = Literal["auto", "historic", "standard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class TicSettings:
     name: str
     #: Serial path of the TIC adapter, e.g. /dev/ttyAMA0 or /dev/serial/by-id/...
     port: str
-    mode: Literal["auto", "historic", "standard"] = "auto"
+    mode: ModeSetting = "auto"
     sampling: SamplingPolicy = field(default_factory=SamplingPolicy)
     #: Auto mode: wait this long for a valid group at one speed before trying the other.
     detect_s: float = 5.0
@@ -143,8 +147,20 @@ class TicLine:
         }
 
     def _open(self, baudrate: int) -> SerialPort:
-        return SerialPort(self.name, self.settings.port, baudrate=baudrate, parity="E",
-                          bytesize=7, stopbits=1, what="TIC adapter")
+        """The port at ``baudrate``, 7E1; 8N1 where the port refuses 7 bits.
+
+        A pseudo-terminal (the simulator, a socat bridge) refuses 7E1 when its speed is
+        unchanged. 8N1 frames the same 10 bits, the parity landing in bit 7, which the
+        decoder masks.
+        """
+        try:
+            return SerialPort(self.name, self.settings.port, baudrate=baudrate, parity="E",
+                              bytesize=7, what="TIC adapter")
+        except TransportError as exc:
+            if not isinstance(exc.__cause__, termios.error):
+                raise
+        return SerialPort(self.name, self.settings.port, baudrate=baudrate,
+                          what="TIC adapter")
 
     async def _session(self) -> None:
         """Read at the current speed until the port is lost (TransportError) or, in auto
@@ -189,7 +205,7 @@ class TicLine:
         self.health.port_errors += 1
         self.health.last_error = message
         if self.health.online or not self._warned:
-            log.warning("tic %s: %s; retrying until it is back", self.name, message)
+            log.warning("tic %s; retrying until it is back", message)
         self._warned = True
         self.health.online = False
 
