@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -96,3 +98,29 @@ def test_listen_errors_are_one_line_and_exit_2(args: tuple[str, ...], message: s
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_the_simulator_command_serves_a_linky_until_sigterm() -> None:
+    simulator = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "simulators.tic", "--mode", "standard", "--time-scale", "0.2",
+        "--overpower-every", "0.5", "--overpower-for", "5", "--tariff-every", "60",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert simulator.stdout is not None
+        ready = (await asyncio.wait_for(simulator.stdout.readline(), 20)).decode().split()
+        assert ready[:2] == ["READY", "standard"]
+        status, out, err = await _listen("--serial", ready[2], "--mode", "standard",
+                                         "--count", "4", "--timeout", "20")
+        assert status == 0, err
+        assert "event tic.overpower stge=" in out
+    finally:
+        simulator.send_signal(signal.SIGTERM)
+        _, err_bytes = await asyncio.wait_for(simulator.communicate(), 20)
+    assert simulator.returncode == 0, err_bytes.decode()
+
+
+def test_the_simulator_command_refuses_bad_options() -> None:
+    done = subprocess.run([sys.executable, "-m", "simulators.tic", "--time-scale", "0"],
+                          capture_output=True, text=True, check=False, timeout=30)
+    assert done.returncode == 2
+    assert "--time-scale must be above 0" in done.stderr

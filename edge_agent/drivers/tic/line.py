@@ -179,11 +179,11 @@ class TicLine:
             self.health.online = True
             self.health.baudrate = baudrate
             auto = len(self._speeds) > 1
-            while True:
+            while True:  # a fixed mode waits for the port's loss only
                 groups = self.decoder.stats.groups
                 await asyncio.wait([lost], timeout=self.settings.detect_s if auto else None)
                 if lost.done():
-                    lost.result()
+                    lost.result()  # raises the TransportError that ended the session
                 if self.decoder.stats.groups == groups:
                     self._next_speed(baudrate)
                     return
