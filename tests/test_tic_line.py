@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.codecs.tic import TicFrame, TicMode
+from edge_agent.codecs.tic import TicFrame, TicMode, encode_frame, encode_group
 from edge_agent.drivers.tic import ModeSetting, SamplingPolicy, TicLine, TicSettings
 from edge_agent.errors import TransportError
 from edge_agent.records import Reading
@@ -203,3 +203,25 @@ def test_check_explains_a_missing_port() -> None:
     line = TicLine(TicSettings("linky", "/dev/ttyNOPE9"), sink=Sink())
     with pytest.raises(TransportError, match="does not exist: is the TIC adapter plugged in"):
         line.check()
+
+
+async def test_a_three_phase_overcurrent_cycle_is_one_episode(start: Start) -> None:
+    """Short frames name the phase (ADIRn); the long frame every 21 does not: no flapping."""
+    run = start(TicMode.HISTORIC, setting="historic")
+    run.tasks.pop(0).cancel()  # the frames are written by hand here
+    await _until(lambda: run.line.health.online)
+
+    def frame(*groups: tuple[str, str]) -> bytes:
+        return encode_frame(encode_group(label, value, TicMode.HISTORIC)
+                            for label, value in groups)
+
+    short = frame(("ADIR2", "062"), ("ADCO", "041876097465"), ("IINST1", "001"),
+                  ("IINST2", "062"), ("IINST3", "000"))
+    long = frame(("ADCO", "041876097465"), ("IINST1", "001"), ("IINST2", "030"),
+                 ("IINST3", "000"), ("PAPP", "07000"))
+    for data in (long, short, short, long, short, short, long, long, long):
+        run.simulator.port.write(data)
+        await asyncio.sleep(0.02)
+    await _until(lambda: run.line.health.decoder.frames == 9)
+    assert run.sink.kinds("linky") == ["tic.meter", "tic.overpower", "tic.overpower_cleared"]
+    assert run.sink.events[1].attrs["adir2"] == "062"

@@ -11,7 +11,8 @@ is retried at the other speed. A lost port is reopened with jittered exponential
 
 Events: ``tic.meter`` with the meter's identity (ADCO/ADSC, PRM, contract) at the first
 frame and whenever it changes, ``tic.tariff`` when the tariff period changes,
-``tic.overpower`` and ``tic.overpower_cleared`` around an overpower episode.
+``tic.overpower`` at the first frame of an overpower episode and ``tic.overpower_cleared``
+after a few frames without.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ log = logging.getLogger("edge_agent.tic")
 
 _BACKOFF_FIRST_S = 0.2
 _BACKOFF_MAX_S = 30.0
+#: Frames in a row without overpower before it is cleared: a three-phase meter in historic
+#: mode names the phase (ADIRn) in short frames, with a long frame without it every 21.
+_CLEAR_AFTER_FRAMES = 3
 #: Auto mode tries historic first: the factory setting of every Linky.
 _AUTO_SPEEDS = (TicMode.HISTORIC.baudrate, TicMode.STANDARD.baudrate)
 
@@ -101,6 +105,8 @@ class TicLine:
         self._identity: dict[str, str] = {}
         self._tariff: str | None = None
         self._overpower = False
+        #: Frames in a row that said no overpower while one was on.
+        self._calm = 0
         self._attempt = 0
         self._warned = False
         self._switch_logged = False
@@ -252,12 +258,25 @@ class TicLine:
                     "label": mapped.tariff, "previous": self._tariff,
                     "period": mapped.values.get("tariff_period")})
             self._tariff = mapped.tariff
-        if mapped.overpower is not None and mapped.overpower != self._overpower:
-            self._overpower = mapped.overpower
-            power: dict[str, Any] = {key: mapped.values[key] for key in (
-                "apparent_power", "subscribed_power") if key in mapped.values}
-            self._event("tic.overpower" if mapped.overpower else "tic.overpower_cleared", ts,
-                        {**mapped.overpower_detail, **power})
+        self._overpower_event(mapped, ts)
+
+    def _overpower_event(self, mapped: MappedFrame, ts: int) -> None:
+        """Raise at the first frame in overpower, clear after a few frames without."""
+        if mapped.overpower is None:
+            return
+        if mapped.overpower == self._overpower:
+            self._calm = 0
+            return
+        if not mapped.overpower:
+            self._calm += 1
+            if self._calm < _CLEAR_AFTER_FRAMES:
+                return
+        self._calm = 0
+        self._overpower = mapped.overpower
+        power: dict[str, Any] = {key: mapped.values[key] for key in (
+            "apparent_power", "subscribed_power") if key in mapped.values}
+        self._event("tic.overpower" if mapped.overpower else "tic.overpower_cleared", ts,
+                    {**mapped.overpower_detail, **power})
 
     def _event(self, kind: str, ts: int, attrs: dict[str, Any]) -> None:
         self.health.events += 1
