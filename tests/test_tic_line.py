@@ -149,7 +149,9 @@ async def test_a_tariff_change_is_an_event_with_the_new_label(start: Start) -> N
     assert run.sink.quantity("tariff_period")[-1].value == 1
 
 
-async def test_corrupted_and_interrupted_frames_are_counted_never_stored(start: Start) -> None:
+async def test_corrupted_and_interrupted_frames_are_counted_never_stored(
+    start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
     run = start(TicMode.HISTORIC, setting="historic", corrupt_every=25, interrupt_every=4)
     await _until(lambda: run.simulator.sent.corrupted_groups >= 4
                  and run.simulator.sent.interrupted_frames >= 3, timeout=20)
@@ -166,6 +168,9 @@ async def test_corrupted_and_interrupted_frames_are_counted_never_stored(start: 
     assert stats.frames < sent.frames
     labels = [frame.as_dict().keys() for frame in run.frames]
     assert labels == [labels[0]] * len(labels)  # a corrupted label never got through
+    (warning,) = [r.getMessage() for r in caplog.records if "dropped" in r.getMessage()]
+    assert "tic linky at 1200 baud dropped " in warning  # once a minute at most
+    assert "groups with a bad checksum" in warning
 
 
 async def test_a_vanished_port_is_reopened_when_it_comes_back(tmp_path: Path) -> None:

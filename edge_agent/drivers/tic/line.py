@@ -43,6 +43,8 @@ _BACKOFF_MAX_S = 30.0
 #: Frames in a row without overpower before it is cleared: a three-phase meter in historic
 #: mode names the phase (ADIRn) in short frames, with a long frame without it every 21.
 _CLEAR_AFTER_FRAMES = 3
+#: Dropped bytes, groups and frames are logged at most this often, as one line of counts.
+_DROPS_LOG_S = 60.0
 #: Auto mode tries historic first: the factory setting of every Linky.
 _AUTO_SPEEDS = (TicMode.HISTORIC.baudrate, TicMode.STANDARD.baudrate)
 
@@ -110,6 +112,9 @@ class TicLine:
         self._attempt = 0
         self._warned = False
         self._switch_logged = False
+        #: Drop counters at the last drops log line, and when it was written.
+        self._drops_logged: tuple[int, ...] = (0, 0, 0, 0, 0)
+        self._drops_logged_at = -_DROPS_LOG_S
 
     @property
     def name(self) -> str:
@@ -228,11 +233,34 @@ class TicLine:
                 self._take(frame)
             except Exception:  # a bug in a consumer: the line keeps reading
                 log.exception("tic %s: a frame could not be handled", self.name)
+        self._log_drops()
+
+    def _drops(self) -> tuple[int, ...]:
+        stats = self.decoder.stats
+        return (stats.garbage_bytes, stats.bad_checksums, stats.malformed_groups,
+                stats.interrupted_frames, stats.rejected_frames)
+
+    def _log_drops(self) -> None:
+        """One warning a minute at most, with what was dropped since the last one."""
+        now = time.monotonic()
+        if self.health.mode is None or now - self._drops_logged_at < _DROPS_LOG_S:
+            return  # before the first frame, the speed switches say what is wrong
+        drops = self._drops()
+        if drops == self._drops_logged:
+            return
+        new = [now_count - then for now_count, then in zip(drops, self._drops_logged,
+                                                           strict=True)]
+        self._drops_logged, self._drops_logged_at = drops, now
+        log.warning("tic %s at %s baud dropped %d garbage bytes, %d groups with a bad checksum, "
+                    "%d malformed groups, %d interrupted and %d rejected frames (a noisy line, "
+                    "or the wrong speed when it does not stop)", self.name,
+                    self.health.baudrate, *new)
 
     def _take(self, frame: TicFrame) -> None:
         ts = now_ms()
         if self.health.mode != frame.mode:
             log.info("tic %s: %s mode at %s baud", self.name, frame.mode, self.health.baudrate)
+            self._drops_logged = self._drops()  # the frame cut by the opening is no news
         self.health.mode = frame.mode
         self.health.last_frame_ms = ts
         if self._on_frame is not None:
