@@ -311,3 +311,10 @@ def test_a_flipped_bit_is_counted_and_never_stored(
     assert frames_out == TicDecoder().feed(_encode(mode, groups))
     assert (stats.garbage_bytes + stats.bad_checksums + stats.malformed_groups
             + stats.interrupted_frames + stats.rejected_frames) >= 1
+
+
+@given(st.binary(max_size=200).filter(lambda data: all(byte & 0x7F != STX for byte in data)))
+def test_bytes_outside_any_frame_are_all_counted_as_garbage(noise: bytes) -> None:
+    decoder = TicDecoder()
+    assert decoder.feed(noise) == []
+    assert decoder.stats == TicStats(garbage_bytes=len(noise))
