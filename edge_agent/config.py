@@ -37,6 +37,7 @@ from pydantic import (
 
 from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
+from edge_agent.drivers.tic import ModeSetting, SamplingPolicy, TicSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
 from edge_agent.rules.models import RuleConfig, latch_conflict, rule_problem
@@ -52,6 +53,7 @@ __all__ = [
     "PedestalConfig",
     "ReaderConfig",
     "SyncSection",
+    "TicConfig",
     "load_config",
 ]
 
@@ -261,6 +263,30 @@ class LoraConfig(_Strict):
             if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
                 raise ValueError(f"application id {value!r} is not a ChirpStack id (a UUID)")
         return values
+class TicConfig(_Strict):
+    """A Linky meter's TIC output on a serial port (docs/configuration.md, ``[[tic]]``)."""
+
+    name: str = Field(pattern=_NAME, max_length=128,
+                      description="Device name of its readings and events.")
+    serial: str = Field(description="Serial port of the TIC adapter, e.g. /dev/ttyAMA0.")
+    mode: ModeSetting = Field(
+        default="auto", description="historic: 1200 baud; standard: 9600; auto: detected.")
+    index_interval_s: float = Field(default=60, gt=0, le=86_400,
+                                    description="Indexes are stored this often.")
+    max_interval_s: float = Field(default=300, gt=0, le=86_400,
+                                  description="Every value is stored at least this often.")
+    deadband_pct: float = Field(default=5, ge=0, le=100,
+                                description="Power and current: relative change to store.")
+    deadband_va: float = Field(default=50, ge=0, description="Power: change to store (VA, W).")
+    deadband_a: float = Field(default=1, ge=0, description="Current: change to store (A).")
+    deadband_v: float = Field(default=3, ge=0, description="Voltage: change to store (V).")
+
+    def settings(self) -> TicSettings:
+        """What the TIC line needs to run."""
+        return TicSettings(self.name, self.serial, self.mode, SamplingPolicy(
+            index_interval_s=self.index_interval_s, max_interval_s=self.max_interval_s,
+            deadband_pct=self.deadband_pct, deadband_va=self.deadband_va,
+            deadband_a=self.deadband_a, deadband_v=self.deadband_v))
 
 
 class GatewayConfig(_Strict):
@@ -276,6 +302,7 @@ class GatewayConfig(_Strict):
     pedestals: list[PedestalConfig] = Field(default_factory=list)
     lora: list[LoraConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    tic: list[TicConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -290,7 +317,8 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"buses {other} and {bus.name} both use {bus.serial}; one "
                                  "serial line is one bus: put all its devices on one of them")
         _no_duplicates("device name", [device.name for device in self.devices]
-                       + [sensor.name for source in self.lora for sensor in source.devices])
+                       + [sensor.name for source in self.lora for sensor in source.devices]
+                       + [line.name for line in self.tic])
         _no_duplicates("LoRa source name", [source.name for source in self.lora])
         _no_duplicates("DevEUI", [s.dev_eui for source in self.lora for s in source.devices])
         on_unit: dict[tuple[str, int], str] = {}
@@ -306,7 +334,18 @@ class GatewayConfig(_Strict):
                 raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
         self._check_access()
         self._check_rules()
+        self._check_tic(ports)
         return self
+
+    def _check_tic(self, bus_ports: dict[str, str]) -> None:
+        """A TIC line's serial port is its alone (its name is checked with every device's)."""
+        for line in self.tic:
+            owner = f"TIC {line.name}"
+            other = bus_ports.setdefault(str(Path(line.serial).resolve()), owner)
+            if other != owner:
+                other = other if other.startswith("TIC ") else f"bus {other}"
+                raise ValueError(f"{other} and {owner} both use {line.serial}; a TIC line "
+                                 "needs a serial port of its own")
 
     def _check_access(self) -> None:
         """Readers stand at declared gates; outputs and meters are declared devices."""
@@ -348,8 +387,9 @@ class GatewayConfig(_Strict):
 
     def device_names(self) -> set[str]:
         """Every device readings can come from (rules watch these, and act on them)."""
-        return {device.name for device in self.devices} | {
-            sensor.name for source in self.lora for sensor in source.devices}
+        return ({device.name for device in self.devices}
+                | {sensor.name for source in self.lora for sensor in source.devices}
+                | {line.name for line in self.tic})
 
     def relay_outputs(self) -> dict[tuple[str, int], str]:
         """The relay channels of gates and pedestals, by (board, channel): their name."""

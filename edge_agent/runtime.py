@@ -31,6 +31,7 @@ from edge_agent.drivers.lora.source import LoraSource
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
+from edge_agent.drivers.tic import TicLine
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.rules.service import RuleService
@@ -192,6 +193,8 @@ class Gateway:
         self.data_dir = config.gateway.data_dir
         self.buffer = RecordBuffer()
         self.buses = build_buses(config, self.buffer)
+        #: One line per Linky of ``[[tic]]``.
+        self.tic_lines = [TicLine(tic.settings(), self.buffer) for tic in config.tic]
         self._started_ms = now_ms()
         #: Set once every bus has stopped: the writer and the status task finish their work.
         self._drained = asyncio.Event()
@@ -237,6 +240,8 @@ class Gateway:
                 access_tasks.append(group.create_task(self.rules.run(
                     self.access.outputs_off.wait if self.access is not None else None),
                     name="rules"))
+                tic_tasks = [group.create_task(line.run(), name=f"tic[{line.name}]")
+                             for line in self.tic_lines]
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -260,6 +265,8 @@ class Gateway:
                     # No new relay command once the buses are stopping; LoRa messages not
                     # yet on disk stay unacknowledged and come again at the next start.
                     task.cancel()
+                for task in tic_tasks:
+                    task.cancel()  # a TIC line only reads: nothing in flight to finish
                 for bus in self.buses:
                     bus.stop()
                 await asyncio.gather(*bus_tasks)
@@ -444,6 +451,7 @@ class Gateway:
             "access": self.access.report() if self.access is not None else None,
             "lora": [source.report() for source in self.lora],
             "rules": self.rules.report(),
+            "tic": [line.report() for line in self.tic_lines],
         }
 
     def _write_status(self, outbox: Outbox) -> None:

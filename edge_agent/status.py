@@ -55,6 +55,8 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
         "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
         "access": running.get("access"),
         "rules": running.get("rules"),
+        "tic": running.get("tic", []),
+        "lora": running.get("lora", []),
     }
 
 
@@ -146,6 +148,10 @@ def report_view(report: dict[str, Any]) -> Group:
         parts += _access_view(report["access"], now)
     if report.get("rules") and report["rules"]["rules"]:
         parts.append(_rules_view(report["rules"], now))
+    if report.get("tic"):
+        parts.append(_tic_view(report["tic"], now))
+    for source in report.get("lora") or []:
+        parts.append(_lora_view(source, now))
     return Group(*parts)
 
 
@@ -167,6 +173,40 @@ def _rules_view(rules: dict[str, Any], now: int) -> Table:
                       f"[{colour}]{state}[/]", f"{_age(now - since)} ago" if since else "-",
                       "-" if rule["value"] is None else f"{rule['value']:g}",
                       str(rule["raises"]), str(rule["clears"]))
+    return table
+
+
+def _lora_view(source: dict[str, Any], now: int) -> Table:
+    """Per LoRa sensor: heard or silent, uplinks, decode errors; the broker's counters below."""
+    broker = "[green]connected[/]" if source["connected"] else (
+        f"[red]not connected[/] {source['last_error']}")
+    table = Table("sensor", "state", "uplinks", "errors", "RSSI", "battery", "last uplink",
+                  title=f"LoRa {source['name']}: {source['broker']}",
+                  caption=f"broker {broker}; messages {source['messages']}, unknown devices "
+                  f"{source['unknown_devices']}, malformed {source['malformed']}, duplicates "
+                  f"{source['duplicates']}")
+    for sensor in source["sensors"]:
+        state = "[green]heard[/]" if sensor["online"] else "[red]silent[/]"
+        last = sensor["last_seen_ms"] if sensor["uplinks"] else None
+        table.add_row(sensor["name"], state, str(sensor["uplinks"]),
+                      str(sensor["decode_errors"]),
+                      "-" if sensor["rssi"] is None else f"{sensor['rssi']:.0f}",
+                      "[red]low[/]" if sensor["battery_low"] else "ok",
+                      f"{_age(now - last)} ago" if last else "never")
+    return table
+
+
+def _tic_view(lines: list[dict[str, Any]], now: int) -> Table:
+    """Per Linky: the mode found, the frames, and what the line dropped."""
+    table = Table("TIC", "state", "mode", "frames", "bad sums", "cut", "garbage", "last frame",
+                  title="Linky TIC")
+    for line in lines:
+        state = "[green]open[/]" if line["online"] else f"[red]closed[/] {line['last_error']}"
+        mode = f"{line['mode'] or '?'} {line['baudrate'] or '?'} Bd"
+        last = line["last_frame_ms"]
+        table.add_row(line["name"], state, mode, str(line["frames"]),
+                      str(line["bad_checksums"]), str(line["interrupted_frames"]),
+                      str(line["garbage_bytes"]), f"{_age(now - last)} ago" if last else "never")
     return table
 
 

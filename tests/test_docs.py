@@ -13,6 +13,7 @@ from edge_agent.config import (
     GatewaySection,
     OutboxSection,
     SyncSection,
+    TicConfig,
 )
 from sync_server.cli import app as hub_app
 
@@ -60,6 +61,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_every_configuration_field_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    for model in (GatewaySection, OutboxSection, SyncSection, BusConfig, DeviceConfig):
+    for model in (GatewaySection, OutboxSection, SyncSection, BusConfig, DeviceConfig,
+                  TicConfig):
         for field in model.model_fields:
             assert f"| `{field}` |" in doc, f"{model.__name__}.{field}"

@@ -9,7 +9,18 @@ from __future__ import annotations
 import typer
 
 from edge_agent import __version__
-from edge_agent.cli import access, gateway, lora, lora_live, modbus, profiles, readers, rules, sync
+from edge_agent.cli import (
+    access,
+    gateway,
+    lora,
+    lora_live,
+    modbus,
+    profiles,
+    readers,
+    rules,
+    sync,
+    tic,
+)
 from edge_agent.daemon import fail
 from edge_agent.errors import EdgeError
 from edge_agent.logs import configure_logging
@@ -40,6 +51,7 @@ lora.app.command("listen")(lora_live.listen)
 lora.app.command("send")(lora_live.send)
 app.add_typer(lora.app, name="lora")
 app.add_typer(rules.app, name="rules")
+app.add_typer(tic.app, name="tic")
 
 
 @app.command("version")

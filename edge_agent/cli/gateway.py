@@ -58,7 +58,8 @@ def validate(
     config = load_config(chosen)
     console = Console()
     console.print(f"[green]ok[/]: gateway {config.gateway.id}, {len(config.buses)} bus(es), "
-                  f"{len(config.devices)} device(s), data in {config.gateway.data_dir}")
+                  f"{len(config.devices)} device(s), {len(config.tic)} TIC line(s), data in "
+                  f"{config.gateway.data_dir}")
     for warning in factory_setting_warnings(config):
         console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
     table = Table("device", "bus", "unit", "profile", "every", "requests per poll")

@@ -16,13 +16,14 @@ from edge_agent.profiles.loader import (
     lora_profile_json_schema,
     profile_json_schema,
 )
-from edge_agent.profiles.lora import LORA_CATEGORY, BatteryLow, LoraProfile
+from edge_agent.profiles.lora import LORA_CATEGORY, RADIO_QUANTITIES, BatteryLow, LoraProfile
 from edge_agent.profiles.models import DeviceProfile, Limits, Point, RegisterKind, SerialDefaults
 from edge_agent.profiles.readers import READER_CATEGORY, ReaderProfile, ReaderProtocol, ReaderSpec
 
 __all__ = [
     "LORA_CATEGORY",
     "PROFILE_DIR",
+    "RADIO_QUANTITIES",
     "READER_CATEGORY",
     "BatteryLow",
     "DeviceProfile",

@@ -17,11 +17,15 @@ from edge_agent.codecs.lora_payload import DecodedValue, ObjectMapping, PayloadD
 from edge_agent.errors import CodecError
 from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, Problem, named_entries
 
-__all__ = ["LORA_CATEGORY", "BatteryLow", "LoraProfile"]
+__all__ = ["LORA_CATEGORY", "RADIO_QUANTITIES", "BatteryLow", "LoraProfile"]
 
 #: The ``category`` that makes a profile a LoRaWAN sensor.
 LORA_CATEGORY = "lora_sensor"
 
+
+#: What every sensor reports besides its profile's values: the uplink's radio (RSSI, SNR) and
+#: ChirpStack's device-status answers (battery, link margin).
+RADIO_QUANTITIES = ("rssi", "snr", "battery", "link_margin")
 
 class BatteryLow(BaseModel):
     """The battery quantity the device reports and the level at or below which it is low."""

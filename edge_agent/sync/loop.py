@@ -27,6 +27,7 @@ from typing import Any
 
 from edge_agent.config import GatewayConfig, SyncSection
 from edge_agent.errors import HubRejected, StoreError, SyncError
+from edge_agent.profiles import RADIO_QUANTITIES
 from edge_agent.records import now_ms
 from edge_agent.store import Batch, Outbox, StreamStats
 from edge_agent.sync.client import DeviceDeclaration, HubClient, PreparedBatch, prepare
@@ -87,10 +88,16 @@ def backlog_and_lag(stats: Sequence[StreamStats], now: int) -> tuple[int, int | 
 
 def declared_devices(config: GatewayConfig) -> list[DeviceDeclaration]:
     """What the gateway reads, as the hub is told: each device with its quantities."""
+    lora = config.lora_profiles()
     return [
-        DeviceDeclaration(device.name, device.profile,
-                          tuple(device.quantities or config.profile_of(device).points))
-        for device in config.devices
+        *(DeviceDeclaration(device.name, device.profile,
+                            tuple(device.quantities or config.profile_of(device).points))
+          for device in config.devices),
+        *(DeviceDeclaration(sensor.name, sensor.profile,
+                            (*lora[sensor.profile].quantities(), *RADIO_QUANTITIES))
+          for source in config.lora for sensor in source.devices),
+        # A Linky's labels depend on its contract and mode: its quantities are what it sends.
+        *(DeviceDeclaration(line.name, "linky-tic", ()) for line in config.tic),
     ]
 
 

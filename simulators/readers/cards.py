@@ -21,7 +21,7 @@ from edge_agent.codecs.badge_frames import (
     pn532_frame,
     rdm6300_frame,
 )
-from simulators.readers.pty_port import PtyPort
+from simulators.readers.pty_port import PtyDevice, PtyPort
 
 __all__ = ["CardReaderSimulator", "Pn532Simulator", "StreamProtocol"]
 
@@ -31,26 +31,13 @@ StreamProtocol = Literal["rdm6300", "em18"]
 _FIRMWARE = b"\x32\x01\x06\x07"
 
 
-class CardReaderSimulator:
+class CardReaderSimulator(PtyDevice):
     """An RDM6300 or EM-18: sends a frame per read, repeated while the card is held."""
 
     def __init__(self, protocol: StreamProtocol, *, repeat_interval_s: float = 0.1) -> None:
+        super().__init__()
         self.protocol = protocol
         self.repeat_interval_s = repeat_interval_s
-        self.port = PtyPort()
-
-    @property
-    def path(self) -> str:
-        """The tty the agent opens."""
-        return self.port.path
-
-    def open(self) -> None:
-        """Create the pty."""
-        self.port.open()
-
-    def close(self) -> None:
-        """Close the pty (the agent sees its port vanish)."""
-        self.port.close()
 
     def frame(self, raw: bytes) -> bytes:
         """What this reader sends for card ``raw`` (5 bytes)."""

@@ -10,10 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import termios
 import tty
 from collections.abc import Callable
 
-__all__ = ["PtyPort"]
+__all__ = ["PtyDevice", "PtyPort"]
+
+_SPEEDS = {getattr(termios, f"B{rate}"): rate for rate in (
+    1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)}
 
 
 class PtyPort:
@@ -31,6 +35,14 @@ class PtyPort:
         tty.setraw(self._slave)
         os.set_blocking(self._master, False)
         self.path = os.ttyname(self._slave)
+
+    def baudrate(self) -> int | None:
+        """The speed the agent set on its end (a pty carries any; a simulated device uses
+        this to garble what a real UART would at a wrong speed). None when unknown."""
+        if self._slave < 0:
+            return None
+        speed = termios.tcgetattr(self._slave)[5]
+        return _SPEEDS.get(speed)
 
     def write(self, data: bytes) -> None:
         """Send ``data`` to the agent; lost when nobody reads and the pty buffer is full."""
@@ -62,3 +74,23 @@ class PtyPort:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._master = self._slave = -1
+
+
+class PtyDevice:
+    """A simulated device behind a pty: the agent opens :attr:`path`."""
+
+    def __init__(self) -> None:
+        self.port = PtyPort()
+
+    @property
+    def path(self) -> str:
+        """The tty the agent opens."""
+        return self.port.path
+
+    def open(self) -> None:
+        """Create the pty."""
+        self.port.open()
+
+    def close(self) -> None:
+        """Close the pty (the agent sees its port vanish)."""
+        self.port.close()

@@ -27,7 +27,8 @@ from edge_agent.codecs.badge_frames import (
     target_uid,
 )
 from edge_agent.drivers.readers.reader import BadgeReader, Port, ReaderSettings
-from edge_agent.drivers.readers.serial_line import SerialPort
+from edge_agent.drivers.readers.serial_line import open_serial
+from edge_agent.drivers.serial_port import SerialPort
 from edge_agent.errors import CodecError, TransportError
 
 __all__ = ["Pn532Reader"]
@@ -52,7 +53,7 @@ class Pn532Reader(BadgeReader):
 
     def open_port(self) -> SerialPort:
         """Open the serial line."""
-        return SerialPort(self.settings)
+        return open_serial(self.settings)
 
     def _on_frame(self, frame: Frame, received_ns: int) -> None:
         self._frames.put_nowait((frame, received_ns))

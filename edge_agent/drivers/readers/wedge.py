@@ -13,7 +13,7 @@ from typing import Any
 
 from edge_agent.codecs.badge_frames import WedgeDecoder
 from edge_agent.drivers.readers.reader import BadgeReader, ReaderSettings
-from edge_agent.drivers.readers.serial_line import explain_open_error
+from edge_agent.drivers.serial_port import explain_open_error
 from edge_agent.errors import ConfigError, TransportError
 
 __all__ = ["WedgeReader", "import_evdev"]
