@@ -222,8 +222,10 @@ def _key(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is None or value == "":
         return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # txack's downlinkId is a number
     if not isinstance(value, str) or len(value) > 64:
-        raise ValueError(f"{name} is not a short string")
+        raise ValueError(f"{name} is not a short string or a number")
     return value
 
 
@@ -238,8 +240,12 @@ def _opt_str(value: Any) -> str | None:
 def _int(value: Any, low: int, high: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ValueError(f"{name} is not a number")
-    number = int(value)
-    if number != float(value) or not low <= number <= high:
+    try:
+        number = int(value)
+        exact = number == float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{name} {value!r:.20} is not an integer") from None
+    if not exact or not low <= number <= high:
         raise ValueError(f"{name} {value!r:.20} is not an integer in {low}..{high}")
     return number
 
