@@ -29,7 +29,8 @@ def _milesight_udl(v: dict[str, float]) -> tuple[int, bytes]:
 
 
 def _milesight_air(v: dict[str, float]) -> tuple[int, bytes]:
-    frame = bytes([0x01, 0x75, round(v.get("battery", 100))])
+    # AM307 runs on batteries and reports them; the AM319 is powered and has no such channel.
+    frame = bytes([0x01, 0x75, round(v["battery"])]) if "battery" in v else b""
     frame += bytes([0x03, 0x67]) + struct.pack("<h", round(v.get("temperature", 20) * 10))
     frame += bytes([0x04, 0x68, round(v.get("humidity", 50) * 2)])
     frame += bytes([0x07, 0x7D]) + struct.pack("<H", round(v["co2"]))
