@@ -11,6 +11,8 @@ from edge_agent.config import (
     BusConfig,
     DeviceConfig,
     GatewaySection,
+    LoraConfig,
+    LoraDeviceConfig,
     OutboxSection,
     SyncSection,
     TicConfig,
@@ -62,6 +64,6 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_every_configuration_field_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for model in (GatewaySection, OutboxSection, SyncSection, BusConfig, DeviceConfig,
-                  TicConfig):
+                  TicConfig, LoraConfig, LoraDeviceConfig):
         for field in model.model_fields:
             assert f"| `{field}` |" in doc, f"{model.__name__}.{field}"
