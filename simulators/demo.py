@@ -30,14 +30,20 @@ from pathlib import Path
 from rich.console import Console, Group
 from rich.live import Live
 
+from edge_agent.codecs.tic import TicMode
 from edge_agent.profiles import load_profile
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
 from edge_agent.status import gateway_report, report_view
 from edge_agent.sync.identity import IDENTITY_FILE
 from simulators.demo_hub import BOATER_CARD, REVOKED_CARD, UNKNOWN_CARD, DemoHub
+from simulators.lora.chirpstack import ChirpstackPublisher
+from simulators.lora.cli import publish_step
+from simulators.lora.scenarios import SENSORS, Step, flood_distance, scenario
 from simulators.modbus import Fault, LineSettings, ModbusSimulator, SimulatedMeter
 from simulators.modbus.relay_board import SimulatedRelayBoard
+from simulators.mqtt_broker import EmbeddedBroker
 from simulators.readers import CardReaderSimulator
+from simulators.tic import TicSimulator
 
 __all__ = ["main"]
 
@@ -45,6 +51,14 @@ __all__ = ["main"]
 CABLE_CUT_S = (20.0, 35.0)
 #: A card at the pontoon gate this often, in turn: a boater's, an unknown one, a revoked one.
 CARD_EVERY_S = 5.0
+#: A LoRa uplink this often, in turn from the water-level sensor and a parking spot.
+UPLINK_EVERY_S = 0.5
+#: Level-sensor uplinks in one flood: the water passes the road's level after a few seconds.
+FLOOD_STEPS = 24
+#: The relay closing the harbour road's barrier.
+BARRIER_CHANNEL = 3
+#: The demo's ChirpStack application.
+APPLICATION = "5f0b4c5e-2b1c-4a8e-9d55-0c1f2a3b4c5d"
 CARDS = (BOATER_CARD, UNKNOWN_CARD, REVOKED_CARD)
 
 GATEWAY_TOML = """\
@@ -104,6 +118,36 @@ name = "gate-a"
 relay = "relays-a"
 channel = 1
 pulse_ms = 700
+
+# The harbour office's Linky, on its TIC line.
+[[tic]]
+name = "linky-office"
+serial = "{linky}"
+
+# The harbour road's water-level sensor and the car park's spot sensors, through ChirpStack.
+[[lora]]
+broker = "{broker}"
+application_ids = ["{application}"]
+protocol = "3.1.1"
+{lora_devices}
+# Close the harbour road's barrier (relays-a channel 3) while the water is less than 1 m
+# below the sensor; open it again once it is 1.2 m below.
+[[rules]]
+name = "flood-harbour-road"
+device = "level-d982"
+quantity = "distance"
+kind = "below"
+threshold = 1.0
+clear_at = 1.2
+severity = "critical"
+on_raise = [{{type = "latch", board = "relays-a", channel = {barrier}}}]
+"""
+
+LORA_DEVICE = """
+[[lora.devices]]
+name = "{name}"
+dev_eui = "{dev_eui}"
+profile = "{profile}"
 """
 
 BERTH = """
@@ -125,7 +169,12 @@ class Field:
         self.tcp = ""
         self.serial = ""
         self.reader = CardReaderSimulator("rdm6300")
+        self.linky = TicSimulator(TicMode.HISTORIC)
         self.board = SimulatedRelayBoard(20)
+        self.broker = ""
+        self._publisher: ChirpstackPublisher | None = None
+        self._flood_step = 0
+        self._spots = scenario("car-park")
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -142,16 +191,38 @@ class Field:
             ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm630"))]) as office,
             ModbusSimulator(pontoon_meters, transport="rtu", line=LineSettings(9600),
                             line_timing=True) as pontoon,
+            EmbeddedBroker() as broker,
         ):
             self.tcp, self.serial, self._pontoon = office.endpoint, pontoon.device_path, pontoon
+            self.broker = broker.url
+            linky = asyncio.create_task(self.linky.run())
             self._ready.set()
             await self._stop.wait()
+            linky.cancel()
 
     def start(self) -> None:
         self.reader.open()
+        self.linky.open()
         self._thread.start()
         if not self._ready.wait(10):
             raise SystemExit("the simulated devices did not start")
+        self._publisher = ChirpstackPublisher(self.broker, APPLICATION)
+
+    def uplink(self, count: int) -> float:
+        """The next LoRa uplink: the level sensor and a parking spot in turn; the level now."""
+        assert self._publisher is not None
+        if count % 2:
+            publish_step(self._publisher, next(self._spots))
+        else:
+            self._flood_step += 1
+            publish_step(self._publisher, Step(SENSORS["level-d982"], {
+                "distance": flood_distance(self._flood_step, FLOOD_STEPS),
+                "battery_voltage": 3.6}))
+        return flood_distance(self._flood_step, FLOOD_STEPS)
+
+    def barrier_closed(self) -> bool:
+        """Whether the rule holds the harbour road's barrier closed."""
+        return self.board.relay(BARRIER_CHANNEL)
 
     def cut_cable(self, unit: int, cut: bool) -> None:
         """Make a berth meter fall silent (or answer again), from the main thread."""
@@ -174,7 +245,10 @@ class Field:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
+        if self._publisher is not None:
+            self._publisher.close()
         self.reader.close()
+        self.linky.close()
 
 
 def prepare(data_dir: Path, field: Field) -> Path:
@@ -185,9 +259,14 @@ def prepare(data_dir: Path, field: Field) -> Path:
         (data_dir / name).unlink(missing_ok=True)
     config = data_dir / "gateway.toml"
     berths = "".join(BERTH.format(unit=unit) for unit in range(1, 6))
-    config.write_text(GATEWAY_TOML.format(config=config, tcp=field.tcp, serial=field.serial,
-                                          berths=berths, reader=field.reader.path),
-                      encoding="utf-8")
+    sensors = [SENSORS["level-d982"], *(SENSORS[f"spot-{i}"] for i in range(1, 5))]
+    lora_devices = "".join(LORA_DEVICE.format(name=s.name, dev_eui=s.dev_eui, profile=s.profile)
+                           for s in sensors)
+    config.write_text(GATEWAY_TOML.format(
+        config=config, tcp=field.tcp, serial=field.serial, berths=berths,
+        reader=field.reader.path, linky=field.linky.path, broker=field.broker,
+        application=APPLICATION, lora_devices=lora_devices, barrier=BARRIER_CHANNEL),
+        encoding="utf-8")
     return config
 
 
@@ -217,6 +296,49 @@ def summary(data_dir: Path, hub: DemoHub) -> str:
             f"events waiting; {hub.summary()}; offline: {', '.join(offline) or 'none'}")
 
 
+class Story:
+    """What happens in the field, second by second: the cable cut, the cards, the flood."""
+
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.cable_cut = False
+        self.cards_shown = self.uplinks = self.closures = 0
+        self.level = flood_distance(0, FLOOD_STEPS)
+        self.barrier_closed = False
+
+    def advance(self, elapsed: float) -> None:
+        """Make everything due by ``elapsed`` seconds happen."""
+        field = self.field
+        should_cut = CABLE_CUT_S[0] <= elapsed < CABLE_CUT_S[1]
+        if should_cut != self.cable_cut:
+            field.cut_cable(4, should_cut)
+            self.cable_cut = should_cut
+        if elapsed >= (self.cards_shown + 1) * CARD_EVERY_S:
+            field.present(CARDS[self.cards_shown % len(CARDS)])
+            self.cards_shown += 1
+        while elapsed >= (self.uplinks + 1) * UPLINK_EVERY_S:
+            self.level = field.uplink(self.uplinks)
+            self.uplinks += 1
+        if field.barrier_closed() != self.barrier_closed:
+            self.barrier_closed = not self.barrier_closed
+            self.closures += self.barrier_closed
+
+    def title(self, elapsed: float) -> str:
+        """The live screen's heading."""
+        road = "[red]closed[/]" if self.barrier_closed else "open"
+        return (f"[bold]Ponton demo[/] {elapsed:.0f} s - berth A4 cable "
+                f"{'[red]cut[/]' if self.cable_cut else 'ok'} (cut at {CABLE_CUT_S[0]:.0f} s,"
+                f" mended at {CABLE_CUT_S[1]:.0f} s); berth A5 is configured but absent"
+                f" - gate opened {self.field.gate_pulses()} times - water {self.level:.2f} m "
+                f"below the sensor, harbour road {road} - Ctrl-C to stop")
+
+    def line(self) -> str:
+        """The field's part of a plain progress line."""
+        road = "closed" if self.barrier_closed else "open"
+        return (f"gate opened {self.field.gate_pulses()} times; water {self.level:.2f} m "
+                f"below the sensor, road barrier {road}")
+
+
 def run(data_dir: Path, duration: float | None, live: bool) -> None:
     console = Console()
     field = Field()
@@ -231,9 +353,11 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
     console.print(f"agent: edge-agent run --config {config}  (log: {log})")
     console.print(f"gate: reader on {field.reader.path}, barrier on relays-a channel 1; "
                   f"cards {', '.join(card.hex() for card in CARDS)} (boater, unknown, revoked)")
+    console.print(f"flood: level sensor level-d982 through ChirpStack on {field.broker}; "
+                  f"the rule closes the road barrier (relays-a channel {BARRIER_CHANNEL}) "
+                  f"while the water is less than 1 m below it; Linky on {field.linky.path}")
     started = time.monotonic()
-    cable_cut = False
-    cards_shown = 0
+    story = Story(field)
     try:
         with agent_process(config, log) as agent, Live(console=console, auto_refresh=False,
                                                       transient=not live) as screen:
@@ -241,30 +365,21 @@ def run(data_dir: Path, duration: float | None, live: bool) -> None:
                 if agent.poll() is not None:
                     raise SystemExit(f"the agent stopped (exit {agent.returncode}); see {log}")
                 elapsed = time.monotonic() - started
-                should_cut = CABLE_CUT_S[0] <= elapsed < CABLE_CUT_S[1]
-                if should_cut != cable_cut:
-                    field.cut_cable(4, should_cut)
-                    cable_cut = should_cut
-                if elapsed >= (cards_shown + 1) * CARD_EVERY_S:
-                    field.present(CARDS[cards_shown % len(CARDS)])
-                    cards_shown += 1
-                title = (f"[bold]Ponton demo[/] {elapsed:.0f} s - berth A4 cable "
-                         f"{'[red]cut[/]' if cable_cut else 'ok'} (cut at {CABLE_CUT_S[0]:.0f} s,"
-                         f" mended at {CABLE_CUT_S[1]:.0f} s); berth A5 is configured but absent"
-                         f" - gate opened {field.gate_pulses()} times - Ctrl-C to stop")
+                story.advance(elapsed)
                 if live:
-                    screen.update(Group(title, report_view(gateway_report(data_dir)),
-                                        hub.view()), refresh=True)
+                    screen.update(Group(story.title(elapsed),
+                                        report_view(gateway_report(data_dir)), hub.view()),
+                                  refresh=True)
                 else:
-                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, hub)}; gate opened "
-                                  f"{field.gate_pulses()} times")
-                time.sleep(1.0)
+                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, hub)}; {story.line()}")
+                time.sleep(UPLINK_EVERY_S)
     except KeyboardInterrupt:
         pass
     finally:
         field.stop()
     console.print(f"stopped. {summary(data_dir, hub)}; gate opened {field.gate_pulses()} "
-                  f"times for {cards_shown} cards presented")
+                  f"times for {story.cards_shown} cards presented; road barrier closed "
+                  f"{story.closures} times by the flood rule, {story.uplinks} LoRa uplinks")
     hub.stop()
     console.print(f"inspect it: edge-agent status --config {config}")
 

@@ -107,24 +107,32 @@ class DemoHub:
                 event for kind in ("access.granted", "access.denied")
                 for event in httpx.get(f"{self.url}/v1/events", headers=headers, timeout=5,
                                        params={"kind": kind, "limit": 3}).json()["events"]]
+            alarms = httpx.get(f"{self.url}/v1/alarms", headers=headers, timeout=5,
+                               params={"limit": 3}).json()["alarms"]
         except (httpx.HTTPError, ValueError, KeyError):
             return {}
         rows = gateways.get("gateways", [])
         decisions.sort(key=lambda event: event["ts_ms"], reverse=True)
         return {"gateway": rows[0] if rows else {}, "latest": latest.get("values", []),
-                "decisions": decisions[:3]}
+                "decisions": decisions[:3], "alarms": alarms}
 
     def summary(self) -> str:
-        """One line: how many records of each stream the hub holds."""
-        acked = self.report().get("gateway", {}).get("acked", {})
+        """One line: how many records of each stream the hub holds, and the rules' alarms."""
+        report = self.report()
+        acked = report.get("gateway", {}).get("acked", {})
         held = ", ".join(f"{count} {stream}" for stream, count in sorted(acked.items()))
-        return f"hub {self.url}: {held or 'nothing yet'}"
+        alarms = report.get("alarms", [])
+        open_now = sum(1 for alarm in alarms if alarm["cleared_ms"] is None)
+        return (f"hub {self.url}: {held or 'nothing yet'}; rule alarms {len(alarms)} "
+                f"({open_now} open)")
 
     def view(self) -> Group:
         """The newest values the hub holds for the berth meters, and its newest decisions."""
         report = self.report()
+        acked = report.get("gateway", {}).get("acked", {})
+        held = ", ".join(f"{count} {stream}" for stream, count in sorted(acked.items()))
         table = Table(title=f"at the hub ({self.url}, territory {TERRITORY}): "
-                            f"{self.summary().split(': ', 1)[1]}")
+                            f"{held or 'nothing yet'}")
         for column in ("device", "quantity", "value", "age"):
             table.add_column(column)
         now_ms = report.get("gateway", {}).get("last_seen_ms") or 0
@@ -140,7 +148,13 @@ class DemoHub:
             attrs = event["attrs"]
             decisions.add_row(event["device"], event["kind"].removeprefix("access."),
                               attrs.get("reason", ""), attrs.get("badge", "-")[:16])
-        return Group(table, decisions)
+        alarms = Table(title="rule alarms at the hub (newest first)")
+        for column in ("rule", "device", "value", "state"):
+            alarms.add_column(column)
+        for alarm in report.get("alarms", []):
+            state = "open" if alarm["cleared_ms"] is None else "cleared"
+            alarms.add_row(alarm["rule"], alarm["device"], f"{alarm['value']}", state)
+        return Group(table, decisions, alarms)
 
     def stop(self) -> None:
         """Stop the hub process."""

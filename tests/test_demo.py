@@ -1,7 +1,8 @@
-"""The README's demo, run as a user runs it, for a few seconds: meters, hub and the gate."""
+"""The README's demo, run as a user runs it, for a few seconds: meters, hub, gate and flood."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ from edge_agent.store import read_stats
 
 def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "simulators.demo", "--duration", "10", "--plain", "--data-dir",
+        [sys.executable, "-m", "simulators.demo", "--duration", "16", "--plain", "--data-dir",
          str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "COLUMNS": "300"},
@@ -33,6 +34,16 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
     assert gate is not None, result.stdout
     assert int(gate.group(1)) >= 1
     assert int(held.group(1)) >= 1
+    # The water rose past the road's level: the rule closed the barrier, its alarm reached
+    # the hub; the Linky and the LoRa sensors were heard.
+    flood = re.search(r"road barrier closed (\d+) times by the flood rule, (\d+) LoRa uplinks",
+                      last)
+    assert flood is not None, result.stdout
+    assert int(flood.group(1)) == 1
+    assert re.search(r"rule alarms [1-9]", result.stdout), result.stdout
+    status = json.loads((tmp_path / "status.json").read_text(encoding="utf-8"))
+    assert status["tic"][0]["frames"] > 0
+    assert status["lora"][0]["sensors"][0]["uplinks"] > 0
     log = (tmp_path / "agent.log").read_text(encoding="utf-8")
     assert "stopped; outbox closed" in log
     assert "Traceback" not in log
