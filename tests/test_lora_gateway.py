@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import subprocess
 import sys
@@ -18,11 +19,16 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Literal
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from rich.console import Console
 
 from edge_agent.config import load_config
+from edge_agent.drivers.lora.mqtt import parse_broker_url
 from edge_agent.records import Event, Reading
 from edge_agent.runtime import OUTBOX_FILE, Gateway
+from edge_agent.status import gateway_report, report_view
 from edge_agent.store import Outbox
 from simulators.lora.chirpstack import ChirpstackPublisher, SimulatedSensor
 from tests.helpers.mqtt import Broker, PrivateMosquitto, mqtt_broker, private_mosquitto
@@ -217,3 +223,42 @@ async def test_every_uplink_is_stored_exactly_once_through_sigkills_and_a_broker
     stored_once = Counter((r.device, int(r.value)) for r in readings
                           if r.quantity.startswith("pulse_count"))
     assert stored_once == published
+
+
+async def test_a_rule_on_a_lora_reading_sends_a_downlink_through_chirpstack(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    app = str(uuid.uuid4())
+    config = gateway_toml(tmp_path, mqtt_broker, app)
+    config.write_text(config.read_text(encoding="utf-8") + (
+        '\n[[rules]]\nname = "spot-taken"\ndevice = "spot-12"\nquantity = "spot_occupied"\n'
+        'kind = "above"\nthreshold = 0.5\n'
+        'on_raise = [{type = "downlink", device = "flood-1", fport = 10, payload = "01",'
+        ' confirmed = true}]\n'), encoding="utf-8")
+    host, port, _ = parse_broker_url(mqtt_broker.url)
+    commands: list[bytes] = []
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"cs-{uuid.uuid4().hex[:8]}")
+    watcher.on_message = lambda _c, _u, message: commands.append(bytes(message.payload))
+    watcher.connect(host, port)
+    watcher.subscribe(f"application/{app}/device/+/command/down", 1)
+    watcher.loop_start()
+    gateway = Gateway(load_config(config))
+    try:
+        async with running(gateway):
+            await asyncio.sleep(0.3)  # the watcher's subscription is in place
+            publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
+            await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 1})
+            await asyncio.to_thread(publisher.close)
+            await until(lambda: bool(commands))
+            view = report_view(gateway_report(tmp_path / "data"))
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+    command = json.loads(commands[0])
+    assert (command["devEui"], command["fPort"], command["data"]) == (FLOOD.dev_eui, 10, "AQ==")
+    assert command["confirmed"] is True
+    console = Console(width=80, record=True)
+    console.print(view)
+    screen = console.export_text()
+    assert "LoRa chirpstack" in screen
+    assert "spot-12" in screen
