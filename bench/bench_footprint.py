@@ -17,8 +17,13 @@ the gap between the two is what the connections, the configuration and the polli
 Every run starts from new processes and a new outbox; the figures are medians over the runs.
 Goals: RSS at most 50 MiB, CPU at most 5 % of one core.
 
+``--lora N`` adds the field reach: N LoRaWAN sensors through a simulated ChirpStack (each
+sending every 10 min, spread evenly; on Mosquitto at 127.0.0.1:1883 where it runs, else on an
+embedded broker in the field's process) and a Linky on a TIC line (bench/field_lora_tic.py),
+all read by the same agent. Goals then: RSS at most 60 MiB, CPU at most 5 %.
+
 Run: .venv/bin/python bench/bench_footprint.py [--runs 3] [--warmup 20] [--window 60]
-     [--devices 200] [--profile eastron-sdm120 [eastron-sdm630]]
+     [--devices 200] [--profile eastron-sdm120 [eastron-sdm630]] [--lora 2000]
 """
 
 from __future__ import annotations
@@ -44,10 +49,16 @@ from edge_agent.drivers.modbus.planner import plan_reads
 from edge_agent.profiles import load_profile
 from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE
 from edge_agent.store import read_stats
+from simulators.lora.scenarios import fleet
+from simulators.mqtt_broker import broker_answers
 
 INTERVAL_S = 10
 SAMPLE_PERIOD_S = 1.0
 GOAL_RSS_MIB = 50.0
+GOAL_RSS_FIELD_REACH_MIB = 60.0
+#: Each LoRa sensor's uplink period, as a territory's sensors commonly send.
+LORA_PERIOD_S = 600.0
+APPLICATION = "bench-footprint"
 GOAL_CPU_PERCENT = 5.0
 MIB = 2**20
 BASELINE_CODE = "import edge_agent.launcher, edge_agent.daemon; import time; time.sleep(86400)"
@@ -114,7 +125,35 @@ def start_simulators(profile: str, devices: int, log: Path) -> Iterator[list[str
         yield ready[2:]
 
 
-def write_gateway(directory: Path, profile: str, endpoints: list[str]) -> Path:
+@contextlib.contextmanager
+def start_field_reach(sensors: int, log: Path) -> Iterator[tuple[str, str]]:
+    """LoRa sensors and a Linky (bench/field_lora_tic.py); yields (broker URL, Linky's pty)."""
+    broker = "mqtt://127.0.0.1:1883" if broker_answers() else "embedded"
+    script = Path(__file__).with_name("field_lora_tic.py")
+    with log.open("w", encoding="utf-8") as stderr, started(
+        [sys.executable, str(script), broker, APPLICATION, str(sensors), str(LORA_PERIOD_S)],
+        stdout=subprocess.PIPE, stderr=stderr,
+    ) as field:
+        assert field.stdout is not None
+        ready = field.stdout.readline().split()
+        if len(ready) != 3 or ready[0] != "READY":
+            raise RuntimeError(f"the LoRa/TIC field did not start: {log.read_text()}")
+        yield ready[1], ready[2]
+
+
+def field_reach_sections(sensors: int, broker: str, linky: str) -> list[str]:
+    """The ``[[lora]]`` and ``[[tic]]`` sections of the field reach."""
+    lines = ['[[tic]]', 'name = "linky"', f'serial = "{linky}"', '', '[[lora]]',
+             f'broker = "{broker}"', f'application_ids = ["{APPLICATION}"]',
+             f'client_id = "bench-footprint-{time.time_ns()}"', 'session_expiry_s = 60', '']
+    for sensor in fleet(sensors):
+        lines += ['[[lora.devices]]', f'name = "{sensor.name}"', f'dev_eui = "{sensor.dev_eui}"',
+                  f'profile = "{sensor.profile}"', '']
+    return lines
+
+
+def write_gateway(directory: Path, profile: str, endpoints: list[str],
+                  extra: list[str] | None = None) -> Path:
     """A gateway file with one TCP bus and one device per endpoint, polled every 10 s."""
     lines = ['[gateway]', 'id = "bench-footprint"', 'data_dir = "data"', '']
     for index, endpoint in enumerate(endpoints):
@@ -122,6 +161,7 @@ def write_gateway(directory: Path, profile: str, endpoints: list[str]) -> Path:
     for index in range(len(endpoints)):
         lines += ['[[devices]]', f'name = "meter-{index:03d}"', f'bus = "lan-{index:03d}"',
                   f'profile = "{profile}"', 'unit = 1', f'interval_s = {INTERVAL_S}', '']
+    lines += extra or []
     path = directory / "gateway.toml"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -176,17 +216,25 @@ def measure(agent: subprocess.Popen[str], baseline: subprocess.Popen[str], data_
     return RunResult(agent_fp, baseline_fp, (depth_end - depth_start) / wall, polls, failed)
 
 
-def run_once(profile: str, devices: int, warmup_s: float, window_s: float) -> RunResult:
+def run_once(profile: str, devices: int, warmup_s: float, window_s: float,
+             lora: int) -> RunResult:
     """Simulators, agent and baseline from scratch; every process stopped on the way out."""
     edge_agent = Path(sys.executable).with_name("edge-agent")
-    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-footprint-") as tmp, \
+            contextlib.ExitStack() as stack:
         directory = Path(tmp)
         agent_log = directory / "agent.log"
+        extra = []
+        if lora:
+            broker, linky = stack.enter_context(
+                start_field_reach(lora, directory / "field.log"))
+            extra = field_reach_sections(lora, broker, linky)
         with (
             start_simulators(profile, devices, directory / "simulators.log") as endpoints,
             agent_log.open("w", encoding="utf-8") as log,
             started([str(edge_agent), "run", "--config",
-                     str(write_gateway(directory, profile, endpoints)), "--log-level", "WARNING"],
+                     str(write_gateway(directory, profile, endpoints, extra)),
+                     "--log-level", "WARNING"],
                     stdout=log, stderr=subprocess.STDOUT) as agent,
             started([sys.executable, "-c", BASELINE_CODE]) as baseline,
         ):
@@ -225,12 +273,16 @@ def report(profile: str, args: argparse.Namespace) -> None:
     print(f"\n{args.devices} x {profile} over Modbus TCP, one port each, every {INTERVAL_S} s: "
           f"{len(meter.points)} quantities, {requests} requests per poll, "
           f"{expected:g} readings/s expected")
+    if args.lora:
+        print(f"and {args.lora} LoRa sensors through ChirpStack, one uplink each every "
+              f"{LORA_PERIOD_S:g} s ({args.lora / LORA_PERIOD_S:.1f} uplinks/s), and a Linky "
+              "on a TIC line (historic mode)")
     print(f"warm-up {args.warmup:g} s, window {args.window:g} s, median of {args.runs} runs")
     print(f"{'process':<16} {'RSS max MiB':>12} {'RSS final MiB':>14} {'CPU %':>6}"
           f" {'readings/s':>10} {'failed/polls':>14}")
     results = []
     for run in range(1, args.runs + 1):
-        result = run_once(profile, args.devices, args.warmup, args.window)
+        result = run_once(profile, args.devices, args.warmup, args.window, args.lora)
         results.append(result)
         print_row(f"agent, run {run}", result.agent,
                   stored_columns(result.readings_per_s, result.failed_polls, result.polls))
@@ -240,12 +292,13 @@ def report(profile: str, args: argparse.Namespace) -> None:
               stored_columns(statistics.median(r.readings_per_s for r in results),
                              sum(r.failed_polls for r in results), sum(r.polls for r in results)))
     print_row("baseline, median", baseline)
-    rss_goal = "met" if agent.rss_max_mib <= GOAL_RSS_MIB else "MISSED"
+    goal_rss = GOAL_RSS_FIELD_REACH_MIB if args.lora else GOAL_RSS_MIB
+    rss_goal = "met" if agent.rss_max_mib <= goal_rss else "MISSED"
     cpu_goal = "met" if agent.cpu_percent <= GOAL_CPU_PERCENT else "MISSED"
     print(f"(failed/polls of the median line: all runs together)\n"
           f"agent - baseline: {agent.rss_max_mib - baseline.rss_max_mib:.1f} MiB RSS, "
           f"{agent.cpu_percent - baseline.cpu_percent:.2f} % CPU; goals: "
-          f"RSS <= {GOAL_RSS_MIB:g} MiB {rss_goal}, CPU <= {GOAL_CPU_PERCENT:g} % {cpu_goal}")
+          f"RSS <= {goal_rss:g} MiB {rss_goal}, CPU <= {GOAL_CPU_PERCENT:g} % {cpu_goal}")
 
 
 def main() -> None:
@@ -255,6 +308,8 @@ def main() -> None:
                         help="seconds of polling before the window opens")
     parser.add_argument("--window", type=float, default=60.0, help="seconds sampled")
     parser.add_argument("--devices", type=int, default=200, help="simulated meters")
+    parser.add_argument("--lora", type=int, default=0, metavar="N",
+                        help="also N LoRa sensors and a Linky (the field reach)")
     parser.add_argument("--profile", nargs="+", default=["eastron-sdm120"],
                         choices=["eastron-sdm120", "eastron-sdm630"],
                         help="meter profile(s), each measured in turn")
