@@ -38,12 +38,14 @@ from pydantic import (
 from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
+from edge_agent.parking.config import CarParkConfig, car_park_problem
 from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
-from edge_agent.rules.models import RuleConfig, latch_conflict, rule_problem
+from edge_agent.rules.models import LatchAction, RuleConfig, latch_conflict, rule_problem
 from edge_agent.validation import describe_validation_error
 
 __all__ = [
     "BusConfig",
+    "CarParkConfig",
     "DeviceConfig",
     "GateConfig",
     "GatewayConfig",
@@ -276,6 +278,7 @@ class GatewayConfig(_Strict):
     pedestals: list[PedestalConfig] = Field(default_factory=list)
     lora: list[LoraConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
+    car_parks: list[CarParkConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -305,6 +308,7 @@ class GatewayConfig(_Strict):
                 hint = f"did you mean '{close[0]}'?" if close else f"buses: {', '.join(bus_names)}"
                 raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
         self._check_access()
+        self._check_car_parks()
         self._check_rules()
         return self
 
@@ -329,6 +333,26 @@ class GatewayConfig(_Strict):
         for reader in self.readers:
             _known(f"reader {reader.name}: gate", reader.gate, names)
 
+    def _check_car_parks(self) -> None:
+        """Car parks count declared devices and light their sign on a channel of its own."""
+        _no_duplicates("car park name", [park.name for park in self.car_parks])
+        devices = {device.name for device in self.devices} | {
+            sensor.name for source in self.lora for sensor in source.devices}
+        for park in self.car_parks:
+            if park.name in devices:
+                raise ValueError(f"car park {park.name} has the name of a device; its readings "
+                                 "would mix with the device's: give it a name of its own")
+        outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
+        reserved = {(output.relay, output.channel): output.name for output in outputs}
+        reserved |= {(action.board, action.channel): f"rule {rule.name}" for rule in self.rules
+                     for action in rule.on_raise if isinstance(action, LatchAction)}
+        for park in self.car_parks:
+            problem = car_park_problem(park, devices, reserved)
+            if problem is not None:
+                raise ValueError(problem)
+            if park.sign is not None:
+                reserved[park.sign.board, park.sign.channel] = f"car park {park.name}"
+
     def lora_profiles(self) -> dict[str, LoraProfile]:
         """The LoRa profile of every ``[[lora.devices]]`` entry, by profile id."""
         extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
@@ -347,14 +371,28 @@ class GatewayConfig(_Strict):
             raise ValueError(conflict)
 
     def device_names(self) -> set[str]:
-        """Every device readings can come from (rules watch these, and act on them)."""
+        """Every device readings can come from (rules watch these, and act on them).
+
+        Car parks are among them: their occupancy and capacity are readings too.
+        """
         return {device.name for device in self.devices} | {
-            sensor.name for source in self.lora for sensor in source.devices}
+            sensor.name for source in self.lora for sensor in source.devices} | {
+            park.name for park in self.car_parks}
 
     def relay_outputs(self) -> dict[tuple[str, int], str]:
-        """The relay channels of gates and pedestals, by (board, channel): their name."""
+        """Relay channels rules may not latch, by (board, channel): their owner's name.
+
+        Gates and pedestals (a rule may still pulse them) and car-park signs.
+        """
         outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
-        return {(output.relay, output.channel): output.name for output in outputs}
+        return {(output.relay, output.channel): output.name for output in outputs} | {
+            (park.sign.board, park.sign.channel): f"car park {park.name}"
+            for park in self.car_parks if park.sign is not None}
+
+    def access_boards(self) -> set[str]:
+        """The relay boards of gates and pedestals: the access side switches them off."""
+        outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
+        return {output.relay for output in outputs}
 
     def profile_of(self, device: DeviceConfig) -> DeviceProfile:
         """The device's profile (ProfileError when it does not exist)."""

@@ -55,6 +55,7 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
         "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
         "access": running.get("access"),
         "rules": running.get("rules"),
+        "car_parks": running.get("car_parks"),
     }
 
 
@@ -146,7 +147,22 @@ def report_view(report: dict[str, Any]) -> Group:
         parts += _access_view(report["access"], now)
     if report.get("rules") and report["rules"]["rules"]:
         parts.append(_rules_view(report["rules"], now))
+    if report.get("car_parks"):
+        parts.append(_car_parks_view(report["car_parks"]))
     return Group(*parts)
+
+
+def _car_parks_view(parks: list[dict[str, Any]]) -> Table:
+    """Occupancy per car park and the counters that tell drift (fits 80 columns)."""
+    table = Table("car park", "occupied", "free", "state", "in", "out", "clamps", "resets",
+                  "spots", title="car parks")
+    for park in parks:
+        state = "[red]full[/]" if park["full"] else "[green]available[/]"
+        spots = (f"{park['spots_occupied']}/{park['spots_known']}" if park["spots"] else "-")
+        table.add_row(park["name"], f"{park['occupancy']}/{park['capacity']}",
+                      str(park["free"]), state, str(park["entries"]), str(park["exits"]),
+                      str(park["clamps"]), str(park["resets"]), spots)
+    return table
 
 
 def _rules_view(rules: dict[str, Any], now: int) -> Table:

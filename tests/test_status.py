@@ -39,4 +39,5 @@ def test_an_empty_data_directory_reports_nothing_waiting(tmp_path: Path) -> None
                           "hub": None, "backlog": 0, "lag_ms": None, "last_success_ms": None,
                           "last_error": "", "consecutive_failures": 0,
                           "note": "not provisioned: run `edge-agent provision --hub URL --code "
-                                  "CODE`"}, "access": None, "rules": None}
+                                  "CODE`"}, "access": None, "rules": None,
+                      "car_parks": None}
