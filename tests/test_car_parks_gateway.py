@@ -209,7 +209,7 @@ async def test_changes_are_coalesced_on_the_clock_and_the_last_one_goes_out_at_s
     assert occupancy(readings) == [0, 1, 3, 4]  # 4 was held in its window: sent at stop
 
 
-async def test_a_damaged_state_file_is_set_aside_and_counting_goes_on(tmp_path: Path) -> None:
+async def test_a_damaged_state_file_a_counter_reset_and_a_clamp(tmp_path: Path) -> None:
     board, meter, clock = SimulatedRelayBoard(1), sfar(), VirtualClock()
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -220,6 +220,14 @@ async def test_a_damaged_state_file_is_set_aside_and_counting_goes_on(tmp_path: 
         await wait_until(lambda: len(park.state.lanes) == 3)
         meter.set_value("pulse_count_1", 1002)
         await wait_until(lambda: park.state.occupancy == 2)
+        meter.set_value("pulse_count_1", 1)  # the SFAR lost power and counted one since
+        await wait_until(lambda: park.state.counter_resets == 1)
+        assert park.state.occupancy == 3
+        meter.set_value("pulse_count_2", 805)
+        await wait_until(lambda: park.state.exits == 5)
+    assert park.state.occupancy == 0
+    assert park.state.clamps == 1  # five out of three: two entries were missed
     assert (data_dir / (STATE_FILE + ".damaged")).exists()
     saved = json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
-    assert saved["car_parks"]["P-gare"]["occupancy"] == 2
+    assert saved["car_parks"]["P-gare"]["occupancy"] == 0
+    assert saved["car_parks"]["P-gare"]["lanes"]["sfar/pulse_count_1"] == 1
