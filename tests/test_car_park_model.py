@@ -105,6 +105,8 @@ def test_changes_go_out_at_most_once_per_10_s_and_the_last_value_is_never_lost()
     assert occupancy(p.flush(T0 + 61_500)) == [27]  # the gateway stops: sent now
     assert not p.flush(T0 + 61_600)
     assert PUBLISH_EVERY_MS == 10_000
+    p.feed(counts(28, 0), T0 + 62_000)
+    assert occupancy(p.feed(counts(29, 0), T0 + 2000)) == [29]  # the clock was stepped back
 
 
 def test_full_and_available_with_hysteresis_and_the_sign() -> None:

@@ -78,7 +78,10 @@ class CarPark:
                 key = f"{source.device}/{source.quantity}"
                 self._lanes[source.device, source.quantity] = (role, LaneCounter(
                     source.quantity, config.capacity, self.state.lanes.get(key)))
+        #: The devices whose readings matter here.
         self.devices = {device for device, _ in self._lanes} | set(config.spots)
+        #: Grows with every change of the state: the service saves when it moved.
+        self.revision = 0
         self._published_ms: int | None = None
         self._pending = False
         self.next_reset_ms: int | None = None
@@ -108,7 +111,9 @@ class CarPark:
             if lane is not None:
                 self._count(*lane, reading)
             elif reading.quantity == _SPOT and reading.device in self.config.spots:
-                self.state.spots[reading.device] = reading.value >= 0.5
+                occupied = reading.value >= 0.5
+                self.revision += self.state.spots.get(reading.device) is not occupied
+                self.state.spots[reading.device] = occupied
         self._follow_spots()
         if self.state.occupancy != before:
             self._changed(now_ms, out)
@@ -122,8 +127,7 @@ class CarPark:
             if 0 <= now_ms - self.next_reset_ms <= RESET_GRACE_MS:
                 self._reset(now_ms, out)
             self._plan_reset(now_ms)
-        if self._pending and self._published_ms is not None and \
-                now_ms - self._published_ms >= PUBLISH_EVERY_MS:
+        if self._pending and self._window_closed(now_ms):
             self._publish(now_ms, out)
         return out
 
@@ -156,6 +160,7 @@ class CarPark:
                 "next_reset_ms": self.next_reset_ms}
 
     def _count(self, role: str, lane: LaneCounter, reading: Reading) -> None:
+        self.revision += lane.last != reading.value
         count = lane.feed(reading.value)
         self.state.lanes[f"{reading.device}/{reading.quantity}"] = reading.value
         self.state.counter_resets += count.went_back
@@ -188,6 +193,7 @@ class CarPark:
             return  # the sensors are the truth: nothing to correct
         drift = self.state.occupancy - self.config.reset_to
         self.state.resets += 1
+        self.revision += 1
         out.events.append(Event("car_park.reset", self.name, now_ms, {
             "occupancy": self.config.reset_to, "capacity": self.config.capacity,
             "before": self.state.occupancy, "drift": drift}))
@@ -202,10 +208,15 @@ class CarPark:
 
     def _changed(self, now_ms: int, out: Output) -> None:
         self._check_full(now_ms, out)
-        if self._published_ms is None or now_ms - self._published_ms >= PUBLISH_EVERY_MS:
+        if self._window_closed(now_ms):
             self._publish(now_ms, out)
         else:
             self._pending = True
+
+    def _window_closed(self, now_ms: int) -> bool:
+        """Whether a change may go out now; a wall clock stepped back closes the window."""
+        last = self._published_ms
+        return last is None or not 0 <= now_ms - last < PUBLISH_EVERY_MS
 
     def _publish(self, now_ms: int, out: Output) -> None:
         out.readings.append(Reading(self.name, OCCUPANCY, now_ms, float(self.state.occupancy)))

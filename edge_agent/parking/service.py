@@ -35,6 +35,10 @@ log = logging.getLogger("edge_agent.parking")
 #: How often coalescing windows and resets are checked.
 TICK_S = 1.0
 _SAVE_RETRY_S = 5.0
+#: Saves are at least this far apart: a busy car park must not fsync per vehicle. Lane
+#: values are saved with the occupancy they led to, so after a power cut a counter's pulses
+#: since the last save are counted at the next start from the saved value: none is lost.
+_SAVE_EVERY_S = 1.0
 
 
 class CarParkService:
@@ -81,6 +85,9 @@ class CarParkService:
             return
         now = self.clock()
         for park in self.parks:
+            if not any(reading.device in park.devices for reading in readings):
+                continue
+            revision = park.revision
             try:
                 out = park.feed(readings, now)
             except Exception:  # a bug here must never cost the readings their way to disk
@@ -88,6 +95,8 @@ class CarParkService:
                               "same", park.name, len(readings))
                 continue
             self._emit(park, out)
+            if park.revision != revision:
+                self._dirty.set()
 
     def tick(self) -> None:
         """Close the coalescing windows that are due and run the resets that are."""
@@ -151,6 +160,8 @@ class CarParkService:
                 log.error("cannot save %s (%s); retry in %.0f s", self._path, exc, _SAVE_RETRY_S)
                 self._dirty.set()
                 await asyncio.sleep(_SAVE_RETRY_S)
+            else:
+                await asyncio.sleep(_SAVE_EVERY_S)
 
     def _prepare_save(self) -> Callable[[], None]:
         """The state as it is now, ready to be written; an older save never replaces it."""
