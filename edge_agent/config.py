@@ -439,6 +439,24 @@ def _check_profiles(config: GatewayConfig, path: Path) -> None:
                                   f"quantity '{quantity}'; {hint}")
 
 
+def _check_car_park_inputs(config: GatewayConfig, path: Path) -> None:
+    """Each lane's quantity is read from its device, each spot sensor says spot_occupied."""
+    if not config.car_parks:
+        return
+    read = {device.name: set(device.quantities or config.profile_of(device).points)
+            for device in config.devices}
+    profiles = config.lora_profiles()
+    read |= {sensor.name: set(profiles[sensor.profile].quantities())
+             for source in config.lora for sensor in source.devices}
+    for park in config.car_parks:
+        wanted = [(source.device, source.quantity) for source in park.sources()]
+        for device, quantity in wanted + [(spot, "spot_occupied") for spot in park.spots]:
+            if quantity not in read[device]:
+                raise ConfigError(f"{path}: car park {park.name}: device {device} does not read "
+                                  f"{quantity} (it reads {', '.join(sorted(read[device]))}); "
+                                  "pick one of those, or add it to the device's quantities")
+
+
 def load_config(path: Path) -> GatewayConfig:
     """Read, validate and cross-check a gateway file; ConfigError says what and where."""
     try:
@@ -463,4 +481,5 @@ def load_config(path: Path) -> GatewayConfig:
     config = config.model_copy(update={"gateway": gateway, "lora": lora})
     _check_profiles(config, path)
     _check_lora_profiles(config, path)
+    _check_car_park_inputs(config, path)
     return config

@@ -86,6 +86,10 @@ threshold = 110
     ("capacity = 120", "capacity = 3\nspots = [\"sfar\"]\noccupancy_from_spots = true",
      "occupancy_from_spots needs a sensor on every spot: 3 spots, 1 sensors"),
     ('name = "P-gare"', 'name = "sfar"', "car park sfar has the name of a device"),
+    ('"pulse_count_2"', '"pulse_count_5"', "device sfar does not read pulse_count_5 (it reads "
+     "pulse_count_1, pulse_count_2, pulse_count_3, pulse_count_4)"),
+    ('"pulse_count_2"}]\n', '"pulse_count_2"}]\nspots = ["relays"]\n',
+     "device relays does not read spot_occupied"),
     ("capacity = 120", "capacity = 0", "greater than or equal to 1"),
 ])
 def test_each_mistake_gets_a_message(tmp_path: Path, old: str, new: str, expected: str) -> None:
