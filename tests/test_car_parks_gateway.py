@@ -231,3 +231,27 @@ async def test_a_damaged_state_file_a_counter_reset_and_a_clamp(tmp_path: Path) 
     saved = json.loads((data_dir / STATE_FILE).read_text(encoding="utf-8"))
     assert saved["car_parks"]["P-gare"]["occupancy"] == 0
     assert saved["car_parks"]["P-gare"]["lanes"]["sfar/pulse_count_1"] == 1
+
+
+async def test_a_rule_watches_a_car_park_like_any_device(tmp_path: Path) -> None:
+    board, meter, clock = SimulatedRelayBoard(1), sfar(), VirtualClock()
+    rule = """
+[[rules]]
+name = "p-gare-nearly-full"
+device = "P-gare"
+quantity = "parking_occupancy"
+kind = "above"
+threshold = 3
+on_raise = [{type = "latch", board = "relays", channel = 5}]
+"""
+    async with ModbusSimulator([board, meter]) as field, running(
+            write_config(tmp_path, field.endpoint, PARK + rule), clock) as gateway:
+        park = park_of(gateway)
+        await wait_until(lambda: len(park.state.lanes) == 3)
+        clock.ms += 20_000
+        meter.set_value("pulse_count_1", 1004)
+        await wait_until(lambda: board.relay(5))
+        assert not board.relay(2)  # 4 of 5: not full, the sign stays off
+    _, events = stored(tmp_path / "data")
+    (raised,) = [e for e in events if e.kind == "alarm.raised"]
+    assert (raised.device, raised.attrs["value"]) == ("P-gare", 4)
