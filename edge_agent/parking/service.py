@@ -62,7 +62,6 @@ class CarParkService:
         #: The wall clock in UTC milliseconds (tests put a virtual one here).
         self.clock = clock
         self.parks: list[CarPark] = []
-        self._own = {park.name for park in configs}
         self._dirty = asyncio.Event()
         self._serial = itertools.count(1)
         self._saved_serial = 0
@@ -81,8 +80,6 @@ class CarParkService:
 
     def observe(self, readings: list[Reading]) -> None:
         """A record-buffer observer: lanes and spot sensors are counted as they pass."""
-        if not self.parks or all(reading.device in self._own for reading in readings):
-            return
         now = self.clock()
         for park in self.parks:
             if not any(reading.device in park.devices for reading in readings):
