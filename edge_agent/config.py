@@ -39,12 +39,14 @@ from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.drivers.tic import ModeSetting, SamplingPolicy, TicSettings
 from edge_agent.errors import ConfigError, ProfileError
+from edge_agent.parking.config import CarParkConfig, car_park_problem
 from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
-from edge_agent.rules.models import RuleConfig, latch_conflict, rule_problem
+from edge_agent.rules.models import LatchAction, RuleConfig, latch_conflict, rule_problem
 from edge_agent.validation import describe_validation_error
 
 __all__ = [
     "BusConfig",
+    "CarParkConfig",
     "DeviceConfig",
     "GateConfig",
     "GatewayConfig",
@@ -303,6 +305,7 @@ class GatewayConfig(_Strict):
     lora: list[LoraConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     tic: list[TicConfig] = Field(default_factory=list)
+    car_parks: list[CarParkConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
@@ -333,6 +336,7 @@ class GatewayConfig(_Strict):
                 hint = f"did you mean '{close[0]}'?" if close else f"buses: {', '.join(bus_names)}"
                 raise ValueError(f"device {device.name}: no bus named '{device.bus}'; {hint}")
         self._check_access()
+        self._check_car_parks()
         self._check_rules()
         self._check_tic(ports)
         return self
@@ -368,6 +372,25 @@ class GatewayConfig(_Strict):
         for reader in self.readers:
             _known(f"reader {reader.name}: gate", reader.gate, names)
 
+    def _check_car_parks(self) -> None:
+        """Car parks count declared devices and light their sign on a channel of its own."""
+        _no_duplicates("car park name", [park.name for park in self.car_parks])
+        devices = self._field_devices()
+        for park in self.car_parks:
+            if park.name in devices:
+                raise ValueError(f"car park {park.name} has the name of a device; its readings "
+                                 "would mix with the device's: give it a name of its own")
+        outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
+        reserved = {(output.relay, output.channel): output.name for output in outputs}
+        reserved |= {(action.board, action.channel): f"rule {rule.name}" for rule in self.rules
+                     for action in rule.on_raise if isinstance(action, LatchAction)}
+        for park in self.car_parks:
+            problem = car_park_problem(park, devices, reserved)
+            if problem is not None:
+                raise ValueError(problem)
+            if park.sign is not None:
+                reserved[park.sign.board, park.sign.channel] = f"car park {park.name}"
+
     def lora_profiles(self) -> dict[str, LoraProfile]:
         """The LoRa profile of every ``[[lora.devices]]`` entry, by profile id."""
         extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
@@ -386,15 +409,32 @@ class GatewayConfig(_Strict):
             raise ValueError(conflict)
 
     def device_names(self) -> set[str]:
-        """Every device readings can come from (rules watch these, and act on them)."""
+        """Every device readings can come from (rules watch these, and act on them).
+
+        Car parks are among them: their occupancy and capacity are readings too.
+        """
+        return self._field_devices() | {park.name for park in self.car_parks}
+
+    def _field_devices(self) -> set[str]:
+        """The devices in the field: Modbus devices, LoRa sensors, TIC lines."""
         return ({device.name for device in self.devices}
                 | {sensor.name for source in self.lora for sensor in source.devices}
                 | {line.name for line in self.tic})
 
     def relay_outputs(self) -> dict[tuple[str, int], str]:
-        """The relay channels of gates and pedestals, by (board, channel): their name."""
+        """Relay channels rules may not latch, by (board, channel): their owner's name.
+
+        Gates and pedestals (a rule may still pulse them) and car-park signs.
+        """
         outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
-        return {(output.relay, output.channel): output.name for output in outputs}
+        return {(output.relay, output.channel): output.name for output in outputs} | {
+            (park.sign.board, park.sign.channel): f"car park {park.name}"
+            for park in self.car_parks if park.sign is not None}
+
+    def access_boards(self) -> set[str]:
+        """The relay boards of gates and pedestals: the access side switches them off."""
+        outputs: list[GateConfig | PedestalConfig] = [*self.gates, *self.pedestals]
+        return {output.relay for output in outputs}
 
     def profile_of(self, device: DeviceConfig) -> DeviceProfile:
         """The device's profile (ProfileError when it does not exist)."""
@@ -441,6 +481,24 @@ def _check_profiles(config: GatewayConfig, path: Path) -> None:
                                   f"quantity '{quantity}'; {hint}")
 
 
+def _check_car_park_inputs(config: GatewayConfig, path: Path) -> None:
+    """Each lane's quantity is read from its device, each spot sensor says spot_occupied."""
+    if not config.car_parks:
+        return
+    read = {device.name: set(device.quantities or config.profile_of(device).points)
+            for device in config.devices}
+    profiles = config.lora_profiles()
+    read |= {sensor.name: set(profiles[sensor.profile].quantities())
+             for source in config.lora for sensor in source.devices}
+    for park in config.car_parks:
+        wanted = [(source.device, source.quantity) for source in park.sources()]
+        for device, quantity in wanted + [(spot, "spot_occupied") for spot in park.spots]:
+            if quantity not in read[device]:
+                raise ConfigError(f"{path}: car park {park.name}: device {device} does not read "
+                                  f"{quantity} (it reads {', '.join(sorted(read[device]))}); "
+                                  "pick one of those, or add it to the device's quantities")
+
+
 def load_config(path: Path) -> GatewayConfig:
     """Read, validate and cross-check a gateway file; ConfigError says what and where."""
     try:
@@ -465,4 +523,5 @@ def load_config(path: Path) -> GatewayConfig:
     config = config.model_copy(update={"gateway": gateway, "lora": lora})
     _check_profiles(config, path)
     _check_lora_profiles(config, path)
+    _check_car_park_inputs(config, path)
     return config

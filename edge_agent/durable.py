@@ -8,11 +8,18 @@ over it, and the directory is fsync'd so the rename itself is on disk.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["replace_durably"]
+from pydantic import TypeAdapter, ValidationError
+
+__all__ = ["load_saved_states", "read_state_document", "replace_durably"]
+
+_T = TypeVar("_T")
 
 
 def replace_durably(path: Path, data: bytes) -> None:
@@ -34,3 +41,46 @@ def replace_durably(path: Path, data: bytes) -> None:
         os.fsync(directory)
     finally:
         os.close(directory)
+
+
+def read_state_document(path: Path, version: int, key: str, log: logging.Logger,
+                        consequence: str) -> dict[str, Any]:
+    """The ``{"version": version, key: {...}}`` document in ``path``; {} when there is none.
+
+    A damaged file is logged with ``consequence`` and set aside as ``NAME.damaged``: state
+    that cannot be read must never keep the gateway from starting.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        why = str(exc)
+    else:
+        if isinstance(document, dict) and document.get("version") == version and \
+                isinstance(document.get(key), dict):
+            return document
+        why = f"expected {{\"version\": {version}, \"{key}\": {{...}}}}"
+    aside = path.with_name(path.name + ".damaged")
+    with contextlib.suppress(OSError):
+        os.replace(path, aside)
+    log.error("%s is damaged (%s): set aside as %s; %s", path, why, aside.name, consequence)
+    return {}
+
+
+def load_saved_states(path: Path, version: int, key: str, adapter: TypeAdapter[_T],
+                         log: logging.Logger, what: str, consequence: str) -> dict[str, _T]:
+    """The saved states by name under ``key`` (see :func:`read_state_document`).
+
+    One unreadable entry is logged and left out (``what`` names its kind: "rule"); the
+    others are kept.
+    """
+    saved: dict[str, _T] = {}
+    document = read_state_document(path, version, key, log, consequence)
+    for name, item in document.get(key, {}).items():
+        try:
+            saved[name] = adapter.validate_python(item)
+        except ValidationError as exc:
+            log.error("%s: state of %s %s is unreadable (%d problem(s)); it starts afresh",
+                      path, what, name, exc.error_count())
+    return saved

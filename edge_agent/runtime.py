@@ -33,6 +33,7 @@ from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.drivers.tic import TicLine
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
+from edge_agent.parking.service import CarParkService
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
@@ -208,6 +209,11 @@ class Gateway:
         self.lora: list[LoraSource] = []
         #: Edge rules: thresholds, rates, staleness → alarms and local actions.
         self.rules = RuleService(config, self.buses, self.buffer.put_event, self.data_dir)
+        #: Car-park occupancy (``[[car_parks]]``); signs are latches held by the rules' executor.
+        self.car_parks = CarParkService(config.car_parks, self.rules.executor,
+                                        self.buffer.put_readings, self.buffer.put_event,
+                                        self.data_dir)
+        self.rules.hold_latches(self.car_parks.held_latches, self.car_parks.sign_boards())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -233,6 +239,8 @@ class Gateway:
                 self.rules.executor.send_downlink = self._send_downlink
             await self.rules.start(bundles)
             self.buffer.observers.append(self.rules.observe)
+            await self.car_parks.start()
+            self.buffer.observers.append(self.car_parks.observe)
             async with asyncio.TaskGroup() as group:
                 access_tasks = self._start_access(group)
                 access_tasks += [group.create_task(source.run(), name=f"lora[{source.config.name}]")
@@ -242,6 +250,7 @@ class Gateway:
                     name="rules"))
                 tic_tasks = [group.create_task(line.run(), name=f"tic[{line.name}]")
                              for line in self.tic_lines]
+                access_tasks.append(group.create_task(self.car_parks.run(), name="car-parks"))
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -452,6 +461,7 @@ class Gateway:
             "lora": [source.report() for source in self.lora],
             "rules": self.rules.report(),
             "tic": [line.report() for line in self.tic_lines],
+            "car_parks": self.car_parks.report(),
         }
 
     def _write_status(self, outbox: Outbox) -> None:

@@ -57,6 +57,7 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
         "rules": running.get("rules"),
         "tic": running.get("tic", []),
         "lora": running.get("lora", []),
+        "car_parks": running.get("car_parks"),
     }
 
 
@@ -152,7 +153,22 @@ def report_view(report: dict[str, Any]) -> Group:
         parts.append(_tic_view(report["tic"], now))
     for source in report.get("lora") or []:
         parts.append(_lora_view(source, now))
+    if report.get("car_parks"):
+        parts.append(_car_parks_view(report["car_parks"]))
     return Group(*parts)
+
+
+def _car_parks_view(parks: list[dict[str, Any]]) -> Table:
+    """Occupancy per car park and the counters that tell drift (fits 80 columns)."""
+    table = Table("car park", "occupied", "free", "state", "in", "out", "clamps", "resets",
+                  "spots", title="car parks")
+    for park in parks:
+        state = "[red]full[/]" if park["full"] else "[green]available[/]"
+        spots = (f"{park['spots_occupied']}/{park['spots_known']}" if park["spots"] else "-")
+        table.add_row(park["name"], f"{park['occupancy']}/{park['capacity']}",
+                      str(park["free"]), state, str(park["entries"]), str(park["exits"]),
+                      str(park["clamps"]), str(park["resets"]), spots)
+    return table
 
 
 def _rules_view(rules: dict[str, Any], now: int) -> Table:

@@ -40,4 +40,4 @@ def test_an_empty_data_directory_reports_nothing_waiting(tmp_path: Path) -> None
                           "last_error": "", "consecutive_failures": 0,
                           "note": "not provisioned: run `edge-agent provision --hub URL --code "
                                   "CODE`"}, "access": None, "rules": None, "tic": [],
-                          "lora": []}
+                          "lora": [], "car_parks": None}

@@ -17,7 +17,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,23 @@ class RuleService:
         self._serial = itertools.count(1)
         self._saved_serial = 0
         self._save_lock = threading.Lock()
+        #: Latches held for others (car-park signs), and the boards they are on.
+        self._held: list[Callable[[], Mapping[tuple[str, int], bool]]] = []
+        self._held_boards: set[str] = set()
+
+    def hold_latches(self, latches: Callable[[], Mapping[tuple[str, int], bool]],
+                     boards: Iterable[str]) -> None:
+        """Have the executor hold ``latches()`` too: after the boards are off at start, and
+        again every ``reassert_s``, as the rules' own. Call before :meth:`run`."""
+        self._held.append(latches)
+        self._held_boards.update(boards)
+
+    def held_latches(self) -> dict[tuple[str, int], bool]:
+        """Every latch the executor holds: the raised rules' and the others'."""
+        held = dict(self.engine.held_latches())
+        for latches in self._held:
+            held.update(latches())
+        return held
 
     async def start(self, bundles: BundleStore | None) -> None:
         """Take up the held config bundle's rules and the state of the last run."""
@@ -127,11 +144,11 @@ class RuleService:
 
         ``ready`` is awaited before the latches are applied again (see ActionExecutor.run).
         """
-        access_boards = {board for board, _ in self._config.relay_outputs()}
-        own = {board for rule in self.engine.rules for board in rule.boards()} - access_boards
+        own = {board for rule in self.engine.rules for board in rule.boards()}
+        own = (own | self._held_boards) - self._config.access_boards()
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.executor.run(self.engine.held_latches, sorted(own),
+                group.create_task(self.executor.run(self.held_latches, sorted(own),
                                                     ready), name="rule-actions")
                 group.create_task(self._tick(), name="rule-tick")
                 group.create_task(self._keep_state(), name="rule-state")
@@ -181,7 +198,7 @@ class RuleService:
             self._emit(self.engine.tick(wall))
             if steady - reasserted >= self.reassert_s * 1000:
                 reasserted = steady
-                self.executor.reassert(self.engine.held_latches())
+                self.executor.reassert(self.held_latches())
 
     async def _keep_state(self) -> None:
         while True:

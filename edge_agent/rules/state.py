@@ -9,17 +9,15 @@ rather than keep the gateway from starting.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
-from edge_agent.durable import replace_durably
+from edge_agent.durable import load_saved_states, replace_durably
 from edge_agent.rules.engine import SavedRule
 
 __all__ = ["STATE_FILE", "load_state", "save_state"]
@@ -33,23 +31,8 @@ _SAVED = TypeAdapter(SavedRule)
 
 def load_state(path: Path) -> dict[str, SavedRule]:
     """The saved rule states; empty when there is no file or it is damaged (logged)."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        return _damaged(path, str(exc))
-    if not isinstance(document, dict) or document.get("version") != _VERSION or \
-            not isinstance(document.get("rules"), dict):
-        return _damaged(path, f"expected {{\"version\": {_VERSION}, \"rules\": {{...}}}}")
-    saved: dict[str, SavedRule] = {}
-    for name, item in document["rules"].items():
-        try:
-            saved[name] = _SAVED.validate_python(item)
-        except ValidationError as exc:
-            log.error("%s: state of rule %s is unreadable (%d problem(s)); it starts afresh",
-                      path, name, exc.error_count())
-    return saved
+    return load_saved_states(path, _VERSION, "rules", _SAVED, log, "rule",
+                             "every rule starts cleared and no latch is applied again")
 
 
 def save_state(path: Path, rules: dict[str, SavedRule],
@@ -63,11 +46,3 @@ def save_state(path: Path, rules: dict[str, SavedRule],
     }
     replace_durably(path, json.dumps(document, indent=1).encode())
 
-
-def _damaged(path: Path, why: str) -> dict[str, SavedRule]:
-    aside = path.with_name(path.name + ".damaged")
-    with contextlib.suppress(OSError):
-        os.replace(path, aside)
-    log.error("%s is damaged (%s): set aside as %s; every rule starts cleared and no latch "
-              "is applied again", path, why, aside.name)
-    return {}

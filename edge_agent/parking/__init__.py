@@ -1,0 +1,1 @@
+"""Car-park occupancy at the edge: entries and exits counted, spots sensed, drift corrected."""
