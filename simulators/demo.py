@@ -141,6 +141,15 @@ threshold = 1.0
 clear_at = 1.2
 severity = "critical"
 on_raise = [{{type = "latch", board = "relays-a", channel = {barrier}}}]
+
+# The harbour-office car park: four spaces, each with a LoRa spot sensor; its COMPLET sign
+# on relays-a channel 4.
+[[car_parks]]
+name = "P-capitainerie"
+capacity = 4
+spots = ["spot-1", "spot-2", "spot-3", "spot-4"]
+occupancy_from_spots = true
+sign = {{board = "relays-a", channel = 4}}
 """
 
 LORA_DEVICE = """

@@ -109,12 +109,14 @@ class DemoHub:
                                        params={"kind": kind, "limit": 3}).json()["events"]]
             alarms = httpx.get(f"{self.url}/v1/alarms", headers=headers, timeout=5,
                                params={"limit": 3}).json()["alarms"]
+            car_parks = httpx.get(f"{self.url}/v1/car-parks", headers=headers,
+                                  timeout=5).json()["car_parks"]
         except (httpx.HTTPError, ValueError, KeyError):
             return {}
         rows = gateways.get("gateways", [])
         decisions.sort(key=lambda event: event["ts_ms"], reverse=True)
         return {"gateway": rows[0] if rows else {}, "latest": latest.get("values", []),
-                "decisions": decisions[:3], "alarms": alarms}
+                "decisions": decisions[:3], "alarms": alarms, "car_parks": car_parks}
 
     def summary(self) -> str:
         """One line: how many records of each stream the hub holds, and the rules' alarms."""
@@ -123,8 +125,10 @@ class DemoHub:
         held = ", ".join(f"{count} {stream}" for stream, count in sorted(acked.items()))
         alarms = report.get("alarms", [])
         open_now = sum(1 for alarm in alarms if alarm["cleared_ms"] is None)
+        parks = ", ".join(f"{park['car_park']} {park['occupancy']}/{park['capacity']}"
+                          for park in report.get("car_parks", []))
         return (f"hub {self.url}: {held or 'nothing yet'}; rule alarms {len(alarms)} "
-                f"({open_now} open)")
+                f"({open_now} open); car parks: {parks or 'none yet'}")
 
     def view(self) -> Group:
         """The newest values the hub holds for the berth meters, and its newest decisions."""
@@ -154,7 +158,13 @@ class DemoHub:
         for alarm in report.get("alarms", []):
             state = "open" if alarm["cleared_ms"] is None else "cleared"
             alarms.add_row(alarm["rule"], alarm["device"], f"{alarm['value']}", state)
-        return Group(table, decisions, alarms)
+        parks = Table(title="car parks at the hub")
+        for column in ("car park", "occupied", "free", "state"):
+            parks.add_column(column)
+        for park in report.get("car_parks", []):
+            parks.add_row(park["car_park"], f"{park['occupancy']}/{park['capacity']}",
+                          f"{park['free']}", "full" if park["full"] else "available")
+        return Group(table, decisions, alarms, parks)
 
     def stop(self) -> None:
         """Stop the hub process."""

@@ -41,6 +41,7 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
     assert flood is not None, result.stdout
     assert int(flood.group(1)) == 1
     assert re.search(r"rule alarms [1-9]", result.stdout), result.stdout
+    assert re.search(r"car parks: P-capitainerie \d/4", last), result.stdout
     status = json.loads((tmp_path / "status.json").read_text(encoding="utf-8"))
     assert status["tic"][0]["frames"] > 0
     assert status["lora"][0]["sensors"][0]["uplinks"] > 0
