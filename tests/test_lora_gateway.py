@@ -250,12 +250,23 @@ async def test_a_rule_on_a_lora_reading_sends_a_downlink_through_chirpstack(
             await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 1})
             await asyncio.to_thread(publisher.close)
             await until(lambda: bool(commands))
+            ident = json.loads(commands[0])["id"]
+            publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
+            await asyncio.to_thread(publisher.downlink_delivered, FLOOD, ident)
+            await asyncio.to_thread(publisher.close)
+            source = gateway.lora[0]
+            await until(lambda: source.downlinks.get(ident) == "acknowledged"
+                        and not gateway.buffer.on_durable)
+            assert source.report()["downlinks"] == {"acknowledged": 1}
             view = report_view(gateway_report(tmp_path / "data"))
     finally:
         watcher.disconnect()
         watcher.loop_stop()
     command = json.loads(commands[0])
     assert (command["devEui"], command["fPort"], command["data"]) == (FLOOD.dev_eui, 10, "AQ==")
+    _, events = stored(tmp_path / "data")
+    confirmations = [(e.kind, e.attrs["id"]) for e in events if e.kind.startswith("lora.down")]
+    assert confirmations == [("lora.downlink_sent", ident), ("lora.downlink_acked", ident)]
     assert command["confirmed"] is True
     console = Console(width=80, record=True)
     console.print(view)

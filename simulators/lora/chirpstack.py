@@ -89,6 +89,16 @@ class ChirpstackPublisher:
         self.event(sensor.dev_eui, "join", self._header(sensor, None) | {
             "devAddr": sensor.dev_eui[-8:]})
 
+    def downlink_delivered(self, sensor: SimulatedSensor, queue_item_id: str, *,
+                           acknowledged: bool = True) -> None:
+        """Publish what ChirpStack sends for a queued downlink: txack, then the device's ack."""
+        header = self._header(sensor, None)
+        self.event(sensor.dev_eui, "txack", {
+            "downlinkId": 1, "time": header["time"], "deviceInfo": header["deviceInfo"],
+            "queueItemId": queue_item_id, "fCntDown": 7, "gatewayId": "0016c001f153a14c"})
+        self.event(sensor.dev_eui, "ack", header | {
+            "queueItemId": queue_item_id, "acknowledged": acknowledged, "fCntDown": 7})
+
     def event(self, dev_eui: str, event: str, body: dict[str, Any]) -> None:
         """Publish ``body`` as ``event`` of ``dev_eui`` in the configured format."""
         topic = f"application/{self.application_id}/device/{dev_eui}/event/{event}"

@@ -38,6 +38,7 @@ OFFLINE_AFTER_INTERVALS = 2.5
 #: Delivery keys remembered in memory (the outbox keeps as many).
 _SEEN = 100_000
 _MALFORMED_LOG_PERIOD_MS = 60_000
+_TRACKED_DOWNLINKS = 1000
 
 
 class RecordSink(Protocol):
@@ -102,7 +103,8 @@ class LoraSource:
         self._unknown: set[str] = set()
         self._warned: set[tuple[str, str]] = set()
         self._malformed_logged_ms = 0
-        self.downlinks: dict[str, str] = {}
+        #: The state of the latest downlinks, by id: queued, sent, (not) acknowledged.
+        self.downlinks: collections.OrderedDict[str, str] = collections.OrderedDict()
         client_id = config.client_id or f"ponton-{gateway_id}-{config.name}"
         settings = BrokerSettings(
             url=config.broker, username=config.username, password=config.password,
@@ -142,7 +144,7 @@ class LoraSource:
                             f"({queued.rc.name})")
         if wait:
             await asyncio.to_thread(queued.wait_for_publish, 10)
-        self.downlinks[ident] = "queued"
+        self._track(ident, "queued")
         log.info("downlink %s to %s: fPort %d, %d bytes%s", ident, device, f_port, len(data),
                  ", confirmed" if confirmed else "")
         return ident
@@ -178,6 +180,7 @@ class LoraSource:
                 "messages": counters.messages, "duplicates": counters.duplicates,
                 "malformed": counters.malformed, "unknown_devices": counters.unknown_devices,
                 "decode_errors": counters.decode_errors, "logs": dict(counters.logs),
+                "downlinks": dict(collections.Counter(self.downlinks.values())),
                 "last_error": self.session.last_error,
                 "sensors": [s.as_dict() for s in self.sensors.values()]}
 
@@ -292,13 +295,19 @@ class LoraSource:
     def _downlink_confirmed(self, name: str, event: ChirpstackEvent, ts: int) -> None:
         ident = event.queue_item_id or ""
         if event.event == "txack":
-            self.downlinks[ident] = "sent"
+            self._track(ident, "sent")
             kind, attrs = "lora.downlink_sent", {"id": ident, "f_cnt_down": event.f_cnt_down}
         else:
-            self.downlinks[ident] = "acknowledged" if event.acknowledged else "not acknowledged"
+            self._track(ident, "acknowledged" if event.acknowledged else "not acknowledged")
             kind, attrs = "lora.downlink_acked", {"id": ident, "acknowledged": event.acknowledged,
                                                   "f_cnt_down": event.f_cnt_down}
         self.sink.put_event(Event(kind, name, ts, attrs))
+
+    def _track(self, ident: str, state: str) -> None:
+        self.downlinks[ident] = state
+        self.downlinks.move_to_end(ident)
+        if len(self.downlinks) > _TRACKED_DOWNLINKS:
+            self.downlinks.popitem(last=False)
 
     def _warn_once(self, scope: str, what: str, message: str) -> None:
         """One log line per (scope, kind of problem): garbage must not flood the log."""
