@@ -6,6 +6,8 @@ each is **parsed** by the real parser of its program: typer's click for ``edge-a
 ``sync-server`` (group by group, so an option after a subcommand must belong to it), the
 daemon's argparse for ``edge-agent run``, each simulator's argparse through ``python -m``;
 ``make`` targets must be in the Makefile and ``export`` must set a variable an option reads.
+Commands quoted in the text (`` `edge-agent status` ``) are references: their commands and
+options must exist where written, but what they require may be left out.
 
 Commands are **run** for real (subprocesses, scratch directory, no ``PONTON_*`` variables)
 when they end by themselves and name no placeholder:
@@ -55,6 +57,7 @@ from tests.helpers.doc_commands import (
     DocCommand,
     blocks,
     envvars,
+    inline_commands,
     leaf_commands,
     parse_error,
     shell_commands,
@@ -63,6 +66,7 @@ from tests.helpers.doc_commands import (
 BIN = Path(sys.executable).parent
 COMMANDS = [command for page in DOCS for block in blocks(page) if block.lang == "sh"
             for command in shell_commands(block)]
+INLINE = [command for page in DOCS for command in inline_commands(page)]
 TOML_BLOCKS = [block for page in DOCS for block in blocks(page) if block.lang == "toml"]
 PLACEHOLDER = re.compile(r"^([A-Z]+|/dev/.*|.*example\.org.*|\d+\.\d+\.\d+\.\d+:\d+)$")
 
@@ -185,6 +189,13 @@ def test_documented_command_is_accepted(command: DocCommand) -> None:
         assert args[0].split("=", 1)[0] in envvars(), args[0]
     else:
         assert parse_error(command.argv) is None, parse_error(command.argv)
+
+
+@pytest.mark.parametrize("command", INLINE, ids=_id)
+def test_command_quoted_in_the_text_exists(command: DocCommand) -> None:
+    """A sentence may name a command without what it requires, never a wrong name."""
+    assert parse_error(command.argv, names_only=True) is None, parse_error(
+        command.argv, names_only=True)
 
 
 def test_every_command_that_runs_is_in_the_docs() -> None:

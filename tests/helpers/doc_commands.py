@@ -15,6 +15,7 @@ import re
 import runpy
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +28,8 @@ from edge_agent import daemon
 from edge_agent.cli import app as agent_app
 from sync_server.cli import app as hub_app
 
-__all__ = ["DOCS", "ROOT", "Block", "DocCommand", "blocks", "envvars", "leaf_commands",
-           "parse_error", "shell_commands"]
+__all__ = ["DOCS", "ROOT", "Block", "DocCommand", "blocks", "envvars", "inline_commands",
+           "leaf_commands", "parse_error", "shell_commands"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The pages whose command blocks are checked, in reading order.
@@ -36,6 +37,7 @@ DOCS = ("README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.m
         "device_profiles/README.md")
 _FENCE = re.compile(r"^```(\w*)\s*$")
 _OPTIONAL = re.compile(r" \[([^\]]+)\]")
+_SPAN = re.compile(r"`((?:edge-agent|sync-server|python -m [\w.]+)\b[^`]*)`")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,20 @@ def shell_commands(block: Block) -> Iterator[DocCommand]:
             yield DocCommand(f"{block.path}:{start}", tuple(argv), redirect, variant > 0)
 
 
+def inline_commands(path: str) -> Iterator[DocCommand]:
+    """Commands quoted in a page's prose and tables (`` `edge-agent status` ``): references
+    more than commands to type, often without their required options."""
+    inside = False
+    for number, line in enumerate((ROOT / path).read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("```"):
+            inside = not inside
+            continue
+        for span in [] if inside else _SPAN.findall(line):
+            for variant, form in enumerate(_forms(span)):
+                yield DocCommand(f"{path}:{number}", tuple(shlex.split(form)),
+                                 variant=variant > 0)
+
+
 def _forms(line: str) -> list[str]:
     """A synopsis line's forms: without its optional groups, then with each alternative of
     each group (``[--by badge|pedestal|month]`` gives three)."""
@@ -119,8 +135,8 @@ def _forms(line: str) -> list[str]:
 
 def _click_error(app: typer.Typer, args: list[str], *, names_only: bool) -> str | None:
     """What click (typer's own copy) says of ``args``, parsed group by group down to the
-    command they name, which is never invoked (None: accepted). With ``names_only``,
-    missing or odd values pass: only commands and options must exist where written."""
+    command they name, which is never invoked (None: accepted). With ``names_only``, a
+    group alone and missing or odd values pass: only names must exist where written."""
     command = typer.main.get_command(app)
     name = command.name or ""
     parent = None
@@ -132,7 +148,7 @@ def _click_error(app: typer.Typer, args: list[str], *, names_only: bool) -> str 
                 return None
             rest = [*ctx._protected_args, *ctx.args]  # as TyperGroup.invoke reads them
             if not rest:
-                return "a group without a command"
+                return None if names_only else "a group without a command"
             found, sub, args = command.resolve_command(ctx, rest)
             if sub is None:
                 return f"no command {rest[0]!r}"
@@ -141,8 +157,9 @@ def _click_error(app: typer.Typer, args: list[str], *, names_only: bool) -> str 
         return None if done.exit_code == 0 else f"exit {done.exit_code}"
     except typer.BadParameter as refused:  # missing ones too
         return None if names_only else refused.format_message()
-    except typer.TyperException as refused:
-        return refused.format_message() or "a group without a command"
+    except typer.TyperException as refused:  # no message: a group's help, for no command
+        message = refused.format_message()
+        return message or (None if names_only else "a group without a command")
 
 
 class _Parsed(Exception):
@@ -171,6 +188,13 @@ def _argparse_error(entry: Callable[[], object], argv: list[str]) -> str | None:
     return "returned without parsing its arguments"
 
 
+def _run_module(module: str) -> None:
+    """``python -m module``, in this process (where other tests may have imported it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "'.*' found in sys.modules", RuntimeWarning)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
 def parse_error(argv: tuple[str, ...], *, names_only: bool = False) -> str | None:
     """Why the real parser refuses a documented command, or None when it accepts it
     (``names_only``: see _click_error; argparse programs are always parsed whole)."""
@@ -179,8 +203,7 @@ def parse_error(argv: tuple[str, ...], *, names_only: bool = False) -> str | Non
         module, *args = args[1:]
         program = {"edge_agent": "edge-agent", "sync_server": "sync-server"}.get(module, module)
         if program == module:
-            return _argparse_error(
-                lambda: runpy.run_module(module, run_name="__main__", alter_sys=True), args)
+            return _argparse_error(lambda: _run_module(module), args)
     if program == "edge-agent":
         if args[:1] == ["run"] and not {"-h", "--help"} & set(args):
             # edge_agent/launcher.py sends `run` to the daemon's argparse, the rest to typer
