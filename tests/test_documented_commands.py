@@ -14,9 +14,9 @@ when they end by themselves and name no placeholder:
 
 - hub, in page order on one scratch SQLite hub: ``db upgrade``, ``keys init``, ``keys show``,
   ``territory add``, ``site add``, ``gateway add``, ``gateway list``, ``token add``,
-  ``token list``, ``alarm list``, ``carpark list``, and access-hub.md's ``policy set``/
-  ``show``/``publish`` and ``badge add``/``import``/``list`` (with its rules and CSV files);
-  a territory a page uses without adding it is added first;
+  ``token list``, and access-hub.md's ``policy set``/``show``/``publish`` and
+  ``badge add``/``import``/``list`` (with its rules and CSV files); a territory a page uses
+  without adding it is added first;
 - agent: ``profiles list``/``show``/``check``/``schema``, ``lora decode``, ``version``,
   ``config validate`` (README's gateway file as ``gateway.toml``; device_profiles/README.md's
   example profile as ``my-meter.yaml``);
@@ -24,17 +24,21 @@ when they end by themselves and name no placeholder:
   validate as a gateway fragment).
 
 Only **parsed**: commands with a placeholder (``CODE``, ``URL``, ``C``, ``/dev/tty…``,
-``192.168.1.40:502``, ``example.org`` hosts), commands that serve or listen until stopped
-(``serve``, ``run``, ``listen``, simulators, ``make``), commands that need a running agent,
-hardware, a broker, a provisioned gateway or records (``status``, ``provision``, ``sync``,
-``policy status``, ``badge test``, ``gate open``, ``lora send``, ``rules test``, ``modbus
-scan``, ``devices read``, ``token revoke``, ``badge revoke``, ``alarm ack``, ``bundle
-publish``, ``report``), README's ``policy`` and ``badge`` lines (their rules file is not
-shown), and the other forms of a synopsis line.
+``192.168.1.40:502``, ``example.org`` hosts); commands that serve or listen until stopped
+(``serve``, ``run``, ``listen``, simulators, ``make``); commands that need a running agent,
+hardware, a broker, a provisioned gateway, records or a file the docs do not show
+(``status``, ``provision``, ``sync``, ``policy status``, ``badge test``, ``gate open``,
+``lora send``, ``rules test``, ``modbus scan``, ``devices read``, ``token revoke``,
+``badge revoke``, ``bundle publish``) or that have little to show on an empty hub
+(``alarm``, ``carpark``, ``report``: each hub command costs a second of start-up);
+README's ``policy`` and ``badge`` lines (the rules they use are not shown); and the other
+forms of a synopsis line.
 
 Every ```toml block is a gateway file checked with ``edge-agent config validate``, whole or
 appended to a minimal ``[gateway]`` header and the devices its comments say it uses
 (``GATEWAY_BLOCKS``), except access-hub.md's access rules, which ``policy set`` runs.
+Every ```yaml block of device_profiles/README.md is checked with ``edge-agent profiles check``,
+whole (it has an ``id``) or below the top of a LoRa profile (``PROFILE_FRAGMENTS``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.cli import app as agent_app
 from sync_server.cli import app as hub_app
 from tests.helpers.doc_commands import (
     DOCS,
@@ -56,6 +61,7 @@ from tests.helpers.doc_commands import (
     Block,
     DocCommand,
     blocks,
+    command_tree,
     envvars,
     inline_commands,
     leaf_commands,
@@ -68,6 +74,7 @@ COMMANDS = [command for page in DOCS for block in blocks(page) if block.lang == 
             for command in shell_commands(block)]
 INLINE = [command for page in DOCS for command in inline_commands(page)]
 TOML_BLOCKS = [block for page in DOCS for block in blocks(page) if block.lang == "toml"]
+YAML_BLOCKS = [block for block in blocks("device_profiles/README.md") if block.lang == "yaml"]
 PLACEHOLDER = re.compile(r"^([A-Z]+|/dev/.*|.*example\.org.*|\d+\.\d+\.\d+\.\d+:\d+)$")
 
 #: Commands (by their first words) that run for real when they name no placeholder.
@@ -75,8 +82,7 @@ RUN = [
     *[("sync-server", *words.split()) for words in (
         "db upgrade", "keys init", "keys show", "territory add", "site add", "gateway add",
         "gateway list", "token add", "token list", "policy set", "policy show",
-        "policy publish", "badge add", "badge import", "badge list", "alarm list",
-        "carpark list")],
+        "policy publish", "badge add", "badge import", "badge list")],
     *[("edge-agent", *words.split()) for words in (
         "profiles list", "profiles show", "profiles check", "profiles schema", "lora decode",
         "config validate", "version")],
@@ -120,6 +126,11 @@ GATEWAY_BLOCKS: dict[tuple[str, str], str] = {
         '\n[[devices]]\nname = "water-a"\nbus = "pontoon-a"\nprofile = "isma-sfar-4di"\n'
         'unit = 30\n\n'),
 }
+#: device_profiles/README.md's profile fragments, by section: the top of a profile they need.
+PROFILE_FRAGMENTS = dict.fromkeys(
+    ["Channel records (`layout: milesight` or `layout: elsys`)", "Object map"],
+    "id: example\nmanufacturer: Docs\nmodel: Example\ncategory: lora_sensor\n"
+    "uplink_interval_s: 600\nbattery_low: null\n")
 #: Not gateway files: access-hub.md's rules go to the hub (``policy set``, run below).
 OTHER_TOML = {("docs/access-hub.md", "Rules first")}
 
@@ -138,7 +149,7 @@ def _runs(command: DocCommand) -> bool:
 @pytest.fixture(autouse=True)
 def _no_ponton_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``PONTON_CONFIG`` left in the environment would hide a missing ``--config``."""
-    for name in os.environ:
+    for name in list(os.environ):
         if name.startswith("PONTON_"):
             monkeypatch.delenv(name)
 
@@ -227,6 +238,14 @@ def test_every_hub_command_takes_the_hub_settings(where: str) -> None:
     assert {words: why for words, why in refused.items() if why} == {}
 
 
+def test_ponton_config_may_replace_every_config_option() -> None:
+    """README: "`PONTON_CONFIG` may replace `--config`"."""
+    reads = {" ".join(words): param.envvar for words, command in command_tree(agent_app)
+             for param in command.params if "--config" in getattr(param, "opts", [])}
+    assert len(reads) >= 10
+    assert {words: envvar for words, envvar in reads.items() if envvar != "PONTON_CONFIG"} == {}
+
+
 @pytest.mark.parametrize("block", TOML_BLOCKS, ids=lambda b: f"{b.path}:{b.line}")
 def test_documented_gateway_file_validates(block: Block, tmp_path: Path) -> None:
     key = (block.path, block.heading)
@@ -237,6 +256,18 @@ def test_documented_gateway_file_validates(block: Block, tmp_path: Path) -> None
     gateway.write_text(GATEWAY_BLOCKS[key] + block.text, encoding="utf-8")
     _run(DocCommand(f"{block.path}:{block.line}", ("edge-agent", "config", "validate",
                                                    str(gateway))), tmp_path)
+
+
+@pytest.mark.parametrize("block", YAML_BLOCKS, ids=lambda b: f"{b.path}:{b.line}")
+def test_documented_profile_checks(block: Block, tmp_path: Path) -> None:
+    named = re.search(r"^id: (\S+)", block.text, re.MULTILINE)
+    if named is None:
+        assert block.heading in PROFILE_FRAGMENTS, f"decide how {block.heading!r} is checked"
+    text = block.text if named else PROFILE_FRAGMENTS[block.heading] + block.text
+    profile = tmp_path / f"{named.group(1) if named else 'example'}.yaml"
+    profile.write_text(text, encoding="utf-8")
+    _run(DocCommand(f"{block.path}:{block.line}", ("edge-agent", "profiles", "check",
+                                                   str(profile))), tmp_path)
 
 
 def test_hub_commands_run_on_a_scratch_hub(files: Path) -> None:

@@ -28,8 +28,8 @@ from edge_agent import daemon
 from edge_agent.cli import app as agent_app
 from sync_server.cli import app as hub_app
 
-__all__ = ["DOCS", "ROOT", "Block", "DocCommand", "blocks", "envvars", "inline_commands",
-           "leaf_commands", "parse_error", "shell_commands"]
+__all__ = ["DOCS", "ROOT", "Block", "DocCommand", "blocks", "command_tree", "envvars",
+           "inline_commands", "leaf_commands", "parse_error", "shell_commands"]
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The pages whose command blocks are checked, in reading order.
@@ -214,25 +214,27 @@ def parse_error(argv: tuple[str, ...], *, names_only: bool = False) -> str | Non
     return f"{program}: not a program of this project"
 
 
-def _tree(command: object, path: list[str]) -> Iterator[
-        tuple[list[str], TyperCommand | TyperGroup]]:
-    """Every group and command under ``command``, with the words that name it."""
-    if isinstance(command, TyperGroup):
-        yield path, command
-        for name, sub in command.commands.items():
-            yield from _tree(sub, [*path, name])
-    elif isinstance(command, TyperCommand):
-        yield path, command
+def command_tree(app: typer.Typer) -> Iterator[tuple[list[str], TyperCommand | TyperGroup]]:
+    """Every group and command of an app, with the words that name it."""
+
+    def walk(command: object, path: list[str]) -> Iterator[
+            tuple[list[str], TyperCommand | TyperGroup]]:
+        if isinstance(command, TyperGroup):
+            yield path, command
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*path, name])
+        elif isinstance(command, TyperCommand):
+            yield path, command
+
+    return walk(typer.main.get_command(app), [])
 
 
 def leaf_commands(app: typer.Typer) -> list[list[str]]:
     """The words naming each command of an app that does something (``gateway list``)."""
-    return [path for path, command in _tree(typer.main.get_command(app), [])
-            if isinstance(command, TyperCommand)]
+    return [path for path, command in command_tree(app) if isinstance(command, TyperCommand)]
 
 
 def envvars() -> set[str]:
     """Every environment variable an option of either CLI reads."""
-    return {param.envvar for app in (agent_app, hub_app)
-            for _, command in _tree(typer.main.get_command(app), [])
+    return {param.envvar for app in (agent_app, hub_app) for _, command in command_tree(app)
             for param in command.params if isinstance(param.envvar, str)}
