@@ -48,7 +48,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,8 +91,10 @@ RUN = [
 ]
 #: Commands that run on one page only: access-hub.md shows the rules and badge files they
 #: read; README's use rules it does not show (its category ``boater``).
-RUN_ONLY_ON: dict[tuple[str, ...], str] = {("sync-server", "policy"): "docs/access-hub.md",
-               ("sync-server", "badge"): "docs/access-hub.md"}
+RUN_ONLY_ON: dict[tuple[str, ...], str] = {
+    ("sync-server", "policy"): "docs/access-hub.md",
+    ("sync-server", "badge"): "docs/access-hub.md",
+}
 
 HEADER = '[gateway]\nid = "docs-example"\ndata_dir = "data"\n\n'
 _PONTOON = '[[buses]]\nname = "pontoon-a"\nserial = "/dev/ttyUSB0"\n\n'
@@ -214,13 +215,6 @@ def test_every_command_that_runs_is_in_the_docs() -> None:
         assert any(_runs(c) for c in COMMANDS if c.argv[:len(prefix)] == prefix), prefix
 
 
-def _hub_settings_before_and_after(
-        words: list[str]) -> Iterator[tuple[str, tuple[str, ...]]]:
-    settings = ("--data-dir", "d", "--database-url", "sqlite:///d/hub.db", "--signing-key", "k")
-    yield "before", ("sync-server", *settings, *words)
-    yield "after", ("sync-server", *words, *settings)
-
-
 @pytest.mark.parametrize("where", [
     "before",
     pytest.param("after", marks=pytest.mark.xfail(
@@ -228,12 +222,14 @@ def _hub_settings_before_and_after(
 ])
 def test_every_hub_command_takes_the_hub_settings(where: str) -> None:
     """README: "Every command takes --data-dir, --database-url, --signing-key" (or the
-    PONTON_HUB_* variables), which the README also writes after the command."""
+    PONTON_HUB_* variables): before the command's name, and after it as well."""
     assert {"PONTON_HUB_DATA_DIR", "PONTON_HUB_DATABASE_URL",
             "PONTON_HUB_SIGNING_KEY"} <= envvars()
-    refused = {" ".join(words): parse_error(argv, names_only=True)
-               for words in leaf_commands(hub_app)
-               for place, argv in _hub_settings_before_and_after(words) if place == where}
+    settings = ["--data-dir", "d", "--database-url", "sqlite:///d/hub.db", "--signing-key", "k"]
+    refused = {" ".join(words): parse_error(tuple(
+        ["sync-server", *settings, *words] if where == "before"
+        else ["sync-server", *words, *settings]), names_only=True)
+        for words in leaf_commands(hub_app)}
     assert len(refused) >= 12
     assert {words: why for words, why in refused.items() if why} == {}
 
