@@ -141,25 +141,24 @@ def _click_error(app: typer.Typer, args: list[str], *, names_only: bool) -> str 
     name = command.name or ""
     parent = None
     try:
-        while True:
-            with contextlib.redirect_stdout(io.StringIO()):  # help, for --help or no command
-                ctx = command.make_context(name, list(args), parent=parent)
-            if not isinstance(command, TyperGroup):
-                return None
-            rest = [*ctx._protected_args, *ctx.args]  # as TyperGroup.invoke reads them
-            if not rest:
-                return None if names_only else "a group without a command"
-            found, sub, args = command.resolve_command(ctx, rest)
-            if sub is None:
-                return f"no command {rest[0]!r}"
-            name, command, parent = found or "", sub, ctx
+        with contextlib.redirect_stdout(io.StringIO()):  # help, for --help
+            while isinstance(command, TyperGroup):
+                # (no arguments at all: a group shows its help, as a usage error)
+                ctx = command.make_context(name, list(args), parent=parent) if args else None
+                rest = [*ctx._protected_args, *ctx.args] if ctx else []  # as invoke reads them
+                if ctx is None or not rest:
+                    return None if names_only else "a group without a command"
+                found, sub, args = command.resolve_command(ctx, rest)
+                assert sub is not None, rest  # an unknown name raised a usage error
+                name, command, parent = found or "", sub, ctx
+            command.make_context(name, list(args), parent=parent)
     except typer.Exit as done:
         return None if done.exit_code == 0 else f"exit {done.exit_code}"
     except typer.BadParameter as refused:  # missing ones too
         return None if names_only else refused.format_message()
-    except typer.TyperException as refused:  # no message: a group's help, for no command
-        message = refused.format_message()
-        return message or (None if names_only else "a group without a command")
+    except typer.TyperException as refused:
+        return refused.format_message()
+    return None
 
 
 class _Parsed(Exception):
