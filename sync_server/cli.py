@@ -113,7 +113,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8600,
     upgrade_db: Annotated[bool, typer.Option(
-        "--upgrade-db", help="Upgrade the schema before serving.")] = False,
+        "--upgrade-db", help="Create or upgrade the schema before serving, as `db upgrade` "
+                             "does.")] = False,
     forwarded_allow_ips: Annotated[str | None, typer.Option(
         help="Reverse proxies whose X-Forwarded-For is trusted (comma-separated); by "
              "default none, so no client can choose the address rate limits see.")] = None,

@@ -18,10 +18,10 @@ import typer
 
 from sync_server.cli_support import SETTINGS
 
-__all__ = ["STORE_OPTIONS", "accept_store_options"]
+__all__ = ["accept_store_options"]
 
 #: The options of the root callback that every command accepts, by parameter and setting name.
-STORE_OPTIONS = {"data_dir": "data_dir", "database_url": "database_url",
+_STORE_OPTIONS = {"data_dir": "data_dir", "database_url": "database_url",
                  "signing_key": "signing_key_file"}
 
 _HELP = " (also accepted before the command)"
@@ -53,7 +53,7 @@ def _with_store_options(callback: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(callback)
     def command(*args: Any, **kwargs: Any) -> Any:
-        for parameter, setting in STORE_OPTIONS.items():
+        for parameter, setting in _STORE_OPTIONS.items():
             value = kwargs.pop(parameter)
             if value is not None:
                 SETTINGS[setting] = value

@@ -166,6 +166,8 @@ def test_serve_on_a_port_in_use_is_one_error_line(hub_dir: Path) -> None:
          "error: unsupported database 'mysql'"),
         (("--signing-key", "/nonexistent/key.pem", "serve", "--port", "0"),
          "error: no signing key at /nonexistent/key.pem"),
+        (("keys", "init", "--signing-key", "/proc/no/key.pem"),
+         "error: cannot write the signing key /proc/no/key.pem: "),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else "",
 )
@@ -203,7 +205,8 @@ def test_usage_errors_are_one_error_line_and_a_hint(
     assert done.stdout == ""
 
 
-@pytest.mark.parametrize("path", [(), *COMMANDS], ids=lambda p: " ".join(p) or "root")
+@pytest.mark.parametrize("path", [(), *sorted({p[:-1] for p in COMMANDS if len(p) > 1}),
+                                  *COMMANDS], ids=lambda p: " ".join(p) or "root")
 def test_help_is_plain_text_in_80_columns(tmp_path: Path, path: tuple[str, ...]) -> None:
     done = _run(tmp_path, *path, "--help", env={"COLUMNS": "80"})
     assert done.returncode == 0, done.stderr
