@@ -60,6 +60,7 @@ def require_head(engine: Engine) -> None:
 
 
 def _unreachable(engine: Engine, exc: SQLAlchemyError) -> SettingsError:
-    """One line (the driver's first): SQLAlchemy appends a background link on a line of its own."""
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["unknown error"]
-    return SettingsError(f"cannot reach the database {engine.url!r}: {reason[0]}")
+    """The driver's own words on one line, without the link SQLAlchemy appends to its own."""
+    reason = str(getattr(exc, "orig", None) or exc).split("(Background on this error")[0]
+    return SettingsError(f"cannot reach the database {engine.url!r}: "
+                         f"{' '.join(reason.split()) or type(exc).__name__}")
