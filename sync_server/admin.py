@@ -38,7 +38,9 @@ __all__ = [
     "add_territory",
     "operator_token_list",
     "revoke_operator_token",
+    "site_list",
     "territory_id",
+    "territory_list",
 ]
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
@@ -179,6 +181,31 @@ def operator_token_list(engine: Engine) -> list[dict[str, Any]]:
              .order_by(operator_tokens.c.id))
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def territory_list(conn: Connection) -> list[dict[str, Any]]:
+    """Every territory by name, with how many sites and gateways it has and when it began."""
+    site_count = (select(func.count()).where(sites.c.territory_id == territories.c.id)
+                  .correlate(territories).scalar_subquery())
+    gateway_count = (select(func.count()).where(gateways.c.territory_id == territories.c.id)
+                     .correlate(territories).scalar_subquery())
+    query = select(territories.c.name.label("territory"), site_count.label("sites"),
+                   gateway_count.label("gateways"), territories.c.created_ms
+                   ).order_by(territories.c.name)
+    return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def site_list(conn: Connection, territory: int | None) -> list[dict[str, Any]]:
+    """Sites of ``territory`` (every one when None), with how many gateways each has."""
+    gateway_count = (select(func.count()).where(gateways.c.site_id == sites.c.id)
+                     .correlate(sites).scalar_subquery())
+    query = (select(territories.c.name.label("territory"), sites.c.name.label("site"),
+                    gateway_count.label("gateways"), sites.c.created_ms)
+             .join_from(sites, territories, sites.c.territory_id == territories.c.id)
+             .order_by(territories.c.name, sites.c.name))
+    if territory is not None:
+        query = query.where(sites.c.territory_id == territory)
+    return [dict(row._mapping) for row in conn.execute(query)]
 
 
 def _site_id(conn: Connection, territory: int, name: str) -> int | None:

@@ -17,7 +17,7 @@ from sync_server import __version__
 from sync_server.api import access, field, gateway, operator, public
 from sync_server.api.context import HubState
 from sync_server.api.limits import BodyLimit
-from sync_server.db.engine import create_hub_engine
+from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
 from sync_server.errors import HubError, InvalidRows, TooManyRequests
 from sync_server.keys import load_signing_key
@@ -30,7 +30,7 @@ log = logging.getLogger("sync_server")
 
 def create_app(settings: HubSettings) -> FastAPI:
     """An app serving ``settings``' database; SettingsError if it cannot serve safely."""
-    engine = create_hub_engine(settings.resolved_database_url)
+    engine = open_hub_engine(settings.resolved_database_url)
     require_head(engine)
     key = load_signing_key(settings.resolved_signing_key_file, demo=settings.demo)
     app = FastAPI(title="Ponton sync hub", version=__version__,

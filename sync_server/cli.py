@@ -1,38 +1,37 @@
 """``sync-server``: the hub's command line, for operators and for starting the service.
 
-Every command reads the same settings (flags or ``PONTON_HUB_*`` variables) and prints one
-``error:`` line with exit status 2 for anything it refuses, never a traceback.
+Every command reads the same settings (flags or ``PONTON_HUB_*`` variables; the store's
+before or after the subcommand) and prints one ``error:`` line with exit status 2 for
+anything it refuses, never a traceback (sync_server/cli_errors.py). Help is plain text:
+it must read on a Pi's 80-column console and through a pipe.
 """
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from sqlalchemy import Connection
 
 from sync_server import admin
 from sync_server.bundles import publish_bundle
 from sync_server.cli_access import badge_app, policy_app, report_app
+from sync_server.cli_errors import run_cli
 from sync_server.cli_field import alarm_app, carpark_app
-from sync_server.cli_support import (
-    SETTINGS,
-    hub_engine,
-    hub_settings,
-    parse_duration,
-    print_table,
-    signing_key,
-    when,
-)
-from sync_server.db.engine import create_hub_engine
+from sync_server.cli_output import JsonFlag, minute, print_json, print_table, when
+from sync_server.cli_store import accept_store_options
+from sync_server.cli_support import SETTINGS, hub_engine, hub_settings, parse_duration, signing_key
+from sync_server.db.engine import create_hub_engine, reading
 from sync_server.db.migrate import current_revision, upgrade
-from sync_server.errors import BadRequest, HubError
+from sync_server.errors import BadRequest, SettingsError
 from sync_server.keys import create_signing_key, load_signing_key
 from sync_server.queries import gateway_health
 from sync_server.settings import DEFAULT_DATA_DIR
@@ -40,7 +39,8 @@ from sync_server.settings import DEFAULT_DATA_DIR
 __all__ = ["app", "main"]
 
 app = typer.Typer(name="sync-server", help="Ponton sync hub: serve gateways and operators.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="The bundle-signing key gateways pin.", no_args_is_help=True)
 territory_app = typer.Typer(help="Territories.", no_args_is_help=True)
@@ -54,6 +54,16 @@ for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory
                   (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
                   (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark")):
     app.add_typer(sub, name=name)
+
+_Rows = list[dict[str, Any]]
+_OnlyTerritory = Annotated[str | None, typer.Option(help="Only this territory.")]
+
+
+def _listed(territory: str | None, query: Callable[[Connection, int | None], _Rows]) -> _Rows:
+    """``query``'s rows for one territory by name (refused if unknown), or for every one."""
+    with reading(hub_engine()) as conn:
+        return query(conn, None if territory is None else admin.territory_id(conn, territory))
+
 
 @app.callback()
 def configure(
@@ -103,12 +113,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8600,
     upgrade_db: Annotated[bool, typer.Option(
-        "--upgrade-db", help="Upgrade the schema before serving.")] = False,
+        "--upgrade-db", help="Create or upgrade the schema before serving, as `db upgrade` "
+                             "does.")] = False,
     forwarded_allow_ips: Annotated[str | None, typer.Option(
         help="Reverse proxies whose X-Forwarded-For is trusted (comma-separated); by "
              "default none, so no client can choose the address rate limits see.")] = None,
 ) -> None:
-    """Serve the HTTP API; prints ``READY http://HOST:PORT`` once listening."""
+    """Serve the HTTP API.
+
+    Prints READY http://HOST:PORT once listening.
+    """
     # FastAPI and uvicorn take half a second to import: only the server pays for them.
     import uvicorn  # noqa: PLC0415
 
@@ -119,13 +133,7 @@ def serve(
     if upgrade_db:
         upgrade(create_hub_engine(settings.resolved_database_url))
     application = create_app(settings)
-    # IPPROTO_TCP spelt out: asyncio sets TCP_NODELAY only on sockets that say so, and
-    # without it every kept-alive request waited out the client's 40 ms delayed ACK.
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                         socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)  # before READY: a client may connect the moment it reads that line
+    sock = _listen(host, port)
     bound = sock.getsockname()[1]
     config = uvicorn.Config(application, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5,
@@ -138,6 +146,27 @@ def serve(
     gc.freeze()
     print(f"READY http://{host}:{bound}", flush=True)  # noqa: T201 - the line tests wait for
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, before READY: a client may connect the moment it reads that line.
+
+    IPPROTO_TCP spelt out: asyncio sets TCP_NODELAY only on sockets that say so, and without
+    it every kept-alive request waited out the client's 40 ms delayed ACK.
+    """
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:  # in use, not ours to take (< 1024), no such address
+        sock.close()
+        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _log_to_stderr() -> None:
@@ -153,7 +182,7 @@ def _log_to_stderr() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the schema to this version's."""
-    engine = hub_engine(at_head=False)
+    engine = create_hub_engine(hub_settings().resolved_database_url)
     upgrade(engine)
     typer.echo(f"database at revision {current_revision(engine)}")
 
@@ -167,10 +196,11 @@ def keys_init() -> None:
 
 @keys_app.command("show")
 def keys_show() -> None:
-    """Print the signing key's id and public key."""
+    """Print the signing key's id and public key (base64, as enrollment gives it)."""
     settings = hub_settings()
     key = load_signing_key(settings.resolved_signing_key_file, demo=False)
-    typer.echo(f"key id {key.key_id}\npublic key {key.public_bytes.hex()}")
+    public = base64.b64encode(key.public_bytes).decode("ascii")
+    typer.echo(f"key id {key.key_id}\npublic key {public}")
 
 
 @territory_app.command("add")
@@ -180,11 +210,36 @@ def territory_add(name: str) -> None:
     typer.echo(f"territory {name} created")
 
 
+@territory_app.command("list")
+def territory_list(as_json: JsonFlag = False) -> None:
+    """Territories with their number of sites and gateways."""
+    with reading(hub_engine()) as conn:
+        rows = admin.territory_list(conn)
+    if as_json:
+        print_json(rows)
+        return
+    print_table(("territory", "sites", "gateways", "created"),
+                ((row["territory"], str(row["sites"]), str(row["gateways"]),
+                  minute(row["created_ms"])) for row in rows))
+
+
 @site_app.command("add")
 def site_add(territory: Annotated[str, typer.Option(help="Territory name.")], name: str) -> None:
     """Create a site in a territory."""
     admin.add_site(hub_engine(), territory, name)
     typer.echo(f"site {name} created in {territory}")
+
+
+@site_app.command("list")
+def site_list(territory: _OnlyTerritory = None, as_json: JsonFlag = False) -> None:
+    """Sites with their territory and number of gateways."""
+    rows = _listed(territory, admin.site_list)
+    if as_json:
+        print_json(rows)
+        return
+    print_table(("territory", "site", "gateways", "created"),
+                ((row["territory"], row["site"], str(row["gateways"]), minute(row["created_ms"]))
+                 for row in rows))
 
 
 @gateway_app.command("add")
@@ -206,28 +261,23 @@ def gateway_add(
 
 
 @gateway_app.command("list")
-def gateway_list(
-    territory: Annotated[str | None, typer.Option(help="Only this territory.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-) -> None:
+def gateway_list(territory: _OnlyTerritory = None, as_json: JsonFlag = False) -> None:
     """Gateways with last seen, the backlog they reported and their clock skew."""
-    engine = hub_engine()
-    with engine.connect() as conn:
-        tid = None if territory is None else admin.territory_id(conn, territory)
-        rows = gateway_health(conn, tid)
+    rows = _listed(territory, gateway_health)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        print_json(rows)
         return
-    table = Table("territory", "site", "gateway", "enrolled", "last seen", "backlog",
-                  "clock skew", "acked")
-    for row in rows:
-        skew = row["clock_skew_ms"]
-        table.add_row(row["territory"], row["site"], row["gateway"],
-                      "yes" if row["enrolled_ms"] else "no", when(row["last_seen_ms"]),
-                      "-" if row["backlog"] is None else f"{row['backlog']:,}",
-                      "-" if skew is None else f"{skew / 1000:+.1f} s",
-                      ", ".join(f"{k} {v}" for k, v in sorted(row["acked"].items())))
-    print_table(table)
+    print_table(("territory", "site", "gateway", "enrolled", "last seen", "backlog", "clock skew",
+                 "acked"), (_health(row) for row in rows))
+
+
+def _health(row: dict[str, Any]) -> tuple[str, ...]:
+    skew = row["clock_skew_ms"]
+    return (row["territory"], row["site"], row["gateway"], "yes" if row["enrolled_ms"] else "no",
+            minute(row["last_seen_ms"]) if row["last_seen_ms"] else "never",
+            "-" if row["backlog"] is None else f"{row['backlog']:,}",
+            "-" if skew is None else f"{skew / 1000:+.1f} s",
+            ", ".join(f"{k} {v}" for k, v in sorted(row["acked"].items())))
 
 
 @token_app.command("add")
@@ -244,14 +294,15 @@ def token_add(
 
 
 @token_app.command("list")
-def token_list() -> None:
+def token_list(as_json: JsonFlag = False) -> None:
     """Operator tokens: id, name, territory, created, revoked (never the secret)."""
-    table = Table("id", "name", "territory", "created", "revoked")
-    for row in admin.operator_token_list(hub_engine()):
-        table.add_row(str(row["id"]), row["name"], row["territory"] or "(admin: all)",
-                      when(row["created_ms"]), when(row["revoked_ms"]) if row["revoked_ms"]
-                      else "-")
-    print_table(table)
+    rows = admin.operator_token_list(hub_engine())
+    if as_json:
+        print_json(rows)
+        return
+    print_table(("id", "name", "territory", "created", "revoked"),
+                ((str(row["id"]), row["name"], row["territory"] or "(admin: all)",
+                  minute(row["created_ms"]), minute(row["revoked_ms"])) for row in rows))
 
 
 @token_app.command("revoke")
@@ -280,10 +331,9 @@ def bundle_publish(
     typer.echo(f"{kind} bundle version {version} published for {territory}")
 
 
+accept_store_options(app)
+
+
 def main() -> None:
-    """Run the CLI; HubError becomes one ``error:`` line and exit status 2."""
-    try:
-        app()
-    except HubError as exc:
-        print(f"error: {exc.detail}", file=sys.stderr)  # noqa: T201
-        sys.exit(2)
+    """Run the CLI; refusals and usage errors become one ``error:`` line and exit status 2."""
+    run_cli(app)

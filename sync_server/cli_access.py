@@ -6,12 +6,10 @@ number. Each command that changes badges or rules publishes the policy once.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from sync_server.access.badge_input import BadgeText
 from sync_server.access.policy import (
@@ -31,7 +29,8 @@ from sync_server.access.registry import (
 )
 from sync_server.access.reports import consumption, grouping, service_statistics
 from sync_server.admin import territory_id
-from sync_server.cli_support import hub_engine, hub_settings, print_table, signing_key, when
+from sync_server.cli_output import JsonFlag, minute, print_json, print_table, when
+from sync_server.cli_support import hub_engine, hub_settings, signing_key
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest, InvalidRows
 
@@ -44,7 +43,6 @@ report_app = typer.Typer(help="Consumption and service use from the gateways' ev
                          no_args_is_help=True)
 
 _Territory = Annotated[str, typer.Option(help="Territory name.")]
-_Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 _Month = Annotated[str | None, typer.Option(help="One month, YYYY-MM (default: all).")]
 
 
@@ -70,7 +68,11 @@ def _length(length: int | None) -> str:
 
 
 def _seconds(value: int | None) -> str:
-    return "-" if value is None else when(value * 1000)
+    return minute(None if value is None else value * 1000)
+
+
+def _amounts(row: dict[str, Any]) -> list[str]:
+    return [str(row["sessions"]), f"{row['kwh']:.3f}", f"{row['m3']:.3f}"]
 
 
 @badge_app.command("add")
@@ -106,7 +108,7 @@ def badge_import(
                                               "valid_until, master, label.")],
     partial: Annotated[bool, typer.Option(
         help="Store the good lines even if others are wrong.")] = False,
-    as_json: _Json = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Register every badge of a CSV file; any wrong line and nothing is stored."""
     try:
@@ -114,13 +116,12 @@ def badge_import(
                                partial=partial)
     except InvalidRows as exc:
         if as_json:
-            typer.echo(json.dumps({"error": exc.code, "detail": exc.detail,
-                                   "problems": exc.problems}, indent=2))
+            print_json({"error": exc.code, "detail": exc.detail, "problems": exc.problems})
         else:
             _problems(exc.problems)
         raise
     if as_json:
-        typer.echo(json.dumps(change.as_dict(), indent=2))
+        print_json(change.as_dict())
         return
     _problems([problem.as_dict() for problem in change.problems])
     typer.echo(f"{change.added} added, {change.updated} updated, {change.unchanged} unchanged"
@@ -131,10 +132,8 @@ def badge_import(
 def _problems(problems: list[dict[str, Any]]) -> None:
     if not problems:
         return
-    table = Table("line", "field", "reason")
-    for problem in problems:
-        table.add_row(str(problem["line"]), str(problem["field"]), str(problem["reason"]))
-    print_table(table)
+    print_table(("line", "field", "reason"),
+                ((str(p["line"]), str(p["field"]), str(p["reason"])) for p in problems))
 
 
 @badge_app.command("revoke")
@@ -161,23 +160,20 @@ def badge_list(
     category: Annotated[str | None, typer.Option(help="Only this category.")] = None,
     revoked: Annotated[bool | None, typer.Option(
         "--revoked/--active", help="Only revoked, or only active badges.")] = None,
-    as_json: _Json = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Badges by pseudonym, with category, validity, revocation and label."""
     with reading(hub_engine()) as conn:
         rows = badge_rows(conn, territory_id(conn, territory), category=category,
                           revoked=revoked)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        print_json(rows)
         return
-    table = Table("pseudonym", "category", "valid from", "valid until", "revoked", "master",
-                  "label")
-    for row in rows:
-        table.add_row(row["pseudonym"], row["category"], _seconds(row["valid_from_s"]),
-                      _seconds(row["valid_until_s"]),
-                      when(row["revoked_ms"]) if row["revoked_ms"] else "-",
-                      "yes" if row["master"] else "-", row["label"] or "")
-    print_table(table)
+    print_table(("pseudonym", "category", "valid from", "valid until", "revoked", "master",
+                 "label"),
+                ((row["pseudonym"], row["category"], _seconds(row["valid_from_s"]),
+                  _seconds(row["valid_until_s"]), minute(row["revoked_ms"]),
+                  "yes" if row["master"] else "-", row["label"] or "") for row in rows))
 
 
 @policy_app.command("set")
@@ -192,15 +188,15 @@ def policy_set(
 
 
 @policy_app.command("show")
-def policy_show(territory: _Territory, as_json: _Json = False) -> None:
+def policy_show(territory: _Territory, as_json: JsonFlag = False) -> None:
     """The rules, their digest, the newest policy and the badge counts."""
     with reading(hub_engine()) as conn:
         summary = rules_summary(conn, territory_id(conn, territory))
     if as_json or summary["rules"] is None:
-        typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))
+        print_json(summary)
         return
     policy = summary["policy"]
-    typer.echo(json.dumps(summary["rules"], indent=2, ensure_ascii=False))
+    print_json(summary["rules"])
     typer.echo(f"rules sha256 {summary['digest']}, set {when(summary['updated_ms'])}\n"
                f"policy version {policy['version']}, signed {when(policy['issued_ms'])}, "
                f"expires {when(policy['expires_ms'])}\n"
@@ -219,38 +215,32 @@ def report_consumption(
     territory: _Territory,
     by: Annotated[str, typer.Option(help="badge, pedestal or month.")] = "badge",
     month: _Month = None,
-    as_json: _Json = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """kWh, m³ and sessions of pedestal sessions, per badge, pedestal or month."""
     with reading(hub_engine()) as conn:
         report = consumption(conn, territory_id(conn, territory), by=grouping(by), month=month)
     if as_json:
-        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        print_json(report)
         return
     keys = {"badge": ("badge", "category", "label"), "pedestal": ("gateway", "pedestal"),
             "month": ("month",)}[report["by"]]
-    table = Table(*keys, "sessions", "kWh", "m³")
-    for row in report["rows"]:
-        table.add_row(*(str(row[key] or "-") for key in keys), str(row["sessions"]),
-                      f"{row['kwh']:.3f}", f"{row['m3']:.3f}")
     totals = report["totals"]
-    table.add_row("total", *("" for _ in keys[1:]), str(totals["sessions"]),
-                  f"{totals['kwh']:.3f}", f"{totals['m3']:.3f}")
-    print_table(table)
+    rows = [*([str(row[key] or "-") for key in keys] + _amounts(row) for row in report["rows"]),
+            ["total", *("" for _ in keys[1:]), *_amounts(totals)]]
+    print_table((*keys, "sessions", "kWh", "m³"), rows)
 
 
 @report_app.command("services")
-def report_services(territory: _Territory, month: _Month = None, as_json: _Json = False) -> None:
+def report_services(territory: _Territory, month: _Month = None, as_json: JsonFlag = False) -> None:
     """Uses per service, holder category and hour; cells under k badges are not shown."""
     k = hub_settings().report_min_badges
     with reading(hub_engine()) as conn:
         report = service_statistics(conn, territory_id(conn, territory), k=k, month=month)
     if as_json:
-        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        print_json(report)
         return
-    table = Table("service", "category", "hour", "uses", "badges")
-    for cell in report["cells"]:
-        table.add_row(cell["service"], cell["category"], f"{cell['hour']:02d}h",
-                      str(cell["uses"]), str(cell["badges"]))
-    print_table(table)
+    print_table(("service", "category", "hour", "uses", "badges"),
+                ((cell["service"], cell["category"], f"{cell['hour']:02d}h", str(cell["uses"]),
+                  str(cell["badges"])) for cell in report["cells"]))
     typer.echo(f"{report['suppressed_cells']} cells under {k} badges not shown")

@@ -1,6 +1,6 @@
 """``sync-server alarm | carpark``: a territory's field state from the operator's terminal.
 
-Tables are cut to fit 80 columns (times to the minute, UTC); ``--json`` gives every field.
+Tables fit 80 columns (times to the minute, UTC); ``--json`` gives every field.
 Acknowledging from here names its author with ``--by`` (default: the login name), since
 no token speaks for the terminal.
 """
@@ -8,19 +8,15 @@ no token speaks for the terminal.
 from __future__ import annotations
 
 import getpass
-import json
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich import box
-from rich.table import Table
-from rich.text import Text
 
 from sync_server.admin import territory_id
 from sync_server.alarms import Acknowledgement, AlarmFilter, acknowledge, alarms_page
 from sync_server.car_parks import car_parks
-from sync_server.cli_support import hub_engine, print_table, when
+from sync_server.cli_output import JsonFlag, minute, print_json, print_table, when
+from sync_server.cli_support import hub_engine
 from sync_server.db.engine import reading
 from sync_server.queries import MAX_EVENTS, Scope
 
@@ -32,33 +28,11 @@ carpark_app = typer.Typer(help="Car-park occupancy as the gateways count it.",
                           no_args_is_help=True)
 
 _Territory = Annotated[str, typer.Option(help="Territory name.")]
-_Json = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _scope(territory: str) -> Scope:
     with reading(hub_engine()) as conn:
         return Scope(territory_id(conn, territory))
-
-
-def _minute(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M")
-
-
-def _table(*columns: str) -> Table:
-    """A borderless table: seven columns of alarms still fit an 80-column terminal."""
-    return Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False,
-                 collapse_padding=True)
-
-
-def _add_row(table: Table, *cells: str) -> None:
-    """Cells as plain text: names come from gateways, and rich would read ``[x]`` as markup."""
-    table.add_row(*(Text(cell) for cell in cells))
-
-
-def _json(rows: Any) -> None:
-    typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
 
 
 @alarm_app.command("list")
@@ -68,22 +42,20 @@ def alarm_list(
     limit: Annotated[int, typer.Option(help=f"At most this many (≤ {MAX_EVENTS}).")] = 100,
     before: Annotated[str | None, typer.Option(
         help="Only alarms listed after this one (the last id of the previous page).")] = None,
-    as_json: _Json = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Alarms, newest first: id, where, rule, severity, raised and cleared (UTC), ack."""
     scope = _scope(territory)
     with reading(hub_engine()) as conn:
         rows = alarms_page(conn, scope, AlarmFilter(state=state, limit=limit, before=before))
     if as_json:
-        _json(rows)
+        print_json(rows)
         return
-    table = _table("id", "gateway/device", "rule", "severity", "raised", "cleared", "ack by")
-    for row in rows:
-        _add_row(table, row["id"], f"{row['gateway']}/{row['device']}", str(row["rule"] or "-"),
-                      str(row["severity"] or "-"), _minute(row["raised_ms"]),
-                      _minute(row["cleared_ms"]) if row["cleared_ms"] is not None else "open",
-                      row["ack"]["by"] if row["ack"] else "-")
-    print_table(table)
+    print_table(("id", "gateway/device", "rule", "severity", "raised", "cleared", "ack by"),
+                ((row["id"], f"{row['gateway']}/{row['device']}", str(row["rule"] or "-"),
+                  str(row["severity"] or "-"), minute(row["raised_ms"], year=False),
+                  "open" if row["cleared_ms"] is None else minute(row["cleared_ms"], year=False),
+                  row["ack"]["by"] if row["ack"] else "-") for row in rows))
 
 
 @alarm_app.command("ack")
@@ -110,21 +82,19 @@ def _login() -> str:
 
 
 @carpark_app.command("list")
-def carpark_list(territory: _Territory, as_json: _Json = False) -> None:
+def carpark_list(territory: _Territory, as_json: JsonFlag = False) -> None:
     """Each car park's latest occupancy, capacity, free spaces and full flag."""
     scope = _scope(territory)
     with reading(hub_engine()) as conn:
         rows = car_parks(conn, scope)
     if as_json:
-        _json(rows)
+        print_json(rows)
         return
-    table = _table("gateway", "car park", "vehicles", "spaces", "free", "full", "counted")
-    for row in rows:
-        full = {None: "-", True: "FULL", False: "no"}[row["full"]]
-        _add_row(table, row["gateway"], row["car_park"], _number(row["occupancy"]),
-                      _number(row["capacity"]), _number(row["free"]), full,
-                      _minute(row["occupancy_ms"]))
-    print_table(table)
+    full = {None: "-", True: "FULL", False: "no"}
+    print_table(("gateway", "car park", "vehicles", "spaces", "free", "full", "counted"),
+                ((row["gateway"], row["car_park"], _number(row["occupancy"]),
+                  _number(row["capacity"]), _number(row["free"]), full[row["full"]],
+                  minute(row["occupancy_ms"], year=False)) for row in rows))
 
 
 def _number(value: int | None) -> str:

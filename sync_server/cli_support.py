@@ -1,28 +1,25 @@
-"""What every ``sync-server`` command shares: its settings, the engine, durations, output.
+"""What every ``sync-server`` command shares: its settings, the engine, the key, durations.
 
 The root callback of sync_server/cli.py fills ``SETTINGS`` from flags and ``PONTON_HUB_*``
-variables; command modules (cli.py, cli_access.py) read them through these helpers.
+variables; command modules (cli.py, cli_access.py …) read them through these helpers,
+and print through sync_server/cli_output.py.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy import Engine
 
-from sync_server.db.engine import create_hub_engine
+from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
 from sync_server.errors import BadRequest
 from sync_server.keys import SigningKey, load_signing_key
 from sync_server.settings import HubSettings
 
-__all__ = ["SETTINGS", "hub_engine", "hub_settings", "parse_duration", "print_table",
-           "signing_key", "when"]
+__all__ = ["SETTINGS", "hub_engine", "hub_settings", "parse_duration", "signing_key"]
 
 #: Filled by the root callback before any command runs.
 SETTINGS: dict[str, Any] = {}
@@ -40,11 +37,14 @@ def hub_settings() -> HubSettings:
         raise BadRequest(f"invalid settings: {problems}") from None
 
 
-def hub_engine(*, at_head: bool = True) -> Engine:
-    """The hub's database, refused unless at the code's schema revision (unless told)."""
-    engine = create_hub_engine(hub_settings().resolved_database_url)
-    if at_head:
-        require_head(engine)
+def hub_engine() -> Engine:
+    """The hub's existing database, refused unless there and at the code's schema revision.
+
+    Only ``sync-server db upgrade`` creates a store; every other command that finds none says
+    where it looked, and leaves no empty file behind to be mistaken for the hub.
+    """
+    engine = open_hub_engine(hub_settings().resolved_database_url)
+    require_head(engine)
     return engine
 
 
@@ -60,16 +60,3 @@ def parse_duration(text: str) -> int:
     if match is None:
         raise BadRequest(f"duration {text!r} is not like 30m, 24h, 7d or 3600s")
     return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def when(ms: int | None) -> str:
-    """A UTC timestamp in ms as operators read it, or ``never``."""
-    if ms is None:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def print_table(table: Table) -> None:
-    """A table, as wide as the terminal, or 200 columns when piped."""
-    console = Console()
-    (console if console.is_terminal else Console(width=200)).print(table)

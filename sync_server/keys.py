@@ -42,14 +42,16 @@ def _wrap(private: Ed25519PrivateKey) -> SigningKey:
 
 def create_signing_key(path: Path) -> SigningKey:
     """Write a new key to ``path`` (0600); Conflict if one is there already."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     private = generate_signing_key()
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise Conflict(
             f"{path} already exists; replacing the signing key would strand every gateway "
             "that pinned it", code="already_exists") from None
+    except OSError as exc:  # a directory we may not write, a path through a file
+        raise SettingsError(f"cannot write the signing key {path}: {exc.strerror}") from None
     with os.fdopen(fd, "wb") as file:
         file.write(private_key_pem(private))
         file.flush()

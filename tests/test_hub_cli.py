@@ -80,6 +80,7 @@ def test_refusals_are_one_clear_line(registry: Path, args: tuple[str, ...], mess
 
 
 def test_commands_refuse_a_database_that_was_never_upgraded(tmp_path: Path) -> None:
+    (tmp_path / "hub.db").touch()  # an empty SQLite database
     done = hub_cli(tmp_path, "territory", "add", "x")
     assert (done.returncode, done.stderr.strip()) == (
         2, "error: the database is at schema revision (empty), this hub needs 0003: run "

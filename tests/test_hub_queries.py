@@ -265,3 +265,20 @@ def test_a_skewed_gateway_shows_its_skew(quay: Quay) -> None:
     assert (skewed["backlog"], skewed["acked"]) == (7, {"events": 1})
     boot = quay.ok("/v1/events", gateway="gw-skewed")["events"]
     assert boot[0]["ts_ms"] == sent_at, "a plausible timestamp is kept as the gateway stamped it"
+
+
+def test_series_reads_the_last_24_hours_when_no_range_is_given(hub: HubProcess) -> None:
+    now = now_ms()
+    token = hub.enroll("today", "gw1")["token"]
+    readings = [Reading("m1", "voltage", now - 25 * 3_600_000, 200.0),
+                Reading("m1", "voltage", now - 23 * 3_600_000, 230.0),
+                Reading("m1", "voltage", now - 60_000, 232.0)]
+    _push(hub, token, "readings", encode_readings(1, readings), READINGS_TYPE)
+    query = {"gateway": "gw1", "device": "m1", "quantity": "voltage"}
+    with hub.operator("today") as today:
+        answer = today.get("/v1/series", params=query)
+        assert answer.status_code == 200, answer.text
+        assert [b["min"] for b in answer.json()["buckets"]] == [230.0, 232.0]
+        # to_ms alone: the 24 hours before it
+        until = today.get("/v1/series", params={**query, "to_ms": now - 22 * 3_600_000})
+        assert [b["min"] for b in until.json()["buckets"]] == [200.0, 230.0]

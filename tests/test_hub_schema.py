@@ -48,7 +48,12 @@ def test_upgrading_an_empty_database_gives_the_declared_schema(empty_engine: Eng
 
 
 def test_the_hub_refuses_a_database_that_is_not_upgraded(tmp_path: Path) -> None:
-    settings = HubSettings(data_dir=tmp_path, demo=True)
+    settings = HubSettings(data_dir=tmp_path / "hub", demo=True)
+    with pytest.raises(SettingsError, match=r"no hub database at .*: nothing is there"):
+        create_app(settings)
+    assert list(tmp_path.iterdir()) == [], "serving creates no database"
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "hub.db").touch()  # an empty SQLite database
     with pytest.raises(SettingsError, match="run `sync-server db upgrade` first"):
         create_app(settings)
 

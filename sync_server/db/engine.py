@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from sync_server.errors import SettingsError
 
-__all__ = ["create_hub_engine", "reading"]
+__all__ = ["create_hub_engine", "open_hub_engine", "reading"]
 
 _BUSY_TIMEOUT_MS = 30_000
 #: Negative: KiB. Readings arrive interleaved across every series, so the (series, time)
@@ -38,15 +38,53 @@ def reading(engine: Engine) -> Iterator[Connection]:
 
 
 def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://…``."""
+    """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://…``.
+
+    A missing SQLite file (and its directory) is created on first connection: only schema
+    upgrades should call this on a store that may not exist yet (see ``open_hub_engine``).
+    """
+    parsed = _parse(url)
+    if parsed.drivername == "sqlite":
+        _make_parent(parsed.database)
+    return _engine(url, parsed, pool_size)
+
+
+def open_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for an existing store; SettingsError naming the path when no SQLite file is
+    there, so a command run in the wrong directory never leaves an empty hub behind."""
+    parsed = _parse(url)
+    database = parsed.database
+    if parsed.drivername == "sqlite" and database and database != ":memory:" \
+            and not Path(database).is_file():
+        raise SettingsError(
+            f"no hub database at {Path(database).absolute()}: nothing is there; create one with "
+            "`sync-server db upgrade`, or give the hub's --data-dir or --database-url")
+    return _engine(url, parsed, pool_size)
+
+
+def _parse(url: str) -> URL:
     try:
         parsed = make_url(url)
         parsed.port  # noqa: B018 - parsed lazily: a bad port raises here, not later
     except (ArgumentError, ValueError) as exc:
         raise SettingsError(f"invalid database URL (password hidden) "
                             f"{_without_password(url)!r}: {exc}") from None
+    return parsed
+
+
+def _make_parent(database: str | None) -> None:
+    if not database or database == ":memory:":
+        return
+    try:
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"cannot create the directory of {database}: {exc.strerror}") \
+            from None
+
+
+def _engine(url: str, parsed: URL, pool_size: int) -> Engine:
     if parsed.drivername == "sqlite":
-        return _sqlite_engine(url, parsed.database)
+        return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -67,9 +105,7 @@ def _without_password(url: str) -> str:
     return f"{scheme}{sep}{user}:***@{host}"
 
 
-def _sqlite_engine(url: str, database: str | None) -> Engine:
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_MS / 1000,
                                               "check_same_thread": False})
 

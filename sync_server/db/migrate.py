@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from sync_server.errors import SettingsError
 
@@ -28,7 +28,10 @@ def _config(engine: Engine | None = None) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` to ``revision`` (default: the latest)."""
-    command.upgrade(_config(engine), revision)
+    try:
+        command.upgrade(_config(engine), revision)
+    except OperationalError as exc:  # unreachable, refused, not writable: not a bug of ours
+        raise _unreachable(engine, exc) from exc
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -49,8 +52,15 @@ def require_head(engine: Engine) -> None:
     try:
         revision = current_revision(engine)
     except SQLAlchemyError as exc:
-        raise SettingsError(f"cannot reach the database {engine.url!r}: {exc}") from exc
+        raise _unreachable(engine, exc) from exc
     if revision != head_revision():
         raise SettingsError(
             f"the database is at schema revision {revision or '(empty)'}, this hub needs "
             f"{head_revision()}: run `sync-server db upgrade` first")
+
+
+def _unreachable(engine: Engine, exc: SQLAlchemyError) -> SettingsError:
+    """The driver's own words on one line, without the link SQLAlchemy appends to its own."""
+    reason = str(getattr(exc, "orig", None) or exc).split("(Background on this error")[0]
+    return SettingsError(f"cannot reach the database {engine.url!r}: "
+                         f"{' '.join(reason.split()) or type(exc).__name__}")
