@@ -215,11 +215,7 @@ def test_every_command_that_runs_is_in_the_docs() -> None:
         assert any(_runs(c) for c in COMMANDS if c.argv[:len(prefix)] == prefix), prefix
 
 
-@pytest.mark.parametrize("where", [
-    "before",
-    pytest.param("after", marks=pytest.mark.xfail(
-        strict=True, reason="issue 12 item 4, fixed on branch i12-hub")),
-])
+@pytest.mark.parametrize("where", ["before", "after"])
 def test_every_hub_command_takes_the_hub_settings(where: str) -> None:
     """README: "Every command takes --data-dir, --database-url, --signing-key" (or the
     PONTON_HUB_* variables): before the command's name, and after it as well."""
