@@ -19,7 +19,7 @@ from edge_agent.errors import ConfigError, StoreError
 from edge_agent.records import now_ms
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE, lock_is_held, stats_as_dict
 from edge_agent.store import StreamStats, read_stats
-from edge_agent.sync.identity import NOT_PROVISIONED, load_identity
+from edge_agent.sync.identity import load_identity, not_provisioned
 from edge_agent.sync.loop import backlog_and_lag
 
 __all__ = ["gateway_report", "report_view"]
@@ -28,8 +28,11 @@ __all__ = ["gateway_report", "report_view"]
 _STALE_AFTER_MS = 10_000
 
 
-def gateway_report(data_dir: Path) -> dict[str, Any]:
-    """Outbox statistics read from disk, plus the running agent's last status file."""
+def gateway_report(data_dir: Path, config: Path | None = None) -> dict[str, Any]:
+    """Outbox statistics read from disk, plus the running agent's last status file.
+
+    ``config`` is the gateway file, named in the hints (``edge-agent provision --config ...``).
+    """
     outbox_path = data_dir / OUTBOX_FILE
     stats: list[StreamStats] = []
     note = ""
@@ -48,11 +51,12 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     fresh = age_ms is not None and age_ms < _STALE_AFTER_MS
     return {
         "agent_running": fresh and not running.get("stopped", False),
+        "agent_has_run": bool(running) or outbox_path.exists(),
         "status_age_ms": age_ms,
         "streams": [stats_as_dict(s) for s in stats],
         "note": note,
         "devices": running.get("devices", []),
-        "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
+        "sync": _sync_report(data_dir, stats, running.get("sync") or {}, config),
         "access": running.get("access"),
         "rules": running.get("rules"),
         "tic": running.get("tic", []),
@@ -61,8 +65,8 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def _sync_report(data_dir: Path, stats: list[StreamStats],
-                 published: dict[str, Any]) -> dict[str, Any]:
+def _sync_report(data_dir: Path, stats: list[StreamStats], published: dict[str, Any],
+                 config: Path | None) -> dict[str, Any]:
     """The hub from ``identity.json``, backlog and lag from disk, counters from the agent."""
     backlog, lag_ms = backlog_and_lag(stats, now_ms())
     report: dict[str, Any] = {"last_success_ms": None, "last_error": "",
@@ -74,7 +78,7 @@ def _sync_report(data_dir: Path, stats: list[StreamStats],
         report["note"] = str(exc)
         return report
     if identity is None:
-        report["note"] = NOT_PROVISIONED
+        report["note"] = not_provisioned(config)
     else:
         report["hub"] = identity.hub_url
     return report

@@ -34,10 +34,11 @@ def test_the_same_outbox_without_an_agent_is_an_error(tmp_path: Path) -> None:
 
 def test_an_empty_data_directory_reports_nothing_waiting(tmp_path: Path) -> None:
     report = gateway_report(tmp_path)
-    assert report == {"agent_running": False, "status_age_ms": None, "streams": [],
+    assert report == {"agent_running": False, "agent_has_run": False, "status_age_ms": None,
+                      "streams": [],
                       "note": "", "devices": [], "sync": {
                           "hub": None, "backlog": 0, "lag_ms": None, "last_success_ms": None,
                           "last_error": "", "consecutive_failures": 0,
-                          "note": "not provisioned: run `edge-agent provision --hub URL --code "
-                                  "CODE`"}, "access": None, "rules": None, "tic": [],
-                          "lora": [], "car_parks": None}
+                          "note": "not provisioned: run `edge-agent provision --config "
+                                  "gateway.toml --hub URL --code CODE`"},
+                      "access": None, "rules": None, "tic": [], "lora": [], "car_parks": None}

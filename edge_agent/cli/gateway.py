@@ -38,7 +38,7 @@ def status(
 ) -> None:
     """Outbox depth and oldest record per stream, and the health of every device."""
     gateway = load_config(config).gateway
-    report = gateway_report(gateway.data_dir)
+    report = gateway_report(gateway.data_dir, config)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
         return
