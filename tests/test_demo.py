@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from edge_agent.runtime import OUTBOX_FILE
 from edge_agent.store import read_stats
@@ -18,10 +22,15 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
         [sys.executable, "-m", "simulators.demo", "--duration", "16", "--plain", "--data-dir",
          str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, "COLUMNS": "300"},
+        env={**os.environ, "COLUMNS": "80"},
     )
     assert result.returncode == 0, result.stderr
     assert "stopped. outbox:" in result.stdout
+    # Plain output is whole lines, never wrapped mid-phrase, with each gate decision's reason.
+    starts = re.compile(r"(field|hub|agent|gate|flood|inspect it): |stopped\. | +\d+ s  ")
+    assert [line for line in result.stdout.splitlines() if not starts.match(line)] == []
+    assert re.search(r"gate-a: badge \w+ granted \(granted\)", result.stdout), result.stdout
+    assert re.search(r"gate-a: badge \w+ denied \(unknown_badge\)", result.stdout)
     stats = {s.name: s for s in read_stats(tmp_path / OUTBOX_FILE)}
     assert stats["readings"].last_seq > 100
     assert stats["readings"].acked_seq > 0, "readings reached the hub"
@@ -49,3 +58,63 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
     assert "stopped; outbox closed" in log
     assert "Traceback" not in log
     assert "Traceback" not in (tmp_path / "hub" / "hub.log").read_text(encoding="utf-8")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (the hub and the agent of a running demo)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(("signum", "to_group"), [
+    (signal.SIGINT, True),  # Ctrl-C in a terminal: the whole foreground group
+    (signal.SIGHUP, True),  # the terminal closed
+    (signal.SIGTERM, False),  # kill PID
+])
+def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
+    tmp_path: Path, signum: signal.Signals, to_group: bool
+) -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "simulators.demo", "--plain", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert demo.stdout is not None
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            lines.append(demo.stdout.readline())
+            if " s  outbox:" in lines[-1] or not lines[-1]:
+                break
+        children = _children(demo.pid)
+        assert len(children) >= 2, f"hub and agent: {children} {lines}"
+        if to_group:
+            os.killpg(demo.pid, signum)
+        else:
+            demo.send_signal(signum)
+        out, err = demo.communicate(timeout=90)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+    assert demo.returncode == 0, err
+    assert "stopped. outbox:" in out
+    assert "Traceback" not in err
+    time.sleep(0.5)
+    assert [pid for pid in children if _alive(pid)] == []
