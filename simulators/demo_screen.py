@@ -17,8 +17,8 @@ from rich.table import Table
 __all__ = ["decision_lines", "live_screen"]
 
 #: The hub values shown per berth meter, with the unit and format each takes on screen.
-_BERTH_VALUES = (("voltage", "V", "{:.1f}"), ("active_power", "W", "{:.0f}"),
-                 ("active_energy_import", "kWh", "{:.2f}"))
+_BERTH_VALUES = (("voltage", "V", "{:.1f}"), ("active_power", "power W", "{:.0f}"),
+                 ("active_energy_import", "energy kWh", "{:.2f}"))
 
 
 def _compact(*columns: str, title: str) -> Table:
@@ -65,8 +65,7 @@ def _gate_table(hub: dict[str, Any]) -> Table:
 
 def _values_table(hub: dict[str, Any]) -> Table:
     """The newest values of each berth meter at the hub, one line per meter."""
-    table = _compact("meter", *(f"{q.replace('active_', '')} {unit}"
-                                for q, unit, _ in _BERTH_VALUES), "age",
+    table = _compact("meter", *(label for _, label, _ in _BERTH_VALUES), "age",
                      title="newest values at the hub")
     now = hub.get("gateway", {}).get("last_seen_ms") or 0
     rows: dict[str, dict[str, Any]] = {}

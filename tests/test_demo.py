@@ -118,3 +118,47 @@ def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
     assert "Traceback" not in err
     time.sleep(0.5)
     assert [pid for pid in children if _alive(pid)] == []
+
+
+def test_the_live_screen_fits_80_by_24_with_gate_decisions_and_hub_values(
+    tmp_path: Path,
+) -> None:
+    from rich.console import Console
+
+    from edge_agent.status import gateway_report
+    from simulators.demo_screen import live_screen
+
+    report = gateway_report(tmp_path)
+    report["devices"] = [{"name": f"berth-a{unit}", "online": unit != 5} for unit in range(1, 6)]
+    report["lora"] = [{"sensors": [{"online": True}] * 5}]
+    report["tic"] = [{"name": "linky-office", "frames": 12}]
+    now = 1_764_000_000_000
+    hub = {
+        "gateway": {"acked": {"readings": 1200, "events": 4, "alarms": 3}, "last_seen_ms": now},
+        "latest": [{"device": f"berth-a{unit}", "quantity": quantity, "value": 230.1 + unit,
+                    "ts_ms": now - 2000}
+                   for unit in range(1, 5)
+                   for quantity in ("voltage", "active_power", "active_energy_import")],
+        "decisions": [{"device": "gate-a", "kind": kind, "ts_ms": now,
+                       "attrs": {"reason": reason, "badge": "f5f697d3c0ffee11"}}
+                      for kind, reason in (("access.denied", "revoked"),
+                                           ("access.denied", "unknown_badge"),
+                                           ("access.granted", "granted"))],
+        "alarms": [{"rule": "flood-harbour-road", "cleared_ms": None}],
+        "car_parks": [{"car_park": "P-capitainerie", "occupancy": 4, "capacity": 4,
+                       "full": True}],
+    }
+    title = ("[bold]Ponton demo[/] 125 s (Ctrl-C to stop): berth A4 cable [red]cut[/] "
+             "(cut 20-35 s), A5 absent; gate opened 12 times; water 0.61 m below the sensor, "
+             "road [red]closed[/]")
+    console = Console(width=80, height=24, record=True, force_terminal=True)
+    console.print(live_screen(title, report, hub, "http://127.0.0.1:40123"))
+    lines = console.export_text().splitlines()
+    assert len(lines) <= 24, "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    screen = "\n".join(lines)
+    for reason in ("revoked", "unknown_badge", "granted"):
+        assert reason in screen
+    assert "berth-a4" in screen
+    assert "234.1" in screen
+    assert "offline: berth-a5" in screen
