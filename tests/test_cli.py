@@ -211,3 +211,45 @@ def test_run_help_is_the_cli_help() -> None:
     result = edge_agent("run", "--help")
     assert result.returncode == 0
     assert "--log-level" in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("devices", "read", "--profile", "eastron-sdm120", "--unit", "abc"),
+    ("devices", "nope"),
+    ("profiles", "show", "--bogus"),
+    ("status",),
+])
+def test_usage_errors_are_one_error_line_and_a_try_line_exit_2(args: tuple[str, ...]) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PONTON_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
+                            text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: ")
+    assert len(lines) <= 2
+    assert lines[1:] == [] or lines[1].startswith("Try 'edge-agent ")
+
+
+def test_help_shows_no_type_noise_and_no_boxes() -> None:
+    result = edge_agent("devices", "read", "--help")
+    assert result.returncode == 0
+    assert "<bool>" not in result.stdout
+    assert "╭" not in result.stdout
+    assert "--json " in result.stdout
+
+
+def test_devices_read_defaults_to_unit_1(simulator_process: SimulatorStarter) -> None:
+    endpoint = simulator_process("--profile", "eastron-sdm120", "--tcp", "0")
+    result = edge_agent("devices", "read", "--profile", "eastron-sdm120", "--tcp", endpoint,
+                        "--json")
+    assert result.returncode == 0, result.stderr
+    assert "voltage" in json.loads(result.stdout)
+
+
+def test_status_of_a_gateway_that_never_ran_says_so_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\nid = "gw"\ndata_dir = "var"\n', encoding="utf-8")
+    result = edge_agent("status", "--config", str(config))
+    assert result.returncode == 1
+    assert "the agent has not run yet" in result.stdout
+    assert f"edge-agent run --config {config}" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -36,13 +37,23 @@ def status(
     config: ConfigPath,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Outbox depth and oldest record per stream, and the health of every device."""
+    """Outbox depth and oldest record per stream, and the health of every device.
+
+    Exits 1 when the agent has never run with this data directory: there is nothing to show.
+    """
     gateway = load_config(config).gateway
     report = gateway_report(gateway.data_dir, config)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
-        return
-    Console().print(report_view(report))
+    elif report["agent_has_run"]:
+        Console().print(report_view(report))
+    else:
+        Console(highlight=False, soft_wrap=True).print(
+            f"the agent has not run yet with {gateway.data_dir}: no outbox, no status; start "
+            f"it with `edge-agent run --config {shlex.quote(str(config))}`\n"
+            f"{report['sync']['note']}", markup=False)
+    if not report["agent_has_run"]:
+        raise typer.Exit(1)
 
 
 @config_app.command("validate")

@@ -66,7 +66,9 @@ class _Discard:
 @devices_app.command("read")
 def read(
     profile_id: Annotated[str, typer.Option("--profile", metavar="ID", help="Device profile.")],
-    unit: Annotated[int, typer.Option("--unit", min=1, max=247, help="Modbus unit id.")],
+    unit: Annotated[int, typer.Option(
+        "--unit", min=1, max=247, help="Modbus unit id (1: every shipped meter's factory id).")
+    ] = 1,
     tcp: Tcp = None,
     serial: Serial = None,
     baud: Baud = 9600,
