@@ -253,3 +253,14 @@ def test_status_of_a_gateway_that_never_ran_says_so_and_exits_1(tmp_path: Path) 
     assert result.returncode == 1
     assert "the agent has not run yet" in result.stdout
     assert f"edge-agent run --config {config}" in result.stdout
+
+
+def test_modbus_scan_over_tcp_keeps_going_past_silent_units_with_its_defaults(
+    simulator_process: SimulatorStarter,
+) -> None:
+    """A TCP converter with meters in gaps: the link drops after silent units, the scan goes on."""
+    endpoint = simulator_process("--profile", "eastron-sdm120", "--tcp", "0",
+                                 "--unit", "1", "2", "3", "9", "12", "25")
+    result = edge_agent("modbus", "scan", "--tcp", endpoint, "--last", "30", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["unit"] for row in json.loads(result.stdout)] == [1, 2, 3, 9, 12, 25]
