@@ -14,9 +14,14 @@ from rich.table import Table
 __all__ = ["fitting_table"]
 
 
-def fitting_table(*headers: str, **options: Any) -> Table:
-    """A rich Table whose columns keep their header's width and fold long cells."""
+def fitting_table(*headers: str, whole: tuple[str, ...] = (), **options: Any) -> Table:
+    """A rich Table whose columns keep their header's width and fold long cells.
+
+    The columns named in ``whole`` never fold: names someone copies into a file (a
+    quantity, a profile id) stay on one line, and the other columns give way.
+    """
     table = Table(**options)
     for header in headers:
-        table.add_column(header, min_width=len(header), overflow="fold")
+        table.add_column(header, min_width=len(header), overflow="fold",
+                         no_wrap=header in whole)
     return table

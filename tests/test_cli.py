@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -264,3 +265,26 @@ def test_modbus_scan_over_tcp_keeps_going_past_silent_units_with_its_defaults(
     result = edge_agent("modbus", "scan", "--tcp", endpoint, "--last", "30", "--json")
     assert result.returncode == 0, result.stderr
     assert [row["unit"] for row in json.loads(result.stdout)] == [1, 2, 3, 9, 12, 25]
+
+
+@pytest.mark.parametrize("profile_id", [*available_profiles(), "dragino-ldds75"])
+def test_piped_profiles_show_at_80_columns_cuts_no_quantity_name(profile_id: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "edge_agent", "profiles", "show", profile_id],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    if profile_id in available_profiles():
+        for quantity in load_profile(profile_id).points:
+            assert re.search(rf"^{quantity} ", result.stdout, re.MULTILINE), quantity
+
+
+def test_profiles_show_and_list_give_json() -> None:
+    shown = json.loads(edge_agent("profiles", "show", "eastron-sdm630", "--json").stdout)
+    assert set(shown["points"]) == set(load_profile("eastron-sdm630").points)
+    assert len(shown["read_plan"]) == 4
+    listed = json.loads(edge_agent("profiles", "list", "--json").stdout)
+    assert [p["id"] for p in listed["devices"]] == available_profiles()
+    assert "rdm6300" in [r["id"] for r in listed["readers"]]
+    assert "dragino-ldds75" in [lp["id"] for lp in listed["lora"]]

@@ -90,5 +90,4 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(130)
-    if isinstance(outcome, int):  # a typer.Exit(code) or --help
-        sys.exit(outcome)
+    sys.exit(outcome if isinstance(outcome, int) else 0)  # typer.Exit(code), --help: an int
