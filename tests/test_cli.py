@@ -288,3 +288,18 @@ def test_profiles_show_and_list_give_json() -> None:
     assert [p["id"] for p in listed["devices"]] == available_profiles()
     assert "rdm6300" in [r["id"] for r in listed["readers"]]
     assert "dragino-ldds75" in [lp["id"] for lp in listed["lora"]]
+
+
+def test_config_validate_gives_json(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nid = "gw"\ndata_dir = "var"\n'
+        '[[buses]]\nname = "lan"\ntcp = "127.0.0.1:5020"\n'
+        '[[devices]]\nname = "feeder"\nbus = "lan"\nprofile = "eastron-sdm630"\nunit = 1\n',
+        encoding="utf-8")
+    result = edge_agent("config", "validate", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["devices"] == [{"device": "feeder", "bus": "lan", "unit": 1,
+                                  "profile": "eastron-sdm630", "interval_s": 10.0,
+                                  "requests_per_poll": 4}]
