@@ -89,7 +89,8 @@ class DemoHub:
         done = subprocess.run(
             [sys.executable, "-m", "edge_agent", "provision", "--config", str(config),
              "--hub", self.url, "--code", self._code, "--force"],
-            capture_output=True, text=True, timeout=60, check=False)
+            capture_output=True, text=True, timeout=60, check=False,
+            start_new_session=True)  # a Ctrl-C meanwhile is the demo's to handle
         if done.returncode != 0:
             raise SystemExit(f"provisioning failed: {done.stderr.strip()}")
 

@@ -81,41 +81,64 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize(("signum", "to_group"), [
-    (signal.SIGINT, True),  # Ctrl-C in a terminal: the whole foreground group
-    (signal.SIGHUP, True),  # the terminal closed
-    (signal.SIGTERM, False),  # kill PID
-])
-def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
-    tmp_path: Path, signum: signal.Signals, to_group: bool
-) -> None:
+def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    """The demo in a session of its own, once it prints its first line; its children."""
     demo = subprocess.Popen(
-        [sys.executable, "-m", "simulators.demo", "--plain", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "simulators.demo", "--plain", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         env={**os.environ, "COLUMNS": "80"},
     )
     assert demo.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        lines.append(demo.stdout.readline())
+        if " s  outbox:" in lines[-1] or not lines[-1]:
+            break
+    children = _children(demo.pid)
+    assert len(children) >= 2, f"hub and agent: {children} {lines}"
+    return demo, children
+
+
+def _finish(demo: subprocess.Popen[str]) -> tuple[str, str]:
     try:
-        lines = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            lines.append(demo.stdout.readline())
-            if " s  outbox:" in lines[-1] or not lines[-1]:
-                break
-        children = _children(demo.pid)
-        assert len(children) >= 2, f"hub and agent: {children} {lines}"
-        if to_group:
-            os.killpg(demo.pid, signum)
-        else:
-            demo.send_signal(signum)
-        out, err = demo.communicate(timeout=90)
+        return demo.communicate(timeout=90)
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.communicate()
+
+
+@pytest.mark.parametrize(("signum", "to_group"), [
+    (signal.SIGINT, True),  # Ctrl-C in a terminal: the whole foreground group
+    (signal.SIGHUP, True),  # the terminal closed
+    (signal.SIGTERM, False),  # kill PID
+], ids=["ctrl-c", "hangup", "kill"])
+def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
+    tmp_path: Path, signum: signal.Signals, to_group: bool
+) -> None:
+    demo, children = _start_demo(tmp_path)
+    if to_group:
+        os.killpg(demo.pid, signum)
+    else:
+        demo.send_signal(signum)
+    out, err = _finish(demo)
     assert demo.returncode == 0, err
     assert "stopped. outbox:" in out
     assert "Traceback" not in err
+    time.sleep(0.5)
+    assert [pid for pid in children if _alive(pid)] == []
+
+
+def test_an_agent_that_dies_first_stops_the_hub_too(tmp_path: Path) -> None:
+    demo, children = _start_demo(tmp_path)
+    agent = next(pid for pid in children
+                 if b"edge_agent" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(agent, signal.SIGKILL)
+    out, _err = _finish(demo)
+    assert demo.returncode == 1
+    assert "the agent stopped (exit -9)" in out
+    assert "stopped. outbox:" in out
     time.sleep(0.5)
     assert [pid for pid in children if _alive(pid)] == []
 
