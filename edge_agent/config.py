@@ -24,7 +24,7 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -42,7 +42,9 @@ from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.parking.config import CarParkConfig, car_park_problem
 from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
 from edge_agent.rules.models import LatchAction, RuleConfig, latch_conflict, rule_problem
-from edge_agent.validation import describe_validation_error
+from edge_agent.toml_source import locate_toml
+from edge_agent.validation import located, validation_problems
+from edge_agent.yaml_source import LocatedYaml
 
 __all__ = [
     "BusConfig",
@@ -457,71 +459,113 @@ def _known(what: str, name: str, names: set[str]) -> None:
         raise ValueError(f"{what} '{name}' is not declared; {hint}")
 
 
-def _check_lora_profiles(config: GatewayConfig, path: Path) -> None:
+def _check_lora_profiles(config: GatewayConfig, path: Path, source: LocatedYaml) -> list[str]:
+    """A LoRa sensor's profile that does not exist, with the closest id."""
     extra = [config.gateway.profiles_dir] if config.gateway.profiles_dir else []
-    for source in config.lora:
-        for sensor in source.devices:
+    problems = []
+    for s_index, lora_source in enumerate(config.lora):
+        for index, sensor in enumerate(lora_source.devices):
             try:
                 load_lora_profile(sensor.profile, extra_dirs=extra)
             except ProfileError as exc:
-                raise ConfigError(f"{path}: LoRa device {sensor.name}: {exc}") from exc
+                where = located(path, source, ("lora", s_index, "devices", index, "profile"))
+                problems.append(f"{where}: {exc}")
+    return problems
 
 
-def _check_profiles(config: GatewayConfig, path: Path) -> None:
-    for device in config.devices:
+def _check_profiles(config: GatewayConfig, path: Path, source: LocatedYaml) -> list[str]:
+    """A device's profile that does not exist, or a quantity its profile lacks."""
+    problems = []
+    for index, device in enumerate(config.devices):
         try:
             profile = config.profile_of(device)
         except ProfileError as exc:
-            raise ConfigError(f"{path}: device {device.name}: {exc}") from exc
+            problems.append(f"{located(path, source, ('devices', index, 'profile'))}: {exc}")
+            continue
         for quantity in device.quantities or []:
             if quantity not in profile.points:
                 close = difflib.get_close_matches(quantity, list(profile.points), n=1)
                 hint = f"did you mean '{close[0]}'?" if close else "see `edge-agent profiles show`"
-                raise ConfigError(f"{path}: device {device.name}: profile {profile.id} has no "
-                                  f"quantity '{quantity}'; {hint}")
+                where = located(path, source, ("devices", index, "quantities"))
+                problems.append(f"{where}: profile {profile.id} has no quantity '{quantity}'; "
+                                f"{hint}")
+    return problems
 
 
-def _check_car_park_inputs(config: GatewayConfig, path: Path) -> None:
+def _raw_profile_problems(data: dict[str, Any], path: Path, source: LocatedYaml) -> list[str]:
+    """Profiles named in a file that failed validation: reported in the same pass."""
+    section = data.get("gateway")
+    profiles_dir = section.get("profiles_dir") if isinstance(section, dict) else None
+    extra = [path.parent / profiles_dir] if isinstance(profiles_dir, str) else []
+    problems = []
+    devices = data.get("devices")
+    for index, device in enumerate(devices if isinstance(devices, list) else []):
+        profile = device.get("profile") if isinstance(device, dict) else None
+        if isinstance(profile, str):
+            try:
+                load_profile(profile, extra_dirs=extra)
+            except ProfileError as exc:
+                problems.append(f"{located(path, source, ('devices', index, 'profile'))}: {exc}")
+    return problems
+
+
+def _check_car_park_inputs(config: GatewayConfig, path: Path, source: LocatedYaml) -> list[str]:
     """Each lane's quantity is read from its device, each spot sensor says spot_occupied."""
     if not config.car_parks:
-        return
+        return []
     read = {device.name: set(device.quantities or config.profile_of(device).points)
             for device in config.devices}
     profiles = config.lora_profiles()
     read |= {sensor.name: set(profiles[sensor.profile].quantities())
-             for source in config.lora for sensor in source.devices}
-    for park in config.car_parks:
-        wanted = [(source.device, source.quantity) for source in park.sources()]
+             for lora_source in config.lora for sensor in lora_source.devices}
+    problems = []
+    for index, park in enumerate(config.car_parks):
+        wanted = [(lane.device, lane.quantity) for lane in park.sources()]
         for device, quantity in wanted + [(spot, "spot_occupied") for spot in park.spots]:
             if quantity not in read[device]:
-                raise ConfigError(f"{path}: car park {park.name}: device {device} does not read "
-                                  f"{quantity} (it reads {', '.join(sorted(read[device]))}); "
-                                  "pick one of those, or add it to the device's quantities")
+                problems.append(
+                    f"{located(path, source, ('car_parks', index))}: device {device} does not "
+                    f"read {quantity} (it reads {', '.join(sorted(read[device]))}); pick one of "
+                    "those, or add it to the device's quantities")
+    return problems
+
+
+def _problems(path: Path, problems: list[str]) -> ConfigError:
+    """Every problem of a file in one error: an installer fixes them all in one go."""
+    return ConfigError("\n".join([f"{path}: {len(problems)} problem(s):",
+                                   *(f"  {problem}" for problem in problems)]))
 
 
 def load_config(path: Path) -> GatewayConfig:
-    """Read, validate and cross-check a gateway file; ConfigError says what and where."""
+    """Read, validate and cross-check a gateway file; ConfigError lists every problem.
+
+    Each problem says where (file:line and field) and what to write instead; the profile
+    checks run even when fields are wrong, so a second pass finds nothing new.
+    """
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    source = locate_toml(text, data)
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(
-            describe_validation_error(exc, path, None, GatewayConfig, data=data)
-        ) from exc
+        problems = validation_problems(exc, path, source, GatewayConfig, data=data)
+        raise _problems(path, problems + _raw_profile_problems(data, path, source)) from exc
     section = config.gateway
     gateway = section.model_copy(update={
         "data_dir": path.parent / section.data_dir,
         "profiles_dir": path.parent / section.profiles_dir if section.profiles_dir else None,
     })  # absolute paths stay as they are: joining keeps the right-hand one
-    lora = [source.model_copy(update={"ca_file": path.parent / source.ca_file})
-            if source.ca_file else source for source in config.lora]
+    lora = [lora_source.model_copy(update={"ca_file": path.parent / lora_source.ca_file})
+            if lora_source.ca_file else lora_source for lora_source in config.lora]
     config = config.model_copy(update={"gateway": gateway, "lora": lora})
-    _check_profiles(config, path)
-    _check_lora_profiles(config, path)
-    _check_car_park_inputs(config, path)
+    problems = _check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
+    if not problems:  # the car parks' inputs need every profile
+        problems = _check_car_park_inputs(config, path, source)
+    if problems:
+        raise _problems(path, problems)
     return config

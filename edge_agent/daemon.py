@@ -34,7 +34,7 @@ def run_gateway(config: Path, log_level: str = "INFO") -> None:
     gateway_config = load_config(config)
 
     async def run_until_signalled() -> None:
-        gateway = Gateway(gateway_config)  # pymodbus clients need the running loop
+        gateway = Gateway(gateway_config, config)  # pymodbus clients need the running loop
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -39,7 +39,7 @@ from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
-from edge_agent.sync.identity import NOT_PROVISIONED, Identity, load_identity
+from edge_agent.sync.identity import Identity, load_identity, not_provisioned
 from edge_agent.sync.loop import SyncLoop, declared_devices
 from edge_agent.sync.pull import BundlePuller
 
@@ -189,8 +189,10 @@ def build_buses(config: GatewayConfig, sink: RecordBuffer) -> list[ModbusBus]:
 class Gateway:
     """One gateway process: owns the outbox, the buses and the status file."""
 
-    def __init__(self, config: GatewayConfig) -> None:
+    def __init__(self, config: GatewayConfig, config_path: Path | None = None) -> None:
         self.config = config
+        #: The gateway file, named in the hints the agent logs.
+        self.config_path = config_path
         self.data_dir = config.gateway.data_dir
         self.buffer = RecordBuffer()
         self.buses = build_buses(config, self.buffer)
@@ -367,7 +369,7 @@ class Gateway:
             log.error("%s; records stay in the outbox", self._sync_note)
             return None
         if identity is None:
-            self._sync_note = NOT_PROVISIONED
+            self._sync_note = not_provisioned(self.config_path)
             log.warning("%s; records stay in the outbox until then", self._sync_note)
         return identity
 

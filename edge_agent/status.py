@@ -14,13 +14,15 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 from edge_agent.errors import ConfigError, StoreError
 from edge_agent.records import now_ms
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE, lock_is_held, stats_as_dict
 from edge_agent.store import StreamStats, read_stats
-from edge_agent.sync.identity import NOT_PROVISIONED, load_identity
+from edge_agent.sync.identity import load_identity, not_provisioned
 from edge_agent.sync.loop import backlog_and_lag
+from edge_agent.tables import fitting_table
 
 __all__ = ["gateway_report", "report_view"]
 
@@ -28,8 +30,11 @@ __all__ = ["gateway_report", "report_view"]
 _STALE_AFTER_MS = 10_000
 
 
-def gateway_report(data_dir: Path) -> dict[str, Any]:
-    """Outbox statistics read from disk, plus the running agent's last status file."""
+def gateway_report(data_dir: Path, config: Path | None = None) -> dict[str, Any]:
+    """Outbox statistics read from disk, plus the running agent's last status file.
+
+    ``config`` is the gateway file, named in the hints (``edge-agent provision --config ...``).
+    """
     outbox_path = data_dir / OUTBOX_FILE
     stats: list[StreamStats] = []
     note = ""
@@ -48,11 +53,12 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     fresh = age_ms is not None and age_ms < _STALE_AFTER_MS
     return {
         "agent_running": fresh and not running.get("stopped", False),
+        "agent_has_run": bool(running) or outbox_path.exists(),
         "status_age_ms": age_ms,
         "streams": [stats_as_dict(s) for s in stats],
         "note": note,
         "devices": running.get("devices", []),
-        "sync": _sync_report(data_dir, stats, running.get("sync") or {}),
+        "sync": _sync_report(data_dir, stats, running.get("sync") or {}, config),
         "access": running.get("access"),
         "rules": running.get("rules"),
         "tic": running.get("tic", []),
@@ -61,8 +67,8 @@ def gateway_report(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def _sync_report(data_dir: Path, stats: list[StreamStats],
-                 published: dict[str, Any]) -> dict[str, Any]:
+def _sync_report(data_dir: Path, stats: list[StreamStats], published: dict[str, Any],
+                 config: Path | None) -> dict[str, Any]:
     """The hub from ``identity.json``, backlog and lag from disk, counters from the agent."""
     backlog, lag_ms = backlog_and_lag(stats, now_ms())
     report: dict[str, Any] = {"last_success_ms": None, "last_error": "",
@@ -74,7 +80,7 @@ def _sync_report(data_dir: Path, stats: list[StreamStats],
         report["note"] = str(exc)
         return report
     if identity is None:
-        report["note"] = NOT_PROVISIONED
+        report["note"] = not_provisioned(config)
     else:
         report["hub"] = identity.hub_url
     return report
@@ -93,8 +99,8 @@ def _age(ms: float) -> str:
 
 
 def _sync_view(sync: dict[str, Any], now: int) -> list[RenderableType]:
-    table = Table("hub", "backlog", "lag", "last success", "failures in a row", "last error",
-                  title="sync")
+    table = fitting_table("hub", "backlog", "lag", "last success", "failures", "last error",
+                          title="sync")
     success = sync["last_success_ms"]
     error = sync["last_error"] or "-"
     failures = sync["consecutive_failures"]
@@ -115,8 +121,8 @@ def _sync_view(sync: dict[str, Any], now: int) -> list[RenderableType]:
 def report_view(report: dict[str, Any]) -> Group:
     """The status report as tables: outbox streams, sync and devices (also the demo's view)."""
     now = now_ms()
-    streams = Table("stream", "priority", "waiting", "oldest", "last seq", "acked seq",
-                    "evicted", title="outbox")
+    streams = fitting_table("stream", "priority", "waiting", "oldest", "last seq", "acked seq",
+                            "evicted", title="outbox")
     for s in report["streams"]:
         oldest = s["oldest_ts_ms"]
         age = f"{_age(now - oldest)} ago" if oldest is not None else "-"
@@ -130,21 +136,18 @@ def report_view(report: dict[str, Any]) -> Group:
         age = report["status_age_ms"]
         parts.append("[yellow]agent not running[/]" + (
             f" (last status {age / 1000:.0f} s ago)" if age is not None else ""))
-    devices = Table(title="devices")
-    for header in ("device", "bus", "unit", "state"):
-        devices.add_column(header, no_wrap=True)
-    for header in ("polls", "failed", "timeouts", "exceptions", "bad frames", "port errors"):
-        devices.add_column(header, justify="right")
-    devices.add_column("why not online", ratio=1)
+    devices = fitting_table("device", "bus", "unit", "state", "polls", "failed", "errors",
+                            title="devices")
+    why: list[str] = []
     for d in report["devices"]:
         state = {True: "[green]online[/]", False: "[red]offline[/]",
                  None: "not polled yet"}[d["online"]]
-        exceptions = sum(d["exceptions"].values())
-        counts = (d["polls"], d["failed_polls"], d["timeouts"], exceptions, d["frame_errors"],
-                  d["transport_errors"])
-        devices.add_row(d["name"], d["bus"], str(d["unit"]), state, *map(str, counts),
-                        "" if d["online"] else d["last_error"])
+        devices.add_row(d["name"], d["bus"], str(d["unit"]), state, str(d["polls"]),
+                        str(d["failed_polls"]), _device_errors(d))
+        if d["online"] is False and d["last_error"]:
+            why.append(f"{d['name']}: {d['last_error']}")
     parts.append(devices)
+    parts += [Text(line, style="red") for line in why]  # a sentence wraps between words
     if report.get("access"):
         parts += _access_view(report["access"], now)
     if report.get("rules") and report["rules"]["rules"]:
@@ -158,9 +161,16 @@ def report_view(report: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def _device_errors(device: dict[str, Any]) -> str:
+    """A device's failures by kind, only those that happened: ``4 timeouts, 1 bad frame``."""
+    counts = (("timeouts", device["timeouts"]), ("exceptions", sum(device["exceptions"].values())),
+              ("bad frames", device["frame_errors"]), ("port errors", device["transport_errors"]))
+    return ", ".join(f"{count} {kind}" for kind, count in counts if count) or "-"
+
+
 def _car_parks_view(parks: list[dict[str, Any]]) -> Table:
     """Occupancy per car park and the counters that tell drift (fits 80 columns)."""
-    table = Table("car park", "occupied", "free", "state", "in", "out", "clamps", "resets",
+    table = fitting_table("car park", "occupied", "free", "state", "in", "out", "clamps", "resets",
                   "spots", title="car parks")
     for park in parks:
         state = "[red]full[/]" if park["full"] else "[green]available[/]"
@@ -176,7 +186,7 @@ def _rules_view(rules: dict[str, Any], now: int) -> Table:
     actions = rules["actions"]
     latches = ", ".join(f"{latch['board']}/{latch['channel']} {'on' if latch['on'] else 'off'}"
                         for latch in rules["latches"]) or "none"
-    table = Table("rule", "kind", "watches", "state", "since", "value", "raised", "cleared",
+    table = fitting_table("rule", "kind", "watches", "state", "since", "value", "raised", "cleared",
                   title="rules", caption=f"latches held: {latches}; actions: "
                   f"{actions['performed']} done, {actions['failures']} failed, "
                   f"{actions['no_lora_source']} without a LoRa source")
@@ -196,7 +206,7 @@ def _lora_view(source: dict[str, Any], now: int) -> Table:
     """Per LoRa sensor: heard or silent, uplinks, decode errors; the broker's counters below."""
     broker = "[green]connected[/]" if source["connected"] else (
         f"[red]not connected[/] {source['last_error']}")
-    table = Table("sensor", "state", "uplinks", "errors", "RSSI", "battery", "last uplink",
+    table = fitting_table("sensor", "state", "uplinks", "errors", "RSSI", "battery", "last uplink",
                   title=f"LoRa {source['name']}: {source['broker']}",
                   caption=f"broker {broker}; messages {source['messages']}, unknown devices "
                   f"{source['unknown_devices']}, malformed {source['malformed']}, duplicates "
@@ -214,15 +224,16 @@ def _lora_view(source: dict[str, Any], now: int) -> Table:
 
 def _tic_view(lines: list[dict[str, Any]], now: int) -> Table:
     """Per Linky: the mode found, the frames, and what the line dropped."""
-    table = Table("TIC", "state", "mode", "frames", "bad sums", "cut", "garbage", "last frame",
-                  title="Linky TIC")
+    table = fitting_table("TIC", "state", "mode", "frames", "dropped", "last frame",
+                          title="Linky TIC")
     for line in lines:
         state = "[green]open[/]" if line["online"] else f"[red]closed[/] {line['last_error']}"
         mode = f"{line['mode'] or '?'} {line['baudrate'] or '?'} Bd"
         last = line["last_frame_ms"]
-        table.add_row(line["name"], state, mode, str(line["frames"]),
-                      str(line["bad_checksums"]), str(line["interrupted_frames"]),
-                      str(line["garbage_bytes"]), f"{_age(now - last)} ago" if last else "never")
+        dropped = (f"{line['bad_checksums']} bad sums, {line['interrupted_frames']} cut, "
+                   f"{line['garbage_bytes']} B garbage")
+        table.add_row(line["name"], state, mode, str(line["frames"]), dropped,
+                      f"{_age(now - last)} ago" if last else "never")
     return table
 
 
@@ -236,7 +247,7 @@ def _access_view(access: dict[str, Any], now: int) -> list[RenderableType]:
         state = "[red]expired: gates in fail mode[/]" if expired else "valid"
         line = (f"access policy version {policy['version']}, {state}, {policy['badges']} "
                 f"badges, {policy['gates']} gates")
-    gates = Table("gate", "granted", "denied", "relay failures", "last decision", "when",
+    gates = fitting_table("gate", "granted", "denied", "relay failures", "last decision", "when",
                   title="access")
     for name, stats in access["gates"].items():
         last = stats["last"]

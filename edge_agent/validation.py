@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent.yaml_source import LocatedYaml
 
-__all__ = ["describe_validation_error", "known_field_names"]
+__all__ = ["describe_validation_error", "known_field_names", "located", "validation_problems"]
 
 
 def known_field_names(*models: type[BaseModel]) -> set[str]:
@@ -55,25 +55,66 @@ def _child(node: Any, part: str | int) -> Any:
     return None
 
 
+def located(path: Path, source: LocatedYaml | None, location: tuple[str | int, ...],
+            data: Any = None) -> str:
+    """``gateway.toml:12: devices[berth-a3].unit``: where a problem is, for every message."""
+    line = source.line_of(location) if source else None
+    where = f"{path.name}:{line}" if line else path.name
+    return f"{where}: {_label(location, data if data is not None else source and source.data)}"
+
+
+#: What to write instead, by pydantic error type: ``{key}`` is the field, ``{value}`` the input.
+_FIXES = {
+    "int_parsing": "'{value}' is not a whole number; write one without quotes, e.g. {key} = 3",
+    "int_type": "'{value}' is not a whole number; write one without quotes, e.g. {key} = 3",
+    "int_from_float": "{value} is not a whole number; e.g. {key} = 3",
+    "float_parsing": "'{value}' is not a number; write one without quotes, e.g. {key} = 5",
+    "float_type": "'{value}' is not a number; write one without quotes, e.g. {key} = 5",
+    "bool_parsing": "'{value}' is not true or false; write {key} = true (no quotes)",
+    "bool_type": "'{value}' is not true or false; write {key} = true (no quotes)",
+    "string_type": "{value} is not text; put it in quotes, e.g. {key} = \"{value}\"",
+    "list_type": "{value} is not a list; write {key} = [...]",
+    "dict_type": "{value} is not a table; write it as [{key}] or {key} = {{ ... }}",
+}
+
+
+def _message(item: Any, location: tuple[str | int, ...], fields: set[str]) -> str:
+    """The problem in words with what to write instead, never pydantic's parser jargon."""
+    kind = item["type"]
+    key = str(location[-1]) if location else "value"
+    if kind == "extra_forbidden" and location:
+        close = difflib.get_close_matches(key, sorted(fields), n=1)
+        return "unknown field" + (f"; did you mean '{close[0]}'?" if close
+                                  else "; remove it (see docs/configuration.md)")
+    if kind == "missing":
+        return f"Field required; add {key} = ..."
+    if kind in _FIXES:
+        return _FIXES[kind].format(key=key, value=item.get("input"))
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def validation_problems(
+    error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel],
+    data: Any = None,
+) -> list[str]:
+    """One ``file:line: field.path: message`` per problem, each saying what to write."""
+    fields = known_field_names(*models)
+    problems = []
+    for item in error.errors():
+        location = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
+        problems.append(f"{located(path, source, location, data)}: "
+                        f"{_message(item, location, fields)}")
+    return problems
+
+
 def describe_validation_error(
     error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel],
     data: Any = None,
 ) -> str:
     """One line per problem: ``file:line: field.path: message (did you mean …)``.
 
-    ``source`` maps fields to lines; without it (TOML keeps no positions) lines are left out.
-    ``data`` is the parsed file, so list entries with a ``name`` are shown by that name.
+    ``source`` maps fields to lines; without it lines are left out. ``data`` is the parsed
+    file, so list entries with a ``name`` are shown by that name.
     """
-    fields = known_field_names(*models)
-    lines = [f"{path}: {error.error_count()} problem(s):"]
-    for item in error.errors():
-        location = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
-        line = source.line_of(location) if source else None
-        where = f"{path.name}:{line}" if line else path.name
-        dotted = _label(location, data if data is not None else source and source.data)
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden" and location:
-            close = difflib.get_close_matches(str(location[-1]), sorted(fields), n=1)
-            message = "unknown field" + (f"; did you mean '{close[0]}'?" if close else "")
-        lines.append(f"  {where}: {dotted}: {message}")
-    return "\n".join(lines)
+    problems = validation_problems(error, path, source, *models, data=data)
+    return "\n".join([f"{path}: {len(problems)} problem(s):", *(f"  {p}" for p in problems)])

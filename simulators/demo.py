@@ -25,17 +25,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 
 from edge_agent.codecs.tic import TicMode
 from edge_agent.profiles import load_profile
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
-from edge_agent.status import gateway_report, report_view
+from edge_agent.status import gateway_report
 from edge_agent.sync.identity import IDENTITY_FILE
 from simulators.demo_hub import BOATER_CARD, REVOKED_CARD, UNKNOWN_CARD, DemoHub
+from simulators.demo_screen import decision_lines, live_screen
 from simulators.lora.chirpstack import ChirpstackPublisher
 from simulators.lora.cli import publish_step
 from simulators.lora.scenarios import SENSORS, Step, flood_distance, scenario
@@ -188,6 +190,7 @@ class Field:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._pontoon: ModbusSimulator | None = None
+        self._stopped = False
         self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
 
     async def _serve(self) -> None:
@@ -251,6 +254,10 @@ class Field:
         return len(self.board.pulses(1))
 
     def stop(self) -> None:
+        """Stop serving and close the ptys (a second call does nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
@@ -285,7 +292,7 @@ def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
-            stdout=log_file, stderr=subprocess.STDOUT,
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
             yield process
@@ -333,13 +340,13 @@ class Story:
             self.closures += self.barrier_closed
 
     def title(self, elapsed: float) -> str:
-        """The live screen's heading."""
+        """The live screen's heading: two lines at 80 columns."""
         road = "[red]closed[/]" if self.barrier_closed else "open"
-        return (f"[bold]Ponton demo[/] {elapsed:.0f} s - berth A4 cable "
-                f"{'[red]cut[/]' if self.cable_cut else 'ok'} (cut at {CABLE_CUT_S[0]:.0f} s,"
-                f" mended at {CABLE_CUT_S[1]:.0f} s); berth A5 is configured but absent"
-                f" - gate opened {self.field.gate_pulses()} times - water {self.level:.2f} m "
-                f"below the sensor, harbour road {road} - Ctrl-C to stop")
+        cable = "[red]cut[/]" if self.cable_cut else "ok"
+        return (f"[bold]Ponton demo[/] {elapsed:.0f} s (Ctrl-C to stop): berth A4 cable {cable} "
+                f"(cut {CABLE_CUT_S[0]:.0f}-{CABLE_CUT_S[1]:.0f} s), A5 absent; gate opened "
+                f"{self.field.gate_pulses()} times; water {self.level:.2f} m below the sensor, "
+                f"road {road}")
 
     def line(self) -> str:
         """The field's part of a plain progress line."""
@@ -348,49 +355,118 @@ class Story:
                 f"below the sensor, road barrier {road}")
 
 
-def run(data_dir: Path, duration: float | None, live: bool) -> None:
+@dataclass
+class Watched:
+    """The demo's children and what they write, watched while the story unfolds."""
+
+    agent: subprocess.Popen[bytes]
+    hub: DemoHub
+    data_dir: Path
+    story: Story
+    log: Path
+
+
+def watch(console: Console, watched: Watched, stop: threading.Event, duration: float | None,
+          live: bool) -> str:
+    """Advance the story and show it until ``stop`` or ``duration``; why a child ended, if one did.
+
+    Plain output is a line every second and one per gate decision with its reason, each
+    printed whole (no wrapping in mid-phrase, however narrow the pipe).
+    """
+    started = time.monotonic()
+    story, data_dir = watched.story, watched.data_dir
+    decided_ms = 0
+    next_line = 0.0
+    with Live(console=console, auto_refresh=False, transient=not live) as screen:
+        while not stop.is_set():
+            elapsed = time.monotonic() - started
+            if duration is not None and elapsed >= duration:
+                break
+            if watched.agent.poll() is not None:
+                return f"the agent stopped (exit {watched.agent.returncode}); see {watched.log}"
+            if (code := watched.hub.exit_code()) is not None:
+                return f"the hub stopped (exit {code}); see {watched.hub.data_dir / 'hub.log'}"
+            story.advance(elapsed)
+            report = gateway_report(data_dir)
+            if live:
+                screen.update(live_screen(story.title(elapsed), report, watched.hub.report(),
+                                          watched.hub.url), refresh=True)
+            else:
+                for ts_ms, line in decision_lines(report, decided_ms):
+                    decided_ms = ts_ms
+                    console.print(f"{elapsed:5.0f} s  {line}", soft_wrap=True, highlight=False)
+                if elapsed >= next_line:
+                    next_line = elapsed + 1
+                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, watched.hub)}; "
+                                  f"{story.line()}", soft_wrap=True, highlight=False)
+            stop.wait(UPLINK_EVERY_S)
+    return ""
+
+
+#: What stops the demo: Ctrl-C (to the whole process group), a kill, the terminal closing.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by any stop signal; the children run in sessions of their own.
+
+    The demo alone receives the signal and stops each child in turn, so no child's exit
+    races the others' (a Ctrl-C used to reach the agent first and read as its crash).
+    """
+    stop = threading.Event()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    return stop
+
+
+def run(data_dir: Path, duration: float | None, live: bool) -> int:
+    """The demo until ``duration`` or a stop signal (exit 0), or a child's death (exit 1)."""
+    stop = stop_on_signals()
     console = Console()
     field = Field()
     field.start()
-    config = prepare(data_dir, field)
-    log = data_dir / "agent.log"
     hub = DemoHub(data_dir / "hub")
-    hub.start()
-    hub.provision(config)
-    console.print(f"field: feeder on tcp {field.tcp}, pontoon-a on {field.serial} (9600 baud)")
-    console.print(f"hub: {hub.url} (sync-server, SQLite in {hub.data_dir})")
-    console.print(f"agent: edge-agent run --config {config}  (log: {log})")
-    console.print(f"gate: reader on {field.reader.path}, barrier on relays-a channel 1; "
-                  f"cards {', '.join(card.hex() for card in CARDS)} (boater, unknown, revoked)")
-    console.print(f"flood: level sensor level-d982 through ChirpStack on {field.broker}; "
-                  f"the rule closes the road barrier (relays-a channel {BARRIER_CHANNEL}) "
-                  f"while the water is less than 1 m below it; Linky on {field.linky.path}")
-    started = time.monotonic()
     story = Story(field)
+    problem = ""
     try:
-        with agent_process(config, log) as agent, Live(console=console, auto_refresh=False,
-                                                      transient=not live) as screen:
-            while duration is None or time.monotonic() - started < duration:
-                if agent.poll() is not None:
-                    raise SystemExit(f"the agent stopped (exit {agent.returncode}); see {log}")
-                elapsed = time.monotonic() - started
-                story.advance(elapsed)
-                if live:
-                    screen.update(Group(story.title(elapsed),
-                                        report_view(gateway_report(data_dir)), hub.view()),
-                                  refresh=True)
-                else:
-                    console.print(f"{elapsed:5.0f} s  {summary(data_dir, hub)}; {story.line()}")
-                time.sleep(UPLINK_EVERY_S)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        field.stop()
-    console.print(f"stopped. {summary(data_dir, hub)}; gate opened {field.gate_pulses()} "
+        config = prepare(data_dir, field)
+        log = data_dir / "agent.log"
+        hub.start()
+        hub.provision(config)
+        introduce(console, field, hub, config, log)
+        try:
+            with agent_process(config, log) as agent:
+                problem = watch(console, Watched(agent, hub, data_dir, story, log), stop,
+                                duration, live)
+        finally:
+            field.stop()
+        ending = (f"stopped. {summary(data_dir, hub)}; gate opened {field.gate_pulses()} "
                   f"times for {story.cards_shown} cards presented; road barrier closed "
                   f"{story.closures} times by the flood rule, {story.uplinks} LoRa uplinks")
-    hub.stop()
-    console.print(f"inspect it: edge-agent status --config {config}")
+    finally:
+        hub.stop()
+        field.stop()
+    with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+        if problem:
+            console.print(problem, style="red", soft_wrap=True)
+        console.print(ending, soft_wrap=True, highlight=False)
+        console.print(f"inspect it: edge-agent status --config {config}", soft_wrap=True)
+    return 1 if problem else 0
+
+
+def introduce(console: Console, field: Field, hub: DemoHub, config: Path, log: Path) -> None:
+    """What runs where, printed once before the live screen."""
+    for line in (
+        f"field: feeder on tcp {field.tcp}, pontoon-a on {field.serial} (9600 baud)",
+        f"hub: {hub.url} (sync-server, SQLite in {hub.data_dir})",
+        f"agent: edge-agent run --config {config}  (log: {log})",
+        f"gate: reader on {field.reader.path}, barrier on relays-a channel 1; cards "
+        f"{', '.join(card.hex() for card in CARDS)} (boater, unknown, revoked)",
+        f"flood: level sensor level-d982 through ChirpStack on {field.broker}; the rule closes "
+        f"the road barrier (relays-a channel {BARRIER_CHANNEL}) while the water is less than "
+        f"1 m below it; Linky on {field.linky.path}",
+    ):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 def main() -> None:
@@ -406,7 +482,7 @@ def main() -> None:
                         help="one summary line a second instead of the live tables")
     args = parser.parse_args()
     live = not args.plain and Console().is_terminal
-    run(args.data_dir.resolve(), args.duration, live)
+    sys.exit(run(args.data_dir.resolve(), args.duration, live))
 
 
 if __name__ == "__main__":

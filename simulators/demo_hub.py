@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Group
-from rich.table import Table
 from sqlalchemy import Engine
 
 from simulators.hub_process import spawn_hub, stop_process
@@ -33,7 +31,6 @@ __all__ = ["BOATER_CARD", "REVOKED_CARD", "UNKNOWN_CARD", "DemoHub"]
 TERRITORY = "dunkerque"
 SITE = "port-du-grand-large"
 GATEWAY = "demo-marina"
-_SHOWN_QUANTITIES = ("voltage", "active_power", "active_energy_import")
 #: EM4100 cards (version byte and number) shown at the demo's gate.
 BOATER_CARD = bytes.fromhex("0100a1b2c3")
 REVOKED_CARD = bytes.fromhex("01000badc0")
@@ -92,7 +89,8 @@ class DemoHub:
         done = subprocess.run(
             [sys.executable, "-m", "edge_agent", "provision", "--config", str(config),
              "--hub", self.url, "--code", self._code, "--force"],
-            capture_output=True, text=True, timeout=60, check=False)
+            capture_output=True, text=True, timeout=60, check=False,
+            start_new_session=True)  # a Ctrl-C meanwhile is the demo's to handle
         if done.returncode != 0:
             raise SystemExit(f"provisioning failed: {done.stderr.strip()}")
 
@@ -130,41 +128,9 @@ class DemoHub:
         return (f"hub {self.url}: {held or 'nothing yet'}; rule alarms {len(alarms)} "
                 f"({open_now} open); car parks: {parks or 'none yet'}")
 
-    def view(self) -> Group:
-        """The newest values the hub holds for the berth meters, and its newest decisions."""
-        report = self.report()
-        acked = report.get("gateway", {}).get("acked", {})
-        held = ", ".join(f"{count} {stream}" for stream, count in sorted(acked.items()))
-        table = Table(title=f"at the hub ({self.url}, territory {TERRITORY}): "
-                            f"{held or 'nothing yet'}")
-        for column in ("device", "quantity", "value", "age"):
-            table.add_column(column)
-        now_ms = report.get("gateway", {}).get("last_seen_ms") or 0
-        for value in report.get("latest", []):
-            if value["device"].startswith("berth") and value["quantity"] in _SHOWN_QUANTITIES:
-                age = max(0, now_ms - value["ts_ms"]) / 1000
-                table.add_row(value["device"], value["quantity"], f"{value['value']}",
-                              f"{age:.0f} s")
-        decisions = Table(title="access decisions at the hub (newest first)")
-        for column in ("gate", "decision", "reason", "badge (pseudonym)"):
-            decisions.add_column(column)
-        for event in report.get("decisions", []):
-            attrs = event["attrs"]
-            decisions.add_row(event["device"], event["kind"].removeprefix("access."),
-                              attrs.get("reason", ""), attrs.get("badge", "-")[:16])
-        alarms = Table(title="rule alarms at the hub (newest first)")
-        for column in ("rule", "device", "value", "state"):
-            alarms.add_column(column)
-        for alarm in report.get("alarms", []):
-            state = "open" if alarm["cleared_ms"] is None else "cleared"
-            alarms.add_row(alarm["rule"], alarm["device"], f"{alarm['value']}", state)
-        parks = Table(title="car parks at the hub")
-        for column in ("car park", "occupied", "free", "state"):
-            parks.add_column(column)
-        for park in report.get("car_parks", []):
-            parks.add_row(park["car_park"], f"{park['occupancy']}/{park['capacity']}",
-                          f"{park['free']}", "full" if park["full"] else "available")
-        return Group(table, decisions, alarms, parks)
+    def exit_code(self) -> int | None:
+        """The hub process's exit status, None while it runs."""
+        return None if self._process is None else self._process.poll()
 
     def stop(self) -> None:
         """Stop the hub process."""

@@ -257,7 +257,8 @@ def gateway_add(
     typer.echo(f"gateway {enrollment.gateway} ({territory}/{site})\n"
                f"enrollment code {enrollment.code} (single use, expires "
                f"{when(enrollment.expires_ms)})\n"
-               f"on the gateway: edge-agent provision --hub URL --code {enrollment.code}")
+               "on the gateway: edge-agent provision --config gateway.toml --hub URL "
+               f"--code {enrollment.code}")
 
 
 @gateway_app.command("list")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -211,3 +212,94 @@ def test_run_help_is_the_cli_help() -> None:
     result = edge_agent("run", "--help")
     assert result.returncode == 0
     assert "--log-level" in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ("devices", "read", "--profile", "eastron-sdm120", "--unit", "abc"),
+    ("devices", "nope"),
+    ("profiles", "show", "--bogus"),
+    ("status",),
+])
+def test_usage_errors_are_one_error_line_and_a_try_line_exit_2(args: tuple[str, ...]) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "PONTON_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "edge_agent", *args], capture_output=True,
+                            text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: ")
+    assert len(lines) <= 2
+    assert lines[1:] == [] or lines[1].startswith("Try 'edge-agent ")
+
+
+def test_help_shows_no_type_noise_and_no_boxes() -> None:
+    result = edge_agent("devices", "read", "--help")
+    assert result.returncode == 0
+    assert "<bool>" not in result.stdout
+    assert "╭" not in result.stdout
+    assert "--json " in result.stdout
+
+
+def test_devices_read_defaults_to_unit_1(simulator_process: SimulatorStarter) -> None:
+    endpoint = simulator_process("--profile", "eastron-sdm120", "--tcp", "0")
+    result = edge_agent("devices", "read", "--profile", "eastron-sdm120", "--tcp", endpoint,
+                        "--json")
+    assert result.returncode == 0, result.stderr
+    assert "voltage" in json.loads(result.stdout)
+
+
+def test_status_of_a_gateway_that_never_ran_says_so_and_exits_1(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text('[gateway]\nid = "gw"\ndata_dir = "var"\n', encoding="utf-8")
+    result = edge_agent("status", "--config", str(config))
+    assert result.returncode == 1
+    assert "the agent has not run yet" in result.stdout
+    assert f"edge-agent run --config {config}" in result.stdout
+
+
+def test_modbus_scan_over_tcp_keeps_going_past_silent_units_with_its_defaults(
+    simulator_process: SimulatorStarter,
+) -> None:
+    """A TCP converter with meters in gaps: the link drops after silent units, the scan goes on."""
+    endpoint = simulator_process("--profile", "eastron-sdm120", "--tcp", "0",
+                                 "--unit", "1", "2", "3", "9", "12", "25")
+    result = edge_agent("modbus", "scan", "--tcp", endpoint, "--last", "30", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [row["unit"] for row in json.loads(result.stdout)] == [1, 2, 3, 9, 12, 25]
+
+
+@pytest.mark.parametrize("profile_id", [*available_profiles(), "dragino-ldds75"])
+def test_piped_profiles_show_at_80_columns_cuts_no_quantity_name(profile_id: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "edge_agent", "profiles", "show", profile_id],
+                            capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+    if profile_id in available_profiles():
+        for quantity in load_profile(profile_id).points:
+            assert re.search(rf"^{quantity} ", result.stdout, re.MULTILINE), quantity
+
+
+def test_profiles_show_and_list_give_json() -> None:
+    shown = json.loads(edge_agent("profiles", "show", "eastron-sdm630", "--json").stdout)
+    assert set(shown["points"]) == set(load_profile("eastron-sdm630").points)
+    assert len(shown["read_plan"]) == 4
+    listed = json.loads(edge_agent("profiles", "list", "--json").stdout)
+    assert [p["id"] for p in listed["devices"]] == available_profiles()
+    assert "rdm6300" in [r["id"] for r in listed["readers"]]
+    assert "dragino-ldds75" in [lp["id"] for lp in listed["lora"]]
+
+
+def test_config_validate_gives_json(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        '[gateway]\nid = "gw"\ndata_dir = "var"\n'
+        '[[buses]]\nname = "lan"\ntcp = "127.0.0.1:5020"\n'
+        '[[devices]]\nname = "feeder"\nbus = "lan"\nprofile = "eastron-sdm630"\nunit = 1\n',
+        encoding="utf-8")
+    result = edge_agent("config", "validate", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["devices"] == [{"device": "feeder", "bus": "lan", "unit": 1,
+                                  "profile": "eastron-sdm630", "interval_s": 10.0,
+                                  "requests_per_poll": 4}]

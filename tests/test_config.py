@@ -109,3 +109,44 @@ def test_two_devices_on_one_unit_id_are_refused(tmp_path: Path) -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_every_mistake_is_reported_in_one_pass_with_its_line_field_and_fix(
+    tmp_path: Path,
+) -> None:
+    text = (VALID.replace('baudrate = 9600', 'baudrat = 9600')
+            .replace("interval_s = 5", 'interval_s = "five"')
+            .replace("unit = 12\n", 'unit = "12a"\n')
+            .replace('profile = "eastron-sdm630"', 'profile = "eastron-sdm63"'))
+    path = _write(tmp_path, text)
+    lines = text.splitlines()
+
+    def line_of(fragment: str) -> int:
+        return next(number for number, line in enumerate(lines, 1) if fragment in line)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"{path}: 4 problem(s):" in message
+    assert (f"gateway.toml:{line_of('baudrat')}: buses[pontoon-a].baudrat: unknown field; "
+            "did you mean 'baudrate'?") in message
+    assert (f"gateway.toml:{line_of('interval_s')}: devices[feeder].interval_s: 'five' is not "
+            "a number; write one without quotes, e.g. interval_s = 5") in message
+    assert (f"gateway.toml:{line_of('unit = ')}: devices[berth-a12].unit: '12a' is not a whole "
+            "number") in message
+    assert f"gateway.toml:{line_of('eastron-sdm63')}: devices[feeder].profile: " in message
+    assert "did you mean 'eastron-sdm630'?" in message
+    assert "unable to parse" not in message
+
+
+def test_cross_checks_report_together_with_lines(tmp_path: Path) -> None:
+    text = (VALID.replace('"active_power"]', '"active_powr"]')
+            .replace('profile = "eastron-sdm630"', 'profile = "eastron-sdm63"'))
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "2 problem(s)" in message
+    assert ("gateway.toml:24: devices[berth-a12].quantities: profile eastron-sdm120 has no "
+            "quantity 'active_powr'; did you mean 'active_power'?") in message
+    assert "gateway.toml:29: devices[feeder].profile: no device profile 'eastron-sdm63'" in message

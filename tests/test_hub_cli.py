@@ -21,7 +21,7 @@ def test_an_operator_sets_up_a_territory_from_nothing(tmp_path: Path) -> None:
     assert "gateway port-est-gw1 (dunkerque/port-est)" in out
     code = re.search(r"enrollment code ([A-Z2-7]{4}(?:-[A-Z2-7]{4}){3})", out)
     assert code is not None
-    assert f"edge-agent provision --hub URL --code {code.group(1)}" in out
+    assert f"edge-agent provision --config gateway.toml --hub URL --code {code.group(1)}" in out
     assert hub_cli_ok(tmp_path, "token", "add", "--territory", "dunkerque").startswith("pop_")
     assert hub_cli_ok(tmp_path, "token", "add", "--admin", "--name", "ops").startswith("pop_")
     listed = json.loads(hub_cli_ok(tmp_path, "gateway", "list", "--json"))

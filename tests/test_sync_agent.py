@@ -471,8 +471,8 @@ def test_status_shows_the_hub_backlog_lag_and_last_error(tmp_path: Path) -> None
 def test_status_says_when_the_gateway_is_not_provisioned(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     console.print(report_view(gateway_report(tmp_path)))
-    assert "not provisioned: run `edge-agent provision --hub URL --code CODE`" in \
-        console.export_text()
+    assert ("not provisioned: run `edge-agent provision --config gateway.toml --hub URL --code "
+            "CODE`") in console.export_text()
 
 
 @pytest.mark.usefixtures("no_leaks")
@@ -480,7 +480,8 @@ async def test_an_unprovisioned_gateway_runs_without_sync_and_says_so_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "edge_agent")
-    gateway = Gateway(load_config(gateway_file(tmp_path)))
+    config = gateway_file(tmp_path)
+    gateway = Gateway(load_config(config), config)
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     gateway.buffer.put_event(alarm(now_ms()))
@@ -492,8 +493,8 @@ async def test_an_unprovisioned_gateway_runs_without_sync_and_says_so_once(
     assert gateway.sync is None
     assert caplog.text.count("not provisioned: run `edge-agent provision") == 1
     status = json.loads((tmp_path / "data" / STATUS_FILE).read_text(encoding="utf-8"))
-    assert status["sync"] == {"note": "not provisioned: run `edge-agent provision --hub URL "
-                                      "--code CODE`"}
+    assert status["sync"] == {"note": f"not provisioned: run `edge-agent provision --config "
+                                      f"{config} --hub URL --code CODE`"}
     with Outbox.open(tmp_path / "data" / OUTBOX_FILE) as outbox:
         assert {s.name: s.depth for s in outbox.stats()}["alarms"] == 1
 

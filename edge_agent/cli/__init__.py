@@ -6,7 +6,12 @@ clear line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import sys
+
 import typer
+
+# typer vendors click: these are the classes its parser raises (typer re-exports only some).
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from edge_agent import __version__
 from edge_agent.cli import (
@@ -34,6 +39,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
 app.command("run")(gateway.run)
 app.command("status")(gateway.status)
@@ -61,9 +67,27 @@ def version() -> None:
 
 
 def main() -> None:
-    """The installer's commands (``edge-agent run`` normally goes to edge_agent.daemon)."""
+    """The installer's commands (``edge-agent run`` normally goes to edge_agent.daemon).
+
+    A usage error is one ``error:`` line and a ``Try`` line, exit status 2, like any user
+    error: no boxed panel, which a Pi's console or a log collector shows as noise.
+    """
     configure_logging("WARNING")
     try:
-        app()
+        outcome = app(prog_name="edge-agent", standalone_mode=False)
     except EdgeError as exc:
         fail(exc)
+    except NoArgsIsHelpError as exc:  # `edge-agent` or `edge-agent devices` alone: the help
+        typer.echo(exc.format_message())
+        sys.exit(0)
+    except UsageError as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)  # noqa: T201
+        if exc.ctx is not None:
+            print(f"Try '{exc.ctx.command_path} --help' for help.", file=sys.stderr)  # noqa: T201
+        sys.exit(2)
+    except ClickException as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)  # noqa: T201
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(outcome if isinstance(outcome, int) else 0)  # typer.Exit(code), --help: an int

@@ -10,6 +10,7 @@ from rich.table import Table
 from edge_agent.profiles import LoraProfile
 from edge_agent.profiles.lora_layouts import FieldSpec, LayoutSpec
 from edge_agent.quantities import lookup_quantity
+from edge_agent.tables import fitting_table
 
 __all__ = ["lora_table", "print_lora_details"]
 
@@ -22,10 +23,8 @@ def _interval(seconds: int) -> str:
 
 def lora_table(profiles: list[LoraProfile]) -> Table:
     """One row per LoRa sensor: identity, fPorts, expected interval."""
-    table = Table(title="LoRa sensors")
-    table.add_column("id", no_wrap=True)
-    for header in ("manufacturer", "model", "fPorts", "interval"):
-        table.add_column(header)
+    table = fitting_table("id", "manufacturer", "model", "fPorts", "interval", whole=("id",),
+                          title="LoRa sensors")
     for profile in profiles:
         ports = ", ".join(str(port) for port in sorted(profile.ports)) or "object"
         table.add_row(profile.id, profile.manufacturer, profile.model, ports,
@@ -78,7 +77,7 @@ def print_lora_details(console: Console, profile: LoraProfile) -> None:
         unit = "%" if low.quantity == "battery" else " V"
         console.print(f"battery low at or below {low.level:g}{unit} ({low.quantity})",
                       highlight=False)
-    table = Table("fPort", "at", "quantity", "unit", "decoding")
+    table = fitting_table("fPort", "at", "quantity", "unit", "decoding", whole=("quantity",))
     for port in sorted(profile.ports):
         layout = profile.ports[port]
         table.add_row(str(port), layout.layout, "", "", layout.description, style="bold")

@@ -17,7 +17,13 @@ from rich.table import Table
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
-from edge_agent.errors import ConfigError, DeviceException, DeviceTimeout, FrameError
+from edge_agent.errors import (
+    ConfigError,
+    DeviceException,
+    DeviceTimeout,
+    FrameError,
+    TransportError,
+)
 from edge_agent.profiles import RegisterKind, load_profile
 from edge_agent.quantities import rounded
 from edge_agent.records import Event, Reading
@@ -66,7 +72,9 @@ class _Discard:
 @devices_app.command("read")
 def read(
     profile_id: Annotated[str, typer.Option("--profile", metavar="ID", help="Device profile.")],
-    unit: Annotated[int, typer.Option("--unit", min=1, max=247, help="Modbus unit id.")],
+    unit: Annotated[int, typer.Option(
+        "--unit", min=1, max=247, help="Modbus unit id (1: every shipped meter's factory id).")
+    ] = 1,
     tcp: Tcp = None,
     serial: Serial = None,
     baud: Baud = 9600,
@@ -110,19 +118,32 @@ def scan(
     timeout_ms: TimeoutMs = 200,
     first: Annotated[int, typer.Option("--first", min=1, max=247)] = 1,
     last: Annotated[int, typer.Option("--last", min=1, max=247)] = 247,
+    as_json: Annotated[bool, typer.Option("--json", help="Print [{unit, answer}].")] = False,
 ) -> None:
-    """Find which unit ids answer on a line (any answer, even an exception, counts)."""
+    """Find which unit ids answer on a line (any answer, even an exception, counts).
+
+    A silent unit is a normal answer: the scan goes on, and reconnects when a TCP gateway
+    drops the link after a run of silent units. What was found is printed even when the
+    link is lost for good (then exit 2, with the reason).
+    """
     if first > last:
         raise ConfigError(f"--first {first} is after --last {last}")
     settings = _link_settings(tcp, serial, baud, parity, stopbits, timeout_ms)
-    found = asyncio.run(_scan(settings, range(first, last + 1)))
-    table = Table("unit", "answer", title=f"{len(found)} device(s) on {settings.target}")
-    for unit, answer in found:
-        table.add_row(str(unit), answer)
-    Console().print(table)
+    found, lost = asyncio.run(_scan(settings, range(first, last + 1)))
+    if as_json:
+        typer.echo(json.dumps([{"unit": unit, "answer": answer} for unit, answer in found]))
+    else:
+        table = Table("unit", "answer", title=f"{len(found)} device(s) on {settings.target}")
+        for unit, answer in found:
+            table.add_row(str(unit), answer)
+        Console().print(table)
+    if lost is not None:
+        raise lost
 
 
-async def _scan(settings: LinkSettings, units: range) -> list[tuple[int, str]]:
+async def _scan(settings: LinkSettings, units: range
+                ) -> tuple[list[tuple[int, str]], TransportError | None]:
+    """The units that answered, and the error that ended the scan early, if one did."""
     link = ModbusLink(settings)
     found: list[tuple[int, str]] = []
     try:
@@ -130,13 +151,26 @@ async def _scan(settings: LinkSettings, units: range) -> list[tuple[int, str]]:
         with Progress(transient=True) as progress:
             task = progress.add_task(f"scanning {settings.target}", total=len(units))
             for unit in units:
-                answer = await _probe(link, unit)
+                try:
+                    answer = await _probe_reconnecting(link, unit)
+                except TransportError as exc:
+                    return found, exc
                 if answer:
                     found.append((unit, answer))
                 progress.advance(task)
     finally:
         link.close()
-    return found
+    return found, None
+
+
+async def _probe_reconnecting(link: ModbusLink, unit: int) -> str | None:
+    """:func:`_probe`, reconnecting once when the link dropped (a TCP converter does that)."""
+    try:
+        return await _probe(link, unit)
+    except TransportError:
+        link.close()
+        await link.open()
+        return await _probe(link, unit)
 
 
 async def _probe(link: ModbusLink, unit: int) -> str | None:

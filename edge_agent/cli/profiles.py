@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.box import SIMPLE_HEAD
 from rich.console import Console
-from rich.table import Table
 
 from edge_agent.cli.lora_profiles import lora_table, print_lora_details
 from edge_agent.drivers.modbus.planner import plan_reads
@@ -29,6 +30,7 @@ from edge_agent.profiles import (
     lora_profile_json_schema,
     profile_json_schema,
 )
+from edge_agent.tables import fitting_table
 
 __all__ = ["app", "describe", "describe_lora", "describe_reader"]
 
@@ -36,39 +38,66 @@ app = typer.Typer(help="Device profiles shipped with the agent.", no_args_is_hel
 
 
 @app.command("list")
-def list_profiles() -> None:
+def list_profiles(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
     """List every device profile with its model and category, then badge readers, LoRa sensors."""
-    table = Table()
-    table.add_column("id", no_wrap=True)
-    for header in ("manufacturer", "model", "category", "points"):
-        table.add_column(header)
-    for profile_id in available_profiles():
-        profile = load_profile(profile_id)
+    devices = [load_profile(pid) for pid in available_profiles()]
+    readers = [load_reader_profile(pid) for pid in available_reader_profiles()]
+    loras = [load_lora_profile(pid) for pid in available_lora_profiles()]
+    if as_json:
+        typer.echo(json.dumps({
+            "devices": [{"id": p.id, "manufacturer": p.manufacturer, "model": p.model,
+                         "category": p.category, "points": len(p.points)} for p in devices],
+            "readers": [{"id": r.id, "manufacturer": r.manufacturer, "model": r.model,
+                         "protocol": r.reader.protocol, "cards": r.reader.technology}
+                        for r in readers],
+            "lora": [{"id": lp.id, "manufacturer": lp.manufacturer, "model": lp.model,
+                      "fports": sorted(lp.ports), "interval_s": lp.uplink_interval_s}
+                     for lp in loras]}, indent=1))
+        return
+    table = fitting_table("id", "manufacturer", "model", "category", "points", whole=("id",))
+    for profile in devices:
         table.add_row(profile.id, profile.manufacturer, profile.model, profile.category,
                       str(len(profile.points)))
-    readers = Table(title="badge readers")
-    readers.add_column("id", no_wrap=True)
-    for header in ("manufacturer", "model", "protocol", "cards"):
-        readers.add_column(header)
-    for profile_id in available_reader_profiles():
-        reader = load_reader_profile(profile_id)
-        readers.add_row(reader.id, reader.manufacturer, reader.model, reader.reader.protocol,
-                        reader.reader.technology)
+    reader_table = fitting_table("id", "manufacturer", "model", "protocol", "cards",
+                                 whole=("id",), title="badge readers")
+    for reader in readers:
+        reader_table.add_row(reader.id, reader.manufacturer, reader.model,
+                             reader.reader.protocol, reader.reader.technology)
     console = Console()
     console.print(table)
-    console.print(readers)
-    console.print(lora_table([load_lora_profile(pid) for pid in available_lora_profiles()]))
+    console.print(reader_table)
+    console.print(lora_table(loras))
 
 
 @app.command("show")
-def show(profile_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def show(
+    profile_id: Annotated[str, typer.Argument(metavar="ID")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="The profile as JSON (with a Modbus device's read plan).")] = False,
+) -> None:
     """Show a profile's points, limits and read plan (a reader's line, a LoRa sensor's ports)."""
+    profile: DeviceProfile | ReaderProfile | LoraProfile
     if profile_id in available_reader_profiles():
-        describe_reader(load_reader_profile(profile_id))
+        profile = load_reader_profile(profile_id)
     elif profile_id in available_lora_profiles():
-        describe_lora(load_lora_profile(profile_id))
+        profile = load_lora_profile(profile_id)
     else:
-        describe(load_profile(profile_id))
+        profile = load_profile(profile_id)
+    if as_json:
+        document = profile.model_dump(mode="json")
+        if isinstance(profile, DeviceProfile):
+            document["read_plan"] = [
+                {"table": r.kind.value, "address": r.address, "count": r.count}
+                for r in plan_reads(profile.points.values(), profile.limits)]
+        typer.echo(json.dumps(document, indent=1))
+    elif isinstance(profile, ReaderProfile):
+        describe_reader(profile)
+    elif isinstance(profile, LoraProfile):
+        describe_lora(profile)
+    else:
+        describe(profile)
 
 
 @app.command("check")
@@ -113,7 +142,9 @@ def describe(profile: DeviceProfile) -> None:
     serial = profile.serial
     console.print(f"serial defaults: {serial.baudrate} baud 8{serial.parity}{serial.stopbits}")
     console.print(f"limits: {profile.limits.model_dump()}", markup=False)
-    table = Table("quantity", "unit", "table", "address", "type", "word order", "scale")
+    table = fitting_table("quantity", "unit", "table", "address", "type", "word order", "scale",
+                          whole=("quantity", "type"), box=SIMPLE_HEAD, show_edge=False,
+                          collapse_padding=True, pad_edge=False)
     for point in profile.points.values():
         table.add_row(point.quantity, point.unit, point.kind.value, f"0x{point.address:04X}",
                       point.type.value, point.word_order.value + (" +swap" if point.byte_swap

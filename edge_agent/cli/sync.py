@@ -25,9 +25,9 @@ from edge_agent.store import Outbox
 from edge_agent.sync.client import HubClient, enroll
 from edge_agent.sync.identity import (
     IDENTITY_FILE,
-    NOT_PROVISIONED,
     Identity,
     load_identity,
+    not_provisioned,
     save_identity,
 )
 from edge_agent.sync.loop import SyncLoop, backlog_and_lag, declared_devices
@@ -56,6 +56,12 @@ def provision(
                   f"{identity.territory}, site {identity.site}, signing key "
                   f"{identity.signing_key_id}")
     console.print(f"identity (with the gateway's token) in {path}, mode 0600")
+    if identity.gateway != gateway_config.gateway.id:
+        console.print(f"[yellow]warning:[/] {config} names this gateway "
+                      f"'{gateway_config.gateway.id}' but the hub registered it as "
+                      f"'{identity.gateway}': the hub files its records under "
+                      f"'{identity.gateway}'; set id = \"{identity.gateway}\" in [gateway] to "
+                      "match")
     if lock_is_held(data_dir / LOCK_FILE):
         console.print("[yellow]the agent is running: restart it to sync with this identity[/]")
 
@@ -77,7 +83,7 @@ def sync(
                           "to sync from the command line")
     identity = load_identity(data_dir)
     if identity is None:
-        raise ConfigError(f"{data_dir}: {NOT_PROVISIONED}")
+        raise ConfigError(f"{data_dir}: {not_provisioned(config)}")
     if not (data_dir / OUTBOX_FILE).exists():
         Console().print(f"nothing to send: no outbox in {data_dir}")
         return

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import stat
 import tempfile
 from pathlib import Path
@@ -35,18 +36,26 @@ from edge_agent.validation import describe_validation_error
 
 __all__ = [
     "IDENTITY_FILE",
-    "NOT_PROVISIONED",
     "Identity",
     "hub_base_url",
     "load_identity",
+    "not_provisioned",
     "save_identity",
 ]
 
 log = logging.getLogger("edge_agent.sync")
 
 IDENTITY_FILE = "identity.json"
-#: What the agent and its commands say about a data directory without an identity.
-NOT_PROVISIONED = "not provisioned: run `edge-agent provision --hub URL --code CODE`"
+
+
+def not_provisioned(config: Path | None) -> str:
+    """What the agent and its commands say about a data directory without an identity.
+
+    The hint names the gateway file, so it runs as printed once URL and CODE are filled in
+    (``provision`` cannot work without ``--config``).
+    """
+    where = shlex.quote(str(config)) if config is not None else "gateway.toml"
+    return f"not provisioned: run `edge-agent provision --config {where} --hub URL --code CODE`"
 
 
 def hub_base_url(text: str) -> str:
