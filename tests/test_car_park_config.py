@@ -125,7 +125,6 @@ def test_the_example_of_docs_car_parks_is_valid(tmp_path: Path) -> None:
     text = (Path(__file__).parent.parent / "docs" / "car-parks.md").read_text(encoding="utf-8")
     example = text.split("```toml\n")[1].split("```")[0]
     path = tmp_path / "gateway.toml"
-    path.write_text('[gateway]\nid = "gw"\ndata_dir = "data"\n\n[[buses]]\nname = "gare"\n'
-                    'serial = "/dev/ttyUSB0"\n\n' + example, encoding="utf-8")
+    path.write_text('[gateway]\nid = "gw"\ndata_dir = "data"\n\n' + example, encoding="utf-8")
     (park,) = load_config(path).car_parks
     assert (park.full_level(), park.available_level(), park.reset_to) == (118, 115, 6)
