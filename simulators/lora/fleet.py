@@ -79,11 +79,16 @@ def devices_toml(sensors: list[SimulatedSensor]) -> str:
 
 
 def lora_toml(directory: Path, url: str, app: str, fmt: Literal["json", "protobuf"],
-              sensors: list[SimulatedSensor], *, client_id: str, extra: str = "") -> Path:
-    """A gateway file with one ``[[lora]]`` source on the broker at ``url``, and ``extra``."""
+              sensors: list[SimulatedSensor], *, client_id: str, extra: str = "",
+              sync: bool = False) -> Path:
+    """A gateway file with one ``[[lora]]`` source on the broker at ``url``, and ``extra``.
+
+    Its data directory is ``directory/data``; the sync runs only when ``sync`` is set.
+    """
     path = directory / "gateway.toml"
     path.write_text(
-        f'[gateway]\nid = "bench-lora"\ndata_dir = "data"\n\n[sync]\nenabled = false\n\n'
+        f'[gateway]\nid = "bench-lora"\ndata_dir = "data"\n\n'
+        f'[sync]\nenabled = {str(sync).lower()}\n\n'
         f'{extra}\n[[lora]]\nbroker = "{url}"\napplication_ids = ["{app}"]\n'
         f'format = "{fmt}"\nclient_id = "{client_id}"\n'
         f'session_expiry_s = 300\n\n{devices_toml(sensors)}', encoding="utf-8")
