@@ -26,6 +26,9 @@ from simulators.lora.chirpstack import ChirpstackPublisher, SimulatedSensor
 from simulators.lora.payloads import build_payload
 from simulators.mqtt_broker import PrivateMosquitto
 
+__all__ = ["BROKER", "MIX", "NO_BROKER", "BareSubscriber", "Message", "fleet", "lora_toml",
+           "make_session", "private_broker", "publish_all", "uplinks"]
+
 BROKER = "mqtt://127.0.0.1:1883"
 NO_BROKER = ("no MQTT broker answers on 127.0.0.1:1883: start Mosquitto "
              "(mosquitto -d -c /etc/mosquitto/mosquitto.conf); nothing measured")
@@ -72,7 +75,7 @@ def uplinks(publisher: ChirpstackPublisher, sensors: list[SimulatedSensor], coun
     return messages
 
 
-def devices_toml(sensors: list[SimulatedSensor]) -> str:
+def _devices_toml(sensors: list[SimulatedSensor]) -> str:
     """The ``[[lora.devices]]`` entries of a gateway file for ``sensors``."""
     return "".join(f'[[lora.devices]]\nname = "{s.name}"\ndev_eui = "{s.dev_eui}"\n'
                    f'profile = "{s.profile}"\n' for s in sensors)
@@ -91,7 +94,7 @@ def lora_toml(directory: Path, url: str, app: str, fmt: Literal["json", "protobu
         f'[sync]\nenabled = {str(sync).lower()}\n\n'
         f'{extra}\n[[lora]]\nbroker = "{url}"\napplication_ids = ["{app}"]\n'
         f'format = "{fmt}"\nclient_id = "{client_id}"\n'
-        f'session_expiry_s = 300\n\n{devices_toml(sensors)}', encoding="utf-8")
+        f'session_expiry_s = 300\n\n{_devices_toml(sensors)}', encoding="utf-8")
     return path
 
 
