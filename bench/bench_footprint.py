@@ -49,7 +49,7 @@ from edge_agent.drivers.modbus.planner import plan_reads
 from edge_agent.profiles import load_profile
 from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE
 from edge_agent.store import read_stats
-from simulators.lora.scenarios import fleet
+from simulators.lora.fleet import fleet
 from simulators.mqtt_broker import broker_answers
 
 INTERVAL_S = 10

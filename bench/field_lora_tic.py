@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sys
 import time
 
 from edge_agent.codecs.tic import TicMode
 from simulators.lora.chirpstack import ChirpstackPublisher
-from simulators.lora.scenarios import FLEET, fleet, flood_distance
+from simulators.lora.fleet import MIX, fleet
 from simulators.mqtt_broker import EmbeddedBroker
 from simulators.tic import TicSimulator
 
@@ -26,15 +27,13 @@ from simulators.tic import TicSimulator
 def _publish(broker: str, application: str, count: int, period_s: float) -> None:
     publisher = ChirpstackPublisher(broker, application)
     sensors = fleet(count)
-    values = dict(FLEET)
+    values = {profile: make for profile, _share, make in MIX}
+    rng = random.Random(1)
     started = time.monotonic()
     sent = 0
     while True:
         sensor = sensors[sent % count]
-        sample = dict(values[sensor.profile])
-        if "distance" in sample:
-            sample["distance"] = flood_distance(sent // count)
-        publisher.uplink(sensor, sample)
+        publisher.uplink(sensor, values[sensor.profile](rng))
         sent += 1
         delay = started + sent * period_s / count - time.monotonic()
         if delay > 0:

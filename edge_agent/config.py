@@ -462,14 +462,22 @@ def _known(what: str, name: str, names: set[str]) -> None:
 def _check_lora_profiles(config: GatewayConfig, path: Path, source: LocatedYaml) -> list[str]:
     """A LoRa sensor's profile that does not exist, with the closest id."""
     extra = [config.gateway.profiles_dir] if config.gateway.profiles_dir else []
+    # Each profile id once: finding a profile parses YAML files, and a territory has
+    # thousands of sensors of a dozen models (2,000 sensors took 6.5 s to load otherwise).
+    found: dict[str, ProfileError | None] = {}
     problems = []
     for s_index, lora_source in enumerate(config.lora):
         for index, sensor in enumerate(lora_source.devices):
-            try:
-                load_lora_profile(sensor.profile, extra_dirs=extra)
-            except ProfileError as exc:
+            if sensor.profile not in found:
+                try:
+                    load_lora_profile(sensor.profile, extra_dirs=extra)
+                    found[sensor.profile] = None
+                except ProfileError as exc:
+                    found[sensor.profile] = exc
+            error = found[sensor.profile]
+            if error is not None:
                 where = located(path, source, ("lora", s_index, "devices", index, "profile"))
-                problems.append(f"{where}: {exc}")
+                problems.append(f"{where}: {error}")
     return problems
 
 

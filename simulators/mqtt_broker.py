@@ -13,12 +13,15 @@ import asyncio
 import contextlib
 import logging
 import socket
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["EmbeddedBroker", "broker_answers", "main"]
+__all__ = ["EmbeddedBroker", "PrivateMosquitto", "broker_answers", "main"]
 
 
 def broker_answers(host: str = "127.0.0.1", port: int = 1883, timeout_s: float = 0.5) -> bool:
@@ -57,6 +60,45 @@ class EmbeddedBroker:
         broker, self._broker = self._broker, None
         if broker is not None:
             await broker.shutdown()  # type: ignore[attr-defined]
+
+
+class PrivateMosquitto:
+    """A Mosquitto process of one test or benchmark, with persistence, stopped and started at will.
+
+    ``extra`` lines go at the end of its config (``max_queued_messages 0``, say).
+    """
+
+    def __init__(self, binary: str, directory: Path, extra: str = "") -> None:
+        self.binary = binary
+        self.directory = directory
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.conf = directory / "mosquitto.conf"
+        # "user root" keeps a broker started by root from dropping to the mosquitto user, who
+        # could not write its persistence file in the test's directory.
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
+                             f"persistence true\npersistence_location {directory}/\n"
+                             f"autosave_interval 1\n{extra}", encoding="utf-8")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the broker and wait until it accepts connections."""
+        self.process = subprocess.Popen([self.binary, "-c", str(self.conf)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not broker_answers(port=self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop it as an operator would (SIGTERM: it saves its persistence file)."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from chirpstack_api import integration
 from google.protobuf.json_format import MessageToDict, ParseDict
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent.codecs.chirpstack import decode_event, encode_downlink, parse_topic
@@ -155,6 +155,7 @@ def test_topics_give_application_lowercase_dev_eui_and_event() -> None:
         APP, "a84041000181c061", "join")
 
 
+@settings(deadline=None)  # a loaded CI machine must not turn a slow example into a failure
 @given(st.binary(max_size=300), st.sampled_from(["json", "protobuf"]),
        st.sampled_from(["up", "status", "join", "ack", "txack", "log", "location"]))
 def test_any_bytes_raise_codec_error_or_decode(payload: bytes, fmt: str, event: str) -> None:
@@ -169,6 +170,7 @@ JSON_VALUES = st.recursive(
     max_leaves=20)
 
 
+@settings(deadline=None)
 @given(st.dictionaries(st.sampled_from(sorted(UPLINK)), JSON_VALUES, max_size=4))
 def test_any_field_values_raise_codec_error_or_decode(fields: dict[str, Any]) -> None:
     with contextlib.suppress(CodecError):

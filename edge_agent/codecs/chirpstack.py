@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from google.protobuf.internal.type_checkers import ToShortestFloat
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
 
@@ -157,8 +159,42 @@ def _protobuf_body(event: str, payload: bytes) -> dict[str, Any]:
     except (DecodeError, RuntimeWarning) as exc:
         raise CodecError(f"payload is not a protobuf {message_type.__name__}: {exc}; is the "
                          "integration set to JSON (json = true)?") from exc
+    if event == "up":
+        return _uplink_body(message)
     body: dict[str, Any] = MessageToDict(message)
     return body
+
+
+def _uplink_body(message: Any) -> dict[str, Any]:
+    """The part of an uplink's JSON mapping that :func:`_from_body` reads, as MessageToDict
+    writes it (defaults left out, float32 at its shortest), read straight from the message.
+
+    The whole mapping cost 23 µs an uplink, most of the protobuf decoding time.
+    """
+    info = message.device_info
+    body: dict[str, Any] = {
+        "deduplicationId": message.deduplication_id, "fCnt": message.f_cnt,
+        "fPort": message.f_port, "data": base64.b64encode(message.data).decode(),
+        "deviceInfo": {key: value for key, value in (("devEui", info.dev_eui),
+                                                     ("applicationId", info.application_id))
+                       if value},
+        "rxInfo": [_rx_info(rx.rssi, rx.snr) for rx in message.rx_info],
+    }
+    if message.HasField("time"):
+        body["time"] = message.time.ToJsonString()
+    if message.dev_addr:
+        body["devAddr"] = message.dev_addr
+    if message.HasField("object"):
+        body["object"] = MessageToDict(message.object)
+    return body
+
+
+def _rx_info(rssi: int, snr: float) -> dict[str, Any]:
+    """One gateway's reception as MessageToDict writes it (-0.0 is not proto3's default)."""
+    rx: dict[str, Any] = {"rssi": rssi} if rssi else {}
+    if snr or math.copysign(1.0, snr) < 0:
+        rx["snr"] = ToShortestFloat(snr)
+    return rx
 
 
 def _from_body(event: str, body: dict[str, Any]) -> dict[str, Any]:

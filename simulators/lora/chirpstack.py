@@ -66,6 +66,16 @@ class ChirpstackPublisher:
     def uplink_bytes(self, sensor: SimulatedSensor, f_port: int, data: bytes, *,
                      time: datetime | None = None) -> dict[str, Any]:
         """Publish one uplink with a raw payload (a hostile one, say)."""
+        topic, payload, body = self.uplink_message(sensor, f_port, data, time=time)
+        self.raw(topic, payload)
+        return body
+
+    def uplink_message(self, sensor: SimulatedSensor, f_port: int, data: bytes, *,
+                       time: datetime | None = None) -> tuple[str, bytes, dict[str, Any]]:
+        """The topic, encoded payload and body of the sensor's next uplink, not published.
+
+        Benchmarks build their traffic ahead of time and publish it at full speed.
+        """
         sensor.f_cnt += 1
         body = self._header(sensor, time) | {
             "devAddr": sensor.dev_eui[-8:], "adr": True, "dr": 5, "fCnt": sensor.f_cnt,
@@ -74,8 +84,7 @@ class ChirpstackPublisher:
                         "rssi": -70 - sensor.f_cnt % 30, "snr": 7.5, "crcStatus": "CRC_OK"}],
             "txInfo": {"frequency": 868100000},
         }
-        self.event(sensor.dev_eui, "up", body)
-        return body
+        return self.topic(sensor.dev_eui, "up"), self._encode("up", body), body
 
     def status(self, sensor: SimulatedSensor, battery: float, margin: int = 10) -> None:
         """Publish a device-status answer (battery %, link margin)."""
@@ -101,8 +110,11 @@ class ChirpstackPublisher:
 
     def event(self, dev_eui: str, event: str, body: dict[str, Any]) -> None:
         """Publish ``body`` as ``event`` of ``dev_eui`` in the configured format."""
-        topic = f"application/{self.application_id}/device/{dev_eui}/event/{event}"
-        self.raw(topic, self._encode(event, body))
+        self.raw(self.topic(dev_eui, event), self._encode(event, body))
+
+    def topic(self, dev_eui: str, event: str) -> str:
+        """Where ChirpStack publishes ``event`` of ``dev_eui``."""
+        return f"application/{self.application_id}/device/{dev_eui}/event/{event}"
 
     def raw(self, topic: str, payload: bytes) -> None:
         """Publish anything on any topic, QoS 1, and wait until the broker has it."""

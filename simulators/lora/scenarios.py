@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from simulators.lora.chirpstack import SimulatedSensor
 
-__all__ = ["FLEET", "SCENARIOS", "SENSORS", "Step", "fleet", "flood_distance", "scenario"]
+__all__ = ["SCENARIOS", "SENSORS", "Step", "flood_distance", "scenario"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +43,6 @@ SENSORS: dict[str, SimulatedSensor] = {
     )
 }
 _STRANGER = SimulatedSensor("stranger", "00000000000bad00", "bosch-tps110")
-
-#: Profiles of a large simulated fleet (benchmarks), in turn, with the values each sends.
-FLEET: tuple[tuple[str, dict[str, float]], ...] = (
-    ("dragino-ldds75", {"distance": 1.5, "battery_voltage": 3.6}),
-    ("bosch-tps110", {"spot_occupied": 1}),
-    ("milesight-am307", {"co2": 640, "temperature": 21.0, "humidity": 45, "pressure": 1012,
-                         "battery": 90}),
-    ("milesight-em300-di", {"pulse_count": 1000, "battery": 80}),
-    ("milesight-ws301", {"door_open": 0, "tamper": 0, "battery": 95}),
-)
-
-
-def fleet(count: int) -> list[SimulatedSensor]:
-    """``count`` sensors: names ``s0000``..., DevEUIs from their index, profiles in turn."""
-    return [SimulatedSensor(f"s{i:04d}", f"{i + 1:016x}", FLEET[i % len(FLEET)][0])
-            for i in range(count)]
-
 
 #: Distance from the sensor to the water, in m: dry road at 2.0 m, a flood peak at 0.6 m.
 _DRY_M, _PEAK_M = 2.0, 0.6

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from simulators.mqtt_broker import EmbeddedBroker, broker_answers
+from simulators.mqtt_broker import EmbeddedBroker, PrivateMosquitto, broker_answers
 
 __all__ = ["Broker", "PrivateMosquitto", "mqtt_broker", "private_mosquitto"]
 
@@ -47,42 +45,6 @@ async def mqtt_broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker]:
         return
     async with EmbeddedBroker() as broker:
         yield Broker(broker.url, "embedded", redelivers=False)
-
-
-class PrivateMosquitto:
-    """A Mosquitto process of one test, with persistence, that can be stopped and started."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary = binary
-        self.directory = directory
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port: int = probe.getsockname()[1]
-        self.url = f"mqtt://127.0.0.1:{self.port}"
-        self.conf = directory / "mosquitto.conf"
-        # "user root" keeps a broker started by root from dropping to the mosquitto user, who
-        # could not write its persistence file in the test's directory.
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nuser root\n"
-                             f"persistence true\npersistence_location {directory}/\n"
-                             "autosave_interval 1\n", encoding="utf-8")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the broker and wait until it accepts connections."""
-        self.process = subprocess.Popen([self.binary, "-c", str(self.conf)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while not broker_answers(port=self.port):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto did not start on port {self.port}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        """Stop it as an operator would (SIGTERM: it saves its persistence file)."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
 
 
 @pytest.fixture
