@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from edge_agent.buffer import RecordBuffer
 from edge_agent.config import load_config
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
@@ -35,7 +36,7 @@ from edge_agent.profiles import load_profile
 from edge_agent.records import Reading
 from edge_agent.rules.engine import RuleEngine
 from edge_agent.rules.models import RuleConfig
-from edge_agent.runtime import Gateway, RecordBuffer
+from edge_agent.runtime import Gateway
 from simulators.modbus import ModbusSimulator, SimulatedMeter
 from simulators.modbus.relay_board import SimulatedRelayBoard
 

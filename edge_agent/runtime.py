@@ -17,7 +17,7 @@ import fcntl
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from edge_agent.access.control import serve_control
 from edge_agent.access.controller import AccessController
 from edge_agent.access.engine import AccessEngine
 from edge_agent.access.readers import build_readers
+from edge_agent.buffer import RecordBuffer
 from edge_agent.codecs.bundle import VerifiedBundle
 from edge_agent.config import GatewayConfig
 from edge_agent.drivers.lora.source import LoraSource
@@ -34,7 +35,7 @@ from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.drivers.tic import TicLine
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.parking.service import CarParkService
-from edge_agent.records import Event, Reading, now_ms
+from edge_agent.records import now_ms
 from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
 from edge_agent.sync.bundles import BundleStore
@@ -49,7 +50,6 @@ __all__ = [
     "OUTBOX_FILE",
     "STATUS_FILE",
     "Gateway",
-    "RecordBuffer",
     "build_buses",
     "exclusive",
     "lock_is_held",
@@ -70,105 +70,6 @@ _MAX_WRITE_BACKOFF_S = 30.0
 _GATHER_READINGS_S = 1.0
 #: Tries at writing what is left once the buses have stopped, before giving up loudly.
 _FINAL_WRITE_ATTEMPTS = 3
-#: Events of these kinds go to the alarms stream, ahead of every other record: alarms, and
-#: access decisions (staff and the hub see who went through a gate at once).
-_URGENT_PREFIXES = ("alarm.", "access.")
-
-
-class RecordBuffer:
-    """Records waiting for the writer; filling it never blocks a bus.
-
-    Records leave the buffer only once the outbox has them, so a failed write loses nothing.
-    While the outbox cannot be written (disk full, I/O error), readings beyond
-    ``max_readings`` are dropped oldest first and a ``gap`` event says what was dropped;
-    events are always kept. ``alarm.*`` and ``access.*`` events wait in their own list, for
-    the alarms stream. ``observers`` see every reading on its way, before the outbox has it
-    (pedestal sessions follow their meters, rules act on thresholds without waiting for disk).
-    """
-
-    def __init__(self, max_readings: int = 100_000) -> None:
-        self.observers: list[Callable[[list[Reading]], None]] = []
-        self.readings: list[Reading] = []
-        self.events: list[Event] = []
-        self.alarms: list[Event] = []
-        #: Something is waiting to be written.
-        self.ready = asyncio.Event()
-        #: An event is waiting: write now rather than gather more readings first.
-        self.urgent = asyncio.Event()
-        self._max_readings = max_readings
-        #: Keys of source messages whose records are queued (see Outbox.append_many).
-        self.deliveries: list[str] = []
-        #: Called once the records queued before them are on disk (a broker ack).
-        self.on_durable: list[Callable[[], object]] = []
-
-    def put_readings(self, readings: list[Reading]) -> None:
-        """Queue the readings of one poll."""
-        for observer in self.observers:
-            observer(readings)
-        self.readings.extend(readings)
-        excess = len(self.readings) - self._max_readings
-        if excess > 0:
-            dropped = self.readings[:excess]
-            del self.readings[:excess]
-            self.put_event(Event("gap", "", now_ms(), {
-                "reason": "outbox not writable, memory buffer full", "stream": "readings",
-                "count": excess, "from_ts_ms": dropped[0].ts_ms,
-                "to_ts_ms": dropped[-1].ts_ms}))
-            log.error("outbox not writable: dropped the %d oldest readings held in memory",
-                      excess)
-        self.ready.set()
-
-    def put_event(self, event: Event) -> None:
-        """Queue one event (for the alarms stream when its kind is urgent)."""
-        (self.alarms if event.kind.startswith(_URGENT_PREFIXES) else self.events).append(event)
-        self.ready.set()
-        self.urgent.set()
-
-    def put_delivered(self, keys: list[str], on_durable: Callable[[], object]) -> None:
-        """A source message is queued whole: ``on_durable`` once its records are on disk.
-
-        The message's records were queued before this call. Writing starts at once, since
-        the source holds the message unacknowledged until then.
-        """
-        self.deliveries.extend(keys)
-        self.on_durable.append(on_durable)
-        self.ready.set()
-        self.urgent.set()
-
-    def written_deliveries(self, keys: int, callbacks: int) -> None:
-        """The outbox has the first ``keys`` delivery keys: run the first ``callbacks``."""
-        del self.deliveries[:keys]
-        done = self.on_durable[:callbacks]
-        del self.on_durable[:callbacks]
-        self._settle()
-        for callback in done:
-            callback()
-
-    def written_readings(self, count: int) -> None:
-        """The outbox has the first ``count`` readings: forget them."""
-        del self.readings[:count]
-        self._settle()
-
-    def written_events(self, count: int) -> None:
-        """The outbox has the first ``count`` events: forget them."""
-        del self.events[:count]
-        self._settle()
-
-    def written_alarms(self, count: int) -> None:
-        """The outbox has the first ``count`` alarms: forget them."""
-        del self.alarms[:count]
-        self._settle()
-
-    def __len__(self) -> int:
-        return len(self.readings) + len(self.events) + len(self.alarms)
-
-    def _settle(self) -> None:
-        if not self.events and not self.alarms and not self.on_durable:
-            self.urgent.clear()
-        if not self and not self.on_durable:
-            self.ready.clear()
-
-
 def build_buses(config: GatewayConfig, sink: RecordBuffer) -> list[ModbusBus]:
     """One bus per configured line, each with its devices' read plans."""
     buses = []

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from edge_agent.buffer import RecordBuffer
 from edge_agent.config import load_config
 from edge_agent.errors import StoreError
 from edge_agent.profiles import load_profile
 from edge_agent.records import Event, Reading
-from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway, RecordBuffer
+from edge_agent.runtime import OUTBOX_FILE, STATUS_FILE, Gateway
 from edge_agent.store import Outbox, read_stats
 from simulators.modbus import ModbusSimulator, SimulatedMeter
 from tests.conftest import SimulatorStarter
