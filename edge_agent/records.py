@@ -8,9 +8,9 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Event", "Quality", "Reading", "now_ms"]
+__all__ = ["Event", "Quality", "Reading", "RecordSink", "now_ms"]
 
 
 def now_ms() -> int:
@@ -48,3 +48,13 @@ class Event:
     device: str
     ts_ms: int
     attrs: dict[str, Any] = field(default_factory=dict)
+
+
+class RecordSink(Protocol):
+    """Where a driver hands its records; must not block (the runtime batches and writes)."""
+
+    def put_readings(self, readings: list[Reading]) -> None:
+        """Take the readings of one poll, uplink or frame."""
+
+    def put_event(self, event: Event) -> None:
+        """Take one event."""

@@ -27,9 +27,9 @@ from edge_agent.config import LoraConfig, LoraDeviceConfig
 from edge_agent.drivers.lora.mqtt import BrokerSettings, Delivery, MqttSession
 from edge_agent.errors import CodecError, ConfigError, EdgeError
 from edge_agent.profiles import LoraProfile
-from edge_agent.records import Event, Reading, now_ms
+from edge_agent.records import Event, Reading, RecordSink, now_ms
 
-__all__ = ["OFFLINE_AFTER_INTERVALS", "LoraSource", "RecordSink", "SensorHealth"]
+__all__ = ["OFFLINE_AFTER_INTERVALS", "AckingSink", "LoraSource", "SensorHealth"]
 
 log = logging.getLogger("edge_agent.lora")
 
@@ -41,12 +41,11 @@ _MALFORMED_LOG_PERIOD_MS = 60_000
 _TRACKED_DOWNLINKS = 1000
 
 
-class RecordSink(Protocol):
-    """Where records go: the gateway's record buffer."""
+class AckingSink(RecordSink, Protocol):
+    """A record sink that also runs a callback once a message's records are durable."""
 
-    def put_readings(self, readings: list[Reading]) -> None: ...
-    def put_event(self, event: Event) -> None: ...
-    def put_delivered(self, keys: list[str], on_durable: Callable[[], object]) -> None: ...
+    def put_delivered(self, keys: list[str], on_durable: Callable[[], object]) -> None:
+        """``on_durable`` after the records queued so far, and ``keys``, are on disk."""
 
 
 @dataclass(slots=True)
@@ -86,7 +85,7 @@ class _Counters:
 class LoraSource:
     """One ``[[lora]]`` section: its broker session, its sensors, their health."""
 
-    def __init__(self, config: LoraConfig, profiles: dict[str, LoraProfile], sink: RecordSink,
+    def __init__(self, config: LoraConfig, profiles: dict[str, LoraProfile], sink: AckingSink,
                  *, gateway_id: str, delivered: Iterable[str] = (),
                  spectator: bool = False) -> None:
         """``spectator``: a short session of its own (``lora listen``), leaving the agent's

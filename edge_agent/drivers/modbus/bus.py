@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from edge_agent.drivers.modbus.decoding import readings_from_response
 from edge_agent.drivers.modbus.device import PolledDevice
@@ -32,25 +31,15 @@ from edge_agent.errors import (
     FrameError,
     TransportError,
 )
-from edge_agent.records import Event, Reading, now_ms
+from edge_agent.records import Event, Reading, RecordSink, now_ms
 
-__all__ = ["BusPolicy", "ModbusBus", "RecordSink", "backoff_s", "next_slot"]
+__all__ = ["BusPolicy", "ModbusBus", "backoff_s", "next_slot"]
 
 log = logging.getLogger("edge_agent.modbus")
 
 _ILLEGAL_DATA_ADDRESS = 2
 #: Illegal function or address: usually a profile that does not match the device.
 _PROFILE_MISMATCH_CODES = (1, 2)
-
-
-class RecordSink(Protocol):
-    """Where a bus hands its records; must not block (the runtime batches and writes)."""
-
-    def put_readings(self, readings: list[Reading]) -> None:
-        """Take the readings of one device poll."""
-
-    def put_event(self, event: Event) -> None:
-        """Take one event."""
 
 
 @dataclass(frozen=True, slots=True)

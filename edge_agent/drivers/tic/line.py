@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from edge_agent.codecs.tic import TicDecoder, TicFrame, TicMode, TicStats
-from edge_agent.drivers.modbus.bus import RecordSink
 from edge_agent.drivers.serial_port import SerialPort
 from edge_agent.drivers.tic.mapping import MappedFrame, map_frame
 from edge_agent.drivers.tic.sampling import Sampler, SamplingPolicy
 from edge_agent.errors import TransportError
-from edge_agent.records import Event, Reading, now_ms
+from edge_agent.records import Event, Reading, RecordSink, now_ms
 
 __all__ = ["ModeSetting", "TicHealth", "TicLine", "TicSettings"]
 
