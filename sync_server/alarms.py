@@ -5,12 +5,12 @@ insert per record) and its id is the raise's own key, ``<stream>-<seq>``: stable
 as the record is stored. Its clear is the first ``alarm.cleared`` of the same gateway, device
 and rule after it, in time, ties broken by record order; pairing happens in SQL, so a page
 of open alarms is cut after the state is known. Acknowledgements are the only thing the hub
-adds: who, when, and a comment, once per alarm.
+adds: who, when, and a comment, once per alarm. A raise no answer could carry (stored before
+ingest checked records) is left out of pages and counted (sync_server/bad_records.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Engine, Select, and_, func, literal, or_, sel
 from sqlalchemy.exc import IntegrityError
 
 from edge_agent.records import now_ms
+from sync_server.bad_records import readable_event
 from sync_server.db.attrs import attr_text
 from sync_server.db.schema import alarm_acks, events, gateways, territories
 from sync_server.errors import BadRequest, Conflict, InvalidField, NotFound
@@ -207,11 +208,16 @@ def _described(conn: Connection, page: Select[Any]) -> list[dict[str, Any]]:
                    & (alarm_acks.c.seq == alarms.c.seq))
         .order_by(*_newest_first(alarms))
     )
-    return [_alarm(row._mapping) for row in conn.execute(query)]
+    found = (_alarm(row._mapping) for row in conn.execute(query))
+    return [alarm for alarm in found if alarm is not None]
 
 
-def _alarm(row: Any) -> dict[str, Any]:
-    attrs = json.loads(row["attrs"])
+def _alarm(row: Any) -> dict[str, Any] | None:
+    """The alarm of a page's row; None (skipped and counted) if no answer could carry it."""
+    attrs = readable_event("alarms", f"alarm {row['stream_id']}-{row['seq']}", RAISED,
+                           row["device"], row["raised_ms"], row["attrs"])
+    if attrs is None:
+        return None
     ack = None if row["acked_ms"] is None else {
         "by": row["acked_by"], "token_id": row["token_id"], "acked_ms": row["acked_ms"],
         "comment": row["comment"]}

@@ -9,9 +9,14 @@ The ``(stream_id, seq)`` primary key backs this up: no path can store a record t
 Clocks: a Raspberry Pi has no real-time clock, so a gateway may stamp records with 1970 (or
 with a stale restored time) until NTP answers. Records stamped before 2020 are corrected by
 the skew measured at sending when the gateway's clock is still off then (the same boot,
-the same error), and flagged; records stamped in the future are flagged. Plausible
-timestamps are never rewritten: a skew measured now says nothing about when they were taken.
-Flags are ``clock_corrections`` rows, one per run of consecutive seqs.
+the same error) when that lands them between 2020 and a day after the hub's clock, and
+flagged; records stamped in the future are flagged. Plausible timestamps are never rewritten:
+a skew measured now says nothing about when they were taken. Flags are ``clock_corrections``
+rows, one per run of consecutive seqs.
+
+Before any of this, every record is checked against what the hub's readers need
+(sync_server/record_checks.py): a batch holding one they could not read back is refused
+whole with ``400 invalid_record``, naming the record, and nothing of it is stored.
 """
 
 from __future__ import annotations
@@ -25,15 +30,20 @@ from sqlalchemy import Connection, Engine, Insert, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from edge_agent.records import Event, Reading
+from sync_server.bad_records import count_refused
 from sync_server.db.schema import clock_corrections, events, gateways, readings, series, streams
-from sync_server.errors import Conflict
+from sync_server.errors import BadRequest, Conflict
+from sync_server.record_checks import (
+    PLAUSIBLE_FROM_MS,
+    Problem,
+    TimeWindow,
+    event_problem,
+    ingest_window,
+    reading_problem,
+)
 from sync_server.wire import DecodedBatch
 
 __all__ = ["ClockPolicy", "GatewayRef", "PushResult", "store_batch", "stream_marks"]
-
-#: Timestamps before 2020-01-01 UTC come from a clock that never synchronised.
-_PLAUSIBLE_FROM_MS = 1_577_836_800_000
-
 
 @dataclass(frozen=True, slots=True)
 class GatewayRef:
@@ -89,6 +99,8 @@ def store_batch(
     gateway's when it sent it: their difference is the gateway's clock skew.
     """
     received = received_ms
+    window = ingest_window(received)
+    _check_records(batch, window, sent_at_ms)
     skew = None if sent_at_ms is None else received - sent_at_ms
     shift = skew if skew is not None and abs(skew) > clock.tolerance_ms else 0
     last_seq = batch.first_seq + len(batch.records) - 1
@@ -107,7 +119,7 @@ def store_batch(
         to_store = missing + new
         implausible = 0
         if to_store:
-            timestamps, flags = _timestamps(to_store, received, shift, clock.tolerance_ms)
+            timestamps, flags = _timestamps(to_store, window, shift, received + clock.tolerance_ms)
             _insert(conn, gateway, stream_id, to_store, timestamps)
             if flags:
                 conn.execute(clock_corrections.insert(), [
@@ -199,23 +211,27 @@ def _same(kept: tuple[Any, ...], record: Reading | Event) -> bool:
         ts_at = 2
     else:
         incoming, ts_at = (record.kind, record.device, record.ts_ms, record.attrs), 2
-    if record.ts_ms < _PLAUSIBLE_FROM_MS:
+    if record.ts_ms < PLAUSIBLE_FROM_MS:
         return kept[:ts_at] + kept[ts_at + 1:] == incoming[:ts_at] + incoming[ts_at + 1:]
     return kept == incoming
 
 
 def _timestamps(
-    records: list[tuple[int, Reading | Event]], received: int, shift: int, tolerance_ms: int
+    records: list[tuple[int, Reading | Event]], window: TimeWindow, shift: int, latest: int
 ) -> tuple[list[int], list[tuple[int, int, int]]]:
-    """Timestamps to store, and flagged runs ``(first seq, last seq, shift applied)``."""
+    """Timestamps to store, and flagged runs ``(first seq, last seq, shift applied)``.
+
+    A stamp before 2020 is moved by ``shift`` only if that lands it between 2020 and the
+    window's end: a shift that cannot place it (a clock set back between stamping and
+    sending) would only make it wrong differently, so the stamp is kept and flagged.
+    """
     stored: list[int] = []
     flags: list[tuple[int, int, int]] = []
-    latest = received + tolerance_ms
     for seq, record in records:
         ts = record.ts_ms
         applied = None
-        if ts < _PLAUSIBLE_FROM_MS:
-            applied = shift
+        if ts < PLAUSIBLE_FROM_MS:
+            applied = shift if PLAUSIBLE_FROM_MS <= ts + shift <= window.latest_ms else 0
         elif ts > latest:
             applied = 0
         stored.append(ts + (applied or 0))
@@ -226,6 +242,24 @@ def _timestamps(
         else:
             flags.append((seq, seq, applied))
     return stored, flags
+
+
+def _check_records(batch: DecodedBatch, window: TimeWindow, sent_at_ms: int | None) -> None:
+    """BadRequest (counted) naming the header, or the first record, no reader could read."""
+    if sent_at_ms is not None:
+        _refuse_if(window.problem("X-Ponton-Sent-At", sent_at_ms), "header", batch)
+    records: list[Reading | Event] = list(batch.records)
+    for index, record in enumerate(records):
+        problem = (event_problem(record, window) if isinstance(record, Event)
+                   else reading_problem(record, window))
+        _refuse_if(problem, f"record {index} (seq {batch.first_seq + index})", batch)
+
+
+def _refuse_if(problem: Problem | None, where: str, batch: DecodedBatch) -> None:
+    if problem is not None:
+        count_refused(problem)
+        raise BadRequest(f"{where} of stream {batch.stream}: {problem}; nothing of this "
+                         "batch was stored", code="invalid_record")
 
 
 def _stored_readings(

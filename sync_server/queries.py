@@ -2,18 +2,21 @@
 
 Every query takes the caller's territory (None only for admin tokens) and filters on it in
 SQL, so an operator can never see another territory's rows, whatever names they pass.
+A stored row no answer could carry (stored before ingest checked records, or written to the
+database directly) is skipped and counted (sync_server/bad_records.py): the rest answers.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, case, func, select
 
+from sync_server.bad_records import readable_event, readable_reading, skip_row
 from sync_server.db.schema import events, gateways, readings, series, sites, streams, territories
 from sync_server.errors import BadRequest, NotFound
+from sync_server.record_checks import Problem
 
 __all__ = [
     "MAX_BUCKETS",
@@ -29,6 +32,8 @@ __all__ = [
 
 MAX_BUCKETS = 10_000
 MAX_EVENTS = 1_000
+#: The largest finite double: beyond it (either sign) a stored value is an infinity or NaN.
+_MAX_DOUBLE = 1.7976931348623157e308
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,9 @@ def latest_values(
     rows: dict[int, dict[str, Any]] = {}
     for row in conn.execute(query):
         fields = dict(row._mapping)
-        rows.setdefault(fields.pop("id"), fields)
+        if readable_reading("latest", f"series {fields['id']}", row.device, row.quantity,
+                            row.ts_ms, row.value):
+            rows.setdefault(fields.pop("id"), fields)
     return list(rows.values())
 
 
@@ -106,17 +113,27 @@ def time_series(
                series.c.quantity == quantity),
         scope, series.c.territory_id)
     bucket = ((readings.c.ts_ms // bucket_ms) * bucket_ms).label("bucket_ms")
+    # Ingest stores NaN and infinities as NULL; one stored otherwise would make every
+    # aggregate of its bucket infinite or NaN, which no JSON answer carries.
+    finite = case((readings.c.value.between(-_MAX_DOUBLE, _MAX_DOUBLE), readings.c.value))
     query = (
-        select(bucket, func.avg(readings.c.value).label("avg"),
-               func.min(readings.c.value).label("min"), func.max(readings.c.value).label("max"),
-               func.count(readings.c.value).label("count"))
+        select(bucket, func.avg(finite).label("avg"), func.min(finite).label("min"),
+               func.max(finite).label("max"), func.count(finite).label("finite"),
+               func.count(readings.c.value).label("stored"))
         .where(readings.c.series_id.in_(series_ids.scalar_subquery()),
                readings.c.ts_ms >= from_ms, readings.c.ts_ms < to_ms,
-               readings.c.value.is_not(None))  # NaN and infinities: no bucket of nulls
+               readings.c.value.is_not(None))  # no bucket of nulls
         .group_by(bucket).order_by(bucket)
     )
-    return [{**row._mapping, "avg": None if row.avg is None else float(row.avg)}
-            for row in conn.execute(query)]
+    buckets = []
+    for row in conn.execute(query):
+        if row.stored > row.finite:
+            skip_row("series", f"{gateway}/{device}/{quantity} bucket {row.bucket_ms}",
+                     Problem("value", "not a finite number"), rows=row.stored - row.finite)
+        if row.finite:
+            buckets.append({"bucket_ms": row.bucket_ms, "avg": float(row.avg),
+                            "min": row.min, "max": row.max, "count": row.finite})
+    return buckets
 
 
 def events_page(
@@ -129,7 +146,8 @@ def events_page(
     require_gateway(conn, scope, gateway)
     query = (
         select(territories.c.name.label("territory"), gateways.c.name.label("gateway"),
-               events.c.kind, events.c.device, events.c.ts_ms, events.c.attrs, events.c.seq)
+               events.c.kind, events.c.device, events.c.ts_ms, events.c.attrs, events.c.seq,
+               events.c.stream_id)
         .join_from(events, gateways, events.c.gateway_id == gateways.c.id)
         .join(territories, events.c.territory_id == territories.c.id)
         .order_by(events.c.ts_ms.desc(), events.c.seq.desc()).limit(limit)
@@ -143,7 +161,15 @@ def events_page(
         query = query.where(events.c.ts_ms >= from_ms)
     if to_ms is not None:
         query = query.where(events.c.ts_ms < to_ms)
-    return [{**row._mapping, "attrs": json.loads(row.attrs)} for row in conn.execute(query)]
+    page = []
+    for row in conn.execute(query):
+        attrs = readable_event("events", f"stream {row.stream_id} seq {row.seq}", row.kind,
+                               row.device, row.ts_ms, row.attrs)
+        if attrs is not None:
+            fields = dict(row._mapping)
+            del fields["stream_id"]
+            page.append({**fields, "attrs": attrs})
+    return page
 
 
 def gateway_health(conn: Connection, territory: int | None) -> list[dict[str, Any]]:

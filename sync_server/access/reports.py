@@ -7,12 +7,13 @@ text whose SQL functions differ between SQLite and PostgreSQL, so a month of one
 territory's events is read by index (territory, time) and summed here. Months are those of
 the territory's time zone. A value that is not a finite, non-negative number counts as
 missing; a session pushed twice (a re-provisioned gateway replaying its last batch) counts
-once.
+once; an event no reader could read (sync_server/record_checks.py) is skipped and counted.
+Only badges of the territory's registry count towards k: a gateway can send any 32 hex
+digits, and made-up pseudonyms must not make a cell of fewer than k people public.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select
 
 from sync_server.access.policy import territory_timezone
+from sync_server.bad_records import readable_event
 from sync_server.db.schema import badges, events, gateways
 from sync_server.errors import BadRequest
 
@@ -118,15 +120,17 @@ def service_statistics(conn: Connection, territory: int, *, k: int,
 
     A cell is published only when at least ``k`` distinct badges make it up; the others
     are left out entirely and only counted, so no published figure describes fewer than
-    ``k`` people. Manual openings (no badge) are not uses of a holder and are not counted.
+    ``k`` people. Manual openings (no badge) are not uses of a holder and are not counted,
+    nor are badges the territory's registry never held (made up by a gateway).
     """
     timezone = territory_timezone(conn, territory)
     bounds = None if month is None else month_range(month, timezone)
+    registered = set(_badge_labels(conn, territory))
     cells: dict[tuple[str, str, int], tuple[list[int], set[str]]] = {}
     for _, _, _, _, ts, attrs in _events(conn, territory, "access.granted", bounds,
                                          margin_ms=0):
         service, badge = attrs.get("service"), _badge(attrs.get("badge"))
-        if not isinstance(service, str) or badge is None:
+        if not isinstance(service, str) or badge not in registered:
             continue
         category = attrs.get("category")
         hour = datetime.fromtimestamp(ts / 1000, timezone).hour
@@ -157,9 +161,9 @@ def _events(
     # Streamed: all time on a busy territory is millions of rows.
     for gateway, device, stream, seq, ts, text in conn.execute(
             query.execution_options(yield_per=_BATCH)):
-        attrs = json.loads(text)
-        if isinstance(attrs, dict):
-            yield str(gateway), str(device), int(stream), int(seq), int(ts), attrs
+        attrs = readable_event("reports", f"stream {stream} seq {seq}", kind, device, ts, text)
+        if attrs is not None:
+            yield str(gateway), device, int(stream), int(seq), ts, attrs
 
 
 def _badge(value: object) -> str | None:

@@ -1,9 +1,15 @@
-"""One attribute of an event's JSON ``attrs``, as text, in SQL on both stores.
+"""One attribute of an event's JSON ``attrs``, comparable in SQL on both stores.
 
 Events keep their attributes as JSON text (one schema for SQLite and PostgreSQL), yet an
 alarm is paired with its clear by the ``rule`` inside them, and that must happen in SQL for
-a page of open alarms to be cut right. SQLite reads it with ``json_extract``, PostgreSQL
-with ``->>`` over a cast: the two spellings are chosen when the statement is compiled.
+a page of open alarms to be cut right. One stored row that is not valid JSON, or holds a
+lone surrogate or NUL escape, must not fail every page, and PostgreSQL 15 can neither test
+JSON without casting it nor catch a failed cast inside a query. So SQLite reads the key with
+``json_extract`` behind ``json_valid``, and PostgreSQL finds the key's raw JSON text with a
+regular expression: ingest writes attributes as ``json.dumps(..., sort_keys=True)`` and keeps
+an alarm's attributes flat (sync_server/record_checks.py), so ``{"key": `` or ``, "key": ``
+appears only where the top-level key starts, and equal values have equal text. The two
+values are compared with their like (never with each other): one store's text, never both.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import String, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -20,10 +26,13 @@ from sqlalchemy.sql.functions import FunctionElement
 __all__ = ["attr_text"]
 
 _KEY = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+#: PostgreSQL: the raw JSON text of top-level key KEY's string, number or boolean value.
+_RAW_VALUE = r'(?:^\{|, )"KEY": ("(?:[^"\\]|\\.)*"|[-0-9.eE+]+|true|false)'
 
 
 class _AttrText(FunctionElement[str]):
-    """``attrs ->> key``; NULL where the key is missing."""
+    """The value of a top-level key, as text to compare; NULL where the key is missing,
+    holds null, or the row is not JSON."""
 
     type = String()
     name = "attr_text"
@@ -31,24 +40,19 @@ class _AttrText(FunctionElement[str]):
 
 
 def attr_text(column: ColumnElement[Any], key: str) -> ColumnElement[str]:
-    """The text of ``key`` in the JSON object ``column`` holds (a constant key, not input)."""
+    """The value of ``key`` in the JSON object ``column`` holds (a constant key, not input)."""
     if not _KEY.fullmatch(key):
         raise ValueError(f"attribute key {key!r} must be a plain identifier")
-    return _AttrText(column, key)
-
-
-def _parts(element: _AttrText, compiler: SQLCompiler, **kw: Any) -> tuple[str, str]:
-    column, key = element.clauses
-    return compiler.process(column, **kw), compiler.process(key, **kw)
+    return _AttrText(column, literal(key), literal(_RAW_VALUE.replace("KEY", key)))
 
 
 @compiles(_AttrText, "sqlite")
 def _sqlite(element: _AttrText, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key = _parts(element, compiler, **kw)
-    return f"json_extract({column}, '$.' || {key})"
+    column, key, _ = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"CASE WHEN json_valid({column}) THEN json_extract({column}, '$.' || {key}) END"
 
 
 @compiles(_AttrText, "postgresql")
 def _postgresql(element: _AttrText, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key = _parts(element, compiler, **kw)
-    return f"(CAST({column} AS JSON) ->> {key})"
+    column, _, pattern = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"substring({column} from {pattern})"

@@ -1,0 +1,267 @@
+"""What every reader of a stored record needs, checked in one place. Pure.
+
+A record the hub stores is read back as JSON answers (no lone surrogate, no NaN), as
+datetimes in a territory's time zone by the reports (a year between 1 and 9999), by alarm
+pairing in SQL on both stores (valid JSON, no NUL), and printed by the CLI in an operator's
+terminal (no control characters in the names it shows). Each reader breaks on something
+else, so the hub refuses at the door what any of them cannot read (sync_server/ingest.py),
+and readers skip what was stored before, with the same checks (sync_server/bad_records.py).
+
+The rules, in docs/sync-protocol.md ("What a record may hold"): names of bounded length
+without control characters; attributes of bounded size and depth holding only valid Unicode,
+64-bit integers and finite numbers; any attribute named ``*_ms`` a UTC millisecond time
+within the window, like the record's own timestamp; and typed attributes for the kinds the
+hub reads (access decisions, pedestal sessions, alarms, car parks).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.records import Event, Reading
+
+__all__ = [
+    "AHEAD_MS",
+    "EARLIEST_MS",
+    "MAX_ATTRS",
+    "MAX_ATTRS_CHARS",
+    "MAX_DEPTH",
+    "MAX_TEXT",
+    "PLAUSIBLE_FROM_MS",
+    "READABLE",
+    "Problem",
+    "TimeWindow",
+    "attrs_from_text",
+    "event_problem",
+    "ingest_window",
+    "reading_problem",
+]
+
+#: 1970-01-01: where a clock that was never set starts. Nothing earlier comes from a clock.
+EARLIEST_MS = 0
+#: 2020-01-01: stamps before it come from a clock that never synchronised (ingest flags them).
+PLAUSIBLE_FROM_MS = 1_577_836_800_000
+#: How far past the hub's clock a timestamp may be: a day of skew, then it is no clock's.
+AHEAD_MS = 86_400_000
+#: 9999-12-30 UTC: the last day a datetime holds in any time zone (reports convert).
+_LAST_READABLE_MS = 253_402_128_000_000
+#: Attributes an event may hold, their depth, a string's length, a list's items, and the
+#: whole object's JSON text: far above what a gateway sends (docs/sync-protocol.md).
+MAX_ATTRS = 64
+MAX_DEPTH = 4
+MAX_TEXT = 4096
+_MAX_ITEMS = 256
+MAX_ATTRS_CHARS = 16_384
+#: Longest device name, and longest kind, quantity, attribute key or typed name.
+_MAX_DEVICE, _MAX_NAME = 128, 64
+#: Vehicles or spaces in one car park: beyond this the count is garbage.
+_MAX_PARKING_COUNT = 1_000_000
+_MIN_INT, _MAX_INT = -(2**63), 2**63 - 1
+
+_KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
+_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+#: C0 and C1 controls and DEL: they rewrite an operator's terminal, and NUL ends PostgreSQL text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_PARKING_QUANTITIES = ("parking_occupancy", "parking_capacity")
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a record cannot be stored or read: the field (``attrs.service``) and the reason."""
+
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """Timestamps a record may carry, both ends included (UTC ms)."""
+
+    earliest_ms: int
+    latest_ms: int
+
+    def problem(self, field: str, value: object) -> Problem | None:
+        """Why ``value`` is not a timestamp inside the window, or None."""
+        if not _is_integer(value):
+            return Problem(field, f"must be an integer (UTC ms), got {_shown(value)}")
+        assert isinstance(value, int)
+        if not self.earliest_ms <= value <= self.latest_ms:
+            return Problem(field, f"{value} is outside {self.earliest_ms} to {self.latest_ms} "
+                                  "(1970-01-01 to a day after the hub's clock)")
+        return None
+
+
+#: What a reader can turn into a date, whatever the hub's clock said when it was stored.
+READABLE = TimeWindow(EARLIEST_MS, _LAST_READABLE_MS)
+
+
+def ingest_window(now_ms: int) -> TimeWindow:
+    """The timestamps a push may carry when the hub's clock reads ``now_ms``."""
+    return TimeWindow(EARLIEST_MS, now_ms + AHEAD_MS)
+
+
+def reading_problem(reading: Reading, window: TimeWindow) -> Problem | None:
+    """Why a reading cannot be stored or read back, or None."""
+    problem = (_name_problem("device", reading.device, _MAX_DEVICE)
+               or _name_problem("quantity", reading.quantity, _MAX_NAME)
+               or window.problem("ts_ms", reading.ts_ms))
+    if problem is None and reading.quantity in _PARKING_QUANTITIES and math.isfinite(
+            reading.value) and not (reading.value.is_integer()
+                                    and 0 <= reading.value <= _MAX_PARKING_COUNT):
+        problem = Problem("value", f"a {reading.quantity} is a whole count from 0 to "
+                                   f"{_MAX_PARKING_COUNT}, got {reading.value!r}")
+    return problem
+
+
+def event_problem(event: Event, window: TimeWindow) -> Problem | None:
+    """Why an event cannot be stored or read back, or None."""
+    if len(event.kind) > _MAX_NAME or not _KIND.fullmatch(event.kind):
+        return Problem("kind", f"must be lower-case words joined by dots (access.granted), "
+                               f"at most {_MAX_NAME} characters, got {_shown(event.kind)}")
+    return (_name_problem("device", event.device, _MAX_DEVICE, empty_ok=True)
+            or window.problem("ts_ms", event.ts_ms)
+            or _attrs_problem(event.attrs, window)
+            or _typed_problem(event.kind, event.attrs))
+
+
+def attrs_from_text(text: str) -> dict[str, Any]:
+    """A stored ``attrs`` column as an object; ValueError unless it is a JSON object.
+
+    NaN and infinities are refused here already: JSON has no such numbers.
+    """
+    if len(text) > MAX_ATTRS_CHARS:
+        raise ValueError(f"attrs of {len(text)} characters, more than {MAX_ATTRS_CHARS}")
+    attrs = json.loads(text, parse_constant=_no_constant)
+    if not isinstance(attrs, dict):
+        raise ValueError(f"attrs must be a JSON object, got {type(attrs).__name__}")
+    return attrs
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _attrs_problem(attrs: object, window: TimeWindow) -> Problem | None:
+    if not isinstance(attrs, dict):
+        return Problem("attrs", "must be an object")
+    if len(attrs) > MAX_ATTRS:
+        return Problem("attrs", f"{len(attrs)} attributes, more than {MAX_ATTRS}")
+    problem = _value_problem("attrs", attrs, 0, window)
+    if problem is None:
+        size = len(json.dumps(attrs))
+        if size > MAX_ATTRS_CHARS:
+            problem = Problem("attrs", f"{size} characters as JSON, more than "
+                                       f"{MAX_ATTRS_CHARS}")
+    return problem
+
+
+def _value_problem(field: str, value: object, depth: int, window: TimeWindow
+                   ) -> Problem | None:
+    """Why ``value`` (at ``field``) is not JSON every reader takes, or None. Recursive."""
+    if isinstance(value, list | dict):
+        if depth >= MAX_DEPTH:
+            return Problem(field, f"nested more than {MAX_DEPTH} deep")
+        if len(value) > _MAX_ITEMS:
+            return Problem(field, f"{len(value)} items, more than {_MAX_ITEMS}")
+        if isinstance(value, list):
+            items = (_value_problem(f"{field}[{i}]", item, depth + 1, window)
+                     for i, item in enumerate(value))
+        else:
+            items = (_member_problem(f"{field}.{key}", key, item, depth + 1, window)
+                     for key, item in value.items())
+        return next((problem for problem in items if problem is not None), None)
+    return _scalar_problem(field, value)
+
+
+def _member_problem(field: str, key: object, value: object, depth: int, window: TimeWindow
+                    ) -> Problem | None:
+    """A key of an object and its value; a ``*_ms`` key holds a time inside ``window``."""
+    problem = _name_problem(f"{field} (key)", key, _MAX_NAME)
+    if problem is None and isinstance(key, str) and key.endswith("_ms") and value is not None:
+        problem = window.problem(field, value)
+    return problem or _value_problem(field, value, depth, window)
+
+
+def _scalar_problem(field: str, value: object) -> Problem | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        ok = _MIN_INT <= value <= _MAX_INT
+        return None if ok else Problem(field, "integer out of range (signed 64 bits)")
+    if isinstance(value, float):
+        ok = math.isfinite(value)
+        return None if ok else Problem(field, f"{value} is not a number JSON can carry")
+    if isinstance(value, str):
+        return _text_problem(field, value, MAX_TEXT)
+    return Problem(field, f"{type(value).__name__} is not a JSON value")
+
+
+def _typed_problem(kind: str, attrs: dict[str, Any]) -> Problem | None:
+    """The attributes the hub's readers depend on, for the kinds they read."""
+    names: tuple[str, ...] = ()
+    if kind.startswith("access.") or kind == "session.closed":
+        badge = attrs.get("badge")
+        if badge is not None and not (isinstance(badge, str) and _PSEUDONYM.fullmatch(badge)):
+            return Problem("attrs.badge", f"a badge is 32 lower-case hex digits, got "
+                                          f"{_shown(badge)}")
+        names = ("category", "service", "zone", "reason")
+    elif kind in ("alarm.raised", "alarm.cleared"):
+        nested = [key for key, value in attrs.items() if isinstance(value, list | dict)]
+        if nested:  # pairing reads ``rule`` in SQL: flat objects keep that exact
+            return Problem(f"attrs.{nested[0]}", "alarm attributes are plain values")
+        names = ("rule", "kind", "severity", "quantity")
+    elif kind.startswith("car_park."):
+        for key in ("occupancy", "capacity", "free"):
+            value = attrs.get(key)
+            if value is not None and not _is_integer(value):
+                return Problem(f"attrs.{key}", f"must be a whole number, got {_shown(value)}")
+    for key in names:
+        value = attrs.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                return Problem(f"attrs.{key}", f"must be text, got {_shown(value)}")
+            problem = _name_problem(f"attrs.{key}", value, _MAX_NAME)
+            if problem is not None:
+                return problem
+    return None
+
+
+def _name_problem(field: str, text: object, limit: int, *, empty_ok: bool = False
+                  ) -> Problem | None:
+    """A name shown as it is (device, quantity, key, service): printable, bounded text."""
+    if not isinstance(text, str):
+        return Problem(field, f"must be text, got {_shown(text)}")
+    if not text and not empty_ok:
+        return Problem(field, "must not be empty")
+    problem = _text_problem(field, text, limit)
+    if problem is None and _CONTROL.search(text):
+        problem = Problem(field, f"holds control characters: {_shown(text)}")
+    return problem
+
+
+def _text_problem(field: str, text: str, limit: int) -> Problem | None:
+    if len(text) > limit:
+        return Problem(field, f"{len(text)} characters, more than {limit}")
+    if "\x00" in text:
+        return Problem(field, "holds NUL, which PostgreSQL cannot store")
+    if not text.isascii() and _SURROGATE.search(text):
+        return Problem(field, "holds a lone surrogate, which is not Unicode text")
+    return None
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error detail: short, and ASCII so that any answer can carry it."""
+    text = ascii(value)
+    return text if len(text) <= 40 else f"{text[:40]}..."
