@@ -64,6 +64,7 @@ _MIN_INT, _MAX_INT = -(2**63), 2**63 - 1
 
 _KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _PSEUDONYM = re.compile(r"[0-9a-f]{32}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 #: C0 and C1 controls and DEL: they rewrite an operator's terminal, and NUL ends PostgreSQL text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -94,8 +95,8 @@ class TimeWindow:
             return Problem(field, f"must be an integer (UTC ms), got {_shown(value)}")
         assert isinstance(value, int)
         if not self.earliest_ms <= value <= self.latest_ms:
-            return Problem(field, f"{value} is outside {self.earliest_ms} to {self.latest_ms} "
-                                  "(1970-01-01 to a day after the hub's clock)")
+            return Problem(field, f"{value} is outside {self.earliest_ms} to "
+                                  f"{self.latest_ms} (UTC ms)")
         return None
 
 
@@ -175,16 +176,21 @@ def _value_problem(field: str, value: object, depth: int, window: TimeWindow
             items = (_value_problem(f"{field}[{i}]", item, depth + 1, window)
                      for i, item in enumerate(value))
         else:
-            items = (_member_problem(f"{field}.{key}", key, item, depth + 1, window)
+            items = (_member_problem(_member(field, key), key, item, depth + 1, window)
                      for key, item in value.items())
         return next((problem for problem in items if problem is not None), None)
     return _scalar_problem(field, value)
 
 
+def _member(field: str, key: str) -> str:
+    """``attrs.note``, or ``attrs['n\\udc00']`` where the key itself is the trouble."""
+    return f"{field}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{field}[{_shown(key)}]"
+
+
 def _member_problem(field: str, key: object, value: object, depth: int, window: TimeWindow
                     ) -> Problem | None:
     """A key of an object and its value; a ``*_ms`` key holds a time inside ``window``."""
-    problem = _name_problem(f"{field} (key)", key, _MAX_NAME)
+    problem = _name_problem(f"{field} key", key, _MAX_NAME)
     if problem is None and isinstance(key, str) and key.endswith("_ms") and value is not None:
         problem = window.problem(field, value)
     return problem or _value_problem(field, value, depth, window)

@@ -105,7 +105,7 @@ def _event_json(kind: str = "note", device: str = "d1", ts_ms: int | str = T0,
 
 HOSTILE_EVENTS = {
     "lone surrogate in a value": (_event_json(attrs='{"note": "\\ud800"}'), "attrs.note"),
-    "lone surrogate in a key": (_event_json(attrs='{"n\\udc00": 1}'), "attrs.n"),
+    "lone surrogate in a key": (_event_json(attrs='{"n\\udc00": 1}'), "attrs['n\\udc00']"),
     "lone surrogate in a service": (_event_json(
         "access.granted", "pool-gate", attrs='{"service": "power\\ud800", "badge": "'
         + "ab" * 16 + '"}'), "attrs.service"),
@@ -227,10 +227,10 @@ def _insert_bad_rows(site: Site) -> None:
                                ).one()
         stream = conn.execute(select(streams.c.id).where(streams.c.gateway_id == gateway.id,
                                                          streams.c.name == "events")).scalar()
-        readings_stream, series_id = conn.execute(
-            select(streams.c.id, series.c.id).where(
-                streams.c.gateway_id == gateway.id, streams.c.name == "readings",
-                series.c.gateway_id == gateway.id, series.c.device == "m1")).one()
+        readings_stream = conn.execute(select(streams.c.id).where(
+            streams.c.gateway_id == gateway.id, streams.c.name == "readings")).scalar()
+        series_id = conn.execute(select(series.c.id).where(
+            series.c.gateway_id == gateway.id, series.c.device == "m1")).scalar()
         bad: list[tuple[str, str, int, str]] = [
             *(("note", "d1", T0 + 1, attrs) for attrs in _BAD_ATTRS),
             ("note", "d1", 2**62, "{}"),
