@@ -118,6 +118,9 @@ def _uses(port: Port, count: int, hour: str, service: str = "pool") -> list[Even
 
 
 def test_service_cells_under_k_badges_are_not_published(port: Port) -> None:
+    holders = "".join(f"AA{i:08X},resident\n" for i in range(5))  # only registered ones count
+    assert port.operator.post("/v1/badges/import",
+                              content=f"number,category\n{holders}".encode()).status_code == 200
     port.push([
         *_uses(port, 4, "10:15:00"),                   # 4 badges at 10h: suppressed
         *_uses(port, 5, "14:05:00"),                   # 5 badges at 14h: published
