@@ -18,12 +18,15 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from edge_agent.codecs.batch import EVENTS_TYPE, PLAIN_TYPE, encode_events
 from edge_agent.codecs.pseudonyms import pseudonym
 from edge_agent.records import Event, now_ms
 from sync_server.db.schema import events, gateways, readings, series, streams, territories
+from sync_server.record_checks import AHEAD_MS, READABLE, event_problem
 from tests.helpers.hub import ACCESS_RULES, HubProcess
 
 _names = itertools.count(1)
@@ -323,3 +326,84 @@ def test_made_up_pseudonyms_do_not_push_a_cell_over_k(site: Site) -> None:
         "badge": site.badge("BB00000004"), "category": "resident", "service": "pool"})])
     [cell] = site.get("/v1/reports/services", month=NOVEMBER)["cells"]
     assert (cell["badges"], cell["uses"]) == (5, 5), "only registered badges count"
+
+
+# Properties: whatever the checks accept comes back unchanged from every reader; whatever
+# they refuse is refused in the error shape; no input answers 500.
+
+_ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=80)
+
+
+@pytest.fixture(scope="module")
+def prober(hub: HubProcess) -> Iterator[Prober]:
+    territory = f"prober{next(_names)}"
+    identity = hub.enroll(territory, "gw")
+    with hub.operator(territory) as operator, httpx.Client(
+        base_url=hub.url, timeout=30, headers={"Authorization": f"Bearer {identity['token']}"}
+    ) as gateway:
+        yield Prober(operator, gateway)
+
+
+class Prober:
+    """One gateway pushing example after example, with seqs and times that only grow."""
+
+    def __init__(self, operator: httpx.Client, gateway: httpx.Client) -> None:
+        self.operator, self.gateway = operator, gateway
+        self.seq = {"events": 1, "readings": 1}
+        self.ts = T0
+
+    def push(self, stream: str, document: dict[str, Any], **headers: str) -> httpx.Response:
+        document = {"first_seq": self.seq[stream], **document}
+        # ensure_ascii: lone surrogates travel as JSON escapes, as a hostile gateway sends them
+        answer = self.gateway.post(f"/v1/gateway/streams/{stream}/batches",
+                                   content=json.dumps(document).encode(),
+                                   headers={"Content-Type": PLAIN_TYPE, **headers})
+        assert answer.status_code in (200, 400), answer.text
+        if answer.status_code == 200:
+            self.seq[stream] += len(document.get("events", document.get("readings", [])))
+        else:
+            assert set(answer.json()) == {"error", "detail"}
+        return answer
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_ANY_TEXT)
+def test_any_text_the_checks_accept_reads_back_unchanged(prober: Prober, text: str) -> None:
+    prober.ts += 1000
+    ts = prober.ts
+    batch = [Event("note", "d1", ts, {"note": text}),
+             Event("alarm.raised", "level-1", ts, {"rule": text, "value": 1.0}),
+             Event("alarm.cleared", "level-1", ts + 1, {"rule": text, "value": 0.0})]
+    expected = all(event_problem(e, READABLE) is None for e in batch)
+    answer = prober.push("events", {"events": [
+        {"kind": e.kind, "device": e.device, "ts_ms": e.ts_ms, "attrs": e.attrs}
+        for e in batch]})
+    assert (answer.status_code == 200) == expected, answer.text
+    page = prober.operator.get("/v1/events", params={"limit": 3})
+    assert page.status_code == 200, page.text
+    alarms = prober.operator.get("/v1/alarms", params={"limit": 1})
+    assert alarms.status_code == 200, alarms.text
+    if expected:
+        assert page.json()["events"][2]["attrs"] == {"note": text}
+        [alarm] = alarms.json()["alarms"]
+        assert (alarm["rule"], alarm["raised_ms"], alarm["cleared_ms"]) == (text, ts, ts + 1)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ts_ms=st.integers(-(2**63), 2**63 - 1) | st.integers(0, 2 * T0),
+       sent_at=st.none() | st.integers(0, 2**53))
+def test_no_timestamp_and_clock_header_overflow_the_clock_shift(
+    prober: Prober, ts_ms: int, sent_at: int | None,
+) -> None:
+    headers = {} if sent_at is None else {"X-Ponton-Sent-At": str(sent_at)}
+    reading = {"device": "clock", "quantity": "voltage", "ts_ms": ts_ms, "value": 230.0}
+    answer = prober.push("readings", {"readings": [reading]}, **headers)
+    latest = prober.operator.get("/v1/latest", params={"device": "clock"})
+    assert latest.status_code == 200, latest.text
+    if answer.status_code == 200:
+        [value] = latest.json()["values"]
+        assert 0 <= value["ts_ms"] <= now_ms() + AHEAD_MS
+    else:
+        assert answer.json()["error"] == "invalid_record"
