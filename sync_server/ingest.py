@@ -37,9 +37,8 @@ from sync_server.record_checks import (
     PLAUSIBLE_FROM_MS,
     Problem,
     TimeWindow,
-    event_problem,
+    first_problem,
     ingest_window,
-    reading_problem,
 )
 from sync_server.wire import DecodedBatch
 
@@ -248,10 +247,9 @@ def _check_records(batch: DecodedBatch, window: TimeWindow, sent_at_ms: int | No
     """BadRequest (counted) naming the header, or the first record, no reader could read."""
     if sent_at_ms is not None:
         _refuse_if(window.problem("X-Ponton-Sent-At", sent_at_ms), "header", batch)
-    records: list[Reading | Event] = list(batch.records)
-    for index, record in enumerate(records):
-        problem = (event_problem(record, window) if isinstance(record, Event)
-                   else reading_problem(record, window))
+    found = first_problem(batch.records, window)
+    if found is not None:
+        index, problem = found
         _refuse_if(problem, f"record {index} (seq {batch.first_seq + index})", batch)
 
 

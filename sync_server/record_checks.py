@@ -16,9 +16,11 @@ hub reads (access decisions, pedestal sessions, alarms, car parks).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "TimeWindow",
     "attrs_from_text",
     "event_problem",
+    "first_problem",
     "ingest_window",
     "reading_problem",
 ]
@@ -109,11 +112,38 @@ def ingest_window(now_ms: int) -> TimeWindow:
     return TimeWindow(EARLIEST_MS, now_ms + AHEAD_MS)
 
 
+def first_problem(records: Sequence[Reading | Event], window: TimeWindow
+                  ) -> tuple[int, Problem] | None:
+    """The index of the first record that cannot be stored or read back, and why; None if
+    every one can. Each name is checked once a batch: a batch repeats a few hundred."""
+    names: set[tuple[str, str]] = set()
+    for index, record in enumerate(records):
+        known = (record.kind, record.device) if isinstance(record, Event) else (
+            record.device, record.quantity)
+        fresh = known not in names
+        problem = (_event_problem(record, window, names=fresh) if isinstance(record, Event)
+                   else _reading_problem(record, window, names=fresh))
+        if problem is not None:
+            return index, problem
+        names.add(known)
+    return None
+
+
 def reading_problem(reading: Reading, window: TimeWindow) -> Problem | None:
     """Why a reading cannot be stored or read back, or None."""
+    return _reading_problem(reading, window, names=True)
+
+
+def event_problem(event: Event, window: TimeWindow) -> Problem | None:
+    """Why an event cannot be stored or read back, or None."""
+    return _event_problem(event, window, names=True)
+
+
+def _reading_problem(reading: Reading, window: TimeWindow, *, names: bool) -> Problem | None:
     problem = (_name_problem("device", reading.device, _MAX_DEVICE)
-               or _name_problem("quantity", reading.quantity, _MAX_NAME)
-               or window.problem("ts_ms", reading.ts_ms))
+               or _name_problem("quantity", reading.quantity, _MAX_NAME)) if names else None
+    if problem is None and not window.earliest_ms <= reading.ts_ms <= window.latest_ms:
+        problem = window.problem("ts_ms", reading.ts_ms)
     if problem is None and reading.quantity in _PARKING_QUANTITIES and math.isfinite(
             reading.value) and not (reading.value.is_integer()
                                     and 0 <= reading.value <= _MAX_PARKING_COUNT):
@@ -122,12 +152,12 @@ def reading_problem(reading: Reading, window: TimeWindow) -> Problem | None:
     return problem
 
 
-def event_problem(event: Event, window: TimeWindow) -> Problem | None:
-    """Why an event cannot be stored or read back, or None."""
-    if len(event.kind) > _MAX_NAME or not _KIND.fullmatch(event.kind):
+def _event_problem(event: Event, window: TimeWindow, *, names: bool) -> Problem | None:
+    if names and (len(event.kind) > _MAX_NAME or not _KIND.fullmatch(event.kind)):
         return Problem("kind", f"must be lower-case words joined by dots (access.granted), "
                                f"at most {_MAX_NAME} characters, got {_shown(event.kind)}")
-    return (_name_problem("device", event.device, _MAX_DEVICE, empty_ok=True)
+    return ((_name_problem("device", event.device, _MAX_DEVICE, empty_ok=True)
+             if names else None)
             or window.problem("ts_ms", event.ts_ms)
             or _attrs_problem(event.attrs, window)
             or _typed_problem(event.kind, event.attrs))
@@ -155,59 +185,89 @@ def _attrs_problem(attrs: object, window: TimeWindow) -> Problem | None:
         return Problem("attrs", "must be an object")
     if len(attrs) > MAX_ATTRS:
         return Problem("attrs", f"{len(attrs)} attributes, more than {MAX_ATTRS}")
-    problem = _value_problem("attrs", attrs, 0, window)
-    if problem is None:
-        size = len(json.dumps(attrs))
-        if size > MAX_ATTRS_CHARS:
-            problem = Problem("attrs", f"{size} characters as JSON, more than "
-                                       f"{MAX_ATTRS_CHARS}")
+    walk = _Walk(window)
+    problem = walk.container("attrs", attrs, 0)
+    if problem is None and walk.left < 0:
+        problem = Problem("attrs", f"more than {MAX_ATTRS_CHARS} characters as JSON")
     return problem
 
 
-def _value_problem(field: str, value: object, depth: int, window: TimeWindow
-                   ) -> Problem | None:
-    """Why ``value`` (at ``field``) is not JSON every reader takes, or None. Recursive."""
-    if isinstance(value, list | dict):
+class _Walk:
+    """One event's attributes, walked once: the window for ``*_ms`` values, and the JSON
+    characters left (counted roughly, without ``json.dumps``: ingest checks every event).
+
+    Field names are only spelt out for the problem found: building them for every value
+    cost more than the checks.
+    """
+
+    __slots__ = ("left", "window")
+
+    def __init__(self, window: TimeWindow) -> None:
+        self.window = window
+        self.left = MAX_ATTRS_CHARS
+
+    def container(self, field: str, value: list[Any] | dict[Any, Any], depth: int
+                  ) -> Problem | None:
         if depth >= MAX_DEPTH:
             return Problem(field, f"nested more than {MAX_DEPTH} deep")
         if len(value) > _MAX_ITEMS:
             return Problem(field, f"{len(value)} items, more than {_MAX_ITEMS}")
+        self.left -= 2
         if isinstance(value, list):
-            items = (_value_problem(f"{field}[{i}]", item, depth + 1, window)
-                     for i, item in enumerate(value))
-        else:
-            items = (_member_problem(_member(field, key), key, item, depth + 1, window)
-                     for key, item in value.items())
-        return next((problem for problem in items if problem is not None), None)
-    return _scalar_problem(field, value)
+            return self.items(field, value, depth)
+        return self.members(field, value, depth)
 
-
-def _member(field: str, key: str) -> str:
-    """``attrs.note``, or ``attrs['n\\udc00']`` where the key itself is the trouble."""
-    return f"{field}.{key}" if _PLAIN_KEY.fullmatch(key) else f"{field}[{_shown(key)}]"
-
-
-def _member_problem(field: str, key: object, value: object, depth: int, window: TimeWindow
-                    ) -> Problem | None:
-    """A key of an object and its value; a ``*_ms`` key holds a time inside ``window``."""
-    problem = _name_problem(f"{field} key", key, _MAX_NAME)
-    if problem is None and isinstance(key, str) and key.endswith("_ms") and value is not None:
-        problem = window.problem(field, value)
-    return problem or _value_problem(field, value, depth, window)
-
-
-def _scalar_problem(field: str, value: object) -> Problem | None:
-    if value is None or isinstance(value, bool):
+    def items(self, field: str, value: list[Any], depth: int) -> Problem | None:
+        for index, item in enumerate(value):
+            problem = self.item(field, index, item, depth)
+            if problem is not None:
+                return problem
         return None
-    if isinstance(value, int):
-        ok = _MIN_INT <= value <= _MAX_INT
-        return None if ok else Problem(field, "integer out of range (signed 64 bits)")
-    if isinstance(value, float):
-        ok = math.isfinite(value)
-        return None if ok else Problem(field, f"{value} is not a number JSON can carry")
-    if isinstance(value, str):
-        return _text_problem(field, value, MAX_TEXT)
-    return Problem(field, f"{type(value).__name__} is not a JSON value")
+
+    def members(self, field: str, value: dict[Any, Any], depth: int) -> Problem | None:
+        """Each key and its value; a ``*_ms`` key holds a time in the window."""
+        for key, item in value.items():
+            problem = None if _PLAIN_KEY.fullmatch(key) else _name_problem(
+                f"{_member(field, key)} key", key, _MAX_NAME)
+            if problem is None and key.endswith("_ms") and item is not None:
+                problem = self.window.problem(_member(field, key), item)
+            self.left -= len(key) + 4
+            problem = problem or self.item(field, key, item, depth)
+            if problem is not None:
+                return problem
+        return None
+
+    def item(self, parent: str, key: str | int, value: object, depth: int) -> Problem | None:
+        """Why the value at ``parent``'s ``key`` is not JSON every reader takes, or None."""
+        kind = type(value)
+        if kind is str:
+            assert isinstance(value, str)
+            self.left -= len(value) + 2
+            ok = len(value) <= MAX_TEXT and "\x00" not in value and (
+                value.isascii() or not _SURROGATE.search(value))
+            return None if ok else _text_problem(_member(parent, key), value, MAX_TEXT)
+        if isinstance(value, list | dict):
+            return self.container(_member(parent, key), value, depth + 1)
+        self.left -= 8
+        if kind is float:
+            assert isinstance(value, float)
+            ok, reason = math.isfinite(value), "not a number JSON can carry (NaN, infinity)"
+        elif kind is int:
+            assert isinstance(value, int)
+            ok, reason = _MIN_INT <= value <= _MAX_INT, "integer out of range (signed 64 bits)"
+        else:
+            ok, reason = value is None or kind is bool, "not a JSON value"
+        return None if ok else Problem(_member(parent, key), reason)
+
+
+def _member(field: str, key: object) -> str:
+    """``attrs.note``, ``attrs.list[2]``, or ``attrs['n\\udc00']`` where the key is the
+    trouble."""
+    if isinstance(key, int):
+        return f"{field}[{key}]"
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{field}.{key}"
+    return f"{field}[{_shown(key)}]"
 
 
 def _typed_problem(kind: str, attrs: dict[str, Any]) -> Problem | None:
@@ -245,12 +305,21 @@ def _name_problem(field: str, text: object, limit: int, *, empty_ok: bool = Fals
     """A name shown as it is (device, quantity, key, service): printable, bounded text."""
     if not isinstance(text, str):
         return Problem(field, f"must be text, got {_shown(text)}")
-    if not text and not empty_ok:
-        return Problem(field, "must not be empty")
-    problem = _text_problem(field, text, limit)
-    if problem is None and _CONTROL.search(text):
-        problem = Problem(field, f"holds control characters: {_shown(text)}")
-    return problem
+    if len(text) > limit:  # before the cache, which must not keep long strings
+        return Problem(field, f"{len(text)} characters, more than {limit}")
+    if not text:
+        return None if empty_ok else Problem(field, "must not be empty")
+    reason = _name_reason(text)
+    return None if reason is None else Problem(field, reason)
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_reason(text: str) -> str | None:
+    """Why short ``text`` is no name, or None. Cached: a batch repeats names and keys."""
+    problem = _text_problem("", text, len(text))
+    if problem is not None:
+        return problem.reason
+    return f"holds control characters: {_shown(text)}" if _CONTROL.search(text) else None
 
 
 def _text_problem(field: str, text: str, limit: int) -> Problem | None:
