@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,8 +26,13 @@ from sqlalchemy import func, select
 from edge_agent.codecs.batch import EVENTS_TYPE, PLAIN_TYPE, encode_events
 from edge_agent.codecs.pseudonyms import pseudonym
 from edge_agent.records import Event, now_ms
+from sync_server import bad_records
 from sync_server.db.schema import events, gateways, readings, series, streams, territories
+from sync_server.errors import BadRequest
+from sync_server.ingest import ClockPolicy, GatewayRef, store_batch
+from sync_server.queries import Scope, events_page
 from sync_server.record_checks import AHEAD_MS, READABLE, event_problem
+from sync_server.wire import DecodedBatch
 from tests.helpers.hub import ACCESS_RULES, HubProcess
 
 _names = itertools.count(1)
@@ -407,3 +413,35 @@ def test_no_timestamp_and_clock_header_overflow_the_clock_shift(
         assert 0 <= value["ts_ms"] <= now_ms() + AHEAD_MS
     else:
         assert answer.json()["error"] == "invalid_record"
+
+
+def test_refusals_and_skips_are_counted_and_warned_about_once_a_minute(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """In the hub's own code, on its database: the counters a future /metrics exposes."""
+    monkeypatch.setattr(bad_records, "_last_warning", {})
+    before = bad_records.counts()
+    with site.hub.engine.connect() as conn:
+        row = conn.execute(select(gateways).where(
+            gateways.c.territory_id.in_(site.territory_ids()))).one()
+    caller = GatewayRef(row.id, row.territory_id, row.name, row.incarnation)
+    hostile = DecodedBatch("events", "event", 1, [Event("note", "d1", T0, {"n": float("nan")})])
+    with pytest.raises(BadRequest, match=r"record 0 \(seq 1\) of stream events: attrs.n"):
+        store_batch(site.hub.engine, caller, "events", hostile, received_ms=now_ms(),
+                    sent_at_ms=None, backlog=None, clock=ClockPolicy(120_000))
+    _insert_bad_rows(site)
+    with caplog.at_level(logging.WARNING, "sync_server.bad_records"), \
+            site.hub.engine.connect() as conn:
+        for _ in range(3):
+            events_page(conn, Scope(row.territory_id), gateway=None, kind=None, device=None,
+                        from_ms=None, to_ms=None, limit=100)
+    after = bad_records.counts()
+    assert after["refused"].get("attrs", 0) == before["refused"].get("attrs", 0) + 1
+    skipped = {key: n - before["skipped"].get(key, 0) for key, n in after["skipped"].items()}
+    # Three pages, each skipping the eleven rows with bad attributes, three far out of
+    # time and one whose kind holds an escape (_insert_bad_rows).
+    assert {key: n for key, n in skipped.items() if n} == {
+        "events attrs": 3 * 11, "events ts_ms": 3 * 3, "events kind": 3 * 1}
+    warnings = [r for r in caplog.records if r.name == "sync_server.bad_records"]
+    assert len(warnings) == 1, "one warning a minute, however many rows"
+    assert "events skipped" in warnings[0].getMessage()
