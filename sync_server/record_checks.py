@@ -66,7 +66,6 @@ _MAX_PARKING_COUNT = 1_000_000
 _MIN_INT, _MAX_INT = -(2**63), 2**63 - 1
 
 _KIND = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
-_PSEUDONYM = re.compile(r"[0-9a-f]{32}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 #: C0 and C1 controls and DEL: they rewrite an operator's terminal, and NUL ends PostgreSQL text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -274,11 +273,8 @@ def _typed_problem(kind: str, attrs: dict[str, Any]) -> Problem | None:
     """The attributes the hub's readers depend on, for the kinds they read."""
     names: tuple[str, ...] = ()
     if kind.startswith("access.") or kind == "session.closed":
-        badge = attrs.get("badge")
-        if badge is not None and not (isinstance(badge, str) and _PSEUDONYM.fullmatch(badge)):
-            return Problem("attrs.badge", f"a badge is 32 lower-case hex digits, got "
-                                          f"{_shown(badge)}")
-        names = ("category", "service", "zone", "reason")
+        # A badge that is no pseudonym is read as none (reports); it must still be text.
+        names = ("badge", "category", "service", "zone", "reason")
     elif kind in ("alarm.raised", "alarm.cleared"):
         nested = [key for key, value in attrs.items() if isinstance(value, list | dict)]
         if nested:  # pairing reads ``rule`` in SQL: flat objects keep that exact

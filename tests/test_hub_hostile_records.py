@@ -134,8 +134,8 @@ HOSTILE_EVENTS = {
         {"ended_ms": 2**62, "started_ms": T0})), "attrs.ended_ms"),
     "started_ms as text": (_event_json("session.closed", "pedestal-1", attrs=json.dumps(
         {"started_ms": "yesterday"})), "attrs.started_ms"),
-    "badge that is no pseudonym": (_event_json("access.granted", "gate-a", attrs=json.dumps(
-        {"badge": "not-hex", "service": "pool"})), "attrs.badge"),
+    "badge that is no text": (_event_json("access.granted", "gate-a", attrs=json.dumps(
+        {"badge": ["ab"], "service": "pool"})), "attrs.badge"),
     "service that is a number": (_event_json("access.granted", "gate-a", attrs=json.dumps(
         {"service": 7})), "attrs.service"),
     "nested alarm attributes": (_event_json("alarm.raised", "level-1", attrs=json.dumps(
