@@ -115,16 +115,14 @@ def readable_reading(reader: str, row: str, device: object, quantity: object, ts
     A stored value is NULL (not a number) or finite: ingest stores NaN and infinities as
     NULL, and JSON has no infinity to answer with.
     """
-    problem = READABLE.problem("ts_ms", ts_ms)
-    if problem is None and not (value is None or (isinstance(value, float | int)
-                                                  and math.isfinite(value))):
+    problem: Problem | None
+    number = float(value) if isinstance(value, float | int) else math.nan
+    if not (isinstance(device, str) and isinstance(quantity, str) and isinstance(ts_ms, int)):
+        problem = Problem("device", "stored device and quantity must be text, time a number")
+    elif value is not None and not math.isfinite(number):
         problem = Problem("value", f"{value!r} is not a finite number")
-    if problem is None:
-        if isinstance(device, str) and isinstance(quantity, str) and isinstance(ts_ms, int):
-            number = float("nan") if value is None else float(value)  # type: ignore[arg-type]
-            problem = reading_problem(Reading(device, quantity, ts_ms, number), READABLE)
-        else:
-            problem = Problem("device", "stored device and quantity must be text")
+    else:
+        problem = reading_problem(Reading(device, quantity, ts_ms, number), READABLE)
     if problem is not None:
         skip_row(reader, row, problem)
         return False
