@@ -59,6 +59,9 @@ MAX_DEPTH = 4
 MAX_TEXT = 4096
 _MAX_ITEMS = 256
 MAX_ATTRS_CHARS = 16_384
+#: The longest ``attrs`` column ingest can write from that: ``json.dumps`` spells a character
+#: outside ASCII as 6 characters, or 12 (a surrogate pair) outside the Basic Multilingual Plane.
+_MAX_STORED_CHARS = 12 * MAX_ATTRS_CHARS + 1024
 #: Longest device name, and longest kind, quantity, attribute key or typed name.
 _MAX_DEVICE, _MAX_NAME = 128, 64
 #: Vehicles or spaces in one car park: beyond this the count is garbage.
@@ -167,8 +170,8 @@ def attrs_from_text(text: str) -> dict[str, Any]:
 
     NaN and infinities are refused here already: JSON has no such numbers.
     """
-    if len(text) > MAX_ATTRS_CHARS:
-        raise ValueError(f"attrs of {len(text)} characters, more than {MAX_ATTRS_CHARS}")
+    if len(text) > _MAX_STORED_CHARS:
+        raise ValueError(f"attrs of {len(text)} characters, more than {_MAX_STORED_CHARS}")
     attrs = json.loads(text, parse_constant=_no_constant)
     if not isinstance(attrs, dict):
         raise ValueError(f"attrs must be a JSON object, got {type(attrs).__name__}")

@@ -51,6 +51,13 @@ def test_what_ingest_accepts_every_reader_reads_back(
     json.dumps(read, ensure_ascii=False, allow_nan=False).encode("utf-8")  # as answers do
 
 
+@pytest.mark.parametrize("text", ["\u00e9" * 4096, "\U0001f600" * 4096, "\u2028" * 4096])
+def test_the_longest_text_ingest_accepts_is_read_back_once_escaped(text: str) -> None:
+    attrs = {"note": text, "more": text[:2000], "again": text[:2000]}
+    assert event_problem(Event("note", "d1", NOW, attrs), WINDOW) is None
+    assert attrs_from_text(json.dumps(attrs, sort_keys=True)) == attrs
+
+
 @pytest.mark.parametrize(
     ("ts_ms", "accepted"),
     [(-1, False), (0, True), (NOW + AHEAD_MS, True), (NOW + AHEAD_MS + 1, False)],
