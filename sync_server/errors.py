@@ -6,8 +6,8 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
 
     HubError
     ├── SettingsError          the hub cannot start as configured (500 if ever raised late)
-    ├── BadRequest             400 malformed_batch, invalid_request, invalid_policy,
-    │   │                          territory_required
+    ├── BadRequest             400 malformed_batch, invalid_record, invalid_request,
+    │   │                          invalid_policy, territory_required
     │   ├── InvalidField       400 invalid_field (carries the field's name and the reason)
     │   └── InvalidRows        400 invalid_rows (carries problems: line, field, reason)
     ├── Unauthorized           401 invalid_token, invalid_code
