@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from fastapi.routing import APIRoute
 from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_readings
 from edge_agent.codecs.compression import compress
 from edge_agent.records import Reading
+from sync_server import admin
 from sync_server.api import public
 from sync_server.api.decode_pool import DecodePool
 from sync_server.api.limits import DoorRoute, departures
@@ -161,6 +164,38 @@ def test_the_decode_pool_answers_busy_when_its_queue_is_full() -> None:
         return [await running, await queued, refused.value.retry_after_s]
 
     assert asyncio.run(scenario()) == ["done", "queued", 1]
+
+
+def test_a_push_beyond_the_decode_queue_is_answered_busy(app_and_dir: Any) -> None:
+    """503 with Retry-After in the one error shape; the agent retries as for any 503."""
+    state = app_and_dir.state.hub
+    admin.add_territory(state.engine, "busy")
+    admin.add_site(state.engine, "busy", "busy-site")
+    code = admin.add_gateway(state.engine, "busy", "busy-site", "busy-gw").code
+    full = DecodePool(workers=1, queue=0)
+    app_and_dir.state.hub = dataclasses.replace(state, decoding=full)
+    release = threading.Event()
+
+    async def scenario() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app_and_dir)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            token = (await client.post("/v1/enroll", json={"code": code})).json()["token"]
+            blocking = asyncio.create_task(full.run(lambda: release.wait(10)))
+            await asyncio.sleep(0.05)
+            readings = [Reading("m1", "voltage", 1_764_000_000_000, 230.0)]
+            answer = await client.post(
+                "/v1/gateway/streams/readings/batches", content=encode_readings(1, readings),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": READINGS_TYPE})
+            release.set()
+            await blocking
+            return answer
+
+    try:
+        answer = asyncio.run(scenario())
+    finally:
+        app_and_dir.state.hub = state
+    assert (answer.status_code, answer.json()["error"]) == (503, "busy")
+    assert answer.headers["Retry-After"] == "1"
 
 
 # --- over HTTP, against a real hub process (SQLite and PostgreSQL) ---
