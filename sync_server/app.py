@@ -16,10 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync_server import __version__
 from sync_server.api import access, field, gateway, operator, public
 from sync_server.api.context import HubState
-from sync_server.api.limits import BodyLimit
 from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
-from sync_server.errors import HubError, InvalidRows, TooManyRequests
+from sync_server.errors import HubError, InvalidRows, TooManyRequests, Unavailable
 from sync_server.keys import load_signing_key
 from sync_server.settings import HubSettings
 
@@ -42,7 +41,6 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(access.router)
     app.include_router(field.router)
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -59,7 +57,7 @@ async def _hub_error(_: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, InvalidRows):  # the same shape, plus what is wrong on which line
         return JSONResponse({"error": exc.code, "detail": exc.detail, "problems": exc.problems},
                             status_code=exc.status)
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequests | Unavailable):
         return _error(exc.status, exc.code, exc.detail, **{"Retry-After": str(exc.retry_after_s)})
     return _error(exc.status, exc.code, exc.detail)
 

@@ -16,7 +16,8 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
     │                              revoked, already_acknowledged
     ├── TooLarge               413 too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
-    └── TooManyRequests        429 too_many_attempts (carries retry_after_s)
+    ├── TooManyRequests        429 too_many_attempts (carries retry_after_s)
+    └── Unavailable            503 busy (carries retry_after_s)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "TooLarge",
     "TooManyRequests",
     "Unauthorized",
+    "Unavailable",
     "UnsupportedMediaType",
 ]
 
@@ -122,6 +124,17 @@ class TooManyRequests(HubError):
 
     status = 429
     default_code = "too_many_attempts"
+
+    def __init__(self, detail: str, *, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(HubError):
+    """The hub is too busy to take this request now; ``retry_after_s`` says when to retry."""
+
+    status = 503
+    default_code = "busy"
 
     def __init__(self, detail: str, *, retry_after_s: int) -> None:
         super().__init__(detail)

@@ -1,8 +1,11 @@
 """From a push request's bytes to typed records: content negotiation and limits.
 
 The decoding itself is the agent's pure codecs (edge_agent/codecs), shared so that both ends
-speak exactly one format; this module only picks the codec from the request's headers and
-turns codec errors into the hub's HTTP errors.
+speak exactly one format; this module picks the codec from the request's headers, turns codec
+errors into the hub's HTTP errors, and bounds what decoding may cost: the body is inflated
+piece by piece and its JSON elements counted as they come (sync_server/json_bounds.py), so a
+few kilobytes that would inflate into millions of values are refused at the first piece past
+the budget, before the parser builds any of them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from edge_agent.codecs.batch import (
     decode_plain,
     decode_readings,
 )
-from edge_agent.codecs.compression import ENCODINGS, decompress
+from edge_agent.codecs.compression import ENCODINGS, inflate
 from edge_agent.errors import CodecError
 from edge_agent.errors import TooLarge as BodyTooLarge
 from edge_agent.records import Event, Reading
 from sync_server.errors import BadRequest, TooLarge, UnsupportedMediaType
+from sync_server.json_bounds import MAX_DEPTH, ElementBudget, nested_deeper_than
 
 __all__ = ["DecodedBatch", "decode_batch"]
 
@@ -59,7 +63,10 @@ def decode_batch(
         raise UnsupportedMediaType(
             f"content encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
     try:
-        document = decompress(body, encoding, max_bytes=max_decoded)
+        document = _inflate_within_budget(body, encoding, max_decoded)
+        if nested_deeper_than(document, MAX_DEPTH):
+            raise BadRequest(f"batch nested deeper than {MAX_DEPTH} levels",
+                             code="malformed_batch")
         first_seq, records = _decode(media_type, document)
     except BodyTooLarge as exc:
         raise TooLarge(str(exc)) from exc
@@ -72,6 +79,15 @@ def decode_batch(
     record_type: Literal["reading", "event"] = (
         "event" if isinstance(records[0], Event) else "reading")
     return DecodedBatch(stream, record_type, first_seq, records)
+
+
+def _inflate_within_budget(body: bytes, encoding: str, max_decoded: int) -> bytes:
+    budget = ElementBudget()
+    pieces = []
+    for piece in inflate(body, encoding, max_bytes=max_decoded):
+        budget.feed(piece)
+        pieces.append(piece)
+    return b"".join(pieces)
 
 
 def _decode(media_type: str, document: bytes) -> tuple[int, list[Reading] | list[Event]]:

@@ -25,12 +25,13 @@ from sync_server.access.registry import (
 )
 from sync_server.access.reports import consumption, grouping, service_statistics
 from sync_server.api.context import HubState, Operator, State
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest, NotFound
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["access"])
+router = APIRouter(prefix="/v1", tags=["access"], route_class=DoorRoute)
 
 _Month = Annotated[str | None, Query(max_length=7)]
 #: A category name (access_policy's names); refused before it reaches the database.
@@ -121,7 +122,7 @@ async def import_csv(
     request: Request, territory: Territory, state: State, partial: bool = False
 ) -> dict[str, Any]:
     """Register every badge of a CSV body; ``invalid_rows`` lists (line, field, reason)."""
-    data = await request.body()  # bounded by the BodyLimit middleware
+    data = await request.body()  # read by the door once the token passed, and bounded
     change = await run_in_threadpool(import_badges, state.engine, _signer(state), territory,
                                      data, partial=partial)
     return change.as_dict()

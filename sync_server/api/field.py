@@ -15,13 +15,14 @@ from pydantic import BaseModel, ConfigDict
 from sync_server.alarms import Acknowledgement, AlarmFilter, acknowledge, alarm, alarms_page
 from sync_server.api.access import Territory
 from sync_server.api.context import Operator, State, Token
+from sync_server.api.limits import DoorRoute
 from sync_server.car_parks import car_parks
 from sync_server.db.engine import reading
 from sync_server.queries import MAX_EVENTS
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["field"])
+router = APIRouter(prefix="/v1", tags=["field"], route_class=DoorRoute)
 
 _Name = Annotated[str | None, Query(max_length=128)]
 _Ms = Annotated[int | None, Query(ge=0, le=2**63 - 1)]

@@ -13,6 +13,7 @@ from edge_agent.codecs.bundle import BUNDLE_KINDS
 from edge_agent.records import now_ms
 from sync_server.access.policy import PolicySigner, refresh_policy
 from sync_server.api.context import Caller, State
+from sync_server.api.limits import DoorRoute
 from sync_server.bundles import etag, latest_bundle
 from sync_server.db.engine import reading
 from sync_server.db.schema import devices
@@ -22,7 +23,7 @@ from sync_server.wire import decode_batch
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/gateway", tags=["gateway"])
+router = APIRouter(prefix="/v1/gateway", tags=["gateway"], route_class=DoorRoute)
 
 #: Clock and backlog headers: milliseconds and record counts, far below int64 either way.
 _MAX_HEADER_INT = 2**53
@@ -75,24 +76,27 @@ async def push(
     x_ponton_sent_at: Annotated[str | None, Header()] = None,
     x_ponton_backlog: Annotated[str | None, Header()] = None,
 ) -> dict[str, object]:
-    """Store a batch of one stream exactly once; answer with every stream's mark."""
+    """Store a batch of one stream exactly once; answer with every stream's mark.
+
+    Decoding runs on the hub's decode pool (503 when it is full), storing on the threads
+    that serve the database.
+    """
     received = now_ms()
     settings = state.settings
-    body = await request.body()  # bounded by the BodyLimit middleware
+    body = await request.body()  # read by the door once the token passed, and bounded
     sent_at = _optional_int("X-Ponton-Sent-At", x_ponton_sent_at)
     backlog = _optional_int("X-Ponton-Backlog", x_ponton_backlog)
 
-    def decode_and_store() -> dict[str, object]:
-        batch = decode_batch(stream, body, content_type, content_encoding,
-                             max_decoded=settings.max_decoded_bytes)
-        result = store_batch(state.engine, caller, stream, batch, received_ms=received,
-                             sent_at_ms=sent_at, backlog=backlog,
-                             clock=ClockPolicy(settings.clock_tolerance_ms))
-        return {"stream": result.stream, "first_seq": result.first_seq,
-                "last_seq": result.last_seq, "stored": result.stored,
-                "duplicates": result.duplicates, "acked": result.acked}
-
-    return await run_in_threadpool(decode_and_store)
+    batch = await state.decoding.run(
+        lambda: decode_batch(stream, body, content_type, content_encoding,
+                             max_decoded=settings.max_decoded_bytes))
+    result = await run_in_threadpool(
+        lambda: store_batch(state.engine, caller, stream, batch, received_ms=received,
+                            sent_at_ms=sent_at, backlog=backlog,
+                            clock=ClockPolicy(settings.clock_tolerance_ms)))
+    return {"stream": result.stream, "first_seq": result.first_seq,
+            "last_seq": result.last_seq, "stored": result.stored,
+            "duplicates": result.duplicates, "acked": result.acked}
 
 
 @router.get("/streams")

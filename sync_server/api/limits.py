@@ -1,65 +1,110 @@
-"""A bound on every request body, checked before anything reads or parses it.
+"""The door of every route: its token is checked before its body is read, and the body is
+bounded in bytes and, for JSON, in elements and depth as it arrives.
 
-FastAPI parses a JSON body before the route's dependencies run, token check included, so
-without this a client with no token could make the hub hold a gigabyte: the declared
-``Content-Length`` is refused at once (the server enforces that the body matches it), and a
-chunked body without one is read here, up to the limit, before the application sees it.
+FastAPI reads and parses a route's JSON body before the route's dependencies run, token
+check included, so without this a client with no token could make the hub parse megabytes.
+Every router of the hub builds its routes as ``DoorRoute``: before FastAPI's own handler, it
+runs the token check the route declares (its dependencies say which: ``AUTHENTICATIONS``),
+and only then reads the body, counting JSON elements piece by piece
+(sync_server/json_bounds.py). Nothing else to remember for a new route: declaring its token
+dependency is enough (tests/test_hub_door.py walks every route).
+
+A client that goes away mid-body (a 4G gateway losing its link) is normal: one info line and
+a count in ``departures``, no answer, since nobody is left to read it.
 """
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["BodyLimit"]
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from sync_server.api.context import AUTHENTICATIONS, bearer, hub_state
+from sync_server.errors import BadRequest, TooLarge
+from sync_server.json_bounds import MAX_DEPTH, ElementBudget, nested_deeper_than
+
+__all__ = ["DoorRoute", "departures"]
+
+log = logging.getLogger(__name__)
+
+_Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for any request body over ``limit`` bytes."""
+@dataclass
+class Departures:
+    """Requests whose client went away before its body was in, since the process started."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
+    count: int = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            if declared.isdigit() and int(declared) > self.limit:
-                await self._refuse(scope, receive, send,
-                                   f"request body of {int(declared)} bytes exceeds the "
-                                   f"{self.limit}-byte limit")
-                return
-            await self.app(scope, receive, send)
-            return
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.limit:
-                await self._refuse(scope, receive, send,
-                                   f"request body exceeds the {self.limit}-byte limit")
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
+#: Process-wide, for a metrics page to show.
+departures = Departures()
 
-        await self.app(scope, replay, send)
 
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
-        await JSONResponse({"error": "too_large", "detail": detail}, status_code=413)(
-            scope, receive, send)
+class DoorRoute(APIRoute):
+    """A route that authenticates, then reads its body within the limits, then runs.
+
+    Refusals are the hub's errors (401, 413, 400), answered in the one error shape.
+    """
+
+    def get_route_handler(self) -> _Handler:
+        handler = super().get_route_handler()
+        checks = _declared_checks(self.dependant)
+        json = self.body_field is not None
+
+        async def door(request: Request) -> Response:
+            limit = hub_state(request).settings.max_request_bytes
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise TooLarge(f"request body of {int(declared)} bytes exceeds the "
+                               f"{limit}-byte limit")
+            for check, prefix in checks:
+                bearer(request, prefix)  # no token at all costs no thread and no query
+                await run_in_threadpool(check, request, hub_state(request))
+            try:
+                await _read(request, limit, json=json)
+            except ClientDisconnect:
+                departures.count += 1
+                log.info("client went away mid-body on %s %s (%d such requests so far)",
+                         request.method, request.url.path, departures.count)
+                return Response(status_code=400)  # nobody is left to read it
+            return await handler(request)
+
+        return door
+
+
+async def _read(request: Request, limit: int, *, json: bool) -> None:
+    """Read the whole body, so that FastAPI and the route find it read; what FastAPI will
+    parse as JSON is counted as it comes and its depth checked."""
+    budget = ElementBudget() if json else None
+    pieces, size = [], 0
+    async for piece in request.stream():
+        size += len(piece)
+        if size > limit:
+            raise TooLarge(f"request body exceeds the {limit}-byte limit")
+        if budget is not None:
+            budget.feed(piece)
+        pieces.append(piece)
+    body = b"".join(pieces)
+    if json and nested_deeper_than(body, MAX_DEPTH):
+        raise BadRequest(f"JSON body nested deeper than {MAX_DEPTH} levels; refused")
+    # Where ``Request.body()`` keeps what it read: the stream can only be read once.
+    request._body = body
+
+
+def _declared_checks(dependant: Dependant) -> list[tuple[Callable[..., object], str]]:
+    """The token checks among a route's dependencies, however deep they are declared."""
+    found: list[tuple[Callable[..., object], str]] = []
+    for dependency in dependant.dependencies:
+        call = dependency.call
+        if call is not None and call in AUTHENTICATIONS:
+            found.append((call, AUTHENTICATIONS[call]))
+        found += [check for check in _declared_checks(dependency) if check not in found]
+    return found

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query
 
 from edge_agent.records import now_ms
 from sync_server.api.context import Operator, State
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.queries import MAX_EVENTS, events_page, gateway_health, latest_values, time_series
 
 __all__ = ["DEFAULT_SERIES_MS", "router"]
 
-router = APIRouter(prefix="/v1", tags=["operator"])
+router = APIRouter(prefix="/v1", tags=["operator"], route_class=DoorRoute)
 
 #: An optional name filter. One ``Query`` object shared as a default would be shared by every
 #: parameter using it, and FastAPI would read them all from the first one's query key.

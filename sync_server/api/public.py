@@ -12,6 +12,7 @@ from edge_agent.records import now_ms
 from sync_server.access.policy import territory_timezone
 from sync_server.access.reports import month_range, service_statistics
 from sync_server.api.context import State
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.db.schema import territories
 from sync_server.enrollment import EnrollmentPolicy, redeem_code
@@ -19,7 +20,7 @@ from sync_server.errors import BadRequest, NotFound
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["public"])
+router = APIRouter(prefix="/v1", tags=["public"], route_class=DoorRoute)
 
 #: A territory name (admin.py); anything else is refused before it reaches the database.
 _TERRITORY = r"^[a-z0-9][a-z0-9._-]{0,63}$"
