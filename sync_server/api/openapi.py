@@ -1,0 +1,178 @@
+"""The hub's OpenAPI document, declaring every answer the hub really gives, in one place.
+
+FastAPI alone lists 200 and a 422 the hub never sends (validation errors leave as 400), so
+clients and fuzzers could not check the refusals. Here each operation gets its real statuses
+with the one error shape, from three sources: what every route shares (a path or query the
+stores cannot hold and a malformed request are 400, a body over the limit 413), what the
+route's dependencies imply (a token: 401 and a bearer security requirement), and a table of
+what each handler may refuse on purpose. A route missing from the table stops the document
+from being built, so a new route cannot ship undeclared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
+
+from sync_server.api.context import gateway_caller, operator_token
+
+__all__ = [
+    "ROUTE_ERRORS",
+    "ErrorBody",
+    "RowErrorsBody",
+    "api_routes",
+    "declare_answers",
+    "dependants",
+    "install_openapi",
+]
+
+
+class ErrorBody(BaseModel):
+    """Every refusal: a stable code that clients decide on, and a sentence for a human."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    detail: str
+
+
+class RowProblem(BaseModel):
+    """What is wrong on one line of an import, and in which field (``-``: the whole line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    line: int
+    field: str
+    reason: str
+
+
+class RowErrorsBody(BaseModel):
+    """A refused import: the error shape, plus ``problems`` when lines are wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: str
+    detail: str
+    problems: list[RowProblem] = []
+
+
+#: Statuses every route may answer: text the stores cannot hold or a malformed request (400)
+#: and a body over the limit (413) are refused before any handler runs.
+SHARED = (400, 413)
+#: What each handler (by route name) refuses on purpose, besides ``SHARED`` and the 401 of
+#: its token. 404 names nothing the caller may see; 409 contradicts what is stored.
+ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
+    "health": (),
+    "enroll": (401, 429),
+    "open_services": (404,),
+    "push": (404, 409, 415, 503),
+    "marks": (),
+    "declare_devices": (),
+    "bundle": (304, 404),
+    "list_gateways": (),
+    "latest": (404,),
+    "series": (404,),
+    "list_events": (404,),
+    "list_alarms": (404,),
+    "show_alarm": (404,),
+    "ack_alarm": (404, 409),
+    "list_car_parks": (404,),
+    "list_badges": (),
+    "show_badge": (404,),
+    "new_badge": (409,),
+    "import_csv": (409,),
+    "revoke": (404, 409),
+    "get_rules": (),
+    "put_rules": (409,),
+    "publish": (409,),
+    "consumption_report": (),
+    "services_report": (),
+}
+_TOKENS = {gateway_caller: "gatewayToken", operator_token: "operatorToken"}
+_SECURITY_SCHEMES = {
+    "gatewayToken": {"type": "http", "scheme": "bearer",
+                     "description": "A gateway's pgw_ token, from enrollment."},
+    "operatorToken": {"type": "http", "scheme": "bearer",
+                      "description": "An operator's pop_ token (sync-server token add)."},
+}
+#: FastAPI's validation-error schemas, unused once 422 is gone.
+_UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError")
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route of ``app``, with its full path, in routing order."""
+    return [context.original_route for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute)]
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make ``app`` serve the document of this module (built once, on first request)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version,
+                                   description=app.description, routes=app.routes)
+            declare_answers(document, api_routes(app))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented override
+
+
+def declare_answers(document: dict[str, Any], routes: list[APIRoute]) -> None:
+    """Declare each route's statuses, error schemas and token in ``document``, in place."""
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in _UNUSED_SCHEMAS:
+        schemas.pop(name, None)
+    _, definitions = models_json_schema(
+        [(ErrorBody, "serialization"), (RowErrorsBody, "serialization")],
+        ref_template="#/components/schemas/{model}")
+    schemas.update(definitions["$defs"])
+    document["components"]["securitySchemes"] = _SECURITY_SCHEMES
+    for route in routes:
+        token = _token_scheme(route)
+        statuses = sorted({*SHARED, *ROUTE_ERRORS[route.name], *((401,) if token else ())})
+        error = "RowErrorsBody" if route.name == "import_csv" else "ErrorBody"
+        for method in sorted(route.methods or ()):
+            operation = document["paths"][route.path_format][method.lower()]
+            responses = operation["responses"]
+            responses.pop("422", None)
+            responses.update({str(status): _response(status, error) for status in statuses})
+            if token:
+                operation["security"] = [{token: []}]
+
+
+def _response(status: int, error: str) -> dict[str, Any]:
+    described: dict[str, Any] = {"description": HTTPStatus(status).phrase}
+    if status == 304:
+        return described
+    described["content"] = {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{error if status == 400 else 'ErrorBody'}"}}}
+    if status == 429:
+        described["headers"] = {"Retry-After": {"schema": {"type": "integer"},
+                                                "description": "seconds to wait"}}
+    return described
+
+
+def _token_scheme(route: APIRoute) -> str | None:
+    for dependant in dependants(route):
+        if dependant.call in _TOKENS:
+            return _TOKENS[dependant.call]
+    return None
+
+
+def dependants(route: APIRoute) -> Iterator[Dependant]:
+    """The route's handler and every dependency it pulls in, depth first."""
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        yield dependant
+        pending.extend(reversed(dependant.dependencies))
