@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from edge_agent.codecs.batch import MAX_RECORDS
 from sync_server.api.context import gateway_caller, operator_token
 
 __all__ = [
@@ -64,6 +65,54 @@ class RowErrorsBody(BaseModel):
     problems: list[RowProblem] = []
 
 
+#: What a batch's names and timestamps may be (edge_agent/codecs/batch.py checks them).
+_Device = Annotated[str, Field(min_length=1, max_length=128)]
+_Name = Annotated[str, Field(min_length=1, max_length=64)]
+_Ms = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+class PlainReading(BaseModel):
+    """A reading of a plain JSON batch (``edge_agent.codecs.batch.encode_plain``)."""
+
+    device: _Device
+    quantity: _Name
+    ts_ms: _Ms
+    value: float | Literal["nan", "inf", "-inf"]
+    #: GOOD, SUSPECT, INVALID.
+    quality: Literal[0, 1, 2] = 0
+
+
+class PlainReadings(BaseModel):
+    """Readings with consecutive sequence numbers from ``first_seq``."""
+
+    first_seq: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    readings: Annotated[list[PlainReading], Field(min_length=1, max_length=MAX_RECORDS)]
+
+
+class EventRecord(BaseModel):
+    """An event: its kind, device, time and attributes."""
+
+    kind: _Name
+    device: _Device
+    ts_ms: _Ms
+    attrs: dict[str, Any] = {}
+
+
+class EventBatch(BaseModel):
+    """Events with consecutive sequence numbers from ``first_seq``."""
+
+    first_seq: Annotated[int, Field(ge=1, le=2**63 - 1)]
+    events: Annotated[list[EventRecord], Field(min_length=1, max_length=MAX_RECORDS)]
+
+
+#: Bodies the handlers read themselves, so FastAPI cannot see them: the push's plain JSON
+#: form (the compact forms are documented in docs/sync-protocol.md) and the badges' CSV.
+_BODIES: dict[str, dict[str, Any]] = {
+    "push": {"application/json": {"schema": {"anyOf": [
+        {"$ref": "#/components/schemas/PlainReadings"},
+        {"$ref": "#/components/schemas/EventBatch"}]}}},
+    "import_csv": {"text/csv": {"schema": {"type": "string"}}},
+}
 #: Statuses every route may answer: text the stores cannot hold or a malformed request (400)
 #: and a body over the limit (413) are refused before any handler runs.
 SHARED = (400, 413)
@@ -133,7 +182,8 @@ def declare_answers(document: dict[str, Any], routes: list[APIRoute]) -> None:
     for name in _UNUSED_SCHEMAS:
         schemas.pop(name, None)
     _, definitions = models_json_schema(
-        [(ErrorBody, "serialization"), (RowErrorsBody, "serialization")],
+        [(ErrorBody, "serialization"), (RowErrorsBody, "serialization"),
+         (PlainReadings, "validation"), (EventBatch, "validation")],
         ref_template="#/components/schemas/{model}")
     schemas.update(definitions["$defs"])
     document["components"]["securitySchemes"] = _SECURITY_SCHEMES
@@ -148,6 +198,8 @@ def declare_answers(document: dict[str, Any], routes: list[APIRoute]) -> None:
             responses.update({str(status): _response(status, error) for status in statuses})
             if token:
                 operation["security"] = [{token: []}]
+            if route.name in _BODIES:
+                operation["requestBody"] = {"required": True, "content": _BODIES[route.name]}
 
 
 def _response(status: int, error: str) -> dict[str, Any]:
