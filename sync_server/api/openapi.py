@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from edge_agent.codecs.batch import MAX_RECORDS
+from edge_agent.codecs.batch import EVENTS_TYPE, MAX_RECORDS, PLAIN_TYPE, READINGS_TYPE
 from sync_server.api.context import gateway_caller, operator_token
 
 __all__ = [
@@ -105,12 +105,16 @@ class EventBatch(BaseModel):
     events: Annotated[list[EventRecord], Field(min_length=1, max_length=MAX_RECORDS)]
 
 
-#: Bodies the handlers read themselves, so FastAPI cannot see them: the push's plain JSON
-#: form (the compact forms are documented in docs/sync-protocol.md) and the badges' CSV.
+#: Bodies the handlers read themselves, so FastAPI cannot see them: the push's three forms
+#: (the compact readings' columns are described in docs/sync-protocol.md) and the badges' CSV.
 _BODIES: dict[str, dict[str, Any]] = {
-    "push": {"application/json": {"schema": {"anyOf": [
-        {"$ref": "#/components/schemas/PlainReadings"},
-        {"$ref": "#/components/schemas/EventBatch"}]}}},
+    "push": {
+        PLAIN_TYPE: {"schema": {"anyOf": [{"$ref": "#/components/schemas/PlainReadings"},
+                                          {"$ref": "#/components/schemas/EventBatch"}]}},
+        EVENTS_TYPE: {"schema": {"$ref": "#/components/schemas/EventBatch"}},
+        READINGS_TYPE: {"schema": {"type": "object", "required": ["first_seq", "series"],
+                                   "description": "compact columnar readings"}},
+    },
     "import_csv": {"text/csv": {"schema": {"type": "string"}}},
 }
 #: Statuses every route may answer: text the stores cannot hold or a malformed request (400)
