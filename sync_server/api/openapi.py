@@ -117,6 +117,17 @@ _BODIES: dict[str, dict[str, Any]] = {
     },
     "import_csv": {"text/csv": {"schema": {"type": "string"}}},
 }
+#: Parameters the handlers check themselves (sync_server/api/gateway.py, wire.py), by route
+#: and name: what docs/sync-protocol.md promises, so clients and fuzzers send real ones.
+_PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
+    "push": {
+        "stream": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,31}$"},
+        "content-type": {"type": "string", "enum": [PLAIN_TYPE, EVENTS_TYPE, READINGS_TYPE]},
+        "content-encoding": {"type": "string", "enum": ["identity", "gzip", "zstd"]},
+        "x-ponton-sent-at": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+        "x-ponton-backlog": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+    },
+}
 #: Statuses every route may answer: text the stores cannot hold or a malformed request (400)
 #: and a body over the limit (413) are refused before any handler runs.
 SHARED = (400, 413)
@@ -204,6 +215,9 @@ def declare_answers(document: dict[str, Any], routes: list[APIRoute]) -> None:
                 operation["security"] = [{token: []}]
             if route.name in _BODIES:
                 operation["requestBody"] = {"required": True, "content": _BODIES[route.name]}
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _PARAMETERS.get(route.name, {}).get(
+                    parameter["name"], parameter["schema"])
 
 
 def _response(status: int, error: str) -> dict[str, Any]:
