@@ -35,7 +35,7 @@ from edge_agent.records import Event, Reading
 from tests.helpers.field import T0, field_world, push
 from tests.helpers.hub import ACCESS_RULES, HubProcess
 
-#: Cases per operation and generation mode.
+#: Cases per sweep of each operation.
 EXAMPLES = 25
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]
@@ -102,6 +102,8 @@ class Pass:
 
 PASSES = (Pass("positive", GenerationMode.POSITIVE), Pass("negative", GenerationMode.NEGATIVE),
           Pass("positive, real names", GenerationMode.POSITIVE, real=True))
+#: Where a parameter lives -> the ``as_strategy`` argument that holds it fixed.
+_FIXED = {"path": "path_parameters", "query": "query", "header": "headers"}
 
 
 def _passes(
@@ -112,11 +114,10 @@ def _passes(
     parameter naming seeded data gains nothing from real names."""
     raw = operation.definition.raw
     parameters = raw.get("parameters", [])
-    fixed: dict[str, dict[str, str]] = {"path_parameters": {}, "query": {}, "headers": {}}
+    fixed: dict[str, dict[str, str]] = {where: {} for where in _FIXED.values()}
     for parameter in parameters:
-        if parameter["name"] in real:
-            where = {"path": "path_parameters", "query": "query", "header": "headers"}
-            fixed[where[parameter["in"]]][parameter["name"]] = real[parameter["name"]]
+        if parameter["name"] in real and parameter["in"] in _FIXED:
+            fixed[_FIXED[parameter["in"]]][parameter["name"]] = real[parameter["name"]]
     for sweep in PASSES:
         if sweep.mode is GenerationMode.NEGATIVE and not (parameters or raw.get("requestBody")):
             continue
