@@ -6,12 +6,18 @@ these tests check the document's promises themselves, and the badge routes' matc
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import APIRouter
 
 from sync_server.api.openapi import ROUTE_ERRORS
+from sync_server.app import create_app
+from sync_server.db.engine import create_hub_engine
+from sync_server.db.migrate import upgrade
+from sync_server.settings import HubSettings
 from tests.helpers.hub import HubProcess
 
 _METHODS = {"get", "put", "post", "delete", "patch"}
@@ -71,6 +77,24 @@ def test_token_routes_declare_401_and_their_token(document: dict[str, Any]) -> N
 def test_the_declared_refusals_name_the_routes_the_app_serves(document: dict[str, Any]) -> None:
     served = {op["operationId"].split("_v1_")[0] for _, _, op in _operations(document)}
     assert served == set(ROUTE_ERRORS), "a route without declared refusals, or a stale entry"
+
+
+def test_routes_left_out_of_the_document_need_no_declaration(tmp_path: Path) -> None:
+    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    upgrade(engine)
+    engine.dispose()
+    app = create_app(HubSettings(data_dir=tmp_path, demo=True))
+    pages = APIRouter()
+
+    @pages.get("/dashboard", include_in_schema=False)
+    def dashboard() -> str:
+        return "a page"
+
+    app.include_router(pages)
+    try:
+        assert "/dashboard" not in app.openapi()["paths"]
+    finally:
+        app.state.hub.engine.dispose()
 
 
 def test_specific_refusals_are_declared(document: dict[str, Any]) -> None:

@@ -202,7 +202,7 @@ def declare_answers(document: dict[str, Any], routes: list[APIRoute]) -> None:
         ref_template="#/components/schemas/{model}")
     schemas.update(definitions["$defs"])
     document["components"]["securitySchemes"] = _SECURITY_SCHEMES
-    for route in routes:
+    for route in (route for route in routes if route.include_in_schema):
         token = _token_scheme(route)
         statuses = sorted({*SHARED, *ROUTE_ERRORS[route.name], *((401,) if token else ())})
         error = "RowErrorsBody" if route.name == "import_csv" else "ErrorBody"
