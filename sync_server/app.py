@@ -16,6 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sync_server import __version__
 from sync_server.api import access, field, gateway, operator, public
 from sync_server.api.context import HubState
+from sync_server.api.openapi import install_openapi
+from sync_server.api.text_params import StorableText
 from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
 from sync_server.errors import HubError, InvalidRows, TooManyRequests, Unavailable
@@ -41,6 +43,8 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(access.router)
     app.include_router(field.router)
+    app.add_middleware(StorableText)
+    install_openapi(app)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -176,7 +176,7 @@ _DEEP = b'{"categories": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     ("POST", "/v1/badges/revoke", {"json": {}}, 400, "invalid_request"),
     ("POST", "/v1/badges/revoke", {"json": {"number": "0102", "pseudonym": _NOWHERE}},
      400, "invalid_request"),
-    ("GET", "/v1/badges/not-hex", {}, 400, "invalid_field"),
+    ("GET", "/v1/badges/not-hex", {}, 404, "not_found"),  # not a pseudonym: no such path
     ("GET", "/v1/badges", {"params": {"category": "a\u0000"}}, 400, "invalid_request"),
     ("GET", "/v1/badges", {"params": {"limit": 10**9}}, 400, "invalid_request"),
     ("PUT", "/v1/policy/rules", {"json": ["categories"]}, 400, "invalid_request"),

@@ -16,14 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from edge_agent.codecs.bundle import key_id
 from edge_agent.records import now_ms
 from sync_server import admin
+from sync_server.app import create_app
 from sync_server.credentials import digest, new_enrollment_code
-from sync_server.db.schema import gateways, territories
+from sync_server.db.schema import enroll_failures, gateways, territories
+from sync_server.enrollment import client_key
 from sync_server.keys import load_signing_key
+from sync_server.settings import HubSettings
 from tests.helpers.hub import HubProcess
 
 _addresses = itertools.count(2)
@@ -251,3 +254,65 @@ def test_one_code_redeemed_by_eight_threads_at_once_enrolls_once(
                               .where(gateways.c.name == enrollment.gateway)).scalar_one()
     assert stored == digest(winner["token"])
     assert _marks(hub, winner["token"]).status_code == 200
+
+
+def test_a_parallel_burst_gets_exactly_the_allowed_failures(
+    hub: HubProcess, source: str
+) -> None:
+    """50 wrong codes at once from one address: 10 are tried, 40 refused unread."""
+    burst = 50
+    start = threading.Barrier(burst)
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        start.wait()
+        answer = _enroll(hub, source, json={"code": new_enrollment_code()})
+        with lock:
+            statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(burst)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(statuses) == [401] * 10 + [429] * 40
+    with hub.engine.connect() as conn:
+        counted = conn.execute(select(func.count()).select_from(enroll_failures)
+                               .where(enroll_failures.c.client == source)).scalar_one()
+    assert counted == 10
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("192.0.2.7", "192.0.2.7"),
+    ("2001:db8:a:b:1:2:3:4", "2001:db8:a:b::/64"),
+    ("2001:DB8:A:B::", "2001:db8:a:b::/64"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),
+    ("::1", "::/64"),
+    ("testclient", "testclient"),
+    ("x" * 100, "x" * 64),
+])
+def test_the_limit_counts_ipv6_clients_by_their_64(address: str, key: str) -> None:
+    assert client_key(address) == key
+
+
+async def test_addresses_of_one_ipv6_64_share_the_limit(hub: HubProcess) -> None:
+    app = create_app(HubSettings(data_dir=hub.data_dir, database_url=hub.database_url,
+                                 demo=True))
+
+    async def enroll(address: str, code: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(address, 40_000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            return await client.post("/v1/enroll", json={"code": code})
+
+    try:
+        for host in range(1, 11):
+            wrong = await enroll(f"2001:db8:64:1::{host:x}", new_enrollment_code())
+            assert wrong.status_code == 401, wrong.text
+        valid = _code(hub).code
+        refused = await enroll("2001:db8:64:1:ffff:ffff:ffff:ffff", valid)
+        assert (refused.status_code, refused.json()["error"]) == (429, "too_many_attempts")
+        assert "2001:db8:64:1::/64" in refused.json()["detail"]
+        assert (await enroll("2001:db8:64:2::1", valid)).status_code == 200, "another /64"
+    finally:
+        app.state.hub.engine.dispose()

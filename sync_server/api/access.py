@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from sync_server.access.badge_input import MAX_LABEL, BadgeText
 from sync_server.access.policy import PolicySigner, publish_policy, rules_summary, set_rules
@@ -34,8 +35,24 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["access"], route_class=DoorRoute)
 
 _Month = Annotated[str | None, Query(max_length=7)]
+#: A pseudonym's 32 hex digits, matched by the router itself: ``/v1/badges/import`` and other
+#: words are then not pseudonyms, so a wrong method there gets 405 and an unknown path 404.
+_PSEUDONYM = "[0-9A-Fa-f]{32}"
 #: A category name (access_policy's names); refused before it reaches the database.
 _CATEGORY = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _PseudonymPath(Convertor[str]):
+    regex = _PSEUDONYM
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("pseudonym", _PseudonymPath())
 
 
 def territory_of(scope: Operator) -> int:
@@ -99,11 +116,13 @@ def list_badges(
                                      limit=limit, offset=offset)}
 
 
-@router.get("/badges/{pseudonym}")
-def show_badge(pseudonym: str, territory: Territory, state: State) -> dict[str, Any]:
+@router.get("/badges/{pseudonym:pseudonym}")
+def show_badge(
+    pseudonym: Annotated[str, Path(pattern=f"^{_PSEUDONYM}$")], territory: Territory, state: State
+) -> dict[str, Any]:
     """One badge by pseudonym (32 hex digits)."""
     with reading(state.engine) as conn:
-        rows = badge_rows(conn, territory, pseudonym_hex=pseudonym[:64], limit=1)
+        rows = badge_rows(conn, territory, pseudonym_hex=pseudonym, limit=1)
     if not rows:
         raise NotFound("no badge with that pseudonym in this territory")
     return rows[0]
