@@ -33,8 +33,10 @@ from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.drivers.tic import TicLine
+from edge_agent.durable import replace_atomically
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.parking.service import CarParkService
+from edge_agent.private import make_private_dir, open_private
 from edge_agent.records import now_ms
 from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
@@ -120,7 +122,7 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         with exclusive(self.data_dir / LOCK_FILE):
             await self._run_locked(stop)
 
@@ -374,7 +376,7 @@ class Gateway:
 @contextlib.contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold an advisory lock: the outbox has one writer, so one agent per data directory."""
-    with path.open("a+", encoding="utf-8") as lock:
+    with os.fdopen(open_private(path), "r+", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -407,6 +409,4 @@ def stats_as_dict(stats: Any) -> dict[str, Any]:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` so that readers see the old or the new file, never half of one."""
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    partial.replace(path)
+    replace_atomically(path, json.dumps(data, indent=1).encode())

@@ -77,8 +77,8 @@ def hub_with_gateway(root: Path, name: str) -> Iterator[tuple[Identity, AlarmWat
     try:
         admin.add_territory(engine, "bench")
         admin.add_site(engine, "bench", "site")
-        identity = asyncio.run(enroll(base, admin.add_gateway(engine, "bench", "site",
-                                                              name).code))
+        code = admin.add_gateway(engine, "bench", "site", name).code
+        identity = asyncio.run(enroll(base, code, insecure_http=True))
         watcher.start()
         yield identity, watcher
     finally:

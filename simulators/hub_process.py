@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sync_server.private_files import private_directory
+
 __all__ = ["spawn_hub", "stop_process"]
 
 
@@ -28,9 +30,10 @@ def spawn_hub(
     env.pop("PONTON_HUB_DATABASE_URL", None)
     if database_url is not None:
         env["PONTON_HUB_DATABASE_URL"] = database_url
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(data_dir)
     log_path = data_dir / "hub.log"
-    with log_path.open("a", encoding="utf-8") as log:
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)

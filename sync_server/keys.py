@@ -22,6 +22,7 @@ from edge_agent.codecs.bundle import (
 )
 from edge_agent.errors import BundleError
 from sync_server.errors import Conflict, SettingsError
+from sync_server.private_files import private_directory
 
 __all__ = ["SigningKey", "create_signing_key", "load_signing_key"]
 
@@ -43,8 +44,8 @@ def _wrap(private: Ed25519PrivateKey) -> SigningKey:
 def create_signing_key(path: Path) -> SigningKey:
     """Write a new key to ``path`` (0600); Conflict if one is there already."""
     private = generate_signing_key()
+    private_directory(path.parent)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise Conflict(

@@ -30,7 +30,7 @@ from edge_agent.codecs.compression import Encoding, compress
 from edge_agent.errors import ConfigError, HubRejected, HubUnreachable, SyncError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Batch
-from edge_agent.sync.identity import Identity, hub_base_url
+from edge_agent.sync.identity import Identity, hub_base_url, require_tls
 
 __all__ = ["DeviceDeclaration", "HubClient", "PreparedBatch", "enroll", "prepare"]
 
@@ -140,11 +140,16 @@ class HubClient:
         raise _rejection(method, path, response)
 
 
-async def enroll(hub_url: str, code: str, *, timeout_s: float = 30.0,
+async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
+                 timeout_s: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> Identity:
-    """Trade a one-time enrollment code for the gateway's identity (``POST /v1/enroll``)."""
+    """Trade a one-time enrollment code for the gateway's identity (``POST /v1/enroll``).
+
+    A plain http:// hub is refused before the code leaves, unless ``insecure_http``.
+    """
     try:
         hub_url = hub_base_url(hub_url)
+        require_tls(hub_url, insecure_http=insecure_http)
     except ValueError as exc:
         raise ConfigError(f"--hub: {exc}") from exc
     async with httpx.AsyncClient(base_url=hub_url, timeout=timeout_s,
@@ -161,7 +166,8 @@ async def enroll(hub_url: str, code: str, *, timeout_s: float = 30.0,
     # Fields a newer hub adds are not this agent's business.
     known = {name: answer[name] for name in Identity.model_fields if name in answer}
     try:
-        return Identity.model_validate({**known, "hub_url": hub_url, "provisioned_at_ms": now})
+        return Identity.model_validate({**known, "hub_url": hub_url, "provisioned_at_ms": now,
+                                        "insecure_http": insecure_http})
     except ValidationError as exc:
         # Field names and reasons only: the input values hold the token.
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

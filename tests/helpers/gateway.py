@@ -78,7 +78,8 @@ def make_gateway(
                     outbox.append_events([event_for(s) for s in seqs], stream=stream)
     hub.territory(territory)
     code = admin.add_gateway(hub.engine, territory, f"{territory}-site", name).code
-    agent("provision", "--config", str(config), "--hub", hub_url or hub.url, "--code", code)
+    agent("provision", "--config", str(config), "--hub", hub_url or hub.url, "--code", code,
+          "--insecure-http")
     return GatewayDir(name, config, data_dir, dict(counts))
 
 
