@@ -28,6 +28,8 @@ from edge_agent.access.readers import build_readers
 from edge_agent.buffer import RecordBuffer
 from edge_agent.codecs.bundle import VerifiedBundle
 from edge_agent.config import GatewayConfig
+from edge_agent.device_state import STATE_FILE as DEVICES_STATE_FILE
+from edge_agent.device_state import OfflineDevices
 from edge_agent.drivers.lora.source import LoraSource
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
@@ -140,6 +142,8 @@ class Gateway:
             bundles = self._bundle_store(identity)
             self.access = await self._access_controller(identity, bundles)
             self.lora = await asyncio.to_thread(self._lora_sources, outbox)
+            offline = await asyncio.to_thread(self._offline_devices)
+            self.buffer.event_observers.append(offline.observe)
             if self.lora:
                 self.rules.executor.send_downlink = self._send_downlink
             await self.rules.start(bundles)
@@ -195,6 +199,16 @@ class Gateway:
                 await client.aclose()
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    def _offline_devices(self) -> OfflineDevices:
+        """The devices announced offline before this start, marked offline again."""
+        drivers: list[ModbusBus | LoraSource] = [*self.buses, *self.lora]
+        names = {d.name for bus in self.buses for d in bus.devices} | {
+            name for source in self.lora for name in source.device_names}
+        offline = OfflineDevices(self.data_dir / DEVICES_STATE_FILE, names)
+        for driver in drivers:
+            driver.still_offline(offline.since_ms)
+        return offline
 
     def _lora_sources(self, outbox: Outbox) -> list[LoraSource]:
         """One source per ``[[lora]]`` section, knowing the messages already stored."""
