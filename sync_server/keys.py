@@ -44,8 +44,8 @@ def _wrap(private: Ed25519PrivateKey) -> SigningKey:
 def create_signing_key(path: Path) -> SigningKey:
     """Write a new key to ``path`` (0600); Conflict if one is there already."""
     private = generate_signing_key()
-    private_directory(path.parent)
     try:
+        private_directory(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise Conflict(

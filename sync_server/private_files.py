@@ -13,8 +13,6 @@ import contextlib
 import os
 from pathlib import Path
 
-from sync_server.errors import SettingsError
-
 __all__ = ["private_directory", "private_sqlite_database"]
 
 _DIRECTORY_MODE = 0o700
@@ -24,13 +22,11 @@ _SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def private_directory(path: Path) -> None:
-    """Create ``path`` (with missing parents) 0700; SettingsError when the disk refuses."""
+    """Create ``path`` (with missing parents) 0700; OSError when the disk refuses."""
     try:
         path.mkdir(mode=_DIRECTORY_MODE, parents=True)
     except FileExistsError:
         return
-    except OSError as exc:
-        raise SettingsError(f"cannot create the directory {path}: {exc.strerror}") from None
     os.chmod(path, _DIRECTORY_MODE)  # mkdir's mode went through the umask
 
 
@@ -38,17 +34,14 @@ def private_sqlite_database(path: Path) -> None:
     """Create ``path`` empty and 0600 if missing, else tighten it and its sidecars to 0600.
 
     SQLite creates a missing database 0644 minus the umask, and its ``-wal`` and ``-shm``
-    with the mode of the database file: created here first, all three stay 0600.
+    with the mode of the database file: created here first, all three stay 0600. OSError
+    when the disk refuses.
     """
+    descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, _FILE_MODE)
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, _FILE_MODE)
-        try:
-            os.fchmod(descriptor, _FILE_MODE)
-        finally:
-            os.close(descriptor)
-        for suffix in _SIDECARS:
-            with contextlib.suppress(FileNotFoundError):
-                os.chmod(path.with_name(path.name + suffix), _FILE_MODE)
-    except OSError as exc:
-        raise SettingsError(f"cannot make the hub database {path} private (mode 0600): "
-                            f"{exc.strerror}") from None
+        os.fchmod(descriptor, _FILE_MODE)
+    finally:
+        os.close(descriptor)
+    for suffix in _SIDECARS:
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(path.name + suffix), _FILE_MODE)

@@ -74,14 +74,23 @@ def _parse(url: str) -> URL:
 
 
 def _make_parent(database: str | None) -> None:
-    if database and database != ":memory:":
+    if not database or database == ":memory:":
+        return
+    try:
         private_directory(Path(database).parent)
+    except OSError as exc:
+        raise SettingsError(f"cannot create the directory of {database}: {exc.strerror}") \
+            from None
 
 
 def _engine(url: str, parsed: URL, pool_size: int) -> Engine:
     if parsed.drivername == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            private_sqlite_database(Path(parsed.database))
+            try:
+                private_sqlite_database(Path(parsed.database))
+            except OSError as exc:
+                raise SettingsError(f"cannot open the hub database {parsed.database} as a "
+                                    f"private file (mode 0600): {exc.strerror}") from None
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql":
         if parsed.get_driver_name() != "psycopg":
