@@ -298,8 +298,10 @@ class Gateway:
             self._sync_note = "sync disabled in the configuration"
             log.info("%s: records stay in the outbox", self._sync_note)
             return None
-        log.info("gateway %s of %s/%s syncs to %s", identity.gateway, identity.territory,
-                 identity.site, identity.hub_url)
+        log.info("gateway %s of %s/%s syncs to %s%s", identity.gateway, identity.territory,
+                 identity.site, identity.hub_url,
+                 " in plain HTTP (provisioned with --insecure-http: a test bench only)"
+                 if identity.insecure_http else "")
         return HubClient(identity, timeout_s=self.config.sync.timeout_s)
 
     async def _write_until_drained(self, outbox: Outbox) -> None:
