@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, insert, select
 
 from sync_server.db.engine import create_hub_engine
@@ -31,6 +32,19 @@ from sync_server.keys import (
 from tests.helpers.hub import HubProcess, hub_cli, hub_cli_ok
 
 RAW_KEY = bytes(range(100, 132))
+SEAL_REVISION = "0004_badge_key_seal"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "sync_server:migrations")
+    config.attributes["engine"] = engine
+    return config
+
+
+#: The revision before the seal, whatever the chain merged before it.
+BEFORE_SEAL = str(ScriptDirectory.from_config(alembic_config(create_hub_engine("sqlite://")))
+                  .get_revision(SEAL_REVISION).down_revision)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -77,14 +91,14 @@ def test_migration_0004_seals_the_keys_of_an_existing_store(
 ) -> None:
     engine = create_hub_engine(store_url)
     try:
-        upgrade(engine, "0003")
+        upgrade(engine, BEFORE_SEAL)
         with engine.begin() as conn:
             conn.execute(insert(territories).values(name="old", badge_key=RAW_KEY,
                                                     created_ms=1))
         with pytest.raises(SettingsError, match=r"1 territories' badge keys need the hub's "
                            r"badge seal.*`sync-server keys init`"):
             upgrade(engine)  # no seal: refused, nothing changed
-        assert current_revision(engine) == "0003"
+        assert current_revision(engine) == BEFORE_SEAL
         assert stored_key(engine, "old") == RAW_KEY
 
         sealed = with_badge_seal(engine, create_badge_seal(tmp_path / "badge-seal.key"))
@@ -92,10 +106,7 @@ def test_migration_0004_seals_the_keys_of_an_existing_store(
         assert current_revision(engine) == head_revision()
         assert stored_key(engine, "old") != RAW_KEY
         assert open_badge_key(sealed, "old", stored_key(engine, "old")) == RAW_KEY
-        config = Config()  # and back: the downgrade opens them again
-        config.set_main_option("script_location", "sync_server:migrations")
-        config.attributes["engine"] = sealed
-        command.downgrade(config, "0003")
+        command.downgrade(alembic_config(sealed), BEFORE_SEAL)  # back: the keys open again
         assert stored_key(engine, "old") == RAW_KEY
     finally:
         engine.dispose()
