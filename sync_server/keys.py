@@ -189,6 +189,7 @@ def open_badge_key(bind: Engine | Connection, territory: str, stored: bytes) -> 
 def _seal_of(bind: Engine | Connection) -> BadgeSeal:
     seal = bind.get_execution_options().get(BADGE_SEAL_OPTION)
     if not isinstance(seal, BadgeSeal):
-        raise SettingsError("this hub's database was opened without its badge seal, so no "
-                            "territory's badge key can be read or written")
+        raise SettingsError("no badge seal beside the signing key, so no territory's badge "
+                            "key can be read or written: create it once with `sync-server keys "
+                            "init`")
     return seal

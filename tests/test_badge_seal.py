@@ -117,6 +117,10 @@ def test_keys_init_creates_the_seal_beside_the_signing_key_and_serve_needs_it(
 ) -> None:
     data_dir = tmp_path / "hub"
     hub_cli_ok(data_dir, "db", "upgrade")
+    early = hub_cli(data_dir, "territory", "add", "early")
+    assert early.stderr.strip().splitlines() == [
+        "error: no badge seal beside the signing key, so no territory's badge key can be read "
+        "or written: create it once with `sync-server keys init`"]
     hub_cli_ok(data_dir, "keys", "init")
     seal = data_dir / "badge-seal.key"
     assert stat.S_IMODE(seal.stat().st_mode) == 0o600
