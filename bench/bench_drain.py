@@ -36,7 +36,7 @@ from edge_agent.store import Outbox
 from edge_agent.sync.client import HubClient, enroll
 from edge_agent.sync.identity import Identity
 from edge_agent.sync.loop import SyncLoop
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
@@ -100,7 +100,7 @@ def register(engine: Engine, url: str, name: str) -> Identity:
     admin.add_territory(engine, "bench")
     admin.add_site(engine, "bench", "site")
     code = admin.add_gateway(engine, "bench", "site", name).code
-    return asyncio.run(enroll(url, code))
+    return asyncio.run(enroll(url, code, insecure_http=True))
 
 
 async def drain(outbox: Outbox, identity: Identity) -> int:
@@ -119,7 +119,7 @@ def run_sync(store: str, days: int, template: Path, root: Path) -> float:
     outbox_path = root / "outbox.sqlite"
     outbox_path.write_bytes(template.read_bytes())
     with database(store, root) as url:
-        engine = create_hub_engine(url)
+        engine = demo_engine(root, url)
         upgrade(engine)
         base, process = spawn_hub(root, url)
         try:

@@ -86,9 +86,8 @@ from sqlalchemy.engine import make_url
 from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_events, encode_readings
 from edge_agent.codecs.compression import compress
 from edge_agent.records import Event, Reading, now_ms
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.db.schema import events, gateways, readings, streams
 
@@ -630,7 +629,7 @@ def main() -> None:
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp, bench_database(args.postgres) as url:
         data_dir = Path(tmp)
-        engine = create_hub_engine(url)
+        engine = demo_engine(data_dir, url)
         upgrade(engine)
         hubs: list[Hub] = []
         load: list[tuple[SpawnProcess, Connection]] = []

@@ -108,7 +108,8 @@ def prepare(directory: Path, endpoint: str, reader_path: str) -> Path:
     key = generate_signing_key()
     identity = Identity(hub_url="http://127.0.0.1:9", gateway="bench", territory="bench",
                         site="bench", token="pgw_bench", signing_public_key=public_key_bytes(key),
-                        signing_key_id="0" * 16, badge_key=BADGE_KEY, provisioned_at_ms=now_ms())
+                        signing_key_id="0" * 16, badge_key=BADGE_KEY, provisioned_at_ms=now_ms(),
+                        insecure_http=True)
     data = directory / "data"
     save_identity(data, identity)
     badges = pack_badges(BadgeRecord(pseudonym(BADGE_KEY, card(n)), 0) for n in range(BADGES))

@@ -28,11 +28,10 @@ from edge_agent.records import now_ms
 from edge_agent.runtime import Gateway
 from edge_agent.sync.client import enroll
 from edge_agent.sync.identity import save_identity
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
 from sync_server.access.policy import PolicySigner, set_rules
 from sync_server.access.registry import BadgeRef, import_badges, revoke_badge
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.keys import load_signing_key
 
@@ -49,7 +48,7 @@ def card(number: int) -> bytes:
 async def run(directory: Path, badges: int, rounds: int) -> None:
     hub_dir = directory / "hub"
     hub_dir.mkdir()
-    engine = create_hub_engine(f"sqlite:///{hub_dir / 'hub.db'}")
+    engine = demo_engine(hub_dir)
     upgrade(engine)
     admin.add_territory(engine, TERRITORY)
     admin.add_site(engine, TERRITORY, "site")
@@ -64,7 +63,7 @@ async def run(directory: Path, badges: int, rounds: int) -> None:
     print(f"registered {badges:,} badges in {time.perf_counter() - started:.1f} s")
     url, process = spawn_hub(hub_dir)
     try:
-        identity = await enroll(url, code)
+        identity = await enroll(url, code, insecure_http=True)
         save_identity(directory / "data", identity)
         (directory / "gateway.toml").write_text(
             '[gateway]\nid = "gw"\ndata_dir = "data"\n\n[[buses]]\nname = "b"\n'

@@ -37,6 +37,8 @@ class RecordBuffer:
 
     def __init__(self, max_readings: int = 100_000) -> None:
         self.observers: list[Callable[[list[Reading]], None]] = []
+        #: See every event on its way in (device announcements kept across restarts).
+        self.event_observers: list[Callable[[Event], None]] = []
         self.readings: list[Reading] = []
         self.events: list[Event] = []
         self.alarms: list[Event] = []
@@ -69,6 +71,8 @@ class RecordBuffer:
 
     def put_event(self, event: Event) -> None:
         """Queue one event (for the alarms stream when its kind is urgent)."""
+        for observer in self.event_observers:
+            observer(event)
         (self.alarms if event.kind.startswith(_URGENT_PREFIXES) else self.events).append(event)
         self.ready.set()
         self.urgent.set()

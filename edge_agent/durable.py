@@ -17,25 +17,42 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
-__all__ = ["load_saved_states", "read_state_document", "replace_durably"]
+__all__ = ["load_saved_states", "read_state_document", "replace_atomically", "replace_durably"]
 
 _T = TypeVar("_T")
 
 
 def replace_durably(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` (mode 0600); OSError when the disk refuses."""
+    _replace(path, data, sync=True)
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (mode 0600) without waiting for the disk.
+
+    For files rewritten every few seconds whose loss costs nothing (``status.json``): an
+    fsync each time would wear an SD card.
+    """
+    _replace(path, data, sync=False)
+
+
+def _replace(path: Path, data: bytes, *, sync: bool) -> None:
+    # mkstemp creates the file 0600, whatever the umask.
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+            if sync:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    if not sync:
+        return
     directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(directory)

@@ -20,7 +20,8 @@ the layer that owns the I/O, so callers and the CLI only ever catch ``EdgeError`
     ├── ControlError                the running agent refused or did not answer a command
     └── SyncError                   the hub could not take or give what was asked
         ├── HubUnreachable          no answer: network down, DNS, timeout, connection cut
-        └── HubRejected             the hub answered with an error (carries status and code)
+        ├── HubRejected             the hub answered with an error (carries status and code)
+        └── HubAnswerTooLarge       an answer beyond its size limit (raw or inflated), dropped
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "DeviceTimeout",
     "EdgeError",
     "FrameError",
+    "HubAnswerTooLarge",
     "HubRejected",
     "HubUnreachable",
     "PolicyError",
@@ -149,6 +151,14 @@ class HubRejected(SyncError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class HubAnswerTooLarge(SyncError):
+    """The hub's answer exceeded the limit of its kind, raw or once inflated; it was dropped.
+
+    A hub never sends that much: this is a broken or hostile hub (or one in between), and the
+    gateway must not let it fill its memory.
+    """
 
 
 def first_edge_error(group: BaseExceptionGroup[BaseException]) -> EdgeError | None:

@@ -28,13 +28,17 @@ from edge_agent.access.readers import build_readers
 from edge_agent.buffer import RecordBuffer
 from edge_agent.codecs.bundle import VerifiedBundle
 from edge_agent.config import GatewayConfig
+from edge_agent.device_state import STATE_FILE as DEVICES_STATE_FILE
+from edge_agent.device_state import OfflineDevices
 from edge_agent.drivers.lora.source import LoraSource
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
 from edge_agent.drivers.tic import TicLine
+from edge_agent.durable import replace_atomically
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
 from edge_agent.parking.service import CarParkService
+from edge_agent.private import make_private_dir, open_private
 from edge_agent.records import now_ms
 from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
@@ -120,7 +124,7 @@ class Gateway:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.data_dir)
         with exclusive(self.data_dir / LOCK_FILE):
             await self._run_locked(stop)
 
@@ -138,6 +142,8 @@ class Gateway:
             bundles = self._bundle_store(identity)
             self.access = await self._access_controller(identity, bundles)
             self.lora = await asyncio.to_thread(self._lora_sources, outbox)
+            offline = await asyncio.to_thread(self._offline_devices)
+            self.buffer.event_observers.append(offline.observe)
             if self.lora:
                 self.rules.executor.send_downlink = self._send_downlink
             await self.rules.start(bundles)
@@ -193,6 +199,16 @@ class Gateway:
                 await client.aclose()
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    def _offline_devices(self) -> OfflineDevices:
+        """The devices announced offline before this start, marked offline again."""
+        drivers: list[ModbusBus | LoraSource] = [*self.buses, *self.lora]
+        names = {d.name for bus in self.buses for d in bus.devices} | {
+            name for source in self.lora for name in source.device_names}
+        offline = OfflineDevices(self.data_dir / DEVICES_STATE_FILE, names)
+        for driver in drivers:
+            driver.still_offline(offline.since_ms)
+        return offline
 
     def _lora_sources(self, outbox: Outbox) -> list[LoraSource]:
         """One source per ``[[lora]]`` section, knowing the messages already stored."""
@@ -282,8 +298,10 @@ class Gateway:
             self._sync_note = "sync disabled in the configuration"
             log.info("%s: records stay in the outbox", self._sync_note)
             return None
-        log.info("gateway %s of %s/%s syncs to %s", identity.gateway, identity.territory,
-                 identity.site, identity.hub_url)
+        log.info("gateway %s of %s/%s syncs to %s%s", identity.gateway, identity.territory,
+                 identity.site, identity.hub_url,
+                 " in plain HTTP (provisioned with --insecure-http: a test bench only)"
+                 if identity.insecure_http else "")
         return HubClient(identity, timeout_s=self.config.sync.timeout_s)
 
     async def _write_until_drained(self, outbox: Outbox) -> None:
@@ -374,7 +392,7 @@ class Gateway:
 @contextlib.contextmanager
 def exclusive(path: Path) -> Iterator[None]:
     """Hold an advisory lock: the outbox has one writer, so one agent per data directory."""
-    with path.open("a+", encoding="utf-8") as lock:
+    with os.fdopen(open_private(path), "r+", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -407,6 +425,4 @@ def stats_as_dict(stats: Any) -> dict[str, Any]:
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` so that readers see the old or the new file, never half of one."""
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    partial.replace(path)
+    replace_atomically(path, json.dumps(data, indent=1).encode())

@@ -22,9 +22,8 @@ from edge_agent.records import Reading
 from edge_agent.store import Outbox
 from edge_agent.sync.client import enroll
 from edge_agent.sync.identity import Identity
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.db.schema import events
 
@@ -70,15 +69,15 @@ class AlarmWatcher(threading.Thread):
 def hub_with_gateway(root: Path, name: str) -> Iterator[tuple[Identity, AlarmWatcher]]:
     """A hub on ``root/hub.db``, gateway ``name`` enrolled, and a started watcher on it."""
     url = f"sqlite:///{root / 'hub.db'}"
-    engine = create_hub_engine(url)
+    engine = demo_engine(root)
     upgrade(engine)
     base, process = spawn_hub(root, url)
     watcher = AlarmWatcher(engine)
     try:
         admin.add_territory(engine, "bench")
         admin.add_site(engine, "bench", "site")
-        identity = asyncio.run(enroll(base, admin.add_gateway(engine, "bench", "site",
-                                                              name).code))
+        code = admin.add_gateway(engine, "bench", "site", name).code
+        identity = asyncio.run(enroll(base, code, insecure_http=True))
         watcher.start()
         yield identity, watcher
     finally:

@@ -17,12 +17,11 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
 from sync_server.access.badge_input import BadgeText
 from sync_server.access.policy import PolicySigner, set_rules
 from sync_server.access.registry import BadgeRef, add_badge, revoke_badge
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.keys import load_signing_key
 
@@ -60,7 +59,7 @@ class DemoHub:
         """A fresh store (the demo's outbox starts from seq 1 again), then the server."""
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.data_dir.mkdir(parents=True)
-        engine = create_hub_engine(f"sqlite:///{self.data_dir / 'hub.db'}")
+        engine = demo_engine(self.data_dir)
         try:
             upgrade(engine)
             admin.add_territory(engine, TERRITORY)
@@ -88,7 +87,7 @@ class DemoHub:
         """Enroll the demo gateway as an installer would, with its one-time code."""
         done = subprocess.run(
             [sys.executable, "-m", "edge_agent", "provision", "--config", str(config),
-             "--hub", self.url, "--code", self._code, "--force"],
+             "--hub", self.url, "--code", self._code, "--force", "--insecure-http"],
             capture_output=True, text=True, timeout=60, check=False,
             start_new_session=True)  # a Ctrl-C meanwhile is the demo's to handle
         if done.returncode != 0:

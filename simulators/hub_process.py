@@ -12,7 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["spawn_hub", "stop_process"]
+from sqlalchemy import Engine
+
+from sync_server.db.engine import create_hub_engine
+from sync_server.keys import load_badge_seal, with_badge_seal
+from sync_server.private_files import private_directory
+
+__all__ = ["demo_engine", "spawn_hub", "stop_process"]
 
 
 def spawn_hub(
@@ -28,9 +34,10 @@ def spawn_hub(
     env.pop("PONTON_HUB_DATABASE_URL", None)
     if database_url is not None:
         env["PONTON_HUB_DATABASE_URL"] = database_url
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(data_dir)
     log_path = data_dir / "hub.log"
-    with log_path.open("a", encoding="utf-8") as log:
+    descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
@@ -42,6 +49,15 @@ def spawn_hub(
         tail = log_path.read_text(encoding="utf-8")[-2000:]
         raise RuntimeError(f"the hub did not start ({log_path}): {tail}")
     return line[1], process
+
+
+def demo_engine(data_dir: Path, database_url: str | None = None) -> Engine:
+    """The store of a demo-mode hub in ``data_dir`` (its ``hub.db`` unless ``database_url``),
+    with the badge seal that hub finds there (created if missing): scripts register
+    territories beside a running hub through it."""
+    url = database_url or f"sqlite:///{data_dir / 'hub.db'}"
+    seal = load_badge_seal(data_dir / "badge-seal.key", demo=True)
+    return with_badge_seal(create_hub_engine(url), seal)
 
 
 def stop_process(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> None:

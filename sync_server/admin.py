@@ -29,6 +29,7 @@ from sync_server.db.schema import (
     territories,
 )
 from sync_server.errors import BadRequest, Conflict, NotFound
+from sync_server.keys import seal_badge_key
 
 __all__ = [
     "Enrollment",
@@ -76,13 +77,14 @@ def territory_id(conn: Connection, name: str) -> int:
 
 
 def add_territory(engine: Engine, name: str) -> None:
-    """Create a territory with a fresh badge pseudonymisation key."""
+    """Create a territory with a fresh badge pseudonymisation key, sealed at rest."""
     with engine.begin() as conn:
         _slug("territory", name)
         if conn.execute(select(territories.c.id).where(territories.c.name == name)).first():
             raise Conflict(f"territory {name!r} already exists", code="already_exists")
         conn.execute(territories.insert().values(
-            name=name, badge_key=secrets.token_bytes(32), created_ms=now_ms()))
+            name=name, badge_key=seal_badge_key(conn, name, secrets.token_bytes(32)),
+            created_ms=now_ms()))
 
 
 def add_site(engine: Engine, territory: str, name: str) -> None:

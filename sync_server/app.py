@@ -21,7 +21,7 @@ from sync_server.api.text_params import StorableText
 from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
 from sync_server.errors import HubError, InvalidRows, TooManyRequests, Unavailable
-from sync_server.keys import load_signing_key
+from sync_server.keys import load_badge_seal, load_signing_key, with_badge_seal
 from sync_server.settings import HubSettings
 
 __all__ = ["create_app"]
@@ -34,6 +34,8 @@ def create_app(settings: HubSettings) -> FastAPI:
     engine = open_hub_engine(settings.resolved_database_url)
     require_head(engine)
     key = load_signing_key(settings.resolved_signing_key_file, demo=settings.demo)
+    engine = with_badge_seal(engine, load_badge_seal(settings.badge_seal_file,
+                                                     demo=settings.demo))
     app = FastAPI(title="Ponton sync hub", version=__version__,
                   description="Enrollment, exactly-once batch sync, signed bundles, "
                               "territory-scoped queries. See docs/sync-protocol.md.")

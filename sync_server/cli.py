@@ -28,11 +28,23 @@ from sync_server.cli_errors import run_cli
 from sync_server.cli_field import alarm_app, carpark_app
 from sync_server.cli_output import JsonFlag, minute, print_json, print_table, when
 from sync_server.cli_store import accept_store_options
-from sync_server.cli_support import SETTINGS, hub_engine, hub_settings, parse_duration, signing_key
+from sync_server.cli_support import (
+    SETTINGS,
+    badge_seal,
+    hub_engine,
+    hub_settings,
+    parse_duration,
+    signing_key,
+)
 from sync_server.db.engine import create_hub_engine, reading
 from sync_server.db.migrate import current_revision, upgrade
 from sync_server.errors import BadRequest, SettingsError
-from sync_server.keys import create_signing_key, load_signing_key
+from sync_server.keys import (
+    create_badge_seal,
+    create_signing_key,
+    load_signing_key,
+    with_badge_seal,
+)
 from sync_server.queries import gateway_health
 from sync_server.settings import DEFAULT_DATA_DIR
 
@@ -131,7 +143,7 @@ def serve(
     settings = hub_settings()
     _log_to_stderr()
     if upgrade_db:
-        upgrade(create_hub_engine(settings.resolved_database_url))
+        upgrade(with_badge_seal(create_hub_engine(settings.resolved_database_url), badge_seal()))
     application = create_app(settings)
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
@@ -182,16 +194,26 @@ def _log_to_stderr() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the schema to this version's."""
-    engine = create_hub_engine(hub_settings().resolved_database_url)
+    engine = with_badge_seal(create_hub_engine(hub_settings().resolved_database_url),
+                             badge_seal())
     upgrade(engine)
     typer.echo(f"database at revision {current_revision(engine)}")
 
 
 @keys_app.command("init")
 def keys_init() -> None:
-    """Create the signing key (once: gateways pin its public key)."""
-    key = create_signing_key(hub_settings().resolved_signing_key_file)
-    typer.echo(f"signing key {key.key_id} written to {hub_settings().resolved_signing_key_file}")
+    """Create the signing key and the badge seal (once: keep them with the database)."""
+    settings = hub_settings()
+    made = []
+    if not settings.resolved_signing_key_file.exists():
+        key = create_signing_key(settings.resolved_signing_key_file)
+        made.append(f"signing key {key.key_id} written to {settings.resolved_signing_key_file}")
+    if not settings.badge_seal_file.exists():
+        create_badge_seal(settings.badge_seal_file)
+        made.append(f"badge seal written to {settings.badge_seal_file}")
+    if not made:
+        create_signing_key(settings.resolved_signing_key_file)  # refused: says why
+    typer.echo("\n".join(made))
 
 
 @keys_app.command("show")

@@ -16,10 +16,17 @@ from sqlalchemy import Engine
 from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
 from sync_server.errors import BadRequest
-from sync_server.keys import SigningKey, load_signing_key
+from sync_server.keys import (
+    BadgeSeal,
+    SigningKey,
+    load_badge_seal,
+    load_signing_key,
+    with_badge_seal,
+)
 from sync_server.settings import HubSettings
 
-__all__ = ["SETTINGS", "hub_engine", "hub_settings", "parse_duration", "signing_key"]
+__all__ = ["SETTINGS", "badge_seal", "hub_engine", "hub_settings", "parse_duration",
+           "signing_key"]
 
 #: Filled by the root callback before any command runs.
 SETTINGS: dict[str, Any] = {}
@@ -45,7 +52,16 @@ def hub_engine() -> Engine:
     """
     engine = open_hub_engine(hub_settings().resolved_database_url)
     require_head(engine)
-    return engine
+    return with_badge_seal(engine, badge_seal())
+
+
+def badge_seal() -> BadgeSeal | None:
+    """The hub's badge seal (created in demo mode); None while there is none, so commands
+    that touch no badge key run before ``sync-server keys init``."""
+    settings = hub_settings()
+    if not settings.demo and not settings.badge_seal_file.exists():
+        return None
+    return load_badge_seal(settings.badge_seal_file, demo=settings.demo)
 
 
 def signing_key() -> SigningKey:

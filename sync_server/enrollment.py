@@ -19,7 +19,7 @@ from edge_agent.records import now_ms
 from sync_server.credentials import GATEWAY_TOKEN_PREFIX, digest, new_token, normalise_code
 from sync_server.db.schema import enroll_failures, enrollment_codes, gateways, sites, territories
 from sync_server.errors import TooManyRequests, Unauthorized
-from sync_server.keys import SigningKey
+from sync_server.keys import SigningKey, open_badge_key
 
 __all__ = ["EnrollmentPolicy", "client_key", "redeem_code"]
 
@@ -84,7 +84,8 @@ def redeem_code(
         "token": token,
         "signing_public_key": base64.b64encode(key.public_bytes).decode("ascii"),
         "signing_key_id": key.key_id,
-        "badge_key": base64.b64encode(row.badge_key).decode("ascii"),
+        "badge_key": base64.b64encode(open_badge_key(engine, row.territory, row.badge_key)
+                                      ).decode("ascii"),
         "hub_time_ms": now,
     }
 

@@ -49,3 +49,8 @@ class HubSettings(BaseModel):
     def resolved_signing_key_file(self) -> Path:
         """The signing key's path, defaulting to one in the data directory."""
         return self.signing_key_file or self.data_dir / "signing-key.pem"
+
+    @property
+    def badge_seal_file(self) -> Path:
+        """The badge seal's path: beside the signing key, kept with it."""
+        return self.resolved_signing_key_file.with_name("badge-seal.key")

@@ -123,7 +123,7 @@ async def marina(hub: HubProcess, tmp_path: Path, request: pytest.FixtureRequest
             "127.0.0.1", hub_port, capture=True) as proxy:
         code = admin.add_gateway(hub.engine, TERRITORY, f"{TERRITORY}-site",
                                  tmp_path.name[-40:]).code
-        identity = await enroll(proxy.url, code)
+        identity = await enroll(proxy.url, code, insecure_http=True)
         data_dir = tmp_path / "data"
         save_identity(data_dir, identity)
         publish_policy(hub, identity)

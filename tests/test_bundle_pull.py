@@ -39,7 +39,7 @@ def _publish(hub: HubProcess, payload: dict[str, Any], kind: str = "config",
 
 async def _provisioned(hub: HubProcess, tmp_path: Path, name: str) -> Identity:
     code = admin.add_gateway(hub.engine, TERRITORY, f"{TERRITORY}-site", name).code
-    identity = await enroll(hub.url, code)
+    identity = await enroll(hub.url, code, insecure_http=True)
     save_identity(tmp_path / "data", identity)
     (tmp_path / "gateway.toml").write_text(
         f'[gateway]\nid = "{name}"\ndata_dir = "data"\n\n[sync]\n'

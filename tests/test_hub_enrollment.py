@@ -25,7 +25,7 @@ from sync_server.app import create_app
 from sync_server.credentials import digest, new_enrollment_code
 from sync_server.db.schema import enroll_failures, gateways, territories
 from sync_server.enrollment import client_key
-from sync_server.keys import load_signing_key
+from sync_server.keys import load_signing_key, open_badge_key
 from sync_server.settings import HubSettings
 from tests.helpers.hub import HubProcess
 
@@ -95,7 +95,7 @@ def test_a_code_yields_the_identity_the_protocol_promises(hub: HubProcess, sourc
                                         .where(territories.c.name == "enroll")).scalar_one()
         gateway = conn.execute(select(gateways.c.token_hash, gateways.c.enrolled_ms)
                                .where(gateways.c.name == enrollment.gateway)).one()
-    assert badge_key == bytes(stored_badge_key)
+    assert open_badge_key(hub.engine, "enroll", stored_badge_key) == badge_key  # sealed
     assert gateway.token_hash == digest(identity["token"]), "only the token's SHA-256 is kept"
     assert gateway.enrolled_ms is not None
 

@@ -152,6 +152,30 @@ async def test_a_sensor_silent_past_its_allowance_goes_offline_then_online(
     assert kinds == ["device.offline", "device.online"]
 
 
+async def test_a_sensor_offline_before_a_restart_is_announced_back_by_its_next_uplink(
+    tmp_path: Path, mqtt_broker: Broker
+) -> None:
+    app = str(uuid.uuid4())
+    config = load_config(gateway_toml(tmp_path, mqtt_broker, app))
+    gateway = Gateway(config)
+    async with running(gateway):
+        source = gateway.lora[0]
+        sensor = source.sensors[SPOT.dev_eui]
+        silence_ms = int(sensor.profile.uplink_interval_s * 2.5 * 1000) + 1000
+        source.check_silence(sensor.last_seen_ms + silence_ms)
+    restarted = Gateway(config)  # its memory of the sensor is gone, not the announcement
+    async with running(restarted):
+        sensor = restarted.lora[0].sensors[SPOT.dev_eui]
+        assert not sensor.online
+        publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
+        await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 0})
+        await asyncio.to_thread(publisher.close)
+        await until(lambda: sensor.online and not restarted.buffer.on_durable)
+    _, events = stored(tmp_path / "data")
+    assert [e.kind for e in events if e.device == "spot-12"] == ["device.offline",
+                                                                 "device.online"]
+
+
 async def test_a_battery_at_its_low_level_raises_one_event(
     tmp_path: Path, mqtt_broker: Broker
 ) -> None:

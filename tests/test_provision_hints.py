@@ -22,8 +22,10 @@ def _gateway_file(directory: Path, gateway_id: str) -> Path:
 
 
 def _run_hint(hint: str, hub_url: str, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The printed command with only URL and CODE filled in, as an installer runs it."""
+    """The printed command with only URL and CODE filled in, as an installer runs it on a
+    bench (the test hub is plain HTTP, so ``--insecure-http`` is added)."""
     words = [hub_url if w == "URL" else code if w == "CODE" else w for w in shlex.split(hint)]
+    words.append("--insecure-http")
     assert words[:2] == ["edge-agent", "provision"]
     return subprocess.run([sys.executable, "-m", "edge_agent", *words[1:]], cwd=cwd,
                           capture_output=True, text=True, timeout=60, check=False)

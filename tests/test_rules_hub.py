@@ -55,7 +55,7 @@ async def test_a_bundle_rule_acts_offline_and_its_alarm_reaches_the_hub(hub: Hub
     async with ModbusSimulator([board, meter]) as field, TcpProxy("127.0.0.1",
                                                                   hub_port) as proxy:
         code = admin.add_gateway(hub.engine, TERRITORY, f"{TERRITORY}-site", "rules-gw").code
-        save_identity(data_dir, await enroll(proxy.url, code))
+        save_identity(data_dir, await enroll(proxy.url, code, insecure_http=True))
         signing = load_signing_key(hub.data_dir / "signing-key.pem", demo=False)
         publish_bundle(hub.engine, signing, TERRITORY, "config", {"rules": [{
             "name": "overvoltage", "device": "berth-meter", "quantity": "voltage",

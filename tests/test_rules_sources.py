@@ -83,7 +83,7 @@ def provision(data_dir: Path) -> tuple[BundleStore, Ed25519PrivateKey]:
     save_identity(data_dir, Identity(
         hub_url="http://127.0.0.1:9", gateway="rules-gw", territory=TERRITORY, site="d982",
         token="pgw_test", signing_public_key=public, signing_key_id=key_id(public),
-        badge_key=bytes(32), provisioned_at_ms=now_ms()))
+        badge_key=bytes(32), provisioned_at_ms=now_ms(), insecure_http=True))
     return BundleStore(data_dir / BUNDLES_DIR, public, TERRITORY), key
 
 

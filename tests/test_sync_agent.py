@@ -54,7 +54,7 @@ def an_identity(hub_url: str = "http://127.0.0.1:9", token: str = "pgw_test") ->
     return Identity(hub_url=hub_url, gateway="gw1", territory="dunkerque", site="port-est",
                     token=token, signing_public_key=bytes(range(32)),
                     signing_key_id="0123456789abcdef", badge_key=bytes(range(32, 64)),
-                    provisioned_at_ms=1_764_100_000_000)
+                    provisioned_at_ms=1_764_100_000_000, insecure_http=True)
 
 
 def gateway_file(tmp_path: Path, sync: str = "") -> Path:
@@ -210,6 +210,29 @@ def test_hub_urls_are_checked_and_normalised(text: str, expected: str | None) ->
         assert hub_base_url(text) == expected
 
 
+async def test_a_plain_http_hub_is_refused_before_the_code_leaves() -> None:
+    with pytest.raises(ConfigError, match=r"plain HTTP.*--insecure-http"):
+        await enroll(f"http://127.0.0.1:{closed_port()}", "code")
+
+
+def test_a_plain_http_identity_needs_the_insecure_setting_it_was_provisioned_with(
+    tmp_path: Path
+) -> None:
+    save_identity(tmp_path, an_identity())  # http://127.0.0.1:9, provisioned --insecure-http
+    path = tmp_path / IDENTITY_FILE
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert document["insecure_http"] is True
+    del document["insecure_http"]  # as an older agent wrote it
+    path.write_text(json.dumps(document), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"plain HTTP.*--insecure-http") as refused:
+        load_identity(tmp_path)
+    assert str(path) in str(refused.value)
+    document["hub_url"] = "https://hub.example.org"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    assert load_identity(tmp_path) == an_identity("https://hub.example.org").model_copy(
+        update={"insecure_http": False})
+
+
 # --- configuration -----------------------------------------------------------------------
 
 
@@ -284,7 +307,7 @@ async def test_a_closed_port_is_hub_unreachable() -> None:
         with pytest.raises(HubUnreachable, match="unreachable"):
             await client.acked()
     with pytest.raises(HubUnreachable):
-        await enroll(url, "code", timeout_s=5)
+        await enroll(url, "code", insecure_http=True, timeout_s=5)
 
 
 async def test_a_hub_that_never_answers_is_unreachable_after_the_timeout() -> None:
@@ -422,8 +445,11 @@ def test_sync_once_refuses_while_the_agent_runs(tmp_path: Path) -> None:
          "already provisioned as gw1 of dunkerque at http://127.0.0.1:9; add --force"),
         (("provision", "--hub", "hub.example.org", "--code", "abc"), False,
          "--hub: 'hub.example.org' is not an http:// or https:// URL"),
-        (("provision", "--hub", "http://127.0.0.1:1", "--code", "abc"), False,
+        (("provision", "--hub", "http://127.0.0.1:1", "--code", "abc", "--insecure-http"), False,
          "unreachable for POST /v1/enroll"),
+        (("provision", "--hub", "http://127.0.0.1:1", "--code", "abc"), False,
+         "--hub: 'http://127.0.0.1:1' is plain HTTP, which would expose the gateway's token: "
+         "use the hub's https:// URL, or provision with --insecure-http for a test bench"),
     ],
 )
 def test_sync_commands_explain_what_is_wrong(
@@ -522,7 +548,7 @@ def enrollment_code(hub: HubProcess, name: str | None = None) -> tuple[str, str]
 async def provisioned(hub: HubProcess, data_dir: Path) -> Identity:
     """Enroll a new gateway over HTTP and keep its identity in ``data_dir``."""
     _name, code = enrollment_code(hub)
-    identity = await enroll(hub.url, code)
+    identity = await enroll(hub.url, code, insecure_http=True)
     save_identity(data_dir, identity)
     return identity
 
@@ -550,14 +576,14 @@ async def test_enrollment_gives_an_identity_with_the_hub_keys(
     sqlite_hub: HubProcess, tmp_path: Path
 ) -> None:
     name, code = enrollment_code(sqlite_hub)
-    identity = await enroll(sqlite_hub.url + "/", code)
+    identity = await enroll(sqlite_hub.url + "/", code, insecure_http=True)
     assert (identity.gateway, identity.territory, identity.site) == (name, "sync", "sync-site")
     assert identity.hub_url == sqlite_hub.url
     assert identity.token.startswith("pgw_")
     assert len(identity.signing_public_key) == 32
     assert len(identity.badge_key) == 32
     with pytest.raises(HubRejected) as raised:  # single use
-        await enroll(sqlite_hub.url, code)
+        await enroll(sqlite_hub.url, code, insecure_http=True)
     assert (raised.value.status, raised.value.code) == (401, "invalid_code")
 
 
@@ -717,7 +743,7 @@ def test_provision_then_sync_once_drains_the_outbox_with_a_progress_bar(
     config = gateway_file(tmp_path, "batch_limit = 4000\n")
     name, code = enrollment_code(sqlite_hub)
     result = edge_agent("provision", "--config", str(config), "--hub", sqlite_hub.url,
-                        "--code", code)
+                        "--code", code, "--insecure-http")
     assert result.returncode == 0, result.stderr
     assert f"gateway {name}, territory sync, site sync-site, signing key" in result.stdout
     identity = load_identity(tmp_path / "data")
@@ -741,11 +767,11 @@ def test_provision_then_sync_once_drains_the_outbox_with_a_progress_bar(
     new_code = admin.add_gateway(sqlite_hub.engine, "sync", "sync-site", name,
                                  reissue=True).code
     refused = edge_agent("provision", "--config", str(config), "--hub", sqlite_hub.url,
-                         "--code", new_code)
+                         "--code", new_code, "--insecure-http")
     assert refused.returncode == 2
     assert "already provisioned" in refused.stderr
     forced = edge_agent("provision", "--config", str(config), "--hub", sqlite_hub.url,
-                        "--code", new_code, "--force")
+                        "--code", new_code, "--force", "--insecure-http")
     assert forced.returncode == 0, forced.stderr
     renewed = load_identity(tmp_path / "data")
     assert renewed is not None

@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from edge_agent.access.decision import Decision, Reason
 from edge_agent.codecs.pseudonyms import pseudonym_text
 from edge_agent.config import PedestalConfig
 from edge_agent.drivers.modbus.relay import RelayBoard
+from edge_agent.durable import replace_durably
 from edge_agent.errors import DeviceError
 from edge_agent.records import Event, Reading, now_ms
 
@@ -209,12 +209,8 @@ class PedestalSessions:
 
     def _save(self) -> None:
         """Replace the file durably: a power cut leaves the old list or the new one."""
-        partial = self._path.with_suffix(".tmp")
-        with partial.open("w", encoding="utf-8") as file:
-            json.dump([dataclasses.asdict(s) for s in self.open.values()], file)
-            file.flush()
-            os.fsync(file.fileno())
-        partial.replace(self._path)
+        replace_durably(self._path,
+                        json.dumps([dataclasses.asdict(s) for s in self.open.values()]).encode())
 
 
 def _used(start: float | None, end: float | None) -> float | None:

@@ -42,6 +42,9 @@ def provision(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace an existing identity (the hub must have issued a new code).")
     ] = False,
+    insecure_http: Annotated[bool, typer.Option(
+        "--insecure-http", help="Allow a plain http:// hub (a test bench, the demo): the "
+        "token and bundles then cross the network unencrypted.")] = False,
 ) -> None:
     """Enroll this gateway with its hub: trade a one-time code for its identity and keys."""
     gateway_config = load_config(config)
@@ -49,7 +52,8 @@ def provision(
     if (data_dir / IDENTITY_FILE).exists() and not force:
         raise ConfigError(f"{data_dir / IDENTITY_FILE} exists: this gateway is already "
                           f"provisioned{_described(data_dir)}; add --force to replace it")
-    identity = asyncio.run(enroll(hub, code, timeout_s=gateway_config.sync.timeout_s))
+    identity = asyncio.run(enroll(hub, code, insecure_http=insecure_http,
+                                  timeout_s=gateway_config.sync.timeout_s))
     path = save_identity(data_dir, identity)
     console = Console(highlight=False)
     console.print(f"[green]provisioned[/]: gateway {identity.gateway}, territory "

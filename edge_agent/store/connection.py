@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edge_agent.errors import StoreCorrupt, StoreError
+from edge_agent.private import private_sqlite_file
 
 __all__ = ["connect", "quick_check", "sqlite_errors", "transaction"]
 
@@ -75,12 +76,17 @@ def transaction(conn: sqlite3.Connection, path: Path, action: str) -> Iterator[N
 
 
 def connect(path: Path, *, wal_autocheckpoint: int = 1000) -> sqlite3.Connection:
-    """Open ``path`` with the durability settings the outbox relies on.
+    """Open ``path`` with the durability settings the outbox relies on, mode 0600.
 
     WAL with ``synchronous=FULL`` makes every committed transaction survive a power cut;
     ``auto_vacuum=INCREMENTAL`` (only effective on a new file) lets the quota hand pages back
     to the file system without a full VACUUM.
     """
+    try:
+        private_sqlite_file(path)
+    except OSError as exc:
+        raise StoreError(f"outbox {path}: cannot create it private (mode 0600): {exc.strerror}; "
+                         "check that the directory exists and is writable") from exc
     with sqlite_errors(path, "open"):
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:

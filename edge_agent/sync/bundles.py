@@ -33,6 +33,7 @@ from edge_agent.codecs.bundle import (
 )
 from edge_agent.durable import replace_durably
 from edge_agent.errors import BundleError
+from edge_agent.private import make_private_dir
 
 __all__ = ["VERSIONS_FILE", "BundleStore"]
 
@@ -167,7 +168,7 @@ def _read(path: Path) -> bytes | None:
 
 def _make_directory(directory: Path) -> None:
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(directory)
     except OSError as exc:
         raise BundleError(f"cannot create {directory}: {exc.strerror or exc}") from exc
 

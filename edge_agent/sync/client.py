@@ -4,6 +4,11 @@ httpx stops here: every transport failure (refused, reset, timeout, a garbled an
 HubUnreachable and every error status HubRejected carrying the hub's stable error code, so
 the push loop decides on types and codes, never on httpx classes or message text. The client
 never retries: the loop owns retrying and its backoff.
+
+The hub's answers are trusted for nothing, their size included: each is read raw and
+inflated by ``answers.read_answer``, bounded by the limit of its kind (``BUNDLE_ANSWER_LIMIT``
+for signed bundles, ``ANSWER_LIMIT`` for everything else) and dropped beyond it with
+HubAnswerTooLarge, counted in ``oversize_answers``.
 """
 
 from __future__ import annotations
@@ -26,19 +31,35 @@ import httpx
 from pydantic import ValidationError
 
 from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_events, encode_readings
+from edge_agent.codecs.bundle import MAX_ENVELOPE_BYTES
 from edge_agent.codecs.compression import Encoding, compress
-from edge_agent.errors import ConfigError, HubRejected, HubUnreachable, SyncError
+from edge_agent.errors import ConfigError, HubAnswerTooLarge, HubRejected, HubUnreachable, SyncError
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Batch
-from edge_agent.sync.identity import Identity, hub_base_url
+from edge_agent.sync.answers import ACCEPT_ENCODING, read_answer
+from edge_agent.sync.identity import Identity, hub_base_url, require_tls
 
-__all__ = ["DeviceDeclaration", "HubClient", "PreparedBatch", "enroll", "prepare"]
+__all__ = [
+    "ANSWER_LIMIT",
+    "BUNDLE_ANSWER_LIMIT",
+    "DeviceDeclaration",
+    "HubClient",
+    "PreparedBatch",
+    "enroll",
+    "prepare",
+]
 
 log = logging.getLogger("edge_agent.sync")
 
 #: Beyond this difference with the hub's clock, provisioning warns (the hub's tolerance).
 _CLOCK_TOLERANCE_MS = 120_000
 _ENCODING: Encoding = "zstd"
+#: The most bytes a signed bundle answer may hold, raw or inflated: the bundle store's own
+#: limit (a policy carries the territory's whole badge table).
+BUNDLE_ANSWER_LIMIT = MAX_ENVELOPE_BYTES
+#: The most bytes any other answer may hold (acks, enrollment, errors: small JSON documents).
+ANSWER_LIMIT = 256 * 1024
+_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +88,12 @@ class HubClient:
         self.identity = identity
         #: Seconds the hub asked to wait in its last refusal (``Retry-After``), if it said.
         self.retry_after_s: float | None = None
+        #: Answers dropped for exceeding the limit of their kind.
+        self.oversize_answers = 0
         self._http = httpx.AsyncClient(
             base_url=identity.hub_url,
-            headers={"Authorization": f"Bearer {identity.token}"},
+            headers={"Authorization": f"Bearer {identity.token}",
+                     "Accept-Encoding": ACCEPT_ENCODING},
             timeout=timeout_s,
             transport=transport,
         )
@@ -124,32 +148,43 @@ class HubClient:
         """The signed bundle of ``kind`` and its ETag; None when unchanged since ``etag``."""
         headers = {"If-None-Match": etag} if etag else {}
         response = await self._request("GET", f"/v1/gateway/bundles/{kind}", headers=headers,
-                                       expect_not_modified=True)
+                                       expect_not_modified=True, limit=BUNDLE_ANSWER_LIMIT)
         if response.status_code == 304:
             return None
         return response.content, response.headers.get("ETag", "")
 
     async def _request(
-        self, method: str, path: str, *, expect_not_modified: bool = False, **kwargs: Any
+        self, method: str, path: str, *, expect_not_modified: bool = False,
+        limit: int = ANSWER_LIMIT, **kwargs: Any
     ) -> httpx.Response:
         self.retry_after_s = None
-        response = await _send(self._http, method, path, **kwargs)
+        try:
+            response = await _send(self._http, method, path, limit=limit, **kwargs)
+        except HubAnswerTooLarge:
+            self.oversize_answers += 1
+            raise
         if response.is_success or (expect_not_modified and response.status_code == 304):
             return response
         self.retry_after_s = _retry_after(response.headers.get("Retry-After"))
         raise _rejection(method, path, response)
 
 
-async def enroll(hub_url: str, code: str, *, timeout_s: float = 30.0,
+async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
+                 timeout_s: float = 30.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> Identity:
-    """Trade a one-time enrollment code for the gateway's identity (``POST /v1/enroll``)."""
+    """Trade a one-time enrollment code for the gateway's identity (``POST /v1/enroll``).
+
+    A plain http:// hub is refused before the code leaves, unless ``insecure_http``.
+    """
     try:
         hub_url = hub_base_url(hub_url)
+        require_tls(hub_url, insecure_http=insecure_http)
     except ValueError as exc:
         raise ConfigError(f"--hub: {exc}") from exc
-    async with httpx.AsyncClient(base_url=hub_url, timeout=timeout_s,
-                                 transport=transport) as http:
-        response = await _send(http, "POST", "/v1/enroll", json={"code": code})
+    async with httpx.AsyncClient(base_url=hub_url, timeout=timeout_s, transport=transport,
+                                 headers={"Accept-Encoding": ACCEPT_ENCODING}) as http:
+        response = await _send(http, "POST", "/v1/enroll", limit=ANSWER_LIMIT,
+                               json={"code": code})
     if not response.is_success:
         raise _rejection("POST", "/v1/enroll", response)
     answer = _json_object(response)
@@ -161,7 +196,8 @@ async def enroll(hub_url: str, code: str, *, timeout_s: float = 30.0,
     # Fields a newer hub adds are not this agent's business.
     known = {name: answer[name] for name in Identity.model_fields if name in answer}
     try:
-        return Identity.model_validate({**known, "hub_url": hub_url, "provisioned_at_ms": now})
+        return Identity.model_validate({**known, "hub_url": hub_url, "provisioned_at_ms": now,
+                                        "insecure_http": insecure_http})
     except ValidationError as exc:
         # Field names and reasons only: the input values hold the token.
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -169,10 +205,16 @@ async def enroll(hub_url: str, code: str, *, timeout_s: float = 30.0,
                         f"{problems}") from None
 
 
-async def _send(http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One request; every httpx failure becomes HubUnreachable."""
+async def _send(http: httpx.AsyncClient, method: str, path: str, *, limit: int,
+                **kwargs: Any) -> httpx.Response:
+    """One request and its whole answer, at most ``limit`` bytes sent and inflated.
+
+    Every httpx failure becomes HubUnreachable, an answer beyond ``limit`` HubAnswerTooLarge.
+    """
     try:
-        response = await http.request(method, path, **kwargs)
+        async with http.stream(method, path, **kwargs) as streamed:
+            content = await read_answer(streamed, limit,
+                                        f"hub {http.base_url} answered {method} {path}")
     except httpx.TimeoutException as exc:
         raise HubUnreachable(f"hub {http.base_url} did not answer {method} {path} in time "
                              f"({type(exc).__name__})") from exc
@@ -180,7 +222,10 @@ async def _send(http: httpx.AsyncClient, method: str, path: str, **kwargs: Any) 
         reason = str(exc) or type(exc).__name__
         raise HubUnreachable(f"hub {http.base_url} unreachable for {method} {path}: "
                              f"{reason}") from exc
-    return response
+    headers = [(name, value) for name, value in streamed.headers.multi_items()
+               if name.lower() not in _FRAMING_HEADERS]
+    return httpx.Response(streamed.status_code, headers=headers, content=content,
+                          request=streamed.request)
 
 
 def _rejection(method: str, path: str, response: httpx.Response) -> HubRejected:

@@ -18,7 +18,7 @@ import shlex
 import stat
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -29,9 +29,11 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    model_validator,
 )
 
 from edge_agent.errors import ConfigError
+from edge_agent.private import make_private_dir
 from edge_agent.validation import describe_validation_error
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "hub_base_url",
     "load_identity",
     "not_provisioned",
+    "require_tls",
     "save_identity",
 ]
 
@@ -59,7 +62,10 @@ def not_provisioned(config: Path | None) -> str:
 
 
 def hub_base_url(text: str) -> str:
-    """``text`` as a hub base URL (http or https, a host, no trailing slash); ValueError if not."""
+    """``text`` as a hub base URL (http or https, a host, no trailing slash); ValueError if not.
+
+    The form only: whether plain HTTP is allowed is ``require_tls``'s business.
+    """
     url = text.rstrip("/")
     try:
         parts = urlsplit(url)
@@ -71,6 +77,18 @@ def hub_base_url(text: str) -> str:
         raise ValueError(f"'{text}' is not an http:// or https:// URL of a hub, "
                          "e.g. https://hub.example.org")
     return url
+
+
+def require_tls(url: str, *, insecure_http: bool) -> None:
+    """ValueError when ``url`` is plain HTTP and the installer did not ask for it.
+
+    The gateway's bearer token and the signed bundles cross the network: only a test bench
+    or a demo on one machine may do without TLS, and says so with ``--insecure-http``.
+    """
+    if urlsplit(url).scheme == "http" and not insecure_http:
+        raise ValueError(f"'{url}' is plain HTTP, which would expose the gateway's token: "
+                         "use the hub's https:// URL, or provision with --insecure-http for a "
+                         "test bench")
 
 
 def _from_base64(value: object) -> object:
@@ -110,14 +128,21 @@ class Identity(BaseModel):
     signing_key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
     badge_key: Key32 = Field(repr=False, description="The territory's badge HMAC key: secret.")
     provisioned_at_ms: int = Field(ge=0)
+    #: Provisioned with ``--insecure-http``: a plain http:// hub on a test bench or a demo.
+    insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _tls_unless_insecure(self) -> Self:
+        require_tls(self.hub_url, insecure_http=self.insecure_http)
+        return self
 
 
 def save_identity(data_dir: Path, identity: Identity) -> Path:
     """Write ``<data_dir>/identity.json`` atomically, mode 0600 from its creation; its path."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / IDENTITY_FILE
     text = json.dumps(identity.model_dump(mode="json"), indent=1)
     try:
+        make_private_dir(data_dir)
         # mkstemp creates the file with mode 0600, whatever the umask.
         fd, partial = tempfile.mkstemp(prefix=".identity-", suffix=".tmp", dir=data_dir)
         try:

@@ -276,7 +276,7 @@ class SyncLoop:
         backlog, lag_ms = backlog_and_lag(stats, now_ms())
         bundles = self.puller.report() if self.puller is not None else None
         return {**dataclasses.asdict(self.state), "backlog": backlog, "lag_ms": lag_ms,
-                "bundles": bundles}
+                "oversize_answers": self.client.oversize_answers, "bundles": bundles}
 
     async def _work(self) -> None:
         started = False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.codecs.bundle import BUNDLE_KINDS, VerifiedBundle
-from edge_agent.errors import BundleError, HubRejected, SyncError
+from edge_agent.errors import BundleError, HubAnswerTooLarge, HubRejected, SyncError
 from edge_agent.records import now_ms
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.client import HubClient
@@ -66,11 +66,12 @@ class BundlePuller:
         """Fetch ``kind`` once; whether a new version was accepted."""
         try:
             fetched = await self.client.pull_bundle(kind, self._etags.get(kind))
-        except HubRejected as exc:
-            if exc.code != "no_bundle":
+        except SyncError as exc:
+            # An unreachable hub is the push loop's to report; a refusal or an oversize
+            # answer is news (a hub without this kind of bundle is not).
+            if isinstance(exc, HubAnswerTooLarge) or (
+                    isinstance(exc, HubRejected) and exc.code != "no_bundle"):
                 log.warning("could not fetch the %s bundle: %s", kind, exc)
-            return False
-        except SyncError:
             return False
         if fetched is None:
             return False

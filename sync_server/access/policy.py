@@ -39,7 +39,7 @@ from sync_server.bundles import lock_territory, publish_locked
 from sync_server.db.engine import reading
 from sync_server.db.schema import badges, bundles, policy_rules, territories
 from sync_server.errors import BadRequest, Conflict
-from sync_server.keys import SigningKey
+from sync_server.keys import SigningKey, open_badge_key
 
 __all__ = [
     "DEFAULT_TIMEZONE",
@@ -107,7 +107,8 @@ def changing(engine: Engine, territory: int | str) -> Iterator[tuple[Connection,
                        policy_rules.c.territory_id == territories.c.id, isouter=True)
             .where(territories.c.id == tid)).one()
         rules = None if row.rules is None else json.loads(row.rules)
-        yield conn, TerritoryAccess(tid, str(row.name), bytes(row.badge_key), rules)
+        yield conn, TerritoryAccess(tid, str(row.name),
+                                    open_badge_key(conn, str(row.name), row.badge_key), rules)
 
 
 def territory_timezone(conn: Connection, territory: int) -> ZoneInfo:

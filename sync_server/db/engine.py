@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from sync_server.errors import SettingsError
+from sync_server.private_files import private_directory, private_sqlite_database
 
 __all__ = ["create_hub_engine", "open_hub_engine", "reading"]
 
@@ -40,7 +41,7 @@ def reading(engine: Engine) -> Iterator[Connection]:
 def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
     """An engine for ``url``: ``sqlite:///path`` or ``postgresql+psycopg://…``.
 
-    A missing SQLite file (and its directory) is created on first connection: only schema
+    A missing SQLite file (and its directory) is created here, 0600 (0700): only schema
     upgrades should call this on a store that may not exist yet (see ``open_hub_engine``).
     """
     parsed = _parse(url)
@@ -76,7 +77,7 @@ def _make_parent(database: str | None) -> None:
     if not database or database == ":memory:":
         return
     try:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        private_directory(Path(database).parent)
     except OSError as exc:
         raise SettingsError(f"cannot create the directory of {database}: {exc.strerror}") \
             from None
@@ -84,6 +85,12 @@ def _make_parent(database: str | None) -> None:
 
 def _engine(url: str, parsed: URL, pool_size: int) -> Engine:
     if parsed.drivername == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            try:
+                private_sqlite_database(Path(parsed.database))
+            except OSError as exc:
+                raise SettingsError(f"cannot open the hub database {parsed.database} as a "
+                                    f"private file (mode 0600): {exc.strerror}") from None
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql":
         if parsed.get_driver_name() != "psycopg":

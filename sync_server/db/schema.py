@@ -69,7 +69,9 @@ territories = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(_NAME), nullable=False, unique=True),
-    #: HMAC key for badge pseudonyms, handed to the territory's gateways at enrollment.
+    #: HMAC key for badge pseudonyms, handed to the territory's gateways at enrollment;
+    #: stored sealed (64 bytes: sync_server/keys.py), never in clear. Neither store enforces
+    #: a BLOB's declared length.
     Column("badge_key", LargeBinary(32), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
 )

@@ -61,7 +61,11 @@ def make_gateway(
     counts: dict[str, int] | None = None,
     sync_settings: str = "interval_s = 0.2\nmax_backoff_s = 0.5\ntimeout_s = 5\n",
 ) -> GatewayDir:
-    """Write a config, fill the outbox, and provision the gateway through the real CLI."""
+    """Write a config, fill the outbox, and provision the gateway through the real CLI.
+
+    Test hubs serve plain HTTP on 127.0.0.1, so provisioning says ``--insecure-http``: the
+    one switch the agent needs for an ``http://`` hub (docs/sync-protocol.md).
+    """
     root.mkdir(parents=True, exist_ok=True)
     config = root / "gateway.toml"
     config.write_text(f'[gateway]\nid = "{name}"\ndata_dir = "var"\n\n[sync]\n{sync_settings}')
@@ -78,7 +82,8 @@ def make_gateway(
                     outbox.append_events([event_for(s) for s in seqs], stream=stream)
     hub.territory(territory)
     code = admin.add_gateway(hub.engine, territory, f"{territory}-site", name).code
-    agent("provision", "--config", str(config), "--hub", hub_url or hub.url, "--code", code)
+    agent("provision", "--config", str(config), "--hub", hub_url or hub.url, "--code", code,
+          "--insecure-http")
     return GatewayDir(name, config, data_dir, dict(counts))
 
 

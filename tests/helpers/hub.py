@@ -19,9 +19,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 
 __all__ = ["ACCESS_RULES", "HubProcess", "Territory", "start_hub"]
@@ -93,7 +92,7 @@ class HubProcess:
 def start_hub(data_dir: Path, database_url: str | None = None) -> Iterator[HubProcess]:
     """A migrated database and a hub serving it; stopped and disposed of at exit."""
     url = database_url or f"sqlite:///{data_dir / 'hub.db'}"
-    engine = create_hub_engine(url)
+    engine = demo_engine(data_dir, url)
     upgrade(engine)
     base, process = spawn_hub(data_dir, url)
     hub = HubProcess(base, data_dir, url, engine, process)

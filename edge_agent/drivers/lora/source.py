@@ -16,7 +16,7 @@ import collections
 import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -152,6 +152,12 @@ class LoraSource:
     def device_names(self) -> set[str]:
         """The names of this source's sensors."""
         return set(self._by_name)
+
+    def still_offline(self, names: Collection[str]) -> None:
+        """Sensors announced offline before a restart: their next uplink announces them back."""
+        for sensor in self.sensors.values():
+            if sensor.config.name in names:
+                sensor.online = False
 
     def _only_application(self, device: str) -> str:
         if len(self.config.application_ids) == 1:

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 from edge_agent.drivers.modbus.decoding import readings_from_response
@@ -180,6 +180,12 @@ class ModbusBus:
 
         await self.execute(read_all, min_silence_s=device.min_silence_s)
         return readings
+
+    def still_offline(self, names: Collection[str]) -> None:
+        """Devices announced offline before a restart: their next answer announces them back."""
+        for device in self.devices:
+            if device.name in names:
+                device.health.online = False
 
     async def read_device(self, device: PolledDevice) -> list[Reading]:
         """Poll ``device`` once and return its readings; DeviceError when it fails."""
