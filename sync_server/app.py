@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server import __version__
-from sync_server.api import access, field, gateway, operator, public
+from sync_server.api import access, field, gateway, opendata, operator, public
 from sync_server.api.context import HubState
 from sync_server.api.limits import BodyLimit
 from sync_server.db.engine import open_hub_engine
@@ -42,6 +42,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(access.router)
     app.include_router(field.router)
+    app.include_router(opendata.router)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
