@@ -93,11 +93,11 @@ PLACES: dict[tuple[str, str], dict[str, Any]] = {
         "name": "PARKING DE LA GARE", "longitude": 5.929671, "latitude": 43.128462,
         "address": "Place de l'Europe, 83000 Toulon", "national_id": "83137-P-001",
         "insee": "83137", "users": "tous", "free": False, "max_height": "190",
-        "siret": "21830137600011", "disabled_spaces": 4, "structure": "ouvrage"},
+        "siret": "21830137600016", "disabled_spaces": 4, "structure": "ouvrage"},
     ("gw-parks", "P-port"): {
         "longitude": 5.9341, "latitude": 43.1203, "national_id": "83137-P-002",
         "insee": "83137", "users": "abonnés", "free": True, "max_height": "N/A",
-        "siret": "21830137600011", "url": "https://example.org/port"},
+        "siret": "21830137600016", "url": "https://example.org/port"},
     ("gw-env", "level-1"): {"longitude": 0.54, "latitude": 49.52, "name": "Seine à Caudebec"},
     ("gw-env", "flow-1"): {"longitude": 0.55, "latitude": 49.53},
     ("gw-env", "air-1"): {"longitude": 0.56, "latitude": 49.54,
