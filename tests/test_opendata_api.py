@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,7 +29,7 @@ def world(hub: HubProcess) -> OpenWorld:
 
 
 @pytest.fixture(scope="module")
-def public(world: OpenWorld) -> httpx.Client:
+def public(world: OpenWorld) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=world.hub.url, timeout=30) as client:
         yield client
 
