@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from sync_server import admin
 from sync_server.opendata.caching import LIVE_MAX_AGE_S
+from sync_server.opendata.datasets import published_datasets
 from sync_server.opendata.dcat import LICENCE
 from sync_server.opendata.ngsi import iso
 from tests.helpers.hub import HubProcess
@@ -320,3 +322,23 @@ def test_bad_place_details_are_refused_field_by_field(world: OpenWorld, fields: 
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == "invalid_place"
     assert answer.json()["detail"].startswith(wrong)
+
+
+def test_the_dashboard_lists_what_a_territory_publishes(world: OpenWorld,
+                                                        public: httpx.Client) -> None:
+    _unpublish(world, *ALL)
+    _publish(world, "car-parks", "air-quality")
+    with world.hub.engine.connect() as conn:
+        territory = admin.territory_id(conn, "coast")
+        listed = published_datasets(conn, territory, "coast", world.hub.url)
+        assert published_datasets(conn, admin.territory_id(conn, "inland"), "inland",
+                                  world.hub.url) == []
+    assert [(d["name"], d["tenant"]) for d in listed] == [
+        ("catalog", ""), ("car-parks", ""), ("air-quality", "coast")]
+    for entry in listed:
+        headers = {"Accept": entry["media_type"]}
+        if entry["tenant"]:
+            headers["NGSILD-Tenant"] = entry["tenant"]
+        answer = public.get(entry["url"], headers=headers)
+        assert answer.status_code == 200, (entry, answer.text)
+        assert answer.headers["content-type"].startswith(entry["media_type"])
