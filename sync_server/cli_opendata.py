@@ -56,12 +56,7 @@ def opendata_list(
     """Every dataset: published or not, since when, by whom, and its URL."""
     tid = _territory(territory)
     with reading(hub_engine()) as conn:
-        enabled = datasets.territory_datasets(conn, tid)
-    rows = [{"dataset": d.name, "published": d.name in enabled,
-             **enabled.get(d.name, {"enabled_ms": None, "enabled_by": None}),
-             "url": d.url(base_url, territory),
-             "tenant": territory if d.tenant_header else None}
-            for d in datasets.DATASETS.values()]
+        rows = datasets.dataset_rows(conn, tid, territory, base_url)
     if as_json:
         print_json(rows)
         return

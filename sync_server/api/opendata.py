@@ -8,9 +8,11 @@ not publish. Operators act on their own territory only (the token says which).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request, Response
+from sqlalchemy import Connection
 
 from sync_server.api.access import Territory
 from sync_server.api.context import State, Token
@@ -47,19 +49,19 @@ def open_catalog(territory: _Name, request: Request, state: State) -> Response:
 @router.get("/v1/open/{territory}/car-parks.csv", response_model=None)
 def open_car_parks(territory: _Name, request: Request, state: State) -> Response:
     """Car parks in the national schema (schema-stationnement), complete ones only."""
-    with reading(state.engine) as conn:
-        found = datasets.published_territory(conn, territory, "car-parks")
-        text = car_parks_csv(conn, found)
-    return cached(request, text.encode(), "text/csv; charset=utf-8",
-                  max_age_s=STATIC_MAX_AGE_S)
+    return _csv(request, state, territory, "car-parks", car_parks_csv)
 
 
 @router.get("/v1/open/{territory}/energy-monthly.csv", response_model=None)
 def open_energy(territory: _Name, request: Request, state: State) -> Response:
     """Active energy imported per site over the last twelve ended months."""
+    return _csv(request, state, territory, "energy-monthly", energy_csv)
+
+
+def _csv(request: Request, state: State, territory: str, dataset: str,
+         build: Callable[[Connection, int], str]) -> Response:
     with reading(state.engine) as conn:
-        found = datasets.published_territory(conn, territory, "energy-monthly")
-        text = energy_csv(conn, found)
+        text = build(conn, datasets.published_territory(conn, territory, dataset))
     return cached(request, text.encode(), "text/csv; charset=utf-8",
                   max_age_s=STATIC_MAX_AGE_S)
 
@@ -68,14 +70,9 @@ def open_energy(territory: _Name, request: Request, state: State) -> Response:
 def list_datasets(territory: Territory, request: Request, state: State) -> dict[str, Any]:
     """Every dataset the territory may publish: whether it does, since when, where."""
     with reading(state.engine) as conn:
-        enabled = datasets.territory_datasets(conn, territory)
         name = datasets.territory_name(conn, territory)
-    return {"territory": name, "datasets": [
-        {"dataset": d.name, "title": d.title, "published": d.name in enabled,
-         **enabled.get(d.name, {"enabled_ms": None, "enabled_by": None}),
-         "url": d.url(_base(request), name),
-         "tenant": name if d.tenant_header else None}
-        for d in datasets.DATASETS.values()]}
+        return {"territory": name,
+                "datasets": datasets.dataset_rows(conn, territory, name, _base(request))}
 
 
 @router.put("/v1/open-data/{dataset}")

@@ -21,6 +21,7 @@ __all__ = [
     "UNPUBLISHED",
     "Dataset",
     "dataset",
+    "dataset_rows",
     "disable",
     "enable",
     "published",
@@ -150,6 +151,17 @@ def published(conn: Connection, territory: int) -> list[Dataset]:
     """The datasets ``territory`` publishes, in catalogue order."""
     enabled = territory_datasets(conn, territory)
     return [d for name, d in DATASETS.items() if name in enabled]
+
+
+def dataset_rows(conn: Connection, territory: int, territory_name: str,
+                 base_url: str) -> list[dict[str, Any]]:
+    """Every dataset for an operator: published or not, since when, by whom, where."""
+    enabled = territory_datasets(conn, territory)
+    return [{"dataset": d.name, "title": d.title, "published": d.name in enabled,
+             **enabled.get(d.name, {"enabled_ms": None, "enabled_by": None}),
+             "url": d.url(base_url, territory_name),
+             "tenant": territory_name if d.tenant_header else None}
+            for d in DATASETS.values()]
 
 
 def published_datasets(conn: Connection, territory: int, territory_name: str,
