@@ -13,11 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_agent.records import Reading, now_ms
 from sync_server import admin
 from sync_server.opendata.caching import LIVE_MAX_AGE_S
 from sync_server.opendata.datasets import published_datasets
 from sync_server.opendata.dcat import LICENCE
 from sync_server.opendata.ngsi import iso
+from tests.helpers.field import push
 from tests.helpers.hub import HubProcess
 from tests.helpers.opendata import OpenWorld, key_values_of, open_world, sdm_errors, table_report
 
@@ -342,3 +344,32 @@ def test_the_dashboard_lists_what_a_territory_publishes(world: OpenWorld,
         answer = public.get(entry["url"], headers=headers)
         assert answer.status_code == 200, (entry, answer.text)
         assert answer.headers["content-type"].startswith(entry["media_type"])
+
+
+def test_live_data_is_read_at_each_request(world: OpenWorld, public: httpx.Client) -> None:
+    """No copy at the hub: a count pushed now is in the next answer, with a new ETag."""
+    _publish(world, "car-parks-live")
+    urn = "urn:ngsi-ld:OffStreetParking:gw-parks:P-port"
+    before = public.get(f"{NGSI}/{urn}", headers={"NGSILD-Tenant": "coast"})
+    token = world.hub.enroll("coast", "gw-late")["token"]
+    with world.hub.operator("coast") as client:
+        assert client.put("/v1/open-data/places/gw-late/P-late",
+                          json={"longitude": 5.9, "latitude": 43.1}).status_code == 200
+    push(world.hub, token, "readings", [Reading("P-late", "parking_capacity", now_ms(), 50.0),
+                                        Reading("P-late", "parking_occupancy", now_ms(), 8.0)])
+    late = _entities(public, "OffStreetParking", options="keyValues",
+                     id="urn:ngsi-ld:OffStreetParking:gw-late:P-late")
+    assert [(e["availableSpotNumber"], e["occupancy"]) for e in late] == [(42, 0.16)]
+    after = public.get(f"{NGSI}/{urn}", headers={"NGSILD-Tenant": "coast",
+                                                 "If-None-Match": before.headers["etag"]})
+    assert after.status_code == 304  # P-port itself did not change
+
+
+@pytest.mark.parametrize("territory", ["coast' OR '1'='1", "..%2Fcoast", "coast%00",
+                                       "COAST", "c" * 128])
+def test_hostile_territory_names_are_not_found(world: OpenWorld, public: httpx.Client,
+                                               territory: str) -> None:
+    _publish(world, "car-parks")
+    answer = public.get(f"/v1/open/{territory}/car-parks.csv")
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"] == "not_found"  # a path that routes nowhere says so too
