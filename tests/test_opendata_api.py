@@ -373,3 +373,13 @@ def test_hostile_territory_names_are_not_found(world: OpenWorld, public: httpx.C
     answer = public.get(f"/v1/open/{territory}/car-parks.csv")
     assert answer.status_code == 404, answer.text
     assert answer.json()["error"] == "not_found"  # a path that routes nowhere says so too
+
+
+@pytest.mark.parametrize(("gateway", "device"), [("gw-parks", "P%00gare"), ("gw%00", "P-gare"),
+                                                 ("gw-parks", "P%07bell")])
+def test_control_characters_in_place_names_are_refused(world: OpenWorld, gateway: str,
+                                                       device: str) -> None:
+    with world.hub.operator("coast") as client:
+        answer = client.put(f"/v1/open-data/places/{gateway}/{device}", json={"latitude": 1})
+    assert answer.status_code in (400, 404), answer.text
+    assert set(answer.json()) == {"error", "detail"}

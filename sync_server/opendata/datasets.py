@@ -7,6 +7,7 @@ public side never tells which territories exist.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,9 @@ __all__ = [
 
 #: What the public side answers for a dataset it does not serve, whatever the reason.
 UNPUBLISHED = "no published dataset of that name for that territory"
+#: admin.py's territory names: anything else names no territory, and never reaches SQL (a
+#: NUL byte, which PostgreSQL text cannot hold, would fail there instead of answering 404).
+_TERRITORY = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
 
 
@@ -136,6 +140,8 @@ def published_territory(conn: Connection, territory: str, *names: str) -> int:
     NotFound otherwise, with the same words whether the territory is unknown or keeps the
     dataset unpublished.
     """
+    if not _TERRITORY.fullmatch(territory):
+        raise NotFound(UNPUBLISHED)
     query = (select(territories.c.id)
              .join(open_datasets, open_datasets.c.territory_id == territories.c.id)
              .where(territories.c.name == territory).limit(1))

@@ -88,6 +88,9 @@ def parse_update(fields: dict[str, Any]) -> PlaceUpdate:
 def set_place(engine: Engine, territory: int, gateway: str, device: str,
               change: PlaceUpdate) -> Place:
     """Merge ``change`` into the place of ``gateway``/``device`` (created if new)."""
+    if not device.isprintable() or not gateway.isprintable():
+        raise BadRequest("gateway and device names hold no control characters",
+                         code="invalid_place")
     given = change.model_dump(exclude_unset=True)
     with engine.begin() as conn:
         gateway_id = conn.execute(select(gateways.c.id).where(
