@@ -216,6 +216,10 @@ def test_the_catalogue_lists_every_published_dataset(world: OpenWorld,
     car_parks = found["coast/car-parks"]["dcat:distribution"][0]
     assert car_parks["dcat:downloadURL"]["@id"] == f"{world.hub.url}/v1/open/coast/car-parks.csv"
     assert public.get(car_parks["dcat:downloadURL"]["@id"]).status_code == 200
+    services = found["coast/services"]["dcat:distribution"][0]
+    assert "dcat:downloadURL" not in services  # it needs ?month=
+    assert public.get(services["dcat:accessURL"]["@id"],
+                      params={"month": world.meter_months[0][0]}).status_code == 200
     live = found["coast/car-parks-live"]["dcat:distribution"]
     assert "NGSILD-Tenant: coast" in live[0]["dct:description"]
     assert live[1]["dcat:accessURL"]["@id"].endswith("options=keyValues")

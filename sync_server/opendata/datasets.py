@@ -46,7 +46,8 @@ class Dataset:
 
     ``path`` is relative to the hub's base URL, with ``{territory}`` for the territory's name;
     NGSI-LD datasets are served at one path for every territory, which the ``NGSILD-Tenant``
-    header names (``tenant_header``).
+    header names (``tenant_header``). A dataset that needs a parameter to download (the
+    services' month) has an access URL only (``downloadable`` False).
     """
 
     name: str
@@ -56,6 +57,7 @@ class Dataset:
     frequency: str
     path: str
     tenant_header: bool = False
+    downloadable: bool = True
 
     def url(self, base_url: str, territory: str) -> str:
         """Where this dataset of ``territory`` is served."""
@@ -86,7 +88,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("services", "Fréquentation des services",
             "Uses of each service by holder category and hour of the day, k-anonymous, "
             "per ended month (add ?month=YYYY-MM).",
-            "application/json", _FREQUENCY + "MONTHLY", "/v1/open/{territory}/services"),
+            "application/json", _FREQUENCY + "MONTHLY", "/v1/open/{territory}/services",
+            downloadable=False),
 )}
 
 

@@ -74,6 +74,6 @@ def _distribution(dataset: Dataset, url: str, media_type: str, territory: str,
     if dataset.tenant_header:
         described["dct:description"] = (f"NGSI-LD API: send the header NGSILD-Tenant: "
                                         f"{territory}")
-    else:
+    if dataset.downloadable and not dataset.tenant_header:
         described["dcat:downloadURL"] = {"@id": url}
     return described
