@@ -266,6 +266,8 @@ _COAST = {"NGSILD-Tenant": "coast"}
     ({"type": "OffStreetParking", "limit": "-1"}, _COAST, 400, "BadRequestData"),
     ({"type": "OffStreetParking", "limit": "9" * 30}, _COAST, 400, "BadRequestData"),
     ({"type": "OffStreetParking", "offset": "1e3"}, _COAST, 400, "BadRequestData"),
+    ({"type": "OffStreetParking", "offset": "\u00b2"}, _COAST, 400, "BadRequestData"),
+    ({"type": "OffStreetParking", "limit": "1" * 5000}, _COAST, 400, "BadRequestData"),
     ({"type": "OffStreetParking", "q": "availableSpotNumber>0"}, _COAST, 400, "BadRequestData"),
     ({"type": "OffStreetParking", "options": "sysAttrs"}, _COAST, 400, "BadRequestData"),
     ({"type": "OffStreetParking", "count": "yes"}, _COAST, 400, "BadRequestData"),

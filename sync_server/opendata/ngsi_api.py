@@ -97,7 +97,9 @@ def _integer(request: Request, name: str, default: int, high: int) -> int:
     text = request.query_params.get(name)
     if text is None:
         return default
-    if not text.isdigit() or int(text) > high:
+    # ASCII digits only, and short: "²" is a digit to str.isdigit, and int() refuses very
+    # long strings; both would end as a 500.
+    if not (text.isascii() and text.isdigit() and len(text) <= 12) or int(text) > high:
         raise BadRequest(f"{name} must be a whole number from 0 to {high}")
     return int(text)
 
@@ -122,7 +124,7 @@ def _rendered(found: list[Entity], form: _Form, entity_type: str) -> list[dict[s
 def _published(state: State, tenant: str, entity_type: str) -> list[Entity]:
     """Every entity of ``entity_type`` ``tenant`` publishes; NotFound if it publishes none."""
     with reading(state.engine) as conn:
-        territory = published_territory(conn, tenant[:64], ENTITY_TYPES[entity_type].dataset)
+        territory = published_territory(conn, tenant, ENTITY_TYPES[entity_type].dataset)
         return entities(conn, territory, entity_type)
 
 
