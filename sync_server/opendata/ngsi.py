@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from sqlalchemy import Connection
 
@@ -25,7 +25,7 @@ from sync_server.opendata.places import Place, places
 from sync_server.queries import Scope, latest_values
 
 __all__ = ["CORE_CONTEXT", "ENTITY_TYPES", "Attribute", "Entity", "EntityType", "entities",
-           "entity_id", "iso", "parse_entity_id", "render"]
+           "entity_id", "entity_type_of", "iso", "render"]
 
 CORE_CONTEXT = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
 _PARKING_CONTEXT = ("https://raw.githubusercontent.com/smart-data-models/dataModel.Parking/"
@@ -111,12 +111,12 @@ def entity_id(entity_type: str, gateway: str, device: str) -> str:
     return f"urn:ngsi-ld:{entity_type}:{quote(gateway, safe='')}:{quote(device, safe='')}"
 
 
-def parse_entity_id(text: str) -> tuple[str, str, str] | None:
-    """(type, gateway, device) of an id made by ``entity_id``; None for any other text."""
+def entity_type_of(text: str) -> str | None:
+    """The published type of an id shaped as ``entity_id`` makes; None for any other text."""
     parts = text.split(":")
     if len(parts) != 5 or parts[:2] != ["urn", "ngsi-ld"] or parts[2] not in ENTITY_TYPES:
         return None
-    return parts[2], unquote(parts[3]), unquote(parts[4])
+    return parts[2]
 
 
 def entities(conn: Connection, territory: int, entity_type: str) -> list[Entity]:

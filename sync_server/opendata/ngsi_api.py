@@ -27,7 +27,7 @@ from sync_server.opendata.ngsi import (
     ENTITY_TYPES,
     Entity,
     entities,
-    parse_entity_id,
+    entity_type_of,
     render,
 )
 
@@ -169,10 +169,9 @@ def retrieve_entity(entity_id: str, request: Request, state: State) -> Response:
         form, tenant = _form(request), _tenant(request)
         if not _URI.fullmatch(entity_id):
             raise BadRequest("an entity id is a URI, like urn:ngsi-ld:OffStreetParking:gw:P1")
-        parsed = parse_entity_id(entity_id)
-        if parsed is None:
+        entity_type = entity_type_of(entity_id)
+        if entity_type is None:
             raise NotFound("no entity of that id for this tenant")
-        entity_type = parsed[0]
         found = [e for e in _published(state, tenant, entity_type) if e.id == entity_id]
         if not found:
             raise NotFound("no entity of that id for this tenant")
