@@ -9,8 +9,10 @@ import json
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
+from referencing.exceptions import Unresolvable
 
-from tests.helpers.opendata import DATA, key_values_of, sdm_errors, table_report
+from tests.helpers.opendata import DATA, SDM_REGISTRY, key_values_of, sdm_errors, table_report
 
 TYPES = ("OffStreetParking", "WaterObserved", "AirQualityObserved", "ParkingSpot")
 
@@ -64,12 +66,7 @@ def test_a_broken_entity_fails_on_what_is_wrong() -> None:
 
 def test_a_reference_outside_the_local_files_is_refused() -> None:
     """No network: a schema pointing elsewhere fails to resolve instead of fetching."""
-    from jsonschema import Draft202012Validator
-    from referencing.exceptions import Unresolvable
-
-    from tests.helpers import opendata
-
     validator = Draft202012Validator({"$ref": "https://example.org/elsewhere.json"},
-                                     registry=opendata._REGISTRY)
+                                     registry=SDM_REGISTRY)
     with pytest.raises(Unresolvable):
         validator.validate({})

@@ -32,8 +32,8 @@ from edge_agent.records import Event, Reading, now_ms
 from tests.helpers.field import push
 from tests.helpers.hub import HubProcess
 
-__all__ = ["DATA", "PLACES", "OpenWorld", "key_values_of", "open_world", "sdm_errors",
-           "table_report"]
+__all__ = ["DATA", "PLACES", "SDM_REGISTRY", "OpenWorld", "key_values_of", "open_world",
+           "sdm_errors", "table_report"]
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "opendata"
 _REMOTE = {
@@ -52,7 +52,7 @@ def _refuse(uri: str) -> Any:
     raise NoSuchResource(uri)
 
 
-_REGISTRY: Registry[Any] = Registry(retrieve=_refuse).with_resources(  # type: ignore[call-arg]
+SDM_REGISTRY: Registry[Any] = Registry(retrieve=_refuse).with_resources(  # type: ignore[call-arg]
     (uri, DRAFT202012.create_resource(_load(name))) for uri, name in _REMOTE.items())
 
 
@@ -65,7 +65,7 @@ def table_report(csv_bytes: bytes) -> Report:
 def sdm_errors(entity: dict[str, Any]) -> list[str]:
     """What the Smart Data Models schema of ``entity``'s type finds wrong (key values)."""
     schema = _load(f"sdm-{entity['type']}-schema.json")
-    validator = Draft202012Validator(schema, registry=_REGISTRY,
+    validator = Draft202012Validator(schema, registry=SDM_REGISTRY,
                                      format_checker=Draft202012Validator.FORMAT_CHECKER)
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
             for e in validator.iter_errors(entity)]
