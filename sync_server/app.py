@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server import __version__
-from sync_server.api import access, field, gateway, operator, public
+from sync_server.api import access, field, gateway, opendata, operator, public
 from sync_server.api.context import HubState
 from sync_server.api.openapi import install_openapi
 from sync_server.api.text_params import StorableText
@@ -45,6 +45,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(access.router)
     app.include_router(field.router)
+    app.include_router(opendata.router)
     app.add_middleware(StorableText)
     install_openapi(app)
     app.add_exception_handler(HubError, _hub_error)

@@ -26,6 +26,7 @@ from sync_server.bundles import publish_bundle
 from sync_server.cli_access import badge_app, policy_app, report_app
 from sync_server.cli_errors import run_cli
 from sync_server.cli_field import alarm_app, carpark_app
+from sync_server.cli_opendata import opendata_app
 from sync_server.cli_output import JsonFlag, minute, print_json, print_table, when
 from sync_server.cli_store import accept_store_options
 from sync_server.cli_support import (
@@ -64,7 +65,8 @@ bundle_app = typer.Typer(help="Signed configuration and policy bundles.",
 for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory"),
                   (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
                   (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
-                  (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark")):
+                  (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark"),
+                  (opendata_app, "opendata")):
     app.add_typer(sub, name=name)
 
 _Rows = list[dict[str, Any]]

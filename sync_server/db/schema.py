@@ -39,6 +39,8 @@ __all__ = [
     "events",
     "gateways",
     "metadata",
+    "open_data_places",
+    "open_datasets",
     "operator_tokens",
     "policy_rules",
     "readings",
@@ -288,4 +290,32 @@ alarm_acks = Table(
     #: The operator token that acknowledged; NULL from the command line.
     Column("token_id", ForeignKey("operator_tokens.id")),
     Column("comment", Text, nullable=False),
+)
+
+open_datasets = Table(
+    "open_datasets",
+    metadata,
+    #: A dataset an operator published for the territory (sync_server/opendata/datasets.py);
+    #: no row, not published.
+    Column("territory_id", ForeignKey("territories.id"), primary_key=True),
+    Column("dataset", String(32), primary_key=True),
+    Column("enabled_ms", BigInteger, nullable=False),
+    Column("enabled_by", String(_NAME), nullable=False),
+)
+
+open_data_places = Table(
+    "open_data_places",
+    metadata,
+    #: What open data needs about a device that gateways do not send: where it is, and for a
+    #: car park the national schema's fields (sync_server/opendata/places.py).
+    Column("id", Integer, primary_key=True),
+    _territory_fk(),
+    Column("gateway_id", ForeignKey("gateways.id"), nullable=False),
+    Column("device", String(128), nullable=False),
+    Column("longitude", Double),
+    Column("latitude", Double),
+    #: JSON object of the other fields (name, address, national car-park fields).
+    Column("details", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    UniqueConstraint("gateway_id", "device"),
 )
