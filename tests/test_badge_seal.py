@@ -32,7 +32,7 @@ from sync_server.keys import (
 from tests.helpers.hub import HubProcess, hub_cli, hub_cli_ok
 
 RAW_KEY = bytes(range(100, 132))
-SEAL_REVISION = "0004_badge_key_seal"
+SEAL_REVISION = "0004"
 
 
 def alembic_config(engine: Engine) -> Config:

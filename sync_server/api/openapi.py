@@ -159,6 +159,14 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "publish": (409,),
     "consumption_report": (),
     "services_report": (),
+    "open_catalog": (304, 404),
+    "open_car_parks": (304, 404),
+    "open_energy": (304, 404),
+    "list_datasets": (),
+    "enable_dataset": (404,),
+    "disable_dataset": (404,),
+    "list_car_park_places": (),
+    "update_place": (404,),
 }
 _TOKENS = {gateway_caller: "gatewayToken", operator_token: "operatorToken"}
 _SECURITY_SCHEMES = {

@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 
 from sync_server.api.access import Territory
 from sync_server.api.context import State, Token
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.opendata import datasets, ngsi_api
 from sync_server.opendata.caching import STATIC_MAX_AGE_S, cached
@@ -26,7 +27,7 @@ from sync_server.opendata.stationnement import car_park_rows, car_parks_csv
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["open data"])
+router = APIRouter(tags=["open data"], route_class=DoorRoute)
 router.include_router(ngsi_api.router)
 
 _Name = Annotated[str, Path(max_length=128)]
@@ -36,7 +37,8 @@ def _base(request: Request) -> str:
     return str(request.base_url)
 
 
-@router.get("/v1/open/{territory}/catalog.jsonld", response_model=None)
+@router.get("/v1/open/{territory}/catalog.jsonld", response_model=None,
+            responses={200: {"content": {"application/ld+json": {}}}})
 def open_catalog(territory: _Name, request: Request, state: State) -> Response:
     """The territory's DCAT-AP catalogue of every dataset it publishes."""
     with reading(state.engine) as conn:
@@ -46,13 +48,15 @@ def open_catalog(territory: _Name, request: Request, state: State) -> Response:
     return cached(request, body, "application/ld+json", max_age_s=STATIC_MAX_AGE_S)
 
 
-@router.get("/v1/open/{territory}/car-parks.csv", response_model=None)
+@router.get("/v1/open/{territory}/car-parks.csv", response_model=None,
+            responses={200: {"content": {"text/csv": {}}}})
 def open_car_parks(territory: _Name, request: Request, state: State) -> Response:
     """Car parks in the national schema (schema-stationnement), complete ones only."""
     return _csv(request, state, territory, "car-parks", car_parks_csv)
 
 
-@router.get("/v1/open/{territory}/energy-monthly.csv", response_model=None)
+@router.get("/v1/open/{territory}/energy-monthly.csv", response_model=None,
+            responses={200: {"content": {"text/csv": {}}}})
 def open_energy(territory: _Name, request: Request, state: State) -> Response:
     """Active energy imported per site over the last twelve ended months."""
     return _csv(request, state, territory, "energy-monthly", energy_csv)

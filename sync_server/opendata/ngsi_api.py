@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from sync_server.api.context import State
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest, HubError, NotFound
 from sync_server.opendata.caching import LIVE_MAX_AGE_S, cached
@@ -35,7 +36,8 @@ __all__ = ["NotAcceptable", "router"]
 
 log = logging.getLogger("sync_server.opendata")
 
-router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
+router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"], route_class=DoorRoute,
+                   include_in_schema=False)
 
 _ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 _PROBLEMS = {400: ("BadRequestData", "Bad request data"),

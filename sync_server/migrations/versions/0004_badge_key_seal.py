@@ -1,6 +1,6 @@
 """Badge keys sealed at rest with the hub's badge seal (AES-256-GCM, sync_server/keys.py)
 
-Revision ID: 0004_badge_key_seal
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-04 00:20:00.000000
 
@@ -20,7 +20,7 @@ from alembic import op
 from sync_server.errors import SettingsError
 from sync_server.keys import BADGE_SEAL_OPTION, BadgeSeal
 
-revision = "0004_badge_key_seal"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """Open data: the datasets each territory publishes, and what the open data says of a place
 
-Revision ID: 0004_open_data
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-03 23:55:00.000000
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_open_data"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
