@@ -117,6 +117,8 @@ class Gateway:
                                         self.buffer.put_readings, self.buffer.put_event,
                                         self.data_dir)
         self.rules.hold_latches(self.car_parks.held_latches, self.car_parks.sign_boards())
+        #: Set once the outbox is open and every task started (systemd's READY=1).
+        self.started = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -171,6 +173,7 @@ class Gateway:
                     self.sync = SyncLoop(outbox, client, self.config.sync,
                                          devices=declared_devices(self.config), puller=puller)
                     group.create_task(self.sync.run(stop), name="sync")
+                self.started.set()
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
                 for task in access_tasks:
