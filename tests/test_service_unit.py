@@ -36,7 +36,8 @@ def _service() -> configparser.SectionProxy:
 
 def _verify(unit_text: str, root: Path) -> subprocess.CompletedProcess[str]:
     """``systemd-analyze verify`` of ``unit_text`` installed in the scratch ``root``."""
-    assert SYSTEMD_ANALYZE is not None and HOST_UNITS is not None
+    assert SYSTEMD_ANALYZE is not None
+    assert HOST_UNITS is not None
     shutil.copytree(HOST_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     program = root / _service()["ExecStart"].split()[0].lstrip("/")
     program.parent.mkdir(parents=True)
