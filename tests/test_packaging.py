@@ -1,8 +1,8 @@
 """A gateway installs the agent alone: no hub package is required, none is imported.
 
 The static checks read edge_agent's source (every ``import``, also inside functions) against
-the distribution's metadata; the slow one installs ``ponton`` without extras into a fresh
-virtual environment, as a Pi would, and runs the agent there.
+the distribution's metadata; the slow ones install ``ponton`` without extras into a fresh
+virtual environment, offline from ``make dist``'s wheelhouse as a Pi would, and run it.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import os
+import platform
 import subprocess
 import sys
 import tomllib
@@ -93,12 +94,23 @@ def test_the_hub_extra_brings_every_hub_only_package_and_dev_brings_the_hub() ->
 
 @pytest.fixture(scope="module")
 def agent_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtual environment holding ``pip install ponton`` and nothing else."""
-    env_dir = tmp_path_factory.mktemp("agent-only") / "venv"
+    """A fresh virtual environment holding ``ponton`` alone, installed offline from the
+    wheelhouse ``make dist`` builds (for this machine's platform instead of a Pi's)."""
+    scratch = tmp_path_factory.mktemp("agent-only")
+    wheelhouse = scratch / "wheelhouse"
+    machine = platform.machine()
+    built = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "dist", f"VENV={sys.prefix}",
+         "-o", f"{sys.prefix}/bin/.installed", f"WHEELHOUSE={wheelhouse}",
+         f"WHEEL_PYTHON={sys.version_info.major}.{sys.version_info.minor}",
+         f"WHEEL_PLATFORMS=manylinux2014_{machine} manylinux_2_28_{machine}"],
+        capture_output=True, text=True, timeout=280, check=False)
+    assert built.returncode == 0, built.stderr[-3000:]
+    env_dir = scratch / "venv"
     venv.create(env_dir, with_pip=True)
     done = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                           str(ROOT)], capture_output=True, text=True, timeout=280,
-                          check=False)
+                           "--no-index", "--find-links", str(wheelhouse), "ponton"],
+                          capture_output=True, text=True, timeout=280, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return env_dir / "bin"
 
@@ -140,3 +152,12 @@ def test_sync_server_without_the_hub_extra_says_what_to_install(agent_only: Path
     assert refused.stderr.startswith("error: sync-server needs the hub's packages (")
     assert "pip install 'ponton[hub]'" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_wheelhouse_builds_the_source_only_dependencies_the_agent_declares() -> None:
+    """``make dist`` builds wheels of what PyPI ships as source only: the same requirement."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (line,) = [line for line in makefile.splitlines() if line.startswith("SOURCE_ONLY ?=")]
+    built = {Requirement(text.strip("'")) for text in line.split("?=")[1].split()}
+    declared = {Requirement(text) for text in PYPROJECT["project"]["dependencies"]}
+    assert built and {str(r) for r in built} <= {str(r) for r in declared}
