@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test lint bench dist clean
 
-# `make dist`: a wheelhouse a Raspberry Pi installs offline, without a compiler
+# `make dist`: a wheelhouse a Raspberry Pi installs offline, without a compiler, with the
+# systemd unit beside the wheels
 # (docs/install-gateway.md). Raspberry Pi OS 12 has Python 3.11; for 13: WHEEL_PYTHON=3.13.
 WHEELHOUSE ?= dist/wheelhouse
 WHEEL_PYTHON ?= 3.11
@@ -40,6 +41,7 @@ dist: $(BIN)/.installed
 	$(BIN)/python -m pip download --quiet --only-binary=:all: --implementation cp \
 		--python-version $(WHEEL_PYTHON) $(addprefix --platform ,$(WHEEL_PLATFORMS)) \
 		--find-links $(WHEELHOUSE) --dest $(WHEELHOUSE) $(WHEELHOUSE)/ponton-*.whl
+	cp packaging/systemd/ponton-agent.service $(WHEELHOUSE)/
 	@echo "wheelhouse: $(WHEELHOUSE) ($$(ls $(WHEELHOUSE) | wc -l) wheels)"
 
 clean:

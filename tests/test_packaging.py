@@ -1,8 +1,9 @@
 """A gateway installs the agent alone: no hub package is required, none is imported.
 
 The static checks read edge_agent's source (every ``import``, also inside functions) against
-the distribution's metadata; the slow ones install ``ponton`` without extras into a fresh
-virtual environment, offline from ``make dist``'s wheelhouse as a Pi would, and run it.
+the distribution's metadata; the slow ones build ``make dist``'s wheelhouse (for this
+machine's platform) and run docs/install-gateway.md's install commands as written (paths
+moved to a scratch directory): ``ponton`` alone, offline, in a fresh venv; then run it.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import ast
 import importlib.metadata
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tomllib
-import venv
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,12 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from sync_server.entry import HUB_ONLY_MODULES
-from tests.helpers.doc_commands import ROOT
+from tests.helpers.doc_commands import ROOT, blocks
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+UNIT = ROOT / "packaging" / "systemd" / "ponton-agent.service"
+#: Where docs/install-gateway.md puts the venv and the wheelhouse; a scratch directory here.
+DOC_VENV, DOC_WHEELHOUSE = "/opt/ponton/venv", "/tmp/wheelhouse"
 #: Imported by the agent only when their optional extra is installed (``wedge``).
 OPTIONAL_MODULES = frozenset({"evdev"})
 
@@ -107,12 +111,23 @@ def agent_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True, text=True, timeout=280, check=False)
     assert built.returncode == 0, built.stderr[-3000:]
     env_dir = scratch / "venv"
-    venv.create(env_dir, with_pip=True)
-    done = subprocess.run([str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                           "--no-index", "--find-links", str(wheelhouse), "ponton"],
-                          capture_output=True, text=True, timeout=280, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
+    for line in _documented_install():  # docs/install-gateway.md's own commands
+        argv = [word.replace(DOC_VENV, str(env_dir)).replace(DOC_WHEELHOUSE, str(wheelhouse))
+                for word in shlex.split(line)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=280, check=False)
+        assert done.returncode == 0, f"{line}\n{done.stderr[-3000:]}"
+    assert (wheelhouse / UNIT.name).read_bytes() == UNIT.read_bytes()
     return env_dir / "bin"
+
+
+def _documented_install() -> list[str]:
+    """The lines of docs/install-gateway.md's step 2 that build the virtual environment."""
+    (block,) = [b for b in blocks("docs/install-gateway.md")
+                if b.lang == "bash" and b.heading.startswith("2. ")]
+    lines = [line for line in block.text.splitlines()
+             if line.startswith(("python3 -m venv", f"{DOC_VENV}/bin/"))]
+    assert len(lines) == 3, lines
+    return lines
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -161,3 +176,21 @@ def test_the_wheelhouse_builds_the_source_only_dependencies_the_agent_declares()
     built = {str(Requirement(text.strip("'"))) for text in line.split("?=")[1].split()}
     assert built
     assert built <= {str(Requirement(text)) for text in PYPROJECT["project"]["dependencies"]}
+
+
+@pytest.mark.slow
+def test_the_documented_gateway_file_validates_in_the_agent_only_install(
+    agent_only: Path, tmp_path: Path
+) -> None:
+    (block,) = [b for b in blocks("docs/install-gateway.md")
+                if b.lang == "bash" and b.heading == "3. The gateway file"]
+    (line,) = [line for line in block.text.splitlines() if "config validate" in line]
+    (toml,) = [b.text for b in blocks("docs/install-gateway.md") if b.lang == "toml"]
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml, encoding="utf-8")
+    argv = shlex.split(line)
+    argv = argv[argv.index("--") + 1 if "--" in argv else 3:]  # as the ponton user: here, us
+    argv = [word.replace(f"{DOC_VENV}/bin", str(agent_only))
+            .replace("/etc/ponton/gateway.toml", str(config)) for word in argv]
+    checked = _run(*argv)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
