@@ -96,6 +96,8 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
     application = create_app(settings)
     sock = _listen(host, port)
     if workers > 1:
+        # The supervisor serves nothing: its connections would sit idle for months.
+        application.state.hub.engine.dispose()
         os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
     config = uvicorn.Config(
         "sync_server.serving:worker_app" if workers > 1 else application,

@@ -72,6 +72,8 @@ def test_two_workers_serve_one_port_with_the_settings_of_the_command(tmp_path: P
             time.sleep(0.1)
         workers = {worker.pid: worker for worker in _workers(hub)}
         assert len(workers) == 2
+        # the supervisor checked the database once and let go of it: only workers hold it
+        assert not [f.path for f in hub.open_files() if f.path.endswith("hub.db")]
         served_by: dict[int, int] = {}
         open_connections = []
         for _ in range(64):  # bounded: new connections until both workers answered some
