@@ -120,7 +120,7 @@ def test_a_stalled_event_loop_stops_the_pings_until_it_runs_again(
     assert max(gaps) >= 0.95, gaps  # silent for the whole stall: systemd would restart
     stall_start = next(at for at, gap in zip(pings, gaps, strict=False) if gap >= 0.95)
     assert sum(1 for at in pings if at > stall_start + 0.95) >= 2  # pings resume after it
-    assert sorted(gaps)[-2] < 0.5  # and only the stall was silent
+    assert sorted(gaps)[-2] < 0.9  # and only the stall was that silent
 
 
 def test_an_abstract_socket_name_is_reached(tmp_path: Path) -> None:
