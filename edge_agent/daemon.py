@@ -3,6 +3,8 @@
 This path imports neither typer nor rich: a gateway runs for months on a Raspberry Pi, and the
 installer's table and prompt libraries would cost it about 4 MiB of memory for nothing. The
 launcher (edge_agent/launcher.py) sends ``run`` here and every other command to the CLI.
+Under systemd (packaging/systemd/ponton-agent.service) it reports readiness and pings the
+watchdog from the gateway's event loop (edge_agent/notify.py).
 """
 
 from __future__ import annotations
