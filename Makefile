@@ -5,7 +5,16 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench dist clean
+
+# `make dist`: a wheelhouse a Raspberry Pi installs offline, without a compiler, with the
+# systemd unit beside the wheels
+# (docs/install-gateway.md). Raspberry Pi OS 12 has Python 3.11; for 13: WHEEL_PYTHON=3.13.
+WHEELHOUSE ?= dist/wheelhouse
+WHEEL_PYTHON ?= 3.11
+WHEEL_PLATFORMS ?= manylinux2014_aarch64 manylinux_2_28_aarch64
+# Agent dependencies published as source only (pure Python): built into wheels here.
+SOURCE_ONLY ?= 'chirpstack-api>=4.20,<5'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +34,15 @@ test: lint
 
 bench: $(BIN)/.installed
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+dist: $(BIN)/.installed
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir $(WHEELHOUSE) . $(SOURCE_ONLY)
+	$(BIN)/python -m pip download --quiet --only-binary=:all: --implementation cp \
+		--python-version $(WHEEL_PYTHON) $(addprefix --platform ,$(WHEEL_PLATFORMS)) \
+		--find-links $(WHEELHOUSE) --dest $(WHEELHOUSE) $(WHEELHOUSE)/ponton-*.whl
+	cp packaging/systemd/ponton-agent.service $(WHEELHOUSE)/
+	@echo "wheelhouse: $(WHEELHOUSE) ($$(ls $(WHEELHOUSE) | wc -l) wheels)"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis demo-data

@@ -3,6 +3,8 @@
 This path imports neither typer nor rich: a gateway runs for months on a Raspberry Pi, and the
 installer's table and prompt libraries would cost it about 4 MiB of memory for nothing. The
 launcher (edge_agent/launcher.py) sends ``run`` here and every other command to the CLI.
+Under systemd (packaging/systemd/ponton-agent.service) it reports readiness and pings the
+watchdog from the gateway's event loop (edge_agent/notify.py).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import NoReturn
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError, EdgeError, first_edge_error
 from edge_agent.logs import configure_logging
+from edge_agent.notify import ServiceNotifier, keep_watchdog, watchdog_interval_s
 from edge_agent.runtime import Gateway
 
-__all__ = ["LOG_LEVELS", "fail", "main", "run_gateway"]
+__all__ = ["LOG_LEVELS", "fail", "main", "report_to_service_manager", "run_gateway"]
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -33,13 +36,24 @@ def run_gateway(config: Path, log_level: str = "INFO") -> None:
     configure_logging(log_level)
     gateway_config = load_config(config)
 
+    notifier = ServiceNotifier.from_environment()
+
     async def run_until_signalled() -> None:
         gateway = Gateway(gateway_config, config)  # pymodbus clients need the running loop
         stop = asyncio.Event()
+
+        def request_stop() -> None:
+            notifier.notify("STOPPING=1")
+            stop.set()
+
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await gateway.run(stop)
+            loop.add_signal_handler(signum, request_stop)
+        supervision = asyncio.create_task(report_to_service_manager(gateway, notifier))
+        try:
+            await gateway.run(stop)
+        finally:
+            supervision.cancel()
 
     try:
         asyncio.run(run_until_signalled())
@@ -48,6 +62,19 @@ def run_gateway(config: Path, log_level: str = "INFO") -> None:
         if first is None:
             raise
         raise first from group
+
+
+async def report_to_service_manager(gateway: Gateway, notifier: ServiceNotifier) -> None:
+    """``READY=1`` once the gateway runs, then ``WATCHDOG=1`` from its loop until cancelled.
+
+    Ready means the outbox is open and every task started: systemd holds units ordered
+    after this one until then, and a gateway that never gets there is restarted.
+    """
+    await gateway.started.wait()
+    notifier.notify("READY=1", f"STATUS=gateway {gateway.config.gateway.id} running")
+    interval = watchdog_interval_s()
+    if interval is not None:
+        await keep_watchdog(notifier, interval)
 
 
 def fail(exc: EdgeError) -> NoReturn:

@@ -121,6 +121,8 @@ class Gateway:
                                         self.buffer.put_readings, self.buffer.put_event,
                                         self.data_dir)
         self.rules.hold_latches(self.car_parks.held_latches, self.car_parks.sign_boards())
+        #: Set once the outbox is open and every task started (systemd's READY=1).
+        self.started = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -142,14 +144,7 @@ class Gateway:
             bundles = self._bundle_store(identity)
             self.access = await self._access_controller(identity, bundles)
             self.lora = await asyncio.to_thread(self._lora_sources, outbox)
-            offline = await asyncio.to_thread(self._offline_devices)
-            self.buffer.event_observers.append(offline.observe)
-            if self.lora:
-                self.rules.executor.send_downlink = self._send_downlink
-            await self.rules.start(bundles)
-            self.buffer.observers.append(self.rules.observe)
-            await self.car_parks.start()
-            self.buffer.observers.append(self.car_parks.observe)
+            await self._start_observers(bundles)
             async with asyncio.TaskGroup() as group:
                 access_tasks = self._start_access(group)
                 access_tasks += [group.create_task(source.run(), name=f"lora[{source.config.name}]")
@@ -177,6 +172,7 @@ class Gateway:
                     self.sync = SyncLoop(outbox, client, self.config.sync,
                                          devices=declared_devices(self.config), puller=puller)
                     group.create_task(self.sync.run(stop), name="sync")
+                self.started.set()
                 await stop.wait()
                 log.info("stopping: finishing transactions in flight")
                 for task in access_tasks:
@@ -199,6 +195,18 @@ class Gateway:
                 await client.aclose()
             await asyncio.to_thread(outbox.close)
         log.info("gateway %s stopped; outbox closed", self.config.gateway.id)
+
+    async def _start_observers(self, bundles: BundleStore | None) -> None:
+        """What watches records before they are written: device announcements, rules and
+        car parks, each started from its saved state."""
+        offline = await asyncio.to_thread(self._offline_devices)
+        self.buffer.event_observers.append(offline.observe)
+        if self.lora:
+            self.rules.executor.send_downlink = self._send_downlink
+        await self.rules.start(bundles)
+        self.buffer.observers.append(self.rules.observe)
+        await self.car_parks.start()
+        self.buffer.observers.append(self.car_parks.observe)
 
     def _offline_devices(self) -> OfflineDevices:
         """The devices announced offline before this start, marked offline again."""

@@ -1,5 +1,5 @@
 """``python -m sync_server`` runs the hub CLI."""
 
-from sync_server.cli import main
+from sync_server.entry import main
 
 main()

@@ -9,11 +9,7 @@ it must read on a Pi's 80-column console and through a pipe.
 from __future__ import annotations
 
 import base64
-import gc
 import json
-import logging
-import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +35,7 @@ from sync_server.cli_support import (
 )
 from sync_server.db.engine import create_hub_engine, reading
 from sync_server.db.migrate import current_revision, upgrade
-from sync_server.errors import BadRequest, SettingsError
+from sync_server.errors import BadRequest
 from sync_server.keys import (
     create_badge_seal,
     create_signing_key,
@@ -127,70 +123,29 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8600,
     upgrade_db: Annotated[bool, typer.Option(
-        "--upgrade-db", help="Create or upgrade the schema before serving, as `db upgrade` "
-                             "does.")] = False,
+        "--upgrade-db", envvar="PONTON_HUB_UPGRADE_DB",
+        help="Create or upgrade the schema before serving, as `db upgrade` does.")] = False,
+    workers: Annotated[int, typer.Option(
+        min=1, envvar="PONTON_HUB_WORKERS",
+        help="Worker processes sharing the port (one database behind them all).")] = 1,
     forwarded_allow_ips: Annotated[str | None, typer.Option(
-        help="Reverse proxies whose X-Forwarded-For is trusted (comma-separated); by "
-             "default none, so no client can choose the address rate limits see.")] = None,
+        envvar="PONTON_HUB_FORWARDED_ALLOW_IPS",
+        help="Reverse proxies whose X-Forwarded-For and -Proto are trusted "
+             "(comma-separated addresses or networks, * for any); by default none, so no "
+             "client can choose the address rate limits see.")] = None,
 ) -> None:
     """Serve the HTTP API.
 
     Prints READY http://HOST:PORT once listening.
     """
     # FastAPI and uvicorn take half a second to import: only the server pays for them.
-    import uvicorn  # noqa: PLC0415
-
-    from sync_server.app import create_app  # noqa: PLC0415
+    from sync_server.serving import log_to_stderr, serve  # noqa: PLC0415
 
     settings = hub_settings()
-    _log_to_stderr()
+    log_to_stderr()
     if upgrade_db:
         upgrade(with_badge_seal(create_hub_engine(settings.resolved_database_url), badge_seal()))
-    application = create_app(settings)
-    sock = _listen(host, port)
-    bound = sock.getsockname()[1]
-    config = uvicorn.Config(application, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5,
-                            proxy_headers=forwarded_allow_ips is not None,
-                            forwarded_allow_ips=forwarded_allow_ips)
-    # Everything loaded so far lives as long as the process: freezing it keeps the cyclic
-    # collector from rescanning it while batches allocate by the thousand (py-spy showed a
-    # fifth of ingest time in collections at an innocent list comprehension).
-    gc.collect()
-    gc.freeze()
-    print(f"READY http://{host}:{bound}", flush=True)  # noqa: T201 - the line tests wait for
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket, before READY: a client may connect the moment it reads that line.
-
-    IPPROTO_TCP spelt out: asyncio sets TCP_NODELAY only on sockets that say so, and without
-    it every kept-alive request waited out the client's 40 ms delayed ACK.
-    """
-    try:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
-                             socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError as exc:  # in use, not ours to take (< 1024), no such address
-        sock.close()
-        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
-def _log_to_stderr() -> None:
-    """The hub's own lines (acknowledgements at INFO, unexpected errors) on stderr, one
-    plain line each; uvicorn keeps its own loggers at warnings."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    hub_log = logging.getLogger("sync_server")
-    hub_log.addHandler(handler)
-    hub_log.setLevel(logging.INFO)
+    serve(settings, host, port, workers=workers, forwarded_allow_ips=forwarded_allow_ips)
 
 
 @db_app.command("upgrade")

@@ -124,6 +124,7 @@ GATEWAY_BLOCKS: dict[tuple[str, str], str] = {
         'unit = 3\n\n'),
     ("docs/rules.md", "Kinds"): HEADER + _PONTOON + _RELAYS + _SENSORS,
     ("docs/car-parks.md", "Example"): HEADER,
+    ("docs/install-gateway.md", "3. The gateway file"): "",
     ("docs/access-control.md", "Configuration (gateway TOML)"): _readme_gateway() + (
         '\n[[devices]]\nname = "water-a"\nbus = "pontoon-a"\nprofile = "isma-sfar-4di"\n'
         'unit = 30\n\n'),

@@ -1,0 +1,112 @@
+"""How ``sync-server serve`` runs: one process, or N uvicorn workers on one socket.
+
+The hub is stateless between requests, so workers share nothing but the database. Each
+worker is a fresh interpreter (uvicorn spawns them): it cannot inherit the settings the
+command line built, so they travel as JSON in ``PONTON_HUB_WORKER_SETTINGS`` and every
+worker builds its app from them (``worker_app``, the factory uvicorn imports by name).
+
+Behind a reverse proxy, ``forwarded_allow_ips`` names the proxies whose ``X-Forwarded-For``
+and ``X-Forwarded-Proto`` are believed: the client address the enrollment rate limit counts
+and the scheme of the URLs the hub builds. Without it both headers are ignored, so no
+client can pick the address it is counted under.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import socket
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
+
+from sync_server.app import create_app
+from sync_server.errors import SettingsError
+from sync_server.settings import HubSettings
+
+__all__ = ["SETTINGS_VARIABLE", "log_to_stderr", "serve", "worker_app"]
+
+#: Where a worker finds the settings of the command that started it.
+SETTINGS_VARIABLE = "PONTON_HUB_WORKER_SETTINGS"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, before READY: a client may connect the moment it reads that line.
+
+    IPPROTO_TCP spelt out: asyncio sets TCP_NODELAY only on sockets that say so, and without
+    it every kept-alive request waited out the client's 40 ms delayed ACK.
+    """
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                             socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:  # in use, not ours to take (< 1024), no such address
+        sock.close()
+        raise SettingsError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def log_to_stderr() -> None:
+    """The hub's own lines (acknowledgements at INFO, unexpected errors) on stderr, one
+    plain line each; uvicorn keeps its own loggers at warnings."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    hub_log = logging.getLogger("sync_server")
+    hub_log.addHandler(handler)
+    hub_log.setLevel(logging.INFO)
+
+
+def _settle_heap() -> None:
+    """Everything loaded so far lives as long as the process: freezing it keeps the cyclic
+    collector from rescanning it while batches allocate by the thousand (py-spy showed a
+    fifth of ingest time in collections at an innocent list comprehension)."""
+    gc.collect()
+    gc.freeze()
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker process, from the settings its parent left in the environment."""
+    try:
+        settings = HubSettings.model_validate_json(os.environ[SETTINGS_VARIABLE])
+    except KeyError:
+        raise SettingsError(f"{SETTINGS_VARIABLE} is not set: start workers with "
+                            "`sync-server serve --workers N`") from None
+    log_to_stderr()
+    application = create_app(settings)
+    _settle_heap()
+    return application
+
+
+def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
+          forwarded_allow_ips: str | None = None) -> None:
+    """Serve until SIGTERM or Ctrl-C, in this process or in ``workers`` ones.
+
+    Prints ``READY http://HOST:PORT`` once the socket listens and the app has been built
+    once: what every worker would refuse (no signing key, an old schema) is refused here,
+    before anything is spawned.
+    """
+    application = create_app(settings)
+    sock = _listen(host, port)
+    if workers > 1:
+        # The supervisor serves nothing: its connections would sit idle for months.
+        application.state.hub.engine.dispose()
+        os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
+    config = uvicorn.Config(
+        "sync_server.serving:worker_app" if workers > 1 else application,
+        factory=workers > 1, workers=workers, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=5, proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips)
+    _settle_heap()
+    print(f"READY http://{host}:{sock.getsockname()[1]}", flush=True)  # noqa: T201 - the line tests wait for
+    if workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,141 @@
+"""The hub in production: N workers on one port, and behind a reverse proxy.
+
+Every test runs ``sync-server serve`` as a real process and talks HTTP to it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+ENROLL_FAILURES = 2
+
+
+@contextmanager
+def serving(data_dir: Path, *args: str, settings: tuple[str, ...] = (),
+            env: dict[str, str] | None = None) -> Iterator[tuple[int, psutil.Process]]:
+    """``sync-server [settings] serve`` on a free port (schema upgraded at start): its port
+    and process."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PONTON_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sync_server", "--data-dir", str(data_dir), "--demo",
+         "--enroll-max-failures", str(ENROLL_FAILURES), *settings, "serve", "--port", "0",
+         "--upgrade-db", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**environ, **(env or {})})
+    assert process.stdout is not None
+    line = process.stdout.readline().split()
+    try:
+        assert line[:1] == ["READY"], process.communicate(timeout=30)
+        yield int(line[1].rsplit(":", 1)[1]), psutil.Process(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, log = process.communicate(timeout=30)
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly
+    assert process.returncode in (0, -signal.SIGTERM), log
+    assert "Traceback" not in log
+
+
+def _request(port: int, method: str, path: str, body: bytes = b"",
+             headers: dict[str, str] | None = None,
+             ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """One request on a new connection, left open: the caller can see who holds it."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, path, body=body, headers={"Content-Type": "application/json",
+                                                   **(headers or {})})
+    return conn, conn.getresponse()
+
+
+def _workers(hub: psutil.Process) -> list[psutil.Process]:
+    """The hub's uvicorn workers (multiprocessing's spawned children, not its helpers)."""
+    return [child for child in hub.children()
+            if any("spawn_main" in part for part in child.cmdline())]
+
+
+def test_two_workers_serve_one_port_with_the_settings_of_the_command(tmp_path: Path) -> None:
+    # --max-request-mb is a hub setting: every worker must refuse a 4 KiB body.
+    with serving(tmp_path / "hub", "--workers", "2",
+                 settings=("--max-request-mb", "0.002")) as (port, hub):
+        deadline = time.monotonic() + 60
+        while len(_workers(hub)) < 2:
+            assert time.monotonic() < deadline, hub.children()
+            time.sleep(0.1)
+        workers = {worker.pid: worker for worker in _workers(hub)}
+        assert len(workers) == 2
+        # the supervisor checked the database once and let go of it: only workers hold it
+        assert not [f.path for f in hub.open_files() if f.path.endswith("hub.db")]
+        served_by: dict[int, int] = {}
+        open_connections = []
+        for _ in range(64):  # bounded: new connections until both workers answered some
+            conn, response = _request(port, "POST", "/v1/enroll", b"x" * 4096)
+            open_connections.append(conn)
+            assert response.status == 413
+            assert json.loads(response.read())["error"] == "too_large"
+            local_port = conn.sock.getsockname()[1]
+            (pid,) = [pid for pid, worker in workers.items()
+                      if any(c.raddr and c.raddr.port == local_port
+                             for c in worker.net_connections(kind="tcp"))]
+            served_by[pid] = served_by.get(pid, 0) + 1
+            if len(served_by) == 2:
+                break
+        for conn in open_connections:
+            conn.close()
+        assert set(served_by) == set(workers), served_by
+        conn, health = _request(port, "GET", "/v1/health")
+        assert (health.status, json.loads(health.read())) == (200, {"status": "ok"})
+        conn.close()
+    assert not any(worker.is_running() and worker.status() != psutil.STATUS_ZOMBIE
+                   for worker in workers.values())  # SIGTERM stopped them all
+
+
+def _failed_enrollment(port: int, client: str) -> tuple[int, dict[str, str]]:
+    """A wrong code, sent through a proxy that says it came from ``client``."""
+    conn, response = _request(port, "POST", "/v1/enroll", b'{"code": "WRONG-CODE"}',
+                              {"X-Forwarded-For": client})
+    answer = response.status, json.loads(response.read())
+    conn.close()
+    return answer
+
+
+def test_behind_a_trusted_proxy_the_hub_counts_the_forwarded_client(tmp_path: Path) -> None:
+    with serving(tmp_path / "hub", "--forwarded-allow-ips", "127.0.0.1") as (port, _):
+        for _ in range(ENROLL_FAILURES):
+            assert _failed_enrollment(port, "203.0.113.7")[0] == 401
+        status, error = _failed_enrollment(port, "203.0.113.7")
+        assert (status, error["error"]) == (429, "too_many_attempts")
+        assert "from 203.0.113.7;" in error["detail"]
+        # another client behind the same proxy is not punished for the first one
+        assert _failed_enrollment(port, "203.0.113.8")[0] == 401
+
+        conn, redirect = _request(port, "GET", "/v1/health/", headers={
+            "Host": "hub.example.org", "X-Forwarded-Proto": "https"})
+        conn.close()
+        assert redirect.status == 307
+        assert redirect.getheader("location") == "https://hub.example.org/v1/health"
+
+
+@pytest.mark.parametrize("trusted", [None, "10.0.0.1"], ids=["no proxy", "another proxy"])
+def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
+    tmp_path: Path, trusted: str | None
+) -> None:
+    env = {} if trusted is None else {"PONTON_HUB_FORWARDED_ALLOW_IPS": trusted}
+    with serving(tmp_path / "hub", env=env) as (port, _):
+        for n in range(ENROLL_FAILURES):
+            assert _failed_enrollment(port, f"198.51.100.{n}")[0] == 401
+        status, error = _failed_enrollment(port, "198.51.100.99")
+        assert status == 429  # every attempt counted against the real peer
+        assert "from 127.0.0.1;" in error["detail"]
+        conn, redirect = _request(port, "GET", "/v1/health/", headers={
+            "Host": "hub.example.org", "X-Forwarded-Proto": "https"})
+        conn.close()
+        assert redirect.getheader("location") == "http://hub.example.org/v1/health"
