@@ -5,7 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint browser bench clean
+
+# The browser tests drive the distribution's Chromium (never a browser download of
+# Playwright's own). Installed when missing, as root or through passwordless sudo; when it
+# cannot be, the browser tests skip and say why.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +26,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+browser:
+	@[ -x $(CHROMIUM) ] || { command -v apt-get >/dev/null && \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; } || \
+	  echo "chromium could not be installed: the browser tests will skip"
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed

@@ -22,6 +22,7 @@ from sync_server.db.migrate import require_head
 from sync_server.errors import HubError, InvalidRows, TooManyRequests
 from sync_server.keys import load_signing_key
 from sync_server.settings import HubSettings
+from sync_server.ui import create_ui
 
 __all__ = ["create_app"]
 
@@ -42,6 +43,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(operator.router)
     app.include_router(access.router)
     app.include_router(field.router)
+    app.mount("/ui", create_ui(app.state.hub))  # the dashboard: HTML errors of its own
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
