@@ -59,6 +59,11 @@ class Formats:
         moment = datetime.fromtimestamp(ms / 1000, UTC)
         return format_datetime(moment, "short", tzinfo=TIMEZONE, locale=self.language)
 
+    def pattern(self, ms: int, pattern: str) -> str:
+        """A UTC timestamp in ms in a CLDR ``pattern`` ("HH:mm", "d MMM"), local time."""
+        moment = datetime.fromtimestamp(ms / 1000, UTC)
+        return format_datetime(moment, pattern, tzinfo=TIMEZONE, locale=self.language)
+
     def age(self, ms: int | None, now_ms: int) -> str:
         """How long ago ``ms`` was ("3 minutes"), or a dash."""
         if ms is None:

@@ -20,7 +20,7 @@ from starlette.datastructures import FormData
 
 from edge_agent.records import now_ms
 from sync_server.api.context import HubState
-from sync_server.errors import Forbidden
+from sync_server.errors import BadRequest, Forbidden
 from sync_server.ui.i18n import DEFAULT_LANGUAGE, LANGUAGES, Formats, translations
 from sync_server.ui.sessions import Viewer, find_session
 
@@ -32,6 +32,7 @@ __all__ = [
     "Signed",
     "UiState",
     "checked_form",
+    "in_territory",
     "language_of",
     "render",
     "requires",
@@ -94,6 +95,21 @@ def requires(*roles: str) -> Callable[[Viewer], Viewer]:
         return viewer
 
     return allowed
+
+
+def in_territory(*roles: str) -> Callable[[Viewer], Viewer]:
+    """Like ``requires``, and the session must be looking at one territory: an admin
+    chooses one on the overview first (names are unique only within a territory)."""
+    allowed = requires(*roles)
+
+    def scoped(viewer: Signed) -> Viewer:
+        allowed(viewer)
+        if viewer.territory_id is None:
+            raise BadRequest("choose a territory on the overview first",
+                             code="territory_required")
+        return viewer
+
+    return scoped
 
 
 async def checked_form(request: Request, viewer: Signed) -> FormData:

@@ -40,7 +40,8 @@ def chromium() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         # No sandbox: CI runs as root, where Chromium's sandbox refuses to start.
         browser = playwright.chromium.launch(executable_path=path, headless=True,
-                                             args=["--no-sandbox", "--mute-audio"])
+                                             args=["--no-sandbox", "--mute-audio",
+                                                   "--autoplay-policy=no-user-gesture-required"])
         try:
             yield browser
         finally:

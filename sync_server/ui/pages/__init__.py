@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sync_server.ui.pages import overview, signin
+from sync_server.ui.pages import alarms, device, gateway, overview, signin
 
 __all__ = ["PAGES"]
 
-PAGES: tuple[ModuleType, ...] = (overview, signin)
+PAGES: tuple[ModuleType, ...] = (overview, alarms, gateway, device, signin)

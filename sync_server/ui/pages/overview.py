@@ -23,7 +23,7 @@ from sync_server.ui.live import event_stream
 from sync_server.ui.sessions import Viewer, choose_territory
 from sync_server.ui.web import NavEntry, Signed, checked_form, render, requires, ui_state
 
-__all__ = ["NAV", "ONLINE_WITHIN_MS", "router"]
+__all__ = ["NAV", "ONLINE_WITHIN_MS", "is_online", "router"]
 
 NAV = NavEntry(N_("Overview"), "/", ("operator", "admin"))
 #: A gateway heard from within this long is online (agents push or pull every few seconds).
@@ -31,6 +31,11 @@ ONLINE_WITHIN_MS = 5 * 60_000
 
 router = APIRouter()
 Reader = Annotated[Viewer, Depends(requires("operator", "admin"))]
+
+
+def is_online(last_seen_ms: int | None, now: int) -> bool:
+    """Whether a gateway last heard from at ``last_seen_ms`` counts as online."""
+    return last_seen_ms is not None and now - last_seen_ms <= ONLINE_WITHIN_MS
 
 
 def overview(request: Request, viewer: Viewer) -> dict[str, Any]:
@@ -41,8 +46,7 @@ def overview(request: Request, viewer: Viewer) -> dict[str, Any]:
         territories = territory_list(conn) if viewer.is_admin else []
     now = now_ms()
     for row in gateways:
-        row["online"] = row["last_seen_ms"] is not None and \
-            now - row["last_seen_ms"] <= ONLINE_WITHIN_MS
+        row["online"] = is_online(row["last_seen_ms"], now)
         row["open_alarms"] = alarms.get((row["territory"], row["gateway"]), 0)
     sites: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in gateways:
