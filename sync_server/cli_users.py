@@ -52,7 +52,7 @@ def user_add(
     if admin_user in (territory is not None, role is not None):
         raise BadRequest("give --territory T --role staff|operator, or --admin alone")
     chosen = "admin" if admin_user else str(role)
-    if chosen not in ROLES:
+    if chosen not in ROLES or (chosen == "admin") != admin_user:
         raise BadRequest(f"--role must be staff or operator, got {role!r}")
     add_user(hub_engine(), name, chosen, territory, _password(password_stdin))
     where = "every territory" if territory is None else territory

@@ -16,7 +16,14 @@ from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, exp
 
 from tests.helpers.browser import SCREENSHOTS, chromium
 from tests.helpers.hub import HubProcess
-from tests.helpers.ui_world import METER, PASSWORD, UiWorld, ui_world
+from tests.helpers.ui_world import (
+    HISTORY_DEVICE,
+    HISTORY_GATEWAY,
+    METER,
+    PASSWORD,
+    UiWorld,
+    ui_world,
+)
 
 #: Phone and desk: staff use phones on the pontoon.
 PHONE = ViewportSize(width=360, height=740)
@@ -92,7 +99,6 @@ def test_an_operator_sees_the_gateway_online_and_a_value_pushed_moments_ago(
     chart = page.locator("section.chart[data-quantity=voltage] svg")
     expect(chart).to_be_visible()
     assert chart.locator("polyline, circle").count() >= 1
-    screenshot(page, world.hub, "device", phone=True)
     page.get_by_role("link", name="semaine").click()
     expect(page.get_by_role("link", name="semaine")).to_have_attribute("aria-current", "page")
     with page.expect_download() as download:
@@ -105,6 +111,21 @@ def test_an_operator_sees_the_gateway_online_and_a_value_pushed_moments_ago(
     assert start.endswith("Z")
     assert float(low) <= float(avg) <= float(high)
     assert int(count) >= 1
+
+
+def test_a_device_s_week_is_drawn_from_buckets(world: UiWorld, context: BrowserContext) -> None:
+    page = context.new_page()
+    sign_in(page, world, "alice")
+    page.goto(f"{world.ui}/gateways/{HISTORY_GATEWAY}/devices/{HISTORY_DEVICE}?range=week")
+    line = page.locator("section.chart[data-quantity=active_power] svg polyline")
+    expect(line).to_have_count(1)  # a week without a gap: one unbroken line
+    points = line.get_attribute("points") or ""
+    # Seven days of 5-minute readings (2,016) drawn as 336 half-hour buckets at most.
+    assert 300 <= len(points.split()) <= 337
+    screenshot(page, world.hub, "device", phone=True)
+    page.get_by_role("link", name="année").click()
+    year = line.get_attribute("points") or ""
+    assert len(year.split()) <= 10  # eight or nine days
 
 
 def test_an_alarm_appears_without_reload_and_is_acknowledged(

@@ -4,13 +4,16 @@ Territory ``dunkerque`` has gateway ``ponton-a``: an ``edge-agent run`` process 
 through tests/helpers/gateway.py, as an installer would) polling a simulated Eastron SDM120
 on Modbus TCP every half second, with a rule raising an alarm while the voltage is above
 250 V. The test drives the alarm by setting the meter's voltage. Territory ``toulon`` has a
-gateway of its own with one reading, for isolation tests. Accounts: ``alice`` (operator,
-dunkerque), ``bob`` (operator, toulon), ``sam`` (staff, dunkerque), ``root`` (admin).
+gateway of its own with one reading, for isolation tests; dunkerque's ``quai-b`` pushed
+eight days of a berth's power every five minutes (a chart with a history). Accounts:
+``alice`` (operator, dunkerque), ``bob`` (operator, toulon), ``sam`` (staff, dunkerque),
+``root`` (admin).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import subprocess
 import sys
@@ -28,11 +31,16 @@ from tests.helpers.field import push
 from tests.helpers.gateway import make_gateway
 from tests.helpers.hub import HubProcess
 
-__all__ = ["PASSWORD", "MeterThread", "UiWorld", "ui_world"]
+__all__ = ["HISTORY_DEVICE", "HISTORY_GATEWAY", "METER", "PASSWORD", "MeterThread", "UiWorld",
+           "ui_world"]
 
 PASSWORD = "correct horse battery"
 GATEWAY = "ponton-a"
 METER = "berth-a1"
+HISTORY_GATEWAY = "quai-b"
+HISTORY_DEVICE = "berth-b1"
+#: Eight days of five-minute readings.
+_HISTORY = 8 * 288
 
 _AGENT_SETTINGS = """interval_s = 0.3
 max_backoff_s = 1
@@ -124,6 +132,12 @@ def ui_world(hub: HubProcess, root: Path) -> Iterator[UiWorld]:
     toulon = hub.enroll("toulon", "toulon-gw")
     push(hub, toulon["token"], "readings",
          [Reading("barrier-1", "parking_occupancy", now_ms(), 12.0)])
+    quai = hub.enroll("dunkerque", HISTORY_GATEWAY)
+    start = now_ms() - _HISTORY * 300_000
+    push(hub, quai["token"], "readings", [
+        Reading(HISTORY_DEVICE, "active_power", start + k * 300_000,
+                round(1800 + 1200 * math.sin(k / 288 * 2 * math.pi) + 150 * math.sin(k / 7), 1))
+        for k in range(_HISTORY)])
     with MeterThread() as meter:
         gateway = make_gateway(root, hub, "dunkerque", GATEWAY, counts={"readings": 0},
                                sync_settings=_AGENT_SETTINGS.format(endpoint=meter.endpoint,
