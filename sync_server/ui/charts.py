@@ -35,12 +35,13 @@ class ChartFrame:
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """About ``count`` round values spanning [low, high] (steps of 1, 2 or 5 × 10^n)."""
+    """About ``count`` round values within [low, high] (steps of 1, 2 or 5 × 10^n)."""
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return [low]
     raw = (high - low) / max(1, count - 1)
     magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    step = min((m * magnitude for m in (1, 2, 5, 10)),
+               key=lambda step: abs((high - low) / step - (count - 1)))
     first = math.ceil(low / step) * step
     ticks = []
     value = first
