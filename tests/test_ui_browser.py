@@ -175,12 +175,17 @@ def test_a_form_without_its_csrf_token_is_refused(
 def test_signing_out_ends_the_session_for_good(world: UiWorld, context: BrowserContext) -> None:
     page = context.new_page()
     sign_in(page, world, "alice")
+    other_tab = context.new_page()
+    other_tab.goto(f"{world.ui}/alarms")
+    expect(other_tab.locator("h1")).to_have_text("Alarmes")
     cookie = next(c for c in context.cookies() if c["name"] == "ponton_session")
     assert cookie["httpOnly"]
     assert cookie["sameSite"] == "Strict"
     assert not cookie["secure"]  # plain HTTP here; under TLS the cookie is Secure
     page.get_by_role("button", name="Se déconnecter").click()
     expect(page).to_have_url(re.compile(r"/ui/signin$"))
+    # The other tab's live stream notices and sends it to the sign-in page too.
+    expect(other_tab).to_have_url(re.compile(r"/ui/signin$"), timeout=15_000)
     page.goto(f"{world.ui}/")
     expect(page).to_have_url(re.compile(r"/ui/signin$"))
     context.add_cookies([{"name": cookie["name"], "value": cookie["value"],  # replayed
