@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from edge_agent.profiles import load_profile
 from edge_agent.records import Reading, now_ms
+from simulators.demo import agent_process
 from simulators.modbus import ModbusSimulator, SimulatedMeter
 from sync_server.ui.accounts import add_user
 from tests.helpers.field import push
@@ -142,16 +141,5 @@ def ui_world(hub: HubProcess, root: Path) -> Iterator[UiWorld]:
         gateway = make_gateway(root, hub, "dunkerque", GATEWAY, counts={"readings": 0},
                                sync_settings=_AGENT_SETTINGS.format(endpoint=meter.endpoint,
                                                                     meter=METER))
-        with (root / "agent.log").open("wb") as log:
-            agent = subprocess.Popen(
-                [sys.executable, "-m", "edge_agent", "run", "--config", str(gateway.config)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
+        with agent_process(gateway.config, root / "agent.log") as agent:
             yield UiWorld(hub, meter, agent)
-        finally:
-            agent.send_signal(signal.SIGTERM)
-            try:
-                agent.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.kill()
-                agent.wait()
