@@ -46,10 +46,14 @@ def browser() -> Iterator[Browser]:
 def context(browser: Browser) -> Iterator[BrowserContext]:
     opened = browser.new_context(viewport=DESK, locale="fr-FR")
     opened.set_default_timeout(15_000)
+    problems: list[str] = []
+    opened.on("console", lambda message: problems.append(message.text)
+              if "Content Security Policy" in message.text else None)
     try:
         yield opened
     finally:
         opened.close()
+    assert problems == [], "every asset is the hub's own, and nothing runs inline"
 
 
 def sign_in(page: Page, world: UiWorld, name: str) -> None:

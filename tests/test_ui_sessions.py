@@ -200,4 +200,10 @@ def test_the_json_api_keeps_its_error_shape(world: HubProcess) -> None:
     page = httpx.get(f"{world.url}/ui/no-such-page", timeout=10)
     assert page.status_code == 404
     assert page.headers["content-type"].startswith("text/html")
-    assert httpx.get(f"{world.url}/ui/static/htmx.min.js", timeout=10).status_code == 200
+    assert "Content-Security-Policy" not in api.headers  # the API's answers are untouched
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+    asset = httpx.get(f"{world.url}/ui/static/htmx.min.js", timeout=10)
+    assert asset.status_code == 200
+    assert asset.headers["cache-control"] == "max-age=300"

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server.api.context import HubState
 from sync_server.errors import HubError, TooManyRequests
+from sync_server.ui.headers import SecurityHeaders
 from sync_server.ui.pages import PAGES
 from sync_server.ui.web import NavEntry, SignInRequired, UiState, render
 
@@ -35,6 +36,7 @@ def create_ui(hub: HubState) -> FastAPI:
         app.include_router(page.router)
     static = Path(str(files("sync_server.ui") / "static"))
     app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(SignInRequired, _sign_in)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
