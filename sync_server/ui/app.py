@@ -12,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,7 +20,7 @@ from sync_server.api.context import HubState
 from sync_server.errors import HubError, TooManyRequests
 from sync_server.ui.headers import SecurityHeaders
 from sync_server.ui.pages import PAGES
-from sync_server.ui.web import NavEntry, SignInRequired, UiState, render
+from sync_server.ui.web import NavEntry, SignInRequired, UiState, render, to_page, ui_path
 
 __all__ = ["create_ui"]
 
@@ -46,11 +46,11 @@ def create_ui(hub: HubState) -> FastAPI:
 
 async def _sign_in(request: Request, _: Exception) -> Response:
     """To the sign-in page; htmx requests and live streams are told to go there instead."""
-    target = f"{request.scope.get('root_path', '')}/signin"
+    target = ui_path(request, "/signin")
     if request.headers.get("hx-request") or "text/event-stream" in request.headers.get(
             "accept", ""):
         return Response(status_code=401, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return to_page(request, "/signin")
 
 
 def _error_page(request: Request, status: int, code: str, detail: str,

@@ -13,7 +13,7 @@ from functools import cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 from starlette.datastructures import FormData
@@ -36,6 +36,8 @@ __all__ = [
     "language_of",
     "render",
     "requires",
+    "to_page",
+    "ui_path",
     "ui_state",
 ]
 
@@ -62,6 +64,16 @@ class UiState:
 
 class SignInRequired(Exception):
     """No live session: the handler sends the browser to the sign-in page."""
+
+
+def ui_path(request: Request, path: str) -> str:
+    """``path`` (``/alarms``) as the browser reaches it, under the dashboard's mount."""
+    return f"{request.scope.get('root_path', '')}{path}"
+
+
+def to_page(request: Request, path: str) -> RedirectResponse:
+    """Send the browser to dashboard page ``path`` after a form (303: GET it)."""
+    return RedirectResponse(ui_path(request, path), status_code=303)
 
 
 def ui_state(request: Request) -> UiState:
@@ -153,5 +165,5 @@ def render(request: Request, template: str, viewer: Viewer | None, *, status: in
     html = _environment(language).get_template(template).render(
         request=request, viewer=viewer, nav=nav, language=language, languages=LANGUAGES,
         fmt=Formats(language), now_ms=now_ms(), csrf_field=csrf_field,
-        url=lambda path: f"{request.scope.get('root_path', '')}{path}", **context)
+        url=lambda path: ui_path(request, path), **context)
     return HTMLResponse(html, status_code=status)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
 from sync_server.alarms import STATES, Acknowledgement, AlarmFilter, acknowledge, alarms_page
@@ -20,7 +20,15 @@ from sync_server.errors import BadRequest
 from sync_server.ui.i18n import N_
 from sync_server.ui.live import event_stream
 from sync_server.ui.sessions import Viewer
-from sync_server.ui.web import NavEntry, checked_form, in_territory, render, requires, ui_state
+from sync_server.ui.web import (
+    NavEntry,
+    checked_form,
+    in_territory,
+    render,
+    requires,
+    to_page,
+    ui_state,
+)
 
 __all__ = ["NAV", "PAGE_SIZE", "router"]
 
@@ -85,5 +93,4 @@ def alarm_ack(request: Request, viewer: Actor, alarm_id: str,
     acknowledge(ui_state(request).hub.engine, viewer.territory_id, alarm_id,
                 Acknowledgement(viewer.name, str(form.get("comment") or ""), viewer.token_id))
     back = str(form.get("state") or "open")
-    return RedirectResponse(
-        f"{request.scope.get('root_path', '')}/alarms?state={_state(back)}", status_code=303)
+    return to_page(request, f"/alarms?state={_state(back)}")

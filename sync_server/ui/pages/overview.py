@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
 from edge_agent.records import now_ms
@@ -21,7 +21,15 @@ from sync_server.queries import gateway_health
 from sync_server.ui.i18n import N_
 from sync_server.ui.live import event_stream
 from sync_server.ui.sessions import Viewer, choose_territory
-from sync_server.ui.web import NavEntry, Signed, checked_form, render, requires, ui_state
+from sync_server.ui.web import (
+    NavEntry,
+    Signed,
+    checked_form,
+    render,
+    requires,
+    to_page,
+    ui_state,
+)
 
 __all__ = ["NAV", "ONLINE_WITHIN_MS", "is_online", "router"]
 
@@ -60,8 +68,7 @@ def overview(request: Request, viewer: Viewer) -> dict[str, Any]:
 def overview_page(request: Request, viewer: Signed) -> Response:
     """The overview; staff, who have no gateways to watch, start at the alarms."""
     if viewer.role == "staff":
-        return RedirectResponse(f"{request.scope.get('root_path', '')}/alarms",
-                                status_code=303)
+        return to_page(request, "/alarms")
     return render(request, "overview.html", viewer, **overview(request, viewer))
 
 
@@ -85,4 +92,4 @@ def choose(request: Request, viewer: Annotated[Viewer, Depends(requires("admin")
     with reading(engine) as conn:
         chosen = territory_id(conn, name) if name else None
     choose_territory(engine, viewer, chosen)
-    return RedirectResponse(f"{request.scope.get('root_path', '')}/", status_code=303)
+    return to_page(request, "/")

@@ -13,7 +13,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
@@ -35,6 +35,8 @@ from sync_server.ui.web import (
     SESSION_COOKIE,
     checked_form,
     render,
+    to_page,
+    ui_path,
     ui_state,
 )
 
@@ -46,16 +48,12 @@ _SIGNIN_CSRF_COOKIE = "ponton_signin"
 _YEAR_S = 365 * 86_400
 
 
-def _home(request: Request) -> str:
-    return f"{request.scope.get('root_path', '')}/"
-
-
 def _signed_in(request: Request, secret: str) -> Response:
     """Back to the dashboard with the session cookie (Secure when the hub is reached by TLS)."""
-    response = RedirectResponse(_home(request), status_code=303)
+    response = to_page(request, "/")
     response.set_cookie(SESSION_COOKIE, secret, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path=_home(request))
-    response.delete_cookie(_SIGNIN_CSRF_COOKIE, path=_home(request))
+                        secure=request.url.scheme == "https", path=ui_path(request, "/"))
+    response.delete_cookie(_SIGNIN_CSRF_COOKIE, path=ui_path(request, "/"))
     return response
 
 
@@ -70,7 +68,7 @@ def _form(request: Request, error: str | None, status: int) -> Response:
     response = render(request, "signin.html", None, status=status, signin_csrf=token,
                       error=error)
     response.set_cookie(_SIGNIN_CSRF_COOKIE, token, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path=_home(request))
+                        secure=request.url.scheme == "https", path=ui_path(request, "/"))
     return response
 
 
@@ -125,8 +123,8 @@ def signin_link(request: Request, code: str) -> Response:
 def signout(request: Request, _: Annotated[FormData, Depends(checked_form)]) -> Response:
     """End the session: its row is deleted, so the cookie is worthless from now on."""
     close_session(ui_state(request).hub.engine, request.cookies.get(SESSION_COOKIE, ""))
-    response = RedirectResponse(f"{_home(request)}signin", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=_home(request))
+    response = to_page(request, "/signin")
+    response.delete_cookie(SESSION_COOKIE, path=ui_path(request, "/"))
     return response
 
 
@@ -134,9 +132,8 @@ def signout(request: Request, _: Annotated[FormData, Depends(checked_form)]) -> 
 def choose_language(request: Request, language: str, back: str = "/") -> Response:
     """Remember the viewer's language and go back (only to a page of the dashboard)."""
     target = back if back.startswith("/") and not urlsplit(back).netloc else "/"
-    response = RedirectResponse(f"{request.scope.get('root_path', '')}{target}",
-                                status_code=303)
+    response = to_page(request, target)
     if language in LANGUAGES:
         response.set_cookie(LANGUAGE_COOKIE, language, max_age=_YEAR_S, samesite="lax",
-                            path=_home(request))
+                            path=ui_path(request, "/"))
     return response
