@@ -157,6 +157,7 @@ def test_an_alarm_appears_without_reload_and_is_acknowledged(
         expect(acked).to_contain_text("sam")
         expect(acked).to_contain_text("disjoncteur vérifié")
         expect(acked.get_by_role("button", name="Acquitter")).to_have_count(0)
+        assert page.evaluate("window.sameDocument") is True, "swapped in place by htmx"
     finally:
         world.meter.set_voltage(230.0)
 

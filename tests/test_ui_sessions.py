@@ -189,6 +189,9 @@ def test_another_territory_s_alarm_cannot_be_acknowledged(
     assert detail.findall(elsewhere.text) == detail.findall(nowhere.text) != []
     unsigned = browser.post(f"/alarms/{foreign}/ack", data={"comment": "x"})
     assert unsigned.status_code == 403
+    by_htmx = browser.post(f"/alarms/{foreign}/ack", data={"comment": "x"},
+                           headers={"HX-Request": "true"})
+    assert by_htmx.status_code == 403
     with world.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(alarm_acks)).scalar_one() == 0
 

@@ -88,9 +88,13 @@ def alarms_live(request: Request, viewer: Reader, state: str = "open") -> Respon
 @router.post("/alarms/{alarm_id}/ack")
 def alarm_ack(request: Request, viewer: Actor, alarm_id: str,
               form: Annotated[FormData, Depends(checked_form)]) -> Response:
-    """Acknowledge once, in the viewer's name, with their comment."""
+    """Acknowledge once, in the viewer's name, with their comment: htmx swaps the row in
+    place; without script, the browser goes back to the list."""
     assert viewer.territory_id is not None
-    acknowledge(ui_state(request).hub.engine, viewer.territory_id, alarm_id,
-                Acknowledgement(viewer.name, str(form.get("comment") or ""), viewer.token_id))
-    back = str(form.get("state") or "open")
-    return to_page(request, f"/alarms?state={_state(back)}")
+    done = acknowledge(ui_state(request).hub.engine, viewer.territory_id, alarm_id,
+                       Acknowledgement(viewer.name, str(form.get("comment") or ""),
+                                       viewer.token_id))
+    back = _state(str(form.get("state") or "open"))
+    if request.headers.get("hx-request"):
+        return render(request, "alarm_row.html", viewer, alarm=done, new_ids=set(), state=back)
+    return to_page(request, f"/alarms?state={back}")
