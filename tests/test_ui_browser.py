@@ -70,10 +70,11 @@ def screenshot(page: Page, hub: HubProcess, name: str, *, phone: bool = False) -
     if hub.database_url.startswith("postgresql"):
         return
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True, animations="disabled")
     if phone:
         page.set_viewport_size(PHONE)
-        page.screenshot(path=SCREENSHOTS / f"{name}-360.png", full_page=True)
+        page.screenshot(path=SCREENSHOTS / f"{name}-360.png", full_page=True,
+                        animations="disabled")
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], \
             "the page must not scroll sideways at 360 px (wide tables scroll in their box)"
         page.set_viewport_size(DESK)
