@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench dist clean
+.PHONY: demo test lint browser bench dist clean
 
 # `make dist`: a wheelhouse a Raspberry Pi installs offline, without a compiler, with the
 # systemd unit beside the wheels
@@ -15,6 +15,12 @@ WHEEL_PYTHON ?= 3.11
 WHEEL_PLATFORMS ?= manylinux2014_aarch64 manylinux_2_28_aarch64
 # Agent dependencies published as source only (pure Python): built into wheels here.
 SOURCE_ONLY ?= 'chirpstack-api>=4.20,<5'
+
+# The browser tests drive the distribution's Chromium (never a browser download of
+# Playwright's own). Installed when missing, as root or through passwordless sudo; when it
+# cannot be, the browser tests skip and say why.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +35,13 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+browser:
+	@[ -x $(CHROMIUM) ] || { command -v apt-get >/dev/null && \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; } || \
+	  echo "chromium could not be installed: the browser tests will skip"
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed

@@ -459,6 +459,7 @@ def introduce(console: Console, field: Field, hub: DemoHub, config: Path, log: P
     for line in (
         f"field: feeder on tcp {field.tcp}, pontoon-a on {field.serial} (9600 baud)",
         f"hub: {hub.url} (sync-server, SQLite in {hub.data_dir})",
+        f"dashboard: {hub.dashboard} - sign in once with {hub.signin_link}",
         f"agent: edge-agent run --config {config}  (log: {log})",
         f"gate: reader on {field.reader.path}, barrier on relays-a channel 1; cards "
         f"{', '.join(card.hex() for card in CARDS)} (boater, unknown, revoked)",

@@ -3,11 +3,13 @@
 The hub runs as its own process (``sync-server serve`` in demo mode: SQLite in
 ``demo-data/hub/``, a throwaway signing key); the territory, site and gateway are registered
 as an operator would, and the agent is provisioned through ``edge-agent provision``, the
-command an installer types. The demo then reads what arrived through the operator API.
+command an installer types. The demo then reads what arrived through the operator API, and
+prints the dashboard's address with a one-time sign-in link for the operator ``demo``.
 """
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
 import sys
@@ -24,12 +26,17 @@ from sync_server.access.policy import PolicySigner, set_rules
 from sync_server.access.registry import BadgeRef, add_badge, revoke_badge
 from sync_server.db.migrate import upgrade
 from sync_server.keys import load_signing_key
+from sync_server.ui.accounts import add_user, new_signin_link
 
 __all__ = ["BOATER_CARD", "REVOKED_CARD", "UNKNOWN_CARD", "DemoHub"]
 
 TERRITORY = "dunkerque"
 SITE = "port-du-grand-large"
 GATEWAY = "demo-marina"
+#: The dashboard account the demo signs in (through a one-time link; its password is random).
+DEMO_USER = "demo"
+#: How long the demo's sign-in link stays valid.
+LINK_LIFETIME_S = 12 * 3600
 #: EM4100 cards (version byte and number) shown at the demo's gate.
 BOATER_CARD = bytes.fromhex("0100a1b2c3")
 REVOKED_CARD = bytes.fromhex("01000badc0")
@@ -54,6 +61,7 @@ class DemoHub:
         self._process: subprocess.Popen[str] | None = None
         self._token = ""
         self._code = ""
+        self._link = ""
 
     def start(self) -> None:
         """A fresh store (the demo's outbox starts from seq 1 again), then the server."""
@@ -66,6 +74,8 @@ class DemoHub:
             admin.add_site(engine, TERRITORY, SITE)
             self._token = admin.add_operator_token(engine, TERRITORY, "demo")
             self._code = admin.add_gateway(engine, TERRITORY, SITE, GATEWAY).code
+            add_user(engine, DEMO_USER, "operator", TERRITORY, secrets.token_urlsafe(24))
+            self._link = new_signin_link(engine, DEMO_USER, LINK_LIFETIME_S)
             self._publish_access(engine)
         finally:
             engine.dispose()
@@ -82,6 +92,16 @@ class DemoHub:
         for card, label in ((BOATER_CARD, "berth A1"), (REVOKED_CARD, "lost card")):
             add_badge(engine, signer, TERRITORY, BadgeText(card.hex(), "boater", label=label))
         revoke_badge(engine, signer, TERRITORY, BadgeRef(REVOKED_CARD.hex()))
+
+    @property
+    def dashboard(self) -> str:
+        """The dashboard's address."""
+        return f"{self.url}/ui/"
+
+    @property
+    def signin_link(self) -> str:
+        """A link that signs the demo's operator in, once."""
+        return f"{self.url}/ui/signin/link/{self._link}"
 
     def provision(self, config: Path) -> None:
         """Enroll the demo gateway as an installer would, with its one-time code."""

@@ -37,6 +37,7 @@ __all__ = [
     "add_operator_token",
     "add_site",
     "add_territory",
+    "check_slug",
     "operator_token_list",
     "revoke_operator_token",
     "site_list",
@@ -58,7 +59,8 @@ class Enrollment:
     expires_ms: int
 
 
-def _slug(what: str, name: str) -> str:
+def check_slug(what: str, name: str) -> str:
+    """``name`` if it is a valid slug; BadRequest saying what a ``what`` name may hold."""
     if not _SLUG.fullmatch(name):
         raise BadRequest(
             f"{what} name {name!r} is not valid: use 1 to 64 lower-case letters, digits, "
@@ -79,7 +81,7 @@ def territory_id(conn: Connection, name: str) -> int:
 def add_territory(engine: Engine, name: str) -> None:
     """Create a territory with a fresh badge pseudonymisation key, sealed at rest."""
     with engine.begin() as conn:
-        _slug("territory", name)
+        check_slug("territory", name)
         if conn.execute(select(territories.c.id).where(territories.c.name == name)).first():
             raise Conflict(f"territory {name!r} already exists", code="already_exists")
         conn.execute(territories.insert().values(
@@ -91,7 +93,7 @@ def add_site(engine: Engine, territory: str, name: str) -> None:
     """Create site ``name`` in ``territory``."""
     with engine.begin() as conn:
         tid = territory_id(conn, territory)
-        _slug("site", name)
+        check_slug("site", name)
         if _site_id(conn, tid, name) is not None:
             raise Conflict(f"site {name!r} already exists in {territory}", code="already_exists")
         conn.execute(sites.insert().values(territory_id=tid, name=name, created_ms=now_ms()))
@@ -123,7 +125,7 @@ def add_gateway(
             count = conn.execute(select(func.count()).select_from(gateways)
                                  .where(gateways.c.site_id == sid)).scalar_one()
             name = f"{site}-gw{count + 1}"
-        _slug("gateway", name)
+        check_slug("gateway", name)
         gid = conn.execute(select(gateways.c.id).where(
             gateways.c.territory_id == tid, gateways.c.name == name)).scalar()
         if gid is not None and not reissue:
@@ -158,7 +160,7 @@ def add_operator_token(engine: Engine, territory: str | None, name: str) -> str:
         tid = None if territory is None else territory_id(conn, territory)
         token = new_token(OPERATOR_TOKEN_PREFIX)
         conn.execute(operator_tokens.insert().values(
-            territory_id=tid, name=_slug("token", name), token_hash=digest(token),
+            territory_id=tid, name=check_slug("token", name), token_hash=digest(token),
             created_ms=now_ms()))
     return token
 

@@ -37,6 +37,7 @@ __all__ = [
     "acknowledge",
     "alarm",
     "alarms_page",
+    "open_alarm_counts",
 ]
 
 log = logging.getLogger("sync_server.alarms")
@@ -107,6 +108,18 @@ def alarms_page(conn: Connection, scope: Scope, wanted: AlarmFilter) -> list[dic
                           tuple_(raised.c.ts_ms, raised.c.stream_id, raised.c.seq)
                           < tuple_(*(literal(value) for value in position)))
     return _described(conn, page.order_by(*_newest_first(raised)).limit(wanted.limit))
+
+
+def open_alarm_counts(conn: Connection, scope: Scope) -> dict[tuple[str, str], int]:
+    """How many alarms are open per ``(territory, gateway)`` name in ``scope``."""
+    page, _, cleared_ms = _raises(scope)
+    still_open = page.where(cleared_ms.is_(None)).subquery("open")
+    query = (select(territories.c.name, gateways.c.name, func.count())
+             .join_from(still_open, gateways, still_open.c.gateway_id == gateways.c.id)
+             .join(territories, still_open.c.territory_id == territories.c.id)
+             .group_by(territories.c.name, gateways.c.name))
+    return {(str(territory), str(gateway)): int(count)
+            for territory, gateway, count in conn.execute(query)}
 
 
 def alarm(conn: Connection, scope: Scope, alarm_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from sync_server.db.migrate import require_head
 from sync_server.errors import HubError, InvalidRows, TooManyRequests, Unavailable
 from sync_server.keys import load_badge_seal, load_signing_key, with_badge_seal
 from sync_server.settings import HubSettings
+from sync_server.ui import create_ui
 
 __all__ = ["create_app"]
 
@@ -46,6 +47,7 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(access.router)
     app.include_router(field.router)
     app.include_router(opendata.router)
+    app.mount("/ui", create_ui(app.state.hub))  # the dashboard: HTML errors of its own
     app.add_middleware(StorableText)
     install_openapi(app)
     app.add_exception_handler(HubError, _hub_error)

@@ -33,6 +33,7 @@ from sync_server.cli_support import (
     parse_duration,
     signing_key,
 )
+from sync_server.cli_users import user_app
 from sync_server.db.engine import create_hub_engine, reading
 from sync_server.db.migrate import current_revision, upgrade
 from sync_server.errors import BadRequest
@@ -62,7 +63,7 @@ for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory
                   (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
                   (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
                   (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark"),
-                  (opendata_app, "opendata")):
+                  (opendata_app, "opendata"), (user_app, "user")):
     app.add_typer(sub, name=name)
 
 _Rows = list[dict[str, Any]]
@@ -107,6 +108,9 @@ def configure(
     report_min_badges: Annotated[int, typer.Option(
         envvar="PONTON_HUB_REPORT_MIN_BADGES",
         help="k: a published statistics cell needs at least k distinct badges.")] = 5,
+    ui_idle_timeout_s: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_UI_IDLE_TIMEOUT_S",
+        help="A dashboard session ends after this many idle seconds.")] = 1800,
 ) -> None:
     """Settings shared by every command."""
     SETTINGS.update(data_dir=data_dir, database_url=database_url,
@@ -115,7 +119,8 @@ def configure(
                      max_decoded_bytes=int(max_decoded_mb * 2**20),
                      clock_tolerance_ms=int(clock_tolerance_s * 1000),
                      enroll_max_failures=enroll_max_failures, enroll_window_s=enroll_window_s,
-                     policy_lifetime_s=policy_lifetime_s, report_min_badges=report_min_badges)
+                     policy_lifetime_s=policy_lifetime_s, report_min_badges=report_min_badges,
+                     ui_idle_timeout_s=ui_idle_timeout_s)
 
 
 @app.command()

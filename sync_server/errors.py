@@ -11,6 +11,7 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
     │   ├── InvalidField       400 invalid_field (carries the field's name and the reason)
     │   └── InvalidRows        400 invalid_rows (carries problems: line, field, reason)
     ├── Unauthorized           401 invalid_token, invalid_code
+    ├── Forbidden              403 forbidden, csrf (the dashboard: a role, a forged form)
     ├── NotFound               404 not_found, no_bundle
     ├── Conflict               409 seq_conflict, stream_type, already_exists, no_policy_rules,
     │                              revoked, already_acknowledged
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "HubError",
     "InvalidField",
     "InvalidRows",
@@ -89,6 +91,13 @@ class Unauthorized(HubError):
 
     status = 401
     default_code = "invalid_token"
+
+
+class Forbidden(HubError):
+    """Signed in, but not allowed: a page beyond the role, a form without its CSRF token."""
+
+    status = 403
+    default_code = "forbidden"
 
 
 class NotFound(HubError):

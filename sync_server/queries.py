@@ -8,13 +8,23 @@ database directly) is skipped and counted (sync_server/bad_records.py): the rest
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Select, case, func, select
 
 from sync_server.bad_records import readable_event, readable_reading, skip_row
-from sync_server.db.schema import events, gateways, readings, series, sites, streams, territories
+from sync_server.db.schema import (
+    devices,
+    events,
+    gateways,
+    readings,
+    series,
+    sites,
+    streams,
+    territories,
+)
 from sync_server.errors import BadRequest, NotFound
 from sync_server.record_checks import Problem
 
@@ -22,6 +32,7 @@ __all__ = [
     "MAX_BUCKETS",
     "MAX_EVENTS",
     "Scope",
+    "declared_devices",
     "events_page",
     "gateway_health",
     "latest_values",
@@ -58,6 +69,18 @@ def require_gateway(conn: Connection, scope: Scope, name: str | None) -> None:
                    gateways.c.territory_id)
     if conn.execute(query).first() is None:
         raise NotFound("no gateway of that name is visible to this token")
+
+
+def declared_devices(conn: Connection, scope: Scope, gateway: str) -> list[dict[str, Any]]:
+    """The devices ``gateway`` declared (name, profile, quantities), by name."""
+    require_gateway(conn, scope, gateway)
+    query = scoped(
+        select(devices.c.name, devices.c.profile, devices.c.quantities, devices.c.declared_ms)
+        .join_from(devices, gateways, devices.c.gateway_id == gateways.c.id)
+        .where(gateways.c.name == gateway).order_by(devices.c.name),
+        scope, devices.c.territory_id)
+    return [{**row._mapping, "quantities": json.loads(row.quantities)}
+            for row in conn.execute(query)]
 
 
 def latest_values(

@@ -39,6 +39,8 @@ class HubSettings(BaseModel):
     policy_lifetime_s: int = Field(default=7 * 86_400, gt=0)
     #: k of the published service statistics: a cell needs at least k distinct badges.
     report_min_badges: int = Field(default=5, ge=1)
+    #: A dashboard session ends after this long without a request.
+    ui_idle_timeout_s: int = Field(default=1800, gt=0)
 
     @property
     def resolved_database_url(self) -> str:

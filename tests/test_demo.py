@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edge_agent.runtime import OUTBOX_FILE
@@ -27,7 +28,8 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
     assert result.returncode == 0, result.stderr
     assert "stopped. outbox:" in result.stdout
     # Plain output is whole lines, never wrapped mid-phrase, with each gate decision's reason.
-    starts = re.compile(r"(field|hub|agent|gate|flood|inspect it): |stopped\. | +\d+ s  ")
+    starts = re.compile(r"(field|hub|dashboard|agent|gate|flood|inspect it): |stopped\. "
+                        r"| +\d+ s  ")
     assert [line for line in result.stdout.splitlines() if not starts.match(line)] == []
     assert re.search(r"gate-a: badge \w+ granted \(granted\)", result.stdout), result.stdout
     assert re.search(r"gate-a: badge \w+ denied \(unknown_badge\)", result.stdout)
@@ -81,8 +83,9 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], list[int]]:
-    """The demo in a session of its own, once it prints its first line; its children."""
+def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], list[int], list[str]]:
+    """The demo in a session of its own, once it prints its first progress line; its
+    children and the lines it printed."""
     demo = subprocess.Popen(
         [sys.executable, "-m", "simulators.demo", "--plain", "--data-dir", str(data_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -97,7 +100,7 @@ def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], list[int]]:
             break
     children = _children(demo.pid)
     assert len(children) >= 2, f"hub and agent: {children} {lines}"
-    return demo, children
+    return demo, children, lines
 
 
 def _finish(demo: subprocess.Popen[str]) -> tuple[str, str]:
@@ -117,7 +120,7 @@ def _finish(demo: subprocess.Popen[str]) -> tuple[str, str]:
 def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
     tmp_path: Path, signum: signal.Signals, to_group: bool
 ) -> None:
-    demo, children = _start_demo(tmp_path)
+    demo, children, _ = _start_demo(tmp_path)
     if to_group:
         os.killpg(demo.pid, signum)
     else:
@@ -131,7 +134,7 @@ def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
 
 
 def test_an_agent_that_dies_first_stops_the_hub_too(tmp_path: Path) -> None:
-    demo, children = _start_demo(tmp_path)
+    demo, children, _ = _start_demo(tmp_path)
     agent = next(pid for pid in children
                  if b"edge_agent" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(agent, signal.SIGKILL)
@@ -141,6 +144,25 @@ def test_an_agent_that_dies_first_stops_the_hub_too(tmp_path: Path) -> None:
     assert "stopped. outbox:" in out
     time.sleep(0.5)
     assert [pid for pid in children if _alive(pid)] == []
+
+
+def test_the_demo_prints_the_dashboard_and_a_one_time_sign_in_link(tmp_path: Path) -> None:
+    demo, _, lines = _start_demo(tmp_path)
+    try:
+        found = next(re.fullmatch(r"dashboard: (\S+) - sign in once with (\S+)\n", line)
+                     for line in lines if line.startswith("dashboard: "))
+        assert found is not None, lines
+        dashboard, link = found.groups()
+        with httpx.Client(timeout=30) as browser:
+            assert browser.get(dashboard).headers["location"] == "/ui/signin"
+            assert browser.get(link).status_code == 303
+            assert "demo-marina" in browser.get(dashboard).text
+            browser.cookies.clear()
+            assert browser.get(link).status_code == 401  # once
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        _finish(demo)
+    assert demo.returncode == 0
 
 
 def test_the_live_screen_fits_80_by_24_with_gate_decisions_and_hub_values(

@@ -13,7 +13,7 @@ from tests.helpers.hub import hub_cli, hub_cli_ok
 
 
 def test_an_operator_sets_up_a_territory_from_nothing(tmp_path: Path) -> None:
-    assert f"database at revision {head_revision()}" in hub_cli_ok(tmp_path, "db", "upgrade")
+    assert f"database at revision {head_revision()}\n" in hub_cli_ok(tmp_path, "db", "upgrade")
     assert "signing key" in hub_cli_ok(tmp_path, "keys", "init")
     hub_cli_ok(tmp_path, "territory", "add", "dunkerque")
     hub_cli_ok(tmp_path, "site", "add", "--territory", "dunkerque", "port-est")

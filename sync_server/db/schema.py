@@ -48,6 +48,10 @@ __all__ = [
     "sites",
     "streams",
     "territories",
+    "ui_sessions",
+    "ui_signin_failures",
+    "ui_signin_links",
+    "ui_users",
 ]
 
 metadata = MetaData(
@@ -318,4 +322,53 @@ open_data_places = Table(
     Column("details", Text, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     UniqueConstraint("gateway_id", "device"),
+)
+
+ui_users = Table(
+    "ui_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    #: NULL for an admin, who sees every territory.
+    Column("territory_id", ForeignKey("territories.id")),
+    #: Signs in with it; unique across territories, so sign-in needs no territory.
+    Column("name", String(_NAME), nullable=False, unique=True),
+    #: ``staff``, ``operator`` or ``admin`` (sync_server/ui/roles.py).
+    Column("role", String(16), nullable=False),
+    #: argon2id, in its PHC string form (parameters and salt included).
+    Column("password_hash", String(255), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    #: SHA-256 of the cookie's secret: a database dump signs nobody in.
+    Column("id", String(64), primary_key=True),
+    #: Who: a staff account, or an operator token (exactly one of the two).
+    Column("user_id", ForeignKey("ui_users.id")),
+    Column("token_id", ForeignKey("operator_tokens.id")),
+    Column("created_ms", BigInteger, nullable=False),
+    #: Idle expiry counts from here; refreshed at most once a minute.
+    Column("seen_ms", BigInteger, nullable=False),
+    #: An admin's chosen territory (from a form, never from a URL); NULL: none chosen.
+    Column("territory_id", ForeignKey("territories.id")),
+)
+
+ui_signin_failures = Table(
+    "ui_signin_failures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("client", String(_NAME), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Index(None, "client", "at_ms"),
+)
+
+ui_signin_links = Table(
+    "ui_signin_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", ForeignKey("ui_users.id"), nullable=False),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger),
 )
