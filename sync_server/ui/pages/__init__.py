@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sync_server.ui.pages import overview, signin
+from sync_server.ui.pages import access, badges, car_parks, marina, overview, signin
 
 __all__ = ["PAGES"]
 
-PAGES: tuple[ModuleType, ...] = (overview, signin)
+PAGES: tuple[ModuleType, ...] = (overview, car_parks, marina, access, badges, signin)
