@@ -9,6 +9,7 @@ desk and phone widths (from the SQLite run, like tests/test_ui_browser.py).
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -77,11 +78,16 @@ def present_until(world: MarinaField, reader: CardReaderSimulator, gate: str, ca
         before = len(world.decisions(gate))
         time.sleep(0.4)  # past the reader's duplicate window
         world.present(reader, card)
-        until(lambda seen=before: len(world.decisions(gate)) > seen, timeout=10)
+        until(functools.partial(decided_since, world, gate, before), timeout=10)
         found = [d for d in world.decisions(gate) if d["reason"] == reason]
         if found:
             return found
         assert time.monotonic() < deadline, f"no {reason} decision at {gate}"
+
+
+def decided_since(world: MarinaField, gate: str, seen: int) -> bool:
+    """Whether the hub holds more than ``seen`` decisions of ``gate``."""
+    return len(world.decisions(gate)) > seen
 
 
 def add_badge(page: Page, world: MarinaField, number: str, label: str) -> str:

@@ -173,7 +173,8 @@ def marina_field(hub: HubProcess, root: Path) -> Iterator[MarinaField]:
     gate.open()
     pedestal.open()
     try:
-        with FieldThread() as field:
+        field = FieldThread()
+        with field:
             settings = _AGENT_SETTINGS.format(endpoint=field.endpoint, gate=gate.path,
                                               pedestal=pedestal.path)
             gateway = make_gateway(root, hub, "port", GATEWAY, counts={"readings": 0},
