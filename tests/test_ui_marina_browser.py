@@ -151,7 +151,6 @@ def test_a_pedestal_session_shows_live_and_is_billed(world: MarinaField,
     expect(card.locator(".pill.warn")).to_be_visible(timeout=20_000)  # live: no reload
     expect(card).to_contain_text("B-03")
     expect(card.locator(".kwh")).to_contain_text("kWh")
-    screenshot(desk, world.hub, "marina", phone=True)
     time.sleep(0.5)  # past the reader's duplicate window
     world.present(world.pedestal, SAILOR)
     expect(card.locator(".pill.ok")).to_be_visible(timeout=20_000)  # free again, live
@@ -162,6 +161,7 @@ def test_a_pedestal_session_shows_live_and_is_billed(world: MarinaField,
     lines = csv.text().splitlines()
     assert lines[0] == "gateway,pedestal,sessions,kwh,m3"
     assert re.fullmatch(rf"{GATEWAY},berth-a12,1,\d+(\.\d+)?,0\.0", lines[1]), lines
+    screenshot(desk, world.hub, "marina", phone=True)
 
 
 def test_a_car_park_fills_live(world: MarinaField, context: BrowserContext) -> None:

@@ -50,6 +50,8 @@ def parks(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
                                   device=park["car_park"], quantity=OCCUPANCY,
                                   from_ms=start, to_ms=now + 1, bucket_s=BUCKET_S)
             points = [(int(b["bucket_ms"]), float(b["max"])) for b in buckets]
+            if park["occupancy"] is not None:  # it holds until now
+                points.append((now, float(park["occupancy"])))
             park["curve"] = day_curve(points, start, end, float(park["capacity"] or 0),
                                       park["car_park"])
     return found
