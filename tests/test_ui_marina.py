@@ -133,4 +133,4 @@ def test_car_parks_free_of_total_with_the_day_curve(hub: HubProcess,
     assert 'data-car-park="P-secret"' not in page
     card = page.split('data-car-park="P-quai"', 1)[1].split('<div class="card"', 1)[0]
     assert re.search(r"\b28\b[^<]*\b40\b", card)  # 28 free of 40: 12 taken
-    assert "<polyline" in card
+    assert 'role="img" aria-label="P-quai"' in card  # the day's curve

@@ -3,12 +3,13 @@ occupancy curve since local midnight, live.
 
 What the hub holds (sync_server/car_parks.py): the newest ``parking_occupancy`` and
 ``parking_capacity`` readings and full/available events; the curve is the occupancy's
-quarter-hour maxima from the same readings.
+quarter-hour buckets of the same readings
+(average, and the band from minimum to maximum), drawn by charts.py.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -19,9 +20,9 @@ from sync_server.admin import territory_id
 from sync_server.car_parks import OCCUPANCY, car_parks
 from sync_server.db.engine import reading
 from sync_server.queries import Scope, time_series
+from sync_server.ui.charts import ChartFrame, line_chart
 from sync_server.ui.i18n import N_, TIMEZONE
 from sync_server.ui.live import event_stream
-from sync_server.ui.plots import day_curve
 from sync_server.ui.sessions import Viewer
 from sync_server.ui.web import NavEntry, render, requires, ui_state
 
@@ -41,7 +42,8 @@ def parks(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
     midnight = datetime.fromtimestamp(now / 1000, TIMEZONE).replace(
         hour=0, minute=0, second=0, microsecond=0)
     start = int(midnight.timestamp() * 1000)
-    end = start + 86_400_000
+    end = int((midnight + timedelta(days=1)).timestamp() * 1000)  # 23 or 25 h at DST
+    ticks = [(start + hours * 3_600_000, f"{hours:02d}:00") for hours in (0, 6, 12, 18, 24)]
     with reading(ui_state(request).hub.engine) as conn:
         found = car_parks(conn, viewer.scope)
         for park in found:
@@ -49,12 +51,13 @@ def parks(request: Request, viewer: Viewer) -> list[dict[str, Any]]:
             buckets = time_series(conn, scope, gateway=park["gateway"],
                                   device=park["car_park"], quantity=OCCUPANCY,
                                   from_ms=start, to_ms=now + 1, bucket_s=BUCKET_S)
-            points = [(int(b["bucket_ms"]), float(b["max"])) for b in buckets]
-            if park["occupancy"] is not None:  # it holds until now
-                points.append((now, float(park["occupancy"])))
-            park["curve"] = day_curve(points, start, end, float(park["capacity"] or 0),
-                                      park["car_park"])
+            park["curve"] = line_chart(buckets, ChartFrame(
+                start, end, BUCKET_S * 1000, ticks, _vehicles, park["car_park"]))
     return found
+
+
+def _vehicles(value: float) -> str:
+    return f"{value:g}"
 
 
 @router.get("/car-parks", response_class=HTMLResponse)
