@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 
 from edge_agent.profiles import load_profile
+from simulators.demo import agent_process
 from simulators.modbus import ModbusSimulator, SimulatedMeter
 from simulators.modbus.relay_board import SimulatedRelayBoard
 from simulators.readers import CardReaderSimulator
@@ -179,20 +178,8 @@ def marina_field(hub: HubProcess, root: Path) -> Iterator[MarinaField]:
                                               pedestal=pedestal.path)
             gateway = make_gateway(root, hub, "port", GATEWAY, counts={"readings": 0},
                                    sync_settings=settings)
-            with (root / "agent.log").open("wb") as log:
-                agent = subprocess.Popen(
-                    [sys.executable, "-m", "edge_agent", "run", "--config",
-                     str(gateway.config)],
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            try:
+            with agent_process(gateway.config, root / "agent.log") as agent:
                 yield MarinaField(hub, field, gate, pedestal, agent)
-            finally:
-                agent.send_signal(signal.SIGTERM)
-                try:
-                    agent.wait(20)
-                except subprocess.TimeoutExpired:
-                    agent.kill()
-                    agent.wait()
     finally:
         gate.close()
         pedestal.close()
