@@ -134,3 +134,25 @@ def test_car_parks_free_of_total_with_the_day_curve(hub: HubProcess,
     card = page.split('data-car-park="P-quai"', 1)[1].split('<div class="card"', 1)[0]
     assert re.search(r"\b28\b[^<]*\b40\b", card)  # 28 free of 40: 12 taken
     assert 'role="img" aria-label="P-quai"' in card  # the day's curve
+
+
+@pytest.mark.parametrize(("path", "params", "status"), [
+    ("/access", {"gate": "x" * 300}, 200),  # no such gate: nothing listed
+    ("/access", {"reason": "bribe" * 40}, 400),
+    ("/access", {"day": "2026-02-30"}, 400),
+    ("/marina", {"by": "y" * 40}, 400),
+    ("/marina/consumption.csv", {"month": "2026-7"}, 400),
+    ("/badges", {"category": "z" * 100, "state": "weird"}, 200),
+])
+def test_hostile_filters_answer_an_html_page_never_a_json_error(
+    hub: HubProcess, records: MarinaRecords, path: str, params: dict[str, str], status: int
+) -> None:
+    with signed_in(hub, "olga") as ui:
+        answer = ui.get(path, params=params)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    if status == 400:
+        assert 'data-code="invalid_request"' in answer.text
+    else:
+        assert "data-reason=" not in answer.text
+        assert "data-pseudonym=" not in answer.text

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from sync_server.access.decisions import REASONS, DecisionFilter, decision_log, policy_in_use
@@ -31,18 +31,18 @@ NAV = NavEntry(N_("Access"), "/access", ("staff", "operator", "admin"))
 
 router = APIRouter()
 Desk = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
-_Name = Annotated[str, Query(max_length=128)]
 
 
 @router.get("/access", response_class=HTMLResponse)
-def access_page(request: Request, viewer: Desk, gate: _Name = "", reason: _Name = "",
-                day: _Name = "") -> Response:
+def access_page(request: Request, viewer: Desk, gate: str = "", reason: str = "",
+                day: str = "") -> Response:
     """The decisions log (newest first) and, for operators, the policy versions."""
     territory = own_territory(viewer)
     if viewer.role == "staff":
         reason = "manual"
     if reason and reason not in REASONS:
-        raise BadRequest(f"unknown reason code {reason!r}")
+        raise BadRequest(f"unknown reason code {reason[:40]!r}; the codes are "
+                         f"{', '.join(REASONS)}")
     with reading(ui_state(request).hub.engine) as conn:
         bounds = _day(day, territory_timezone(conn, territory)) if day else (None, None)
         rows, truncated = decision_log(conn, territory, DecisionFilter(
@@ -64,6 +64,6 @@ def _day(text: str, timezone: ZoneInfo) -> tuple[int, int]:
         start = datetime.combine(date.fromisoformat(text), datetime.min.time(),
                                  tzinfo=timezone)
     except ValueError:
-        raise BadRequest(f"day {text!r} is not like 2026-07-14") from None
+        raise BadRequest(f"day {text[:40]!r} is not like 2026-07-14") from None
     after = start + timedelta(days=1)
     return int(start.timestamp() * 1000), int(after.timestamp() * 1000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
@@ -42,7 +42,6 @@ LISTED = 500
 router = APIRouter()
 Desk = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
 Form = Annotated[FormData, Depends(checked_form)]
-_Text = Annotated[str, Query(max_length=64)]
 
 
 def _page(request: Request, viewer: Viewer, *, status: int = 200, category: str = "",
@@ -66,7 +65,7 @@ def _signer(request: Request) -> PolicySigner:
 
 
 @router.get("/badges", response_class=HTMLResponse)
-def badges_page(request: Request, viewer: Desk, category: _Text = "", state: _Text = ""
+def badges_page(request: Request, viewer: Desk, category: str = "", state: str = ""
                 ) -> Response:
     """The badges (``state`` active or revoked; ``category``), and the forms."""
     return _page(request, viewer, category=category, state=state)

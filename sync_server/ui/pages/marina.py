@@ -12,7 +12,7 @@ import csv
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from sync_server.access.pedestals import badge_labels, pedestals, sessions
@@ -33,7 +33,6 @@ HISTORY = 50
 
 router = APIRouter()
 Desk = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
-_Text = Annotated[str, Query(max_length=16)]
 #: The CSV's columns before the figures, per grouping (as `sync-server report consumption`).
 _KEYS = {"badge": ("badge", "category", "label"), "pedestal": ("gateway", "pedestal"),
          "month": ("month",)}
@@ -57,8 +56,8 @@ def _pedestals(request: Request, territory: int) -> list[dict[str, Any]]:
 
 
 @router.get("/marina", response_class=HTMLResponse)
-def marina_page(request: Request, viewer: Desk, by: _Text = "pedestal",
-                month: _Text = "") -> Response:
+def marina_page(request: Request, viewer: Desk, by: str = "pedestal",
+                month: str = "") -> Response:
     """Pedestals, history and consumption (``by`` badge, pedestal or month; ``month``
     YYYY-MM or all time)."""
     territory = own_territory(viewer)
@@ -90,8 +89,8 @@ def marina_live(request: Request, viewer: Desk) -> Response:
 
 
 @router.get("/marina/consumption.csv")
-def consumption_csv(request: Request, viewer: Desk, by: _Text = "badge",
-                    month: _Text = "") -> Response:
+def consumption_csv(request: Request, viewer: Desk, by: str = "badge",
+                    month: str = "") -> Response:
     """The consumption report as CSV (UTF-8, comma-separated, dot decimals) for billing."""
     territory = own_territory(viewer)
     with reading(ui_state(request).hub.engine) as conn:
