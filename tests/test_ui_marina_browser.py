@@ -102,7 +102,7 @@ def add_badge(page: Page, world: MarinaField, number: str, label: str) -> str:
     form.get_by_label("Catégorie").select_option("boater")
     form.get_by_label("Libellé (poste").fill(label)
     form.get_by_role("button", name="Ajouter").click()
-    expect(page.get_by_role("status")).to_contain_text("1 ajoutés")
+    expect(page.get_by_role("status")).to_contain_text("Ajoutés : 1,")
     row = page.locator("table.badges tr", has_text=label)
     pseudonym = row.get_attribute("data-pseudonym")
     assert pseudonym is not None
@@ -121,7 +121,7 @@ def test_a_badge_revoked_in_the_dashboard_is_denied_at_the_gate_after_the_next_p
     desk.goto(f"{world.ui}/badges")
     desk.locator(f"tr[data-pseudonym='{pseudonym}']").get_by_role("button",
                                                                    name="Révoquer").click()
-    expect(desk.get_by_role("status")).to_contain_text("1 révoqués")
+    expect(desk.get_by_role("status")).to_contain_text("révoqués : 1")
     expect(desk.locator(f"tr[data-pseudonym='{pseudonym}'] .pill.alarm")).to_have_text("révoqué")
     screenshot(desk, world.hub, "badges", phone=True)
 
