@@ -7,6 +7,8 @@ decisions log's filters, and another territory's objects answering like missing 
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -80,7 +82,8 @@ def test_consumption_as_csv_for_billing(hub: HubProcess, records: MarinaRecords)
                                                              "month": "2026-11"})
         by_month = ui.get("/marina/consumption.csv", params={"by": "month"})
         wrong = ui.get("/marina/consumption.csv", params={"month": "2026-13"})
-        page = ui.get("/marina", params={"by": "month"}).text
+        page = ui.get("/marina", params={"by": "month", "month": ""}).text  # all time
+        this_month = ui.get("/marina", params={"by": "month"}).text
     assert by_berth.headers["content-type"] == "text/csv; charset=utf-8"
     assert 'filename="consumption-pedestal-all.csv"' in by_berth.headers["content-disposition"]
     assert by_berth.text == ("gateway,pedestal,sessions,kwh,m3\r\n"
@@ -94,6 +97,9 @@ def test_consumption_as_csv_for_billing(hub: HubProcess, records: MarinaRecords)
     assert "2026-13" in wrong.text
     assert page.count("<rect ") == 2  # one bar per month
     assert rows(page, "consumption") == ["2026-11 1 2,5 0,1", "2026-12 1 1 0"]
+    current = datetime.now(ZoneInfo("Europe/Paris")).strftime("%Y-%m")
+    assert f'name="month" value="{current}"' in this_month  # a desk bills by the month
+    assert len(rows(this_month, "consumption")) == 1
 
 
 def test_decisions_log_filters_and_staff_see_only_staff_openings(

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from sync_server.access.pedestals import badge_labels, pedestals, sessions
+from sync_server.access.policy import territory_timezone
 from sync_server.access.reports import GROUPINGS, consumption, grouping
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
@@ -57,11 +59,14 @@ def _pedestals(request: Request, territory: int) -> list[dict[str, Any]]:
 
 @router.get("/marina", response_class=HTMLResponse)
 def marina_page(request: Request, viewer: Desk, by: str = "pedestal",
-                month: str = "") -> Response:
+                month: str | None = None) -> Response:
     """Pedestals, history and consumption (``by`` badge, pedestal or month; ``month``
-    YYYY-MM or all time)."""
+    YYYY-MM, empty for all time, the current month when not given: what a desk bills, and
+    a month reads a month of sessions, not years of them)."""
     territory = own_territory(viewer)
     with reading(ui_state(request).hub.engine) as conn:
+        if month is None:
+            month = datetime.now(territory_timezone(conn, territory)).strftime("%Y-%m")
         report = consumption(conn, territory, by=grouping(by), month=month or None)
         history = sessions(conn, territory, limit=HISTORY)
         labels = badge_labels(conn, territory, {row["badge"] for row in history
