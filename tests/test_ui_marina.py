@@ -96,6 +96,7 @@ def test_consumption_as_csv_for_billing(hub: HubProcess, records: MarinaRecords)
     assert wrong.status_code == 400
     assert "2026-13" in wrong.text
     assert page.count("<rect ") == 2  # one bar per month
+    assert ">2,5 kWh</text>" in page  # written as the viewer reads numbers
     assert rows(page, "consumption") == ["2026-11 1 2,5 0,1", "2026-12 1 1 0"]
     current = datetime.now(ZoneInfo("Europe/Paris")).strftime("%Y-%m")
     assert f'name="month" value="{current}"' in this_month  # a desk bills by the month

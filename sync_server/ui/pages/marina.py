@@ -21,11 +21,11 @@ from sync_server.access.policy import territory_timezone
 from sync_server.access.reports import GROUPINGS, consumption, grouping
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
-from sync_server.ui.i18n import N_
+from sync_server.ui.i18n import N_, Formats
 from sync_server.ui.live import event_stream
 from sync_server.ui.plots import bars
 from sync_server.ui.sessions import Viewer
-from sync_server.ui.web import NavEntry, render, requires, ui_state
+from sync_server.ui.web import NavEntry, language_of, render, requires, ui_state
 
 __all__ = ["NAV", "own_territory", "router"]
 
@@ -73,8 +73,9 @@ def marina_page(request: Request, viewer: Desk, by: str = "pedestal",
                                                 if row["badge"]})
     for row in history:
         row["label"] = labels.get(row["badge"] or "")
+    number = Formats(language_of(request)).number
     chart = bars([(_row_name(report["by"], row), row["kwh"]) for row in report["rows"]],
-                 "kWh", "kWh")
+                 lambda kwh: f"{number(kwh)} kWh", "kWh")
     return render(request, "marina.html", viewer, pedestals=_pedestals(request, territory),
                   history=history, report=report, chart=chart, groupings=GROUPINGS,
                   month=month)
