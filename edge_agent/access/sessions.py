@@ -165,7 +165,8 @@ class PedestalSessions:
         self.open[pedestal] = Session(pedestal, badge, now_ms(), energy, water, energy, water)
         await asyncio.to_thread(self._save)
         self._put_event(Event("session.opened", pedestal, now_ms(), {
-            "badge": badge, "energy_start_kwh": energy, "water_start_m3": water}))
+            "badge": badge, "energy_start_kwh": energy, "water_start_m3": water,
+            "energy_meter": config.energy_meter, "water_meter": config.water_meter}))
         return decision
 
     async def _close_locked(self, pedestal: str, reason: str, *, switch_off: bool) -> None:

@@ -9,8 +9,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from sync_server.ui.pages import alarms, device, gateway, overview, signin
+from sync_server.ui.pages import (
+    access,
+    alarms,
+    badges,
+    car_parks,
+    device,
+    gateway,
+    marina,
+    overview,
+    signin,
+)
 
 __all__ = ["PAGES"]
 
-PAGES: tuple[ModuleType, ...] = (overview, alarms, gateway, device, signin)
+PAGES: tuple[ModuleType, ...] = (overview, alarms, gateway, device, car_parks, marina, access,
+                                 badges, signin)
