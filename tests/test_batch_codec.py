@@ -447,8 +447,13 @@ def test_a_tiny_body_declaring_millions_of_readings_is_refused_at_once() -> None
     document = {**GOOD, "s": [0] * 2_000_000, "t_k": [-1], "v_k": [-1]}
     body = compress(_json(document), "zstd")
     assert len(body) < 1000
-    with pytest.raises(BadRequest, match="more than 100000"):
+    # The hub's door counts JSON elements as the body inflates: refused before any parsing.
+    with pytest.raises(HubTooLarge, match="more than 200,000 elements"):
         decode_batch("readings", body, READINGS_TYPE, "zstd", max_decoded=64 * 2**20)
+    within_budget = compress(_json({**document, "s": [0] * 150_000}), "zstd")
+    with pytest.raises(BadRequest, match="more than 100000"):  # the record limit, then
+        decode_batch("readings", within_budget, READINGS_TYPE, "zstd",
+                     max_decoded=64 * 2**20)
 
 
 def test_max_records_readings_still_round_trip() -> None:

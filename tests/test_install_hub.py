@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, select
 
+from simulators.hub_process import demo_engine
 from sync_server import admin
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.db.schema import metadata
 from tests.helpers.doc_commands import ROOT, Block, blocks, envvars, parse_error
@@ -186,12 +186,12 @@ def _run_block(block: Block, cwd: Path, database_url: str) -> None:
 
 
 @pytest.fixture
-def hub_with_data() -> Iterator[tuple[str, Engine]]:
+def hub_with_data(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
     require_postgres()
     if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
         pytest.skip("pg_dump and pg_restore are not installed (apt install postgresql-client)")
     with fresh_database("backup") as url:
-        engine = create_hub_engine(url)
+        engine = demo_engine(tmp_path, url)  # its badge seal beside, as a hub keeps it
         try:
             upgrade(engine)
             for territory in ("dunkerque", "caux-seine"):
@@ -219,7 +219,7 @@ def test_the_documented_backup_restores_every_row(
 
     with fresh_database("restore") as empty:
         _run_block(restore, tmp_path, empty.replace("+psycopg", ""))
-        restored = create_engine(empty)
+        restored = demo_engine(tmp_path, empty)
         try:
             assert _rows(restored) == before
             admin.add_territory(restored, "toulon")  # sequences restored: no key reused

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from simulators.hub_process import demo_engine
 from sync_server import admin
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.db.schema import ui_users
 from sync_server.errors import BadRequest, Conflict, NotFound
@@ -34,7 +34,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     if request.param == "sqlite":
-        created = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+        created = demo_engine(tmp_path)
         upgrade(created)
         admin.add_territory(created, "dunkerque")
         yield created
@@ -44,7 +44,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
     require_postgres()
     with fresh_database("accounts") as url:
-        created = create_hub_engine(url)
+        created = demo_engine(tmp_path, url)
         upgrade(created)
         admin.add_territory(created, "dunkerque")
         yield created
@@ -103,6 +103,7 @@ def test_a_sign_in_link_is_spent_once_and_expires(engine: Engine) -> None:
 
 def test_an_operator_manages_accounts_from_the_command_line(tmp_path: Path) -> None:
     hub_cli_ok(tmp_path, "db", "upgrade")
+    hub_cli_ok(tmp_path, "keys", "init")
     hub_cli_ok(tmp_path, "territory", "add", "dunkerque")
     added = _with_stdin(tmp_path, f"{PASSWORD}\n", "user", "add", "jdupont", "--territory",
                         "dunkerque", "--role", "staff", "--password-stdin")
@@ -136,6 +137,7 @@ REFUSALS = [
 
 def test_user_commands_refuse_in_one_line(tmp_path: Path) -> None:
     hub_cli_ok(tmp_path, "db", "upgrade")
+    hub_cli_ok(tmp_path, "keys", "init")
     hub_cli_ok(tmp_path, "territory", "add", "dunkerque")
     for args, message in REFUSALS:
         done = _run(tmp_path, "short\n", *args)

@@ -11,9 +11,9 @@ import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
+from simulators.hub_process import demo_engine
 from sync_server import admin
 from sync_server.app import create_app
-from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
 from sync_server.settings import HubSettings
 from sync_server.ui.accounts import add_user
@@ -99,7 +99,7 @@ def test_a_chart_breaks_its_line_where_buckets_are_missing() -> None:
 
 
 async def test_the_session_cookie_is_secure_over_tls(tmp_path: Path) -> None:
-    engine = create_hub_engine(f"sqlite:///{tmp_path / 'hub.db'}")
+    engine = demo_engine(tmp_path)
     upgrade(engine)
     admin.add_territory(engine, "dunkerque")
     add_user(engine, "alice", "operator", "dunkerque", "correct horse battery")
