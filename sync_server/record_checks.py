@@ -32,6 +32,7 @@ __all__ = [
     "MAX_ATTRS",
     "MAX_ATTRS_CHARS",
     "MAX_DEPTH",
+    "MAX_NAME",
     "MAX_TEXT",
     "PLAUSIBLE_FROM_MS",
     "READABLE",
@@ -41,6 +42,7 @@ __all__ = [
     "event_problem",
     "first_problem",
     "ingest_window",
+    "name_problem",
     "reading_problem",
 ]
 
@@ -63,7 +65,7 @@ MAX_ATTRS_CHARS = 16_384
 #: outside ASCII as 6 characters, or 12 (a surrogate pair) outside the Basic Multilingual Plane.
 _MAX_STORED_CHARS = 12 * MAX_ATTRS_CHARS + 1024
 #: Longest device name, and longest kind, quantity, attribute key or typed name.
-_MAX_DEVICE, _MAX_NAME = 128, 64
+_MAX_DEVICE, MAX_NAME = 128, 64
 #: Vehicles or spaces in one car park: beyond this the count is garbage.
 _MAX_PARKING_COUNT = 1_000_000
 _MIN_INT, _MAX_INT = -(2**63), 2**63 - 1
@@ -142,8 +144,8 @@ def event_problem(event: Event, window: TimeWindow) -> Problem | None:
 
 
 def _reading_problem(reading: Reading, window: TimeWindow, *, names: bool) -> Problem | None:
-    problem = (_name_problem("device", reading.device, _MAX_DEVICE)
-               or _name_problem("quantity", reading.quantity, _MAX_NAME)) if names else None
+    problem = (name_problem("device", reading.device, _MAX_DEVICE)
+               or name_problem("quantity", reading.quantity, MAX_NAME)) if names else None
     if problem is None and not window.earliest_ms <= reading.ts_ms <= window.latest_ms:
         problem = window.problem("ts_ms", reading.ts_ms)
     if problem is None and reading.quantity in _PARKING_QUANTITIES and math.isfinite(
@@ -155,10 +157,10 @@ def _reading_problem(reading: Reading, window: TimeWindow, *, names: bool) -> Pr
 
 
 def _event_problem(event: Event, window: TimeWindow, *, names: bool) -> Problem | None:
-    if names and (len(event.kind) > _MAX_NAME or not _KIND.fullmatch(event.kind)):
+    if names and (len(event.kind) > MAX_NAME or not _KIND.fullmatch(event.kind)):
         return Problem("kind", f"must be lower-case words joined by dots (access.granted), "
-                               f"at most {_MAX_NAME} characters, got {_shown(event.kind)}")
-    return ((_name_problem("device", event.device, _MAX_DEVICE, empty_ok=True)
+                               f"at most {MAX_NAME} characters, got {_shown(event.kind)}")
+    return ((name_problem("device", event.device, _MAX_DEVICE, empty_ok=True)
              if names else None)
             or window.problem("ts_ms", event.ts_ms)
             or _attrs_problem(event.attrs, window)
@@ -229,8 +231,8 @@ class _Walk:
     def members(self, field: str, value: dict[Any, Any], depth: int) -> Problem | None:
         """Each key and its value; a ``*_ms`` key holds a time in the window."""
         for key, item in value.items():
-            problem = None if _PLAIN_KEY.fullmatch(key) else _name_problem(
-                f"{_member(field, key)} key", key, _MAX_NAME)
+            problem = None if _PLAIN_KEY.fullmatch(key) else name_problem(
+                f"{_member(field, key)} key", key, MAX_NAME)
             if problem is None and key.endswith("_ms") and item is not None:
                 problem = self.window.problem(_member(field, key), item)
             self.left -= len(key) + 4
@@ -293,14 +295,14 @@ def _typed_problem(kind: str, attrs: dict[str, Any]) -> Problem | None:
         if value is not None:
             if not isinstance(value, str):
                 return Problem(f"attrs.{key}", f"must be text, got {_shown(value)}")
-            problem = _name_problem(f"attrs.{key}", value, _MAX_NAME)
+            problem = name_problem(f"attrs.{key}", value, MAX_NAME)
             if problem is not None:
                 return problem
     return None
 
 
-def _name_problem(field: str, text: object, limit: int, *, empty_ok: bool = False
-                  ) -> Problem | None:
+def name_problem(field: str, text: object, limit: int, *, empty_ok: bool = False
+                 ) -> Problem | None:
     """A name shown as it is (device, quantity, key, service): printable, bounded text."""
     if not isinstance(text, str):
         return Problem(field, f"must be text, got {_shown(text)}")

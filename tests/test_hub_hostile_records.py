@@ -48,6 +48,7 @@ def site(hub: HubProcess) -> Iterator[Site]:
         base_url=hub.url, timeout=30, headers={"Authorization": f"Bearer {identity['token']}"}
     ) as gateway:
         assert operator.put("/v1/policy/rules", json=ACCESS_RULES).status_code == 200
+        assert operator.put("/v1/open-data/services").status_code == 200  # published
         yield Site(hub, territory, operator, gateway, base64.b64decode(identity["badge_key"]))
 
 

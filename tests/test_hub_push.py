@@ -285,6 +285,11 @@ def test_devices_are_declared_and_replaced(hub: HubProcess) -> None:
     assert client.put("/v1/gateway/devices", json={"devices": []}).json() == {"devices": 0}
     for devices in ([{"name": ""}], [{"name": "x" * 129, "profile": "p"}],
                     [{"name": "a\u0000b", "profile": "p"}],
+                    [{"name": "a\u001bb", "profile": "p"}],
+                    [{"name": "m", "profile": "p", "quantities": ["voltage\u0000"]}],
+                    [{"name": "m", "profile": "p", "quantities": ["power\ud800"]}],
+                    [{"name": "m", "profile": "p\udc00", "quantities": []}],
+                    [{"name": "m", "profile": "p", "quantities": ["q" * 65]}],
                     [{"name": "twice", "profile": "p"}, {"name": "twice", "profile": "p"}]):
         bad = client.put("/v1/gateway/devices", content=json.dumps({"devices": devices}),
                          headers={"Content-Type": "application/json"})

@@ -62,6 +62,7 @@ def port(hub: HubProcess) -> Iterator[Port]:
         base_url=hub.url, timeout=30, headers={"Authorization": f"Bearer {identity['token']}"}
     ) as gateway:
         assert operator.put("/v1/policy/rules", json=ACCESS_RULES).status_code == 200
+        assert operator.put("/v1/open-data/services").status_code == 200  # published
         csv = "number,category,label\n0A0B0C0D0E,resident,berth A-1\n0F0F0F0F0F,visitor,\n"
         assert operator.post("/v1/badges/import", content=csv.encode()).status_code == 200
         yield Port(hub, territory, operator, gateway, base64.b64decode(identity["badge_key"]))

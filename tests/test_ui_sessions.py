@@ -5,6 +5,7 @@ territory rule on forms. The browser scenarios are in test_ui_browser.py."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -13,8 +14,10 @@ from sqlalchemy import delete, func, select, update
 
 from edge_agent.records import Event, now_ms
 from sync_server import admin
+from sync_server.api.limits import DoorRoute
 from sync_server.db.schema import alarm_acks, ui_sessions, ui_signin_failures
 from sync_server.ui.accounts import add_user, new_signin_link, remove_user
+from sync_server.ui.pages import PAGES
 from sync_server.ui.sessions import SIGNIN_MAX_FAILURES
 from tests.helpers.field import push
 from tests.helpers.hub import HubProcess
@@ -210,3 +213,25 @@ def test_the_json_api_keeps_its_error_shape(world: HubProcess) -> None:
     asset = httpx.get(f"{world.url}/ui/static/htmx.min.js", timeout=10)
     assert asset.status_code == 200
     assert asset.headers["cache-control"] == "max-age=300"
+
+
+def test_a_form_beyond_the_body_limit_is_refused_before_it_is_read(world: HubProcess) -> None:
+    """The dashboard's forms pass the JSON API's door: a declared size over the limit is
+    refused at once, on an HTML page, before any body byte is sent."""
+    limit = 8 * 2**20
+    address = httpx.URL(world.url)
+    assert address.port is not None
+    with socket.create_connection((address.host, address.port), timeout=30) as sock:
+        sock.sendall(b"POST /ui/signin HTTP/1.1\r\nHost: hub\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     + f"Content-Length: {limit + 1}\r\n\r\n".encode())
+        answer = sock.recv(65536).decode("latin-1")
+    assert answer.startswith("HTTP/1.1 413"), answer[:200]
+    assert "text/html" in answer
+
+
+def test_every_dashboard_route_passes_the_door() -> None:
+    routes = [route for page in PAGES for route in page.router.routes]
+    assert routes
+    assert all(isinstance(route, DoorRoute) for route in routes), [
+        route.path for route in routes if not isinstance(route, DoorRoute)]

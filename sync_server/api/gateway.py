@@ -19,6 +19,7 @@ from sync_server.db.engine import reading
 from sync_server.db.schema import devices
 from sync_server.errors import BadRequest, NotFound
 from sync_server.ingest import ClockPolicy, store_batch, stream_marks
+from sync_server.record_checks import MAX_NAME, name_problem
 from sync_server.wire import decode_batch
 
 __all__ = ["router"]
@@ -30,11 +31,29 @@ _MAX_HEADER_INT = 2**53
 
 
 class DeviceDeclaration(BaseModel):
-    """One device the gateway reads."""
+    """One device the gateway reads; its names are held to what records may name (the
+    dashboard shows them), so a declaration no page could render is refused."""
 
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")
-    profile: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")
+    name: str = Field(min_length=1, max_length=128)
+    profile: str = Field(min_length=1, max_length=64)
     quantities: list[str] = Field(default_factory=list, max_length=500)
+
+    @field_validator("name", "profile")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        problem = name_problem("name", text, len(text))
+        if problem is not None:
+            raise ValueError(problem.reason)
+        return text
+
+    @field_validator("quantities")
+    @classmethod
+    def _printable_quantities(cls, quantities: list[str]) -> list[str]:
+        for index, quantity in enumerate(quantities):
+            problem = name_problem(f"quantities[{index}]", quantity, MAX_NAME)
+            if problem is not None:
+                raise ValueError(str(problem))
+        return quantities
 
 
 class DevicesDeclaration(BaseModel):

@@ -3,11 +3,12 @@ bounded in bytes and, for JSON, in elements and depth as it arrives.
 
 FastAPI reads and parses a route's JSON body before the route's dependencies run, token
 check included, so without this a client with no token could make the hub parse megabytes.
-Every router of the hub builds its routes as ``DoorRoute``: before FastAPI's own handler, it
-runs the token check the route declares (its dependencies say which: ``AUTHENTICATIONS``),
-and only then reads the body, counting JSON elements piece by piece
-(sync_server/json_bounds.py). Nothing else to remember for a new route: declaring its token
-dependency is enough (tests/test_hub_door.py walks every route).
+Every router of the hub, the dashboard's pages too, builds its routes as ``DoorRoute``:
+before FastAPI's own handler, it runs the token check the route declares (its dependencies
+say which: ``AUTHENTICATIONS``), and only then reads the body, counting JSON elements piece
+by piece (sync_server/json_bounds.py); forms are bounded in bytes. Nothing else to remember
+for a new route: declaring its token dependency is enough (tests/test_hub_door.py walks every
+route, tests/test_ui_sessions.py the dashboard's).
 
 A client that goes away mid-body (a 4G gateway losing its link) is normal: one info line and
 a count in ``departures``, no answer, since nobody is left to read it.
@@ -35,6 +36,8 @@ __all__ = ["DoorRoute", "departures"]
 log = logging.getLogger(__name__)
 
 _Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+#: Bodies FastAPI parses as forms (the dashboard's), bounded in bytes only.
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass
@@ -68,8 +71,9 @@ class DoorRoute(APIRoute):
             for check, prefix in checks:
                 bearer(request, prefix)  # no token at all costs no thread and no query
                 await run_in_threadpool(check, request, hub_state(request))
+            form = request.headers.get("content-type", "").startswith(_FORMS)
             try:
-                await _read(request, limit, json=json)
+                await _read(request, limit, json=json and not form)
             except ClientDisconnect:
                 departures.count += 1
                 log.info("client went away mid-body on %s %s (%d such requests so far)",

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from edge_agent.records import now_ms
 from sync_server.access.policy import territory_timezone
@@ -14,9 +14,9 @@ from sync_server.access.reports import month_range, service_statistics
 from sync_server.api.context import State
 from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
-from sync_server.db.schema import territories
 from sync_server.enrollment import EnrollmentPolicy, redeem_code
-from sync_server.errors import BadRequest, NotFound
+from sync_server.errors import BadRequest
+from sync_server.opendata.datasets import published_territory
 
 __all__ = ["router"]
 
@@ -55,18 +55,16 @@ def open_services(
     state: State,
     month: Annotated[str, Query(max_length=7)],
 ) -> dict[str, Any]:
-    """Service use by holder category and hour in one month, k-anonymous: open data.
+    """Service use by holder category and hour in one month, k-anonymous: open data, once
+    an operator published it (404 otherwise, as for a territory that does not exist).
 
     Ended months only: they never overlap and never change, so no two published figures can
     be subtracted to reveal a suppressed cell or one person's visit of the day.
     """
     with reading(state.engine) as conn:
-        found = conn.execute(select(territories.c.id)
-                             .where(territories.c.name == territory)).scalar()
-        if found is None:
-            raise NotFound("no territory of that name")
-        if month_range(month, territory_timezone(conn, int(found)))[1] > now_ms():
+        found = published_territory(conn, territory, "services")
+        if month_range(month, territory_timezone(conn, found))[1] > now_ms():
             raise BadRequest(f"month {month} has not ended; open data covers ended months")
-        report = service_statistics(conn, int(found), k=state.settings.report_min_badges,
+        report = service_statistics(conn, found, k=state.settings.report_min_badges,
                                     month=month)
     return {"territory": territory, **report}

@@ -32,6 +32,7 @@ def create_ui(hub: HubState) -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     nav: list[NavEntry] = [page.NAV for page in PAGES if hasattr(page, "NAV")]
     app.state.ui = UiState(hub, tuple(nav))
+    app.state.hub = hub  # the pages' DoorRoute bounds bodies by the hub's settings
     for page in PAGES:
         app.include_router(page.router)
     static = Path(str(files("sync_server.ui") / "static"))

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from sync_server.access.decisions import REASONS, DecisionFilter, decision_log, policy_in_use
 from sync_server.access.pedestals import badge_labels
 from sync_server.access.policy import rules_summary, territory_timezone
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
 from sync_server.ui.i18n import N_
@@ -29,7 +30,7 @@ __all__ = ["NAV", "router"]
 
 NAV = NavEntry(N_("Access"), "/access", ("staff", "operator", "admin"))
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Desk = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
 
 

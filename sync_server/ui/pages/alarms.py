@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
 from sync_server.alarms import STATES, Acknowledgement, AlarmFilter, acknowledge, alarms_page
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
 from sync_server.ui.i18n import N_
@@ -37,7 +38,7 @@ PAGE_SIZE = 100
 #: How the tabs read (the states of sync_server/alarms.py).
 STATE_LABELS = {"open": N_("open"), "cleared": N_("cleared"), "all": N_("all")}
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Reader = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
 Actor = Annotated[Viewer, Depends(in_territory("staff", "operator", "admin"))]
 

@@ -26,6 +26,7 @@ from sync_server.access.registry import (
     import_badges,
     revoke_badge,
 )
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest, Conflict, InvalidRows
 from sync_server.ui.i18n import N_
@@ -39,7 +40,7 @@ NAV = NavEntry(N_("Badges"), "/badges", ("staff", "operator", "admin"))
 #: Badges one page lists; the filters narrow it.
 LISTED = 500
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Desk = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
 Form = Annotated[FormData, Depends(checked_form)]
 

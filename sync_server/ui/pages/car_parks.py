@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from edge_agent.records import now_ms
 from sync_server.admin import territory_id
+from sync_server.api.limits import DoorRoute
 from sync_server.car_parks import OCCUPANCY, car_parks
 from sync_server.db.engine import reading
 from sync_server.queries import Scope, time_series
@@ -32,7 +33,7 @@ NAV = NavEntry(N_("Car parks"), "/car-parks", ("operator", "admin"))
 #: The curve's step: 96 points a day.
 BUCKET_S = 900
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Reader = Annotated[Viewer, Depends(requires("operator", "admin"))]
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection
 
 from edge_agent.records import now_ms
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest, NotFound
 from sync_server.queries import Scope, declared_devices, latest_values, time_series
@@ -51,7 +52,7 @@ _TICKS = 6
 #: What a download's file name keeps of the names (a header is Latin-1, and quoted).
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Reader = Annotated[Viewer, Depends(in_territory("operator", "admin"))]
 #: ``?range=week``: the query's name, not Python's builtin.
 Period = Annotated[str, Query(alias="range")]

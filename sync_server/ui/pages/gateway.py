@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from edge_agent.codecs.bundle import BUNDLE_KINDS
 from edge_agent.records import now_ms
 from sync_server.alarms import AlarmFilter, alarms_page
+from sync_server.api.limits import DoorRoute
 from sync_server.bundles import latest_bundle
 from sync_server.db.engine import reading
 from sync_server.queries import MAX_EVENTS, declared_devices, events_page, gateway_health
@@ -29,7 +30,7 @@ __all__ = ["DEVICE_STATES", "router"]
 #: The events that say whether a device answers, newest wins.
 DEVICE_STATES = ("device.offline", "device.online")
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Reader = Annotated[Viewer, Depends(in_territory("operator", "admin"))]
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 from sync_server.access.pedestals import badge_labels, pedestals, sessions
 from sync_server.access.policy import territory_timezone
 from sync_server.access.reports import GROUPINGS, consumption, grouping
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
 from sync_server.ui.i18n import N_, Formats
@@ -33,7 +34,7 @@ NAV = NavEntry(N_("Marina"), "/marina", ("staff", "operator", "admin"))
 #: Closed sessions the page lists.
 HISTORY = 50
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Desk = Annotated[Viewer, Depends(requires("staff", "operator", "admin"))]
 #: The CSV's columns before the figures, per grouping (as `sync-server report consumption`).
 _KEYS = {"badge": ("badge", "category", "label"), "pedestal": ("gateway", "pedestal"),

@@ -16,6 +16,7 @@ from starlette.datastructures import FormData
 from edge_agent.records import now_ms
 from sync_server.admin import territory_id, territory_list
 from sync_server.alarms import open_alarm_counts
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.queries import gateway_health
 from sync_server.ui.i18n import N_
@@ -37,7 +38,7 @@ NAV = NavEntry(N_("Overview"), "/", ("operator", "admin"))
 #: A gateway heard from within this long is online (agents push or pull every few seconds).
 ONLINE_WITHIN_MS = 5 * 60_000
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Reader = Annotated[Viewer, Depends(requires("operator", "admin"))]
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
+from sync_server.api.limits import DoorRoute
 from sync_server.credentials import OPERATOR_TOKEN_PREFIX, digest
 from sync_server.db.schema import operator_tokens
 from sync_server.errors import Forbidden, TooManyRequests
@@ -43,7 +44,7 @@ from sync_server.ui.web import (
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 
 _SIGNIN_CSRF_COOKIE = "ponton_signin"
 _YEAR_S = 365 * 86_400
