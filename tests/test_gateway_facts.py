@@ -18,12 +18,13 @@ from edge_agent import __version__
 from edge_agent.codecs.access_policy import pack_badges, policy_payload
 from edge_agent.codecs.batch import READINGS_TYPE, encode_readings
 from edge_agent.records import Reading, now_ms
+from edge_agent.sync.facts import fact_headers
 from simulators.demo import agent_process
 from sync_server import bad_records
 from sync_server.bundles import publish_bundle
 from sync_server.db.schema import gateways
 from sync_server.errors import BadRequest
-from sync_server.gateway_facts import parse_facts
+from sync_server.gateway_facts import GatewayFacts, parse_facts
 from sync_server.keys import load_signing_key
 from sync_server.ui.accounts import add_user
 from tests.helpers.gateway import make_gateway
@@ -142,3 +143,13 @@ def test_a_refused_header_is_counted_under_its_name(header: str,
     with pytest.raises(BadRequest, match=header):
         parse_facts(*arguments)
     assert bad_records.counts()["refused"][header] == before + 1
+
+
+def test_the_agent_sends_only_what_it_knows() -> None:
+    assert fact_headers(None, {}) == {"X-Ponton-Agent-Version": __version__}
+    assert fact_headers(1500, {"policy": {"version": 12, "expires_at_ms": 1},
+                               "config": {"version": 3, "expires_at_ms": 1}}) == {
+        "X-Ponton-Agent-Version": __version__, "X-Ponton-Sync-Lag-Ms": "1500",
+        "X-Ponton-Bundles": "config=3,policy=12"}
+    assert parse_facts(__version__, "1500", "config=3,policy=12") == GatewayFacts(
+        __version__, 1500, 12, 3), "the hub reads what the agent sends"
