@@ -239,7 +239,7 @@ def test_an_operator_of_one_territory_cannot_reach_another_s_pages_by_url(
 def test_staff_see_alarms_but_not_the_gateways(world: UiWorld, context: BrowserContext) -> None:
     page = context.new_page()
     sign_in(page, world, "sam")
-    expect(page.locator("header nav a")).to_have_text(["Alarmes"])
+    expect(page.locator("header nav a")).to_have_text(["Alarmes", "Port", "Accès", "Badges"])
     answer = page.goto(f"{world.ui}/gateways/ponton-a")
     assert answer is not None
     assert answer.status == 403
