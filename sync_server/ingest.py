@@ -33,6 +33,7 @@ from edge_agent.records import Event, Reading
 from sync_server.bad_records import count_refused, readable_attrs
 from sync_server.db.schema import clock_corrections, events, gateways, readings, series, streams
 from sync_server.errors import BadRequest, Conflict
+from sync_server.gateway_facts import GatewayFacts
 from sync_server.record_checks import (
     PLAUSIBLE_FROM_MS,
     Problem,
@@ -91,11 +92,13 @@ def store_batch(
     sent_at_ms: int | None,
     backlog: int | None,
     clock: ClockPolicy,
+    facts: GatewayFacts | None = None,
 ) -> PushResult:
     """Store what is new in ``batch``, check what is not, and answer with the marks.
 
     ``received_ms`` is the hub's clock when the request arrived, ``sent_at_ms`` the
-    gateway's when it sent it: their difference is the gateway's clock skew.
+    gateway's when it sent it: their difference is the gateway's clock skew. ``facts``
+    is what the push said of the gateway, kept once the batch is.
     """
     received = received_ms
     window = ingest_window(received)
@@ -104,7 +107,8 @@ def store_batch(
     shift = skew if skew is not None and abs(skew) > clock.tolerance_ms else 0
     last_seq = batch.first_seq + len(batch.records) - 1
     with engine.begin() as conn:
-        seen: dict[str, int] = {"last_seen_ms": received}
+        seen: dict[str, str | int] = {"last_seen_ms": received,
+                                      **(facts.columns() if facts else {})}
         if backlog is not None:
             seen["backlog"] = backlog
         if skew is not None:

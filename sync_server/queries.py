@@ -201,7 +201,9 @@ def gateway_health(conn: Connection, territory: int | None) -> list[dict[str, An
         select(territories.c.name.label("territory"), sites.c.name.label("site"),
                gateways.c.id, gateways.c.name.label("gateway"), gateways.c.enrolled_ms,
                gateways.c.last_seen_ms, gateways.c.backlog, gateways.c.clock_skew_ms,
-               gateways.c.implausible_ts_total)
+               gateways.c.implausible_ts_total, gateways.c.agent_version,
+               gateways.c.sync_lag_ms, gateways.c.held_policy_version,
+               gateways.c.held_config_version)
         .join_from(gateways, territories, gateways.c.territory_id == territories.c.id)
         .join(sites, gateways.c.site_id == sites.c.id)
         .order_by(territories.c.name, gateways.c.name)

@@ -239,7 +239,8 @@ def test_gateways_report_last_seen_backlog_skew_and_marks(quay: Quay) -> None:
     assert [g["gateway"] for g in listed] == ["gw1", "gw2", "gw3"]
     gw1, gw2, gw3 = listed
     assert set(gw1) == {"territory", "site", "gateway", "enrolled_ms", "last_seen_ms",
-                        "backlog", "clock_skew_ms", "implausible_ts_total", "acked"}
+                        "backlog", "clock_skew_ms", "implausible_ts_total", "agent_version",
+                        "sync_lag_ms", "held_policy_version", "held_config_version", "acked"}
     assert (gw1["territory"], gw1["site"]) == ("quay", "quay-site")
     assert abs(gw1["last_seen_ms"] - now_ms()) < 60_000
     assert gw1["enrolled_ms"] <= gw1["last_seen_ms"]
@@ -251,7 +252,9 @@ def test_gateways_report_last_seen_backlog_skew_and_marks(quay: Quay) -> None:
     assert (gw2["backlog"], gw2["clock_skew_ms"]) == (None, None)
     assert gw3 == {"territory": "quay", "site": "quay-site", "gateway": "gw3",
                    "enrolled_ms": None, "last_seen_ms": None, "backlog": None,
-                   "clock_skew_ms": None, "implausible_ts_total": 0, "acked": {}}
+                   "clock_skew_ms": None, "implausible_ts_total": 0, "agent_version": None,
+                   "sync_lag_ms": None, "held_policy_version": None,
+                   "held_config_version": None, "acked": {}}
 
 
 def test_a_skewed_gateway_shows_its_skew(quay: Quay) -> None:

@@ -239,7 +239,7 @@ def test_an_operator_of_one_territory_cannot_reach_another_s_pages_by_url(
 def test_staff_see_alarms_but_not_the_gateways(world: UiWorld, context: BrowserContext) -> None:
     page = context.new_page()
     sign_in(page, world, "sam")
-    expect(page.locator("header nav a")).to_have_text(["Alarmes"])
+    expect(page.locator("header nav a")).to_have_text(["Alarmes", "Port", "Accès", "Badges"])
     answer = page.goto(f"{world.ui}/gateways/ponton-a")
     assert answer is not None
     assert answer.status == 403
@@ -272,3 +272,22 @@ def test_english_is_one_click_away(world: UiWorld, context: BrowserContext) -> N
     expect(page.locator("h1")).to_have_text("Overview")
     page.get_by_role("link", name="FR", exact=True).click()
     expect(page.locator("h1")).to_have_text("Vue d'ensemble")
+
+
+def test_an_operator_publishes_a_dataset_on_the_open_data_page(
+    world: UiWorld, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    sign_in(page, world, "alice")
+    page.get_by_role("link", name="Données ouvertes").click()
+    row = page.locator("tr[data-dataset=car-parks]")
+    expect(row.locator(".pill")).to_have_text("non publié")
+    row.get_by_role("button", name="Publier").click()
+    expect(row.locator(".pill")).to_have_text("publié")
+    link = row.get_by_role("link")
+    expect(link).to_have_attribute("href", f"{world.hub.url}/v1/open/dunkerque/car-parks.csv")
+    expect(page.locator(".catalog a")).to_have_attribute(
+        "href", f"{world.hub.url}/v1/open/dunkerque/catalog.jsonld")
+    screenshot(page, world.hub, "open-data", phone=True)
+    row.get_by_role("button", name="Dépublier").click()
+    expect(row.locator(".pill")).to_have_text("non publié")

@@ -179,8 +179,9 @@ def test_a_car_park_fills_live(world: MarinaField, context: BrowserContext) -> N
 
 
 @pytest.mark.parametrize(("name", "menu"), [
-    ("sid", ["Port", "Accès", "Badges"]),
-    ("olga", ["Vue d'ensemble", "Parkings", "Port", "Accès", "Badges"]),
+    ("sid", ["Alarmes", "Port", "Accès", "Badges"]),
+    ("olga", ["Vue d'ensemble", "Alarmes", "Parkings", "Port", "Accès", "Badges",
+              "Données ouvertes"]),
 ])
 def test_each_role_has_its_menu(world: MarinaField, context: BrowserContext, name: str,
                                 menu: list[str]) -> None:

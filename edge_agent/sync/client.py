@@ -124,15 +124,22 @@ class HubClient:
                              "quantities": list(d.quantities)} for d in devices]}
         await self._request("PUT", "/v1/gateway/devices", json=body)
 
-    async def push(self, batch: Batch, *, sent_at_ms: int, backlog: int) -> dict[str, int]:
+    async def push(self, batch: Batch, *, sent_at_ms: int, backlog: int,
+                   facts: Mapping[str, str] | None = None) -> dict[str, int]:
         """Send one batch, compact and zstd-compressed; the hub's acked map in return."""
-        return await self.push_prepared(prepare(batch), sent_at_ms=sent_at_ms, backlog=backlog)
+        return await self.push_prepared(prepare(batch), sent_at_ms=sent_at_ms, backlog=backlog,
+                                        facts=facts)
 
     async def push_prepared(
-        self, prepared: PreparedBatch, *, sent_at_ms: int, backlog: int
+        self, prepared: PreparedBatch, *, sent_at_ms: int, backlog: int,
+        facts: Mapping[str, str] | None = None
     ) -> dict[str, int]:
-        """Send a batch encoded beforehand (``prepare``); the hub's acked map in return."""
+        """Send a batch encoded beforehand (``prepare``); the hub's acked map in return.
+
+        ``facts`` are more headers about the gateway (``sync.facts.fact_headers``).
+        """
         headers = {
+            **(facts or {}),
             "Content-Type": prepared.content_type,
             "Content-Encoding": _ENCODING,
             "X-Ponton-Sent-At": str(sent_at_ms),

@@ -31,6 +31,7 @@ from edge_agent.profiles import RADIO_QUANTITIES
 from edge_agent.records import now_ms
 from edge_agent.store import Batch, Outbox, StreamStats
 from edge_agent.sync.client import DeviceDeclaration, HubClient, PreparedBatch, prepare
+from edge_agent.sync.facts import fact_headers
 from edge_agent.sync.pull import BundlePuller
 
 __all__ = ["SyncLoop", "SyncState", "backlog_and_lag", "backoff_delay", "declared_devices"]
@@ -149,7 +150,7 @@ class SyncLoop:
         acked = await self.client.acked()
         self.state.hub_acked = acked
         all_stats = await asyncio.to_thread(self.outbox.stats)
-        backlog, _lag = backlog_and_lag(all_stats, now_ms())
+        backlog, lag = backlog_and_lag(all_stats, now_ms())
         for stats in all_stats:
             mark = acked.get(stats.name, 0)
             if mark > stats.last_seq:
@@ -159,7 +160,7 @@ class SyncLoop:
                           stats.name, mark, stats.last_seq)
             through = min(mark, stats.last_seq)
             if through > stats.acked_seq:
-                await self._check_head(stats.name, backlog)
+                await self._check_head(stats.name, backlog, lag)
                 deleted = await asyncio.to_thread(self.outbox.ack, stats.name, through)
                 log.info("the hub already holds %s up to seq %d: %d records removed",
                          stats.name, through, deleted)
@@ -173,7 +174,7 @@ class SyncLoop:
             log.error("the hub refused the device declaration: %s; records are pushed anyway",
                       exc)
 
-    async def _check_head(self, stream: str, backlog: int) -> None:
+    async def _check_head(self, stream: str, backlog: int, lag: int | None) -> None:
         """Push the stream's first waiting record again before trusting the hub's mark.
 
         The hub holds that seq already, so it answers with a harmless duplicate, or with a
@@ -182,7 +183,8 @@ class SyncLoop:
         """
         head = await asyncio.to_thread(self.outbox.next_batch, limit=1, stream=stream)
         if head is not None:
-            await self.client.push(head, sent_at_ms=now_ms(), backlog=backlog)
+            await self.client.push(head, sent_at_ms=now_ms(), backlog=backlog,
+                                   facts=self._facts(lag))
 
     async def push_next(self) -> int:
         """Push the most urgent batch; how many of its records the hub acknowledged (0: empty).
@@ -195,7 +197,7 @@ class SyncLoop:
         """
         try:
             stats = await asyncio.to_thread(self.outbox.stats)
-            backlog, _lag = backlog_and_lag(stats, now_ms())
+            backlog, lag = backlog_and_lag(stats, now_ms())
             while True:
                 prepared = await self._take_prepared(stats)
                 if prepared is None:
@@ -205,7 +207,8 @@ class SyncLoop:
                     self._prefetch(batch)
                 try:
                     acked = await self.client.push_prepared(
-                        prepared, sent_at_ms=now_ms(), backlog=max(0, backlog - len(batch)))
+                        prepared, sent_at_ms=now_ms(), backlog=max(0, backlog - len(batch)),
+                        facts=self._facts(lag))
                     break
                 except HubRejected as exc:
                     self._drop_prefetched()
@@ -231,6 +234,10 @@ class SyncLoop:
                             f"{batch.last_seq} but acknowledged only up to seq {mark}; "
                             "the records stay in the outbox")
         return count
+
+    def _facts(self, lag_ms: int | None) -> dict[str, str]:
+        """The headers telling the hub this agent's version, lag and bundles held."""
+        return fact_headers(lag_ms, self.puller.state.held if self.puller is not None else {})
 
     def _grow_back(self) -> None:
         """After a 413 halved the batches, try the configured size again now and then.

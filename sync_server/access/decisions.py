@@ -76,20 +76,27 @@ def decision_log(conn: Connection, territory: int, wanted: DecisionFilter
 
 
 def policy_in_use(conn: Connection, territory: int) -> list[dict[str, Any]]:
-    """Each gateway of ``territory`` with the policy version of its newest decision.
+    """Each gateway of ``territory`` with the policy version it holds, and as of when.
 
-    Gateways do not report the version they hold; a decision names the version it was
-    taken with, so this is what the hub knows, as of that decision (None: none yet).
+    A gateway reports its version on each push (``reported``, as of its last push); for
+    one that has not (an older agent), a decision names the version it was taken with, so
+    the hub knows that one, as of that decision (None: neither).
     """
     result = []
-    for gateway_id, name in conn.execute(
-            select(gateways.c.id, gateways.c.name).where(gateways.c.territory_id == territory)
-            .order_by(gateways.c.name)):
+    for gateway_id, name, held, last_seen in conn.execute(
+            select(gateways.c.id, gateways.c.name, gateways.c.held_policy_version,
+                   gateways.c.last_seen_ms)
+            .where(gateways.c.territory_id == territory).order_by(gateways.c.name)):
+        if held is not None:
+            result.append({"gateway": name, "policy_version": held, "seen_ms": last_seen,
+                           "reported": True})
+            continue
         newest = conn.execute(
             select(events.c.ts_ms, events.c.attrs)
             .where(events.c.gateway_id == gateway_id, events.c.kind.in_(DECISION_KINDS))
             .order_by(events.c.ts_ms.desc()).limit(1)).first()
         version = None if newest is None else json.loads(newest.attrs).get("policy_version")
         result.append({"gateway": name, "policy_version": version,
-                       "seen_ms": None if newest is None else newest.ts_ms})
+                       "seen_ms": None if newest is None else newest.ts_ms,
+                       "reported": False})
     return result

@@ -18,6 +18,7 @@ from sync_server.bundles import etag, latest_bundle
 from sync_server.db.engine import reading
 from sync_server.db.schema import devices
 from sync_server.errors import BadRequest, NotFound
+from sync_server.gateway_facts import parse_facts
 from sync_server.ingest import ClockPolicy, store_batch, stream_marks
 from sync_server.record_checks import MAX_NAME, name_problem
 from sync_server.wire import decode_batch
@@ -94,6 +95,9 @@ async def push(
     content_encoding: Annotated[str, Header()] = "",
     x_ponton_sent_at: Annotated[str | None, Header()] = None,
     x_ponton_backlog: Annotated[str | None, Header()] = None,
+    x_ponton_agent_version: Annotated[str | None, Header()] = None,
+    x_ponton_sync_lag_ms: Annotated[str | None, Header()] = None,
+    x_ponton_bundles: Annotated[str | None, Header()] = None,
 ) -> dict[str, object]:
     """Store a batch of one stream exactly once; answer with every stream's mark.
 
@@ -105,13 +109,14 @@ async def push(
     body = await request.body()  # read by the door once the token passed, and bounded
     sent_at = _optional_int("X-Ponton-Sent-At", x_ponton_sent_at)
     backlog = _optional_int("X-Ponton-Backlog", x_ponton_backlog)
+    facts = parse_facts(x_ponton_agent_version, x_ponton_sync_lag_ms, x_ponton_bundles)
 
     batch = await state.decoding.run(
         lambda: decode_batch(stream, body, content_type, content_encoding,
                              max_decoded=settings.max_decoded_bytes))
     result = await run_in_threadpool(
         lambda: store_batch(state.engine, caller, stream, batch, received_ms=received,
-                            sent_at_ms=sent_at, backlog=backlog,
+                            sent_at_ms=sent_at, backlog=backlog, facts=facts,
                             clock=ClockPolicy(settings.clock_tolerance_ms)))
     return {"stream": result.stream, "first_seq": result.first_seq,
             "last_seq": result.last_seq, "stored": result.stored,

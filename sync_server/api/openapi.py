@@ -126,6 +126,12 @@ _PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
         "content-encoding": {"type": "string", "enum": ["identity", "gzip", "zstd"]},
         "x-ponton-sent-at": {"type": "string", "pattern": "^[0-9]{1,16}$"},
         "x-ponton-backlog": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+        "x-ponton-agent-version": {"type": "string",
+                                   "pattern": "^[0-9A-Za-z][0-9A-Za-z.+!_-]{0,63}$"},
+        "x-ponton-sync-lag-ms": {"type": "string", "pattern": "^[0-9]{1,16}$"},
+        "x-ponton-bundles": {"type": "string", "maxLength": 400,
+                             "pattern": "^[a-z][a-z0-9_]{0,15}=[1-9][0-9]{0,15}"
+                                        "(,[a-z][a-z0-9_]{0,15}=[1-9][0-9]{0,15}){0,15}$"},
     },
 }
 #: Statuses every route may answer: text the stores cannot hold or a malformed request (400)

@@ -107,6 +107,11 @@ gateways = Table(
     Column("backlog", BigInteger),
     Column("clock_skew_ms", BigInteger),
     Column("implausible_ts_total", BigInteger, nullable=False, server_default="0"),
+    #: What the gateway's latest push said of itself (sync_server/gateway_facts.py).
+    Column("agent_version", String(64)),
+    Column("sync_lag_ms", BigInteger),
+    Column("held_policy_version", BigInteger),
+    Column("held_config_version", BigInteger),
     #: Bumped by a reissue: a replacement box starts its streams from seq 1 again.
     Column("incarnation", Integer, nullable=False, server_default="1"),
     UniqueConstraint("territory_id", "name"),

@@ -30,8 +30,8 @@ from tests.helpers.field import push
 from tests.helpers.gateway import make_gateway
 from tests.helpers.hub import HubProcess
 
-__all__ = ["HISTORY_DEVICE", "HISTORY_GATEWAY", "METER", "PASSWORD", "MeterThread", "UiWorld",
-           "ui_world"]
+__all__ = ["AGENT_SETTINGS", "HISTORY_DEVICE", "HISTORY_GATEWAY", "METER", "PASSWORD",
+           "MeterThread", "UiWorld", "ui_world"]
 
 PASSWORD = "correct horse battery"
 GATEWAY = "ponton-a"
@@ -41,7 +41,8 @@ HISTORY_DEVICE = "berth-b1"
 #: Eight days of five-minute readings.
 _HISTORY = 8 * 288
 
-_AGENT_SETTINGS = """interval_s = 0.3
+#: An agent polling a simulated SDM120 at {endpoint} as device {meter}, with an overvoltage rule.
+AGENT_SETTINGS = """interval_s = 0.3
 max_backoff_s = 1
 timeout_s = 5
 
@@ -139,7 +140,7 @@ def ui_world(hub: HubProcess, root: Path) -> Iterator[UiWorld]:
         for k in range(_HISTORY)])
     with MeterThread() as meter:
         gateway = make_gateway(root, hub, "dunkerque", GATEWAY, counts={"readings": 0},
-                               sync_settings=_AGENT_SETTINGS.format(endpoint=meter.endpoint,
+                               sync_settings=AGENT_SETTINGS.format(endpoint=meter.endpoint,
                                                                     meter=METER))
         with agent_process(gateway.config, root / "agent.log") as agent:
             yield UiWorld(hub, meter, agent)

@@ -17,6 +17,7 @@ from sync_server.ui.pages import (
     device,
     gateway,
     marina,
+    open_data,
     overview,
     signin,
 )
@@ -24,4 +25,4 @@ from sync_server.ui.pages import (
 __all__ = ["PAGES"]
 
 PAGES: tuple[ModuleType, ...] = (overview, alarms, gateway, device, car_parks, marina, access,
-                                 badges, signin)
+                                 badges, open_data, signin)

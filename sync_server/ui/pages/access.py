@@ -1,6 +1,5 @@
 """Access: the gates' decisions log, filtered by gate, reason and day, and the policy
-version the hub signed against the one each gateway last decided with (is a revocation
-through yet?).
+version the hub signed against the one each gateway holds (is a revocation through yet?).
 
 Staff see the openings staff made (reason ``manual``) and nothing else of the log; the
 policy is an operator's matter. Badges are shown by pseudonym, with the operator's label.
