@@ -19,7 +19,7 @@ from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
 from sync_server.ui.i18n import N_
-from sync_server.ui.live import event_stream
+from sync_server.ui.live import LIVE_EVERY_S, event_stream, shared
 from sync_server.ui.sessions import Viewer
 from sync_server.ui.web import (
     NavEntry,
@@ -68,10 +68,13 @@ def alarms_live(request: Request, viewer: Reader, state: str = "open") -> Respon
     """The table whenever it changes; the banner when a new alarm arrives (SSE)."""
     state = _state(state)
     seen: set[str] | None = None
+    # The rows are shared by the territory's streams; each stream keeps its own banner.
+    shared_rows = shared(("alarms", viewer.territory_id, state),
+                         lambda: alarm_rows(request, viewer, state), LIVE_EVERY_S / 2)
 
     def fragments() -> dict[str, str]:
         nonlocal seen
-        rows = alarm_rows(request, viewer, state)
+        rows = shared_rows()
         ids = {row["id"] for row in rows}
         new = [row for row in rows if seen is not None and row["id"] not in seen]
         seen = ids if seen is None else seen | ids
@@ -83,7 +86,7 @@ def alarms_live(request: Request, viewer: Reader, state: str = "open") -> Respon
             sent["alarm"] = bytes(cue.body).decode("utf-8")
         return sent
 
-    return event_stream(request, fragments, every_s=1.0)
+    return event_stream(request, fragments, every_s=LIVE_EVERY_S)
 
 
 @router.post("/alarms/{alarm_id}/ack")

@@ -20,10 +20,10 @@ from sync_server.bundles import latest_bundle
 from sync_server.db.engine import reading
 from sync_server.queries import MAX_EVENTS, declared_devices, events_page, gateway_health
 from sync_server.queries import latest_values as newest_values
-from sync_server.ui.live import event_stream
+from sync_server.ui.live import LIVE_EVERY_S, event_stream, shared
 from sync_server.ui.pages.overview import is_online
 from sync_server.ui.sessions import Viewer
-from sync_server.ui.web import in_territory, render, ui_state
+from sync_server.ui.web import in_territory, language_of, render, ui_state
 
 __all__ = ["DEVICE_STATES", "router"]
 
@@ -80,4 +80,6 @@ def gateway_live(request: Request, viewer: Reader, name: str) -> Response:
         html = render(request, "gateway_devices.html", viewer, name=name, **view).body
         return {"devices": bytes(html).decode("utf-8")}
 
-    return event_stream(request, fragments, every_s=2.0)
+    key = ("gateway", name, viewer.territory_id, viewer.role, language_of(request))
+    return event_stream(request, shared(key, fragments, LIVE_EVERY_S / 2),
+                        every_s=LIVE_EVERY_S)

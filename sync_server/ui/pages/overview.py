@@ -20,12 +20,13 @@ from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.queries import gateway_health
 from sync_server.ui.i18n import N_
-from sync_server.ui.live import event_stream
+from sync_server.ui.live import LIVE_EVERY_S, event_stream, shared
 from sync_server.ui.sessions import Viewer, choose_territory
 from sync_server.ui.web import (
     NavEntry,
     Signed,
     checked_form,
+    language_of,
     render,
     requires,
     to_page,
@@ -81,7 +82,9 @@ def overview_live(request: Request, viewer: Reader) -> Response:
         html = render(request, "overview_gateways.html", viewer, **page).body
         return {"gateways": bytes(html).decode("utf-8")}
 
-    return event_stream(request, fragments, every_s=2.0)
+    key = ("overview", viewer.territory_id, viewer.role, language_of(request))
+    return event_stream(request, shared(key, fragments, LIVE_EVERY_S / 2),
+                        every_s=LIVE_EVERY_S)
 
 
 @router.post("/territory")
