@@ -18,19 +18,25 @@ import logging
 import os
 import socket
 import sys
+import tempfile
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
+from edge_agent.codecs.log_lines import JsonLineFormatter
 from sync_server.app import create_app
 from sync_server.errors import SettingsError
+from sync_server.metrics import MULTIPROCESS_VARIABLE
 from sync_server.settings import HubSettings
 
-__all__ = ["SETTINGS_VARIABLE", "log_to_stderr", "serve", "worker_app"]
+__all__ = ["LOG_FORMAT_VARIABLE", "SETTINGS_VARIABLE", "log_to_stderr", "serve", "worker_app"]
 
 #: Where a worker finds the settings of the command that started it.
 SETTINGS_VARIABLE = "PONTON_HUB_WORKER_SETTINGS"
+#: ``plain`` or ``json``: the log format of the command, and of its workers.
+LOG_FORMAT_VARIABLE = "PONTON_HUB_LOG_FORMAT"
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -56,12 +62,21 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def log_to_stderr() -> None:
     """The hub's own lines (acknowledgements at INFO, unexpected errors) on stderr, one
-    plain line each; uvicorn keeps its own loggers at warnings."""
+    plain line each, or one JSON object each (``PONTON_HUB_LOG_FORMAT=json``, uvicorn's
+    warnings too); uvicorn keeps its own loggers at warnings."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if _json_logs():
+        handler.setFormatter(JsonLineFormatter())
+        logging.getLogger("uvicorn").addHandler(handler)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     hub_log = logging.getLogger("sync_server")
     hub_log.addHandler(handler)
     hub_log.setLevel(logging.INFO)
+
+
+def _json_logs() -> bool:
+    return os.environ.get(LOG_FORMAT_VARIABLE, "plain") == "json"
 
 
 def _settle_heap() -> None:
@@ -99,10 +114,13 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
         # The supervisor serves nothing: its connections would sit idle for months.
         application.state.hub.engine.dispose()
         os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
+        # Each worker counts in its own files; any worker's /metrics sums them all.
+        os.environ.setdefault(MULTIPROCESS_VARIABLE, tempfile.mkdtemp(prefix="ponton-metrics-"))
     config = uvicorn.Config(
         "sync_server.serving:worker_app" if workers > 1 else application,
         factory=workers > 1, workers=workers, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=5, proxy_headers=forwarded_allow_ips is not None,
+        timeout_graceful_shutdown=5, log_config=None if _json_logs() else LOGGING_CONFIG,
+        proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips)
     _settle_heap()
     print(f"READY http://{host}:{sock.getsockname()[1]}", flush=True)  # noqa: T201 - the line tests wait for
