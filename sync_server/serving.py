@@ -13,12 +13,14 @@ client can pick the address it is counted under.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -87,6 +89,19 @@ def _settle_heap() -> None:
     gc.freeze()
 
 
+@contextlib.contextmanager
+def _metrics_files() -> Iterator[None]:
+    """Where the workers count (sync_server/metrics.py), so that any worker's /metrics sums
+    them all: ``PROMETHEUS_MULTIPROC_DIR`` if the operator set it, else a fresh directory
+    removed at exit (stale files would add a previous run's counts)."""
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ponton-metrics-") as directory:
+        os.environ[MULTIPROCESS_VARIABLE] = directory
+        yield
+
+
 def worker_app() -> FastAPI:
     """The app of one worker process, from the settings its parent left in the environment."""
     try:
@@ -114,8 +129,6 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
         # The supervisor serves nothing: its connections would sit idle for months.
         application.state.hub.engine.dispose()
         os.environ[SETTINGS_VARIABLE] = settings.model_dump_json()
-        # Each worker counts in its own files; any worker's /metrics sums them all.
-        os.environ.setdefault(MULTIPROCESS_VARIABLE, tempfile.mkdtemp(prefix="ponton-metrics-"))
     config = uvicorn.Config(
         "sync_server.serving:worker_app" if workers > 1 else application,
         factory=workers > 1, workers=workers, log_level="warning", access_log=False,
@@ -125,6 +138,7 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
     _settle_heap()
     print(f"READY http://{host}:{sock.getsockname()[1]}", flush=True)  # noqa: T201 - the line tests wait for
     if workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        with _metrics_files():
+            Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])
