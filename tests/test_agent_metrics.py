@@ -111,6 +111,12 @@ def test_a_running_agent_serves_its_status_as_metrics(tmp_path: Path, hub: HubPr
         assert ("ponton_agent_sync_consecutive_failures", ()) in first
         assert ("ponton_agent_device_errors_total",
                 (("bus", "lan"), ("device", "feeder"), ("kind", "timeout"))) in first
+        # junk on the metrics port (no request line, a bodyless POST, a binary blob)
+        # costs the agent nothing: the next scrape still answers, and the agent still runs
+        for junk in (b"\r\n\r\n", b"POST /metrics HTTP/1.1\r\nContent-Length: 9\r\n\r\n",
+                     bytes(range(256)) * 64):
+            with socket.create_connection(("127.0.0.1", metrics_port), timeout=10) as raw:
+                raw.sendall(junk)
         # the meter keeps answering, the agent keeps pushing: the figures move
         _wait_for(metrics_port, "ponton_agent_sync_pushed_records_total", {},
                   first[("ponton_agent_sync_pushed_records_total", ())])
