@@ -42,7 +42,8 @@ __all__ = [
 
 #: Where prometheus-client keeps the counts of several worker processes.
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
-#: A gateway counts as online if it pushed or asked for its marks within this long.
+#: A gateway counts as online if it pushed a batch within this long (pushes are what set
+#: ``last_seen_ms``; a gateway polling meters pushes every few seconds).
 ONLINE_WITHIN_S = 300
 
 #: Not the default registry: a test process builds many apps, and each scrape adds its own.
@@ -86,7 +87,7 @@ class _HubCollector(Collector):
         families = (
             GaugeMetricFamily("ponton_hub_gateways", "Enrolled gateways.",
                               labels=["territory"]),
-            GaugeMetricFamily("ponton_hub_gateways_online", f"Gateways heard from in the "
+            GaugeMetricFamily("ponton_hub_gateways_online", f"Gateways that pushed in the "
                               f"last {ONLINE_WITHIN_S} s.", labels=["territory"]),
             GaugeMetricFamily("ponton_hub_backlog_records", "Records waiting in the "
                               "gateways' outboxes, as each last reported.",
