@@ -54,6 +54,7 @@ __all__ = [
     "GatewayConfig",
     "LoraConfig",
     "LoraDeviceConfig",
+    "MetricsSection",
     "PedestalConfig",
     "ReaderConfig",
     "SyncSection",
@@ -104,6 +105,28 @@ class SyncSection(_Strict):
         default=60, gt=0, le=86_400,
         description="Wait between looks for new signed bundles (configuration, policy).",
     )
+
+
+class MetricsSection(_Strict):
+    """Prometheus metrics on a local port (docs/install-gateway.md); off when absent."""
+
+    listen: str = Field(
+        pattern=r"^[^\s:]+:[0-9]{1,5}$",
+        description="HOST:PORT to serve /metrics on; keep it on 127.0.0.1 or a management "
+                    "network: it has no authentication.")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as a host and a port."""
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+    @field_validator("listen")
+    @classmethod
+    def _port_in_range(cls, listen: str) -> str:
+        if not 0 < int(listen.rpartition(":")[2]) < 65536:
+            raise ValueError(f"port of {listen!r} must be 1 to 65535")
+        return listen
 
 
 class BusConfig(_Strict):
@@ -299,6 +322,7 @@ class GatewayConfig(_Strict):
     gateway: GatewaySection
     outbox: OutboxSection = OutboxSection()
     sync: SyncSection = SyncSection()
+    metrics: MetricsSection | None = None
     buses: list[BusConfig] = Field(default_factory=list)
     devices: list[DeviceConfig] = Field(default_factory=list)
     readers: list[ReaderConfig] = Field(default_factory=list)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from edge_agent.codecs.log_lines import LOG_FORMATS, LogFormat
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError, EdgeError, first_edge_error
 from edge_agent.logs import configure_logging
@@ -29,11 +30,13 @@ __all__ = ["LOG_LEVELS", "fail", "main", "report_to_service_manager", "run_gatew
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def run_gateway(config: Path, log_level: str = "INFO") -> None:
+def run_gateway(config: Path, log_level: str = "INFO", log_format: LogFormat = "plain") -> None:
     """Run the gateway until SIGTERM or Ctrl-C; it flushes the outbox and closes ports."""
     if log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, not '{log_level}'")
-    configure_logging(log_level)
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"--log-format must be plain or json, not '{log_format}'")
+    configure_logging(log_level, log_format)
     gateway_config = load_config(config)
 
     notifier = ServiceNotifier.from_environment()
@@ -49,11 +52,19 @@ def run_gateway(config: Path, log_level: str = "INFO") -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, request_stop)
+        metrics = None
+        if gateway_config.metrics is not None:
+            # prometheus-client is imported only by a gateway that serves metrics.
+            from edge_agent.metrics import MetricsServer  # noqa: PLC0415
+
+            metrics = MetricsServer(gateway_config.metrics.address, lambda: gateway.last_status)
         supervision = asyncio.create_task(report_to_service_manager(gateway, notifier))
         try:
             await gateway.run(stop)
         finally:
             supervision.cancel()
+            if metrics is not None:
+                metrics.close()
 
     try:
         asyncio.run(run_until_signalled())
@@ -93,10 +104,13 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--config", "-c", type=Path, default=os.environ.get("PONTON_CONFIG"),
                         help="gateway TOML file (or PONTON_CONFIG)")
     parser.add_argument("--log-level", default="INFO", help=", ".join(LOG_LEVELS))
+    parser.add_argument("--log-format", choices=LOG_FORMATS,
+                        default=os.environ.get("PONTON_LOG_FORMAT", "plain"),
+                        help="plain lines, or one JSON object per line (or PONTON_LOG_FORMAT)")
     args = parser.parse_args(argv)
     if args.config is None:
         parser.error("give the gateway file: --config FILE (or set PONTON_CONFIG)")
     try:
-        run_gateway(Path(args.config), args.log_level)
+        run_gateway(Path(args.config), args.log_level, args.log_format)
     except EdgeError as exc:
         fail(exc)

@@ -5,18 +5,24 @@ from __future__ import annotations
 import logging
 import sys
 
+from edge_agent.codecs.log_lines import JsonLineFormatter, LogFormat
+
 __all__ = ["configure_logging"]
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Logs on stderr: coloured on a terminal, one plain line each in a file or the journal.
+def configure_logging(level: str = "INFO", log_format: LogFormat = "plain") -> None:
+    """Logs on stderr: coloured on a terminal, one plain line each in a file or the journal,
+    or one JSON object each (``log_format="json"``) for a log shipper.
 
     pymodbus logs an ERROR for every unanswered request; the agent already counts those per
     device and reports them once, so pymodbus is kept quiet unless debugging. httpx logs
     every request at INFO: one line per push for months, so it is kept to warnings.
     """
     handler: logging.Handler
-    if sys.stderr.isatty():
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLineFormatter())
+    elif sys.stderr.isatty():
         # rich only for a person at a terminal: a service's logs never pay for it.
         from rich.console import Console  # noqa: PLC0415
         from rich.logging import RichHandler  # noqa: PLC0415

@@ -123,6 +123,8 @@ class Gateway:
         self.rules.hold_latches(self.car_parks.held_latches, self.car_parks.sign_boards())
         #: Set once the outbox is open and every task started (systemd's READY=1).
         self.started = asyncio.Event()
+        #: The status last written to ``status.json``: what /metrics shows (edge_agent/metrics.py).
+        self.last_status: dict[str, Any] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll and store until ``stop`` is set, then flush and close everything."""
@@ -394,7 +396,8 @@ class Gateway:
         }
 
     def _write_status(self, outbox: Outbox) -> None:
-        write_json_atomically(self.data_dir / STATUS_FILE, self.status(outbox))
+        self.last_status = self.status(outbox)
+        write_json_atomically(self.data_dir / STATUS_FILE, self.last_status)
 
 
 @contextlib.contextmanager

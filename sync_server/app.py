@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server import __version__
-from sync_server.api import access, field, gateway, opendata, operator, public
+from sync_server.api import access, field, gateway, observe, opendata, operator, public
 from sync_server.api.context import HubState
 from sync_server.api.openapi import install_openapi
 from sync_server.api.text_params import StorableText
@@ -47,8 +47,10 @@ def create_app(settings: HubSettings) -> FastAPI:
     app.include_router(access.router)
     app.include_router(field.router)
     app.include_router(opendata.router)
+    app.include_router(observe.router)
     app.mount("/ui", create_ui(app.state.hub))  # the dashboard: HTML errors of its own
     app.add_middleware(StorableText)
+    app.add_middleware(observe.RouteTimer)  # outermost: counts refusals too
     install_openapi(app)
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)

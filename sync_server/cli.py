@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy import Connection
 
+from edge_agent.codecs.log_lines import LogFormat
 from sync_server import admin
 from sync_server.bundles import publish_bundle
 from sync_server.cli_access import badge_app, policy_app, report_app
@@ -138,6 +140,9 @@ def serve(
         help="Reverse proxies whose X-Forwarded-For and -Proto are trusted "
              "(comma-separated addresses or networks, * for any); by default none, so no "
              "client can choose the address rate limits see.")] = None,
+    log_format: Annotated[LogFormat, typer.Option(
+        envvar="PONTON_HUB_LOG_FORMAT",
+        help="plain lines, or one JSON object per line for a log shipper.")] = "plain",
 ) -> None:
     """Serve the HTTP API.
 
@@ -147,6 +152,7 @@ def serve(
     from sync_server.serving import log_to_stderr, serve  # noqa: PLC0415
 
     settings = hub_settings()
+    os.environ["PONTON_HUB_LOG_FORMAT"] = log_format  # read by every worker too
     log_to_stderr()
     if upgrade_db:
         upgrade(with_badge_seal(create_hub_engine(settings.resolved_database_url), badge_seal()))

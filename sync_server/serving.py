@@ -13,24 +13,32 @@ client can pick the address it is counted under.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import socket
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.supervisors import Multiprocess
 
+from edge_agent.codecs.log_lines import JsonLineFormatter
 from sync_server.app import create_app
 from sync_server.errors import SettingsError
+from sync_server.metrics import MULTIPROCESS_VARIABLE
 from sync_server.settings import HubSettings
 
-__all__ = ["SETTINGS_VARIABLE", "log_to_stderr", "serve", "worker_app"]
+__all__ = ["LOG_FORMAT_VARIABLE", "SETTINGS_VARIABLE", "log_to_stderr", "serve", "worker_app"]
 
 #: Where a worker finds the settings of the command that started it.
 SETTINGS_VARIABLE = "PONTON_HUB_WORKER_SETTINGS"
+#: ``plain`` or ``json``: the log format of the command, and of its workers.
+LOG_FORMAT_VARIABLE = "PONTON_HUB_LOG_FORMAT"
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -56,12 +64,21 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def log_to_stderr() -> None:
     """The hub's own lines (acknowledgements at INFO, unexpected errors) on stderr, one
-    plain line each; uvicorn keeps its own loggers at warnings."""
+    plain line each, or one JSON object each (``PONTON_HUB_LOG_FORMAT=json``, uvicorn's
+    warnings too); uvicorn keeps its own loggers at warnings."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if _json_logs():
+        handler.setFormatter(JsonLineFormatter())
+        logging.getLogger("uvicorn").addHandler(handler)
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     hub_log = logging.getLogger("sync_server")
     hub_log.addHandler(handler)
     hub_log.setLevel(logging.INFO)
+
+
+def _json_logs() -> bool:
+    return os.environ.get(LOG_FORMAT_VARIABLE, "plain") == "json"
 
 
 def _settle_heap() -> None:
@@ -70,6 +87,19 @@ def _settle_heap() -> None:
     fifth of ingest time in collections at an innocent list comprehension)."""
     gc.collect()
     gc.freeze()
+
+
+@contextlib.contextmanager
+def _metrics_files() -> Iterator[None]:
+    """Where the workers count (sync_server/metrics.py), so that any worker's /metrics sums
+    them all: ``PROMETHEUS_MULTIPROC_DIR`` if the operator set it, else a fresh directory
+    removed at exit (stale files would add a previous run's counts)."""
+    if os.environ.get(MULTIPROCESS_VARIABLE):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="ponton-metrics-") as directory:
+        os.environ[MULTIPROCESS_VARIABLE] = directory
+        yield
 
 
 def worker_app() -> FastAPI:
@@ -102,11 +132,13 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
     config = uvicorn.Config(
         "sync_server.serving:worker_app" if workers > 1 else application,
         factory=workers > 1, workers=workers, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=5, proxy_headers=forwarded_allow_ips is not None,
+        timeout_graceful_shutdown=5, log_config=None if _json_logs() else LOGGING_CONFIG,
+        proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips)
     _settle_heap()
     print(f"READY http://{host}:{sock.getsockname()[1]}", flush=True)  # noqa: T201 - the line tests wait for
     if workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        with _metrics_files():
+            Multiprocess(config, sockets=[sock]).run()
     else:
         uvicorn.Server(config).run(sockets=[sock])

@@ -125,6 +125,7 @@ GATEWAY_BLOCKS: dict[tuple[str, str], str] = {
     ("docs/rules.md", "Kinds"): HEADER + _PONTOON + _RELAYS + _SENSORS,
     ("docs/car-parks.md", "Example"): HEADER,
     ("docs/install-gateway.md", "3. The gateway file"): "",
+    ("docs/install-gateway.md", "Monitoring"): HEADER,
     ("docs/access-control.md", "Configuration (gateway TOML)"): _readme_gateway() + (
         '\n[[devices]]\nname = "water-a"\nbus = "pontoon-a"\nprofile = "isma-sfar-4di"\n'
         'unit = 30\n\n'),

@@ -90,7 +90,7 @@ def _api_routes(routes: list[Any]) -> Iterator[APIRoute]:
 
 
 #: Every route answered without a token: the health check, enrollment and open data.
-PUBLIC_PATHS = {"/v1/health", "/v1/enroll", "/v1/open/{territory}/services",
+PUBLIC_PATHS = {"/v1/health", "/healthz", "/readyz", "/v1/enroll", "/v1/open/{territory}/services",
                 "/v1/open/{territory}/catalog.jsonld", "/v1/open/{territory}/car-parks.csv",
                 "/v1/open/{territory}/energy-monthly.csv", "/ngsi-ld/v1/entities",
                 "/ngsi-ld/v1/entities/{entity_id:path}"}

@@ -65,7 +65,8 @@ def test_token_routes_declare_401_and_their_token(document: dict[str, Any]) -> N
         if path.startswith("/v1/gateway/"):
             schemes[method, path] = security
             assert security == [{"gatewayToken": []}], path
-        elif path in ("/v1/health", "/v1/enroll") or path.startswith("/v1/open/"):
+        elif path in ("/v1/health", "/healthz", "/readyz", "/v1/enroll") or path.startswith(
+                "/v1/open/"):
             assert security is None, path
         else:
             assert security == [{"operatorToken": []}], path

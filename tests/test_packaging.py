@@ -185,7 +185,8 @@ def test_the_documented_gateway_file_validates_in_the_agent_only_install(
     (block,) = [b for b in blocks("docs/install-gateway.md")
                 if b.lang == "bash" and b.heading == "3. The gateway file"]
     (line,) = [line for line in block.text.splitlines() if "config validate" in line]
-    (toml,) = [b.text for b in blocks("docs/install-gateway.md") if b.lang == "toml"]
+    (toml,) = [b.text for b in blocks("docs/install-gateway.md")
+               if b.lang == "toml" and b.heading == "3. The gateway file"]
     config = tmp_path / "gateway.toml"
     config.write_text(toml, encoding="utf-8")
     argv = shlex.split(line)

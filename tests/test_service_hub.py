@@ -8,7 +8,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from tests.helpers.hub import hub_cli_ok
 
 ENROLL_FAILURES = 2
 
@@ -139,3 +143,70 @@ def test_forwarded_headers_from_an_untrusted_peer_are_ignored(
             "Host": "hub.example.org", "X-Forwarded-Proto": "https"})
         conn.close()
         assert redirect.getheader("location") == "http://hub.example.org/v1/health"
+
+
+
+def _healthz_served_by(port: int, hub: psutil.Process) -> set[int]:
+    """The worker that answered one /healthz on a new connection."""
+    conn, response = _request(port, "GET", "/healthz")
+    assert response.status == 200
+    local_port = conn.sock.getsockname()[1]
+    pids = {worker.pid for worker in _workers(hub)
+            if any(c.raddr and c.raddr.port == local_port
+                   for c in worker.net_connections(kind="tcp"))}
+    conn.close()
+    return pids
+
+
+def test_two_workers_share_their_metrics_and_log_json_lines(tmp_path: Path) -> None:
+    """Whichever worker answers a scrape counts the requests both workers served; every log
+    line is one JSON object."""
+    data_dir = tmp_path / "hub"
+    log_path = tmp_path / "hub.log"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PONTON_")}
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sync_server", "--data-dir", str(data_dir), "--demo",
+             "serve", "--port", "0", "--upgrade-db", "--workers", "2", "--log-format", "json"],
+            stdout=subprocess.PIPE, stderr=log, text=True, env=environ)
+    assert process.stdout is not None
+    try:
+        port = int(process.stdout.readline().split()[1].rsplit(":", 1)[1])
+        hub = psutil.Process(process.pid)
+        token = hub_cli_ok(data_dir, "token", "add", "--admin").strip()
+        deadline = time.monotonic() + 60
+        while len(_workers(hub)) < 2:
+            assert time.monotonic() < deadline, hub.children()
+            time.sleep(0.1)
+        served_by: set[int] = set()
+        answered = 0
+        while len(served_by) < 2 and answered < 64:  # bounded: until both workers answered
+            served_by |= _healthz_served_by(port, hub)
+            answered += 1
+        assert len(served_by) == 2
+        for _ in range(4):  # each scrape, from either worker, sees every healthz
+            conn, scrape = _request(port, "GET", "/metrics",
+                                    headers={"Authorization": f"Bearer {token}"})
+            text = scrape.read().decode()
+            conn.close()
+            assert scrape.status == 200, text
+            counted = re.search(r'ponton_hub_requests_total\{method="GET",route="/healthz",'
+                                r'status="200"\} (\S+)', text)
+            assert counted is not None, text
+            assert float(counted.group(1)) == answered
+        # a client leaving mid-body: one INFO line from a worker
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+            raw.sendall(b"POST /v1/enroll HTTP/1.1\r\nHost: hub\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: 1000\r\n\r\n{\"code\"")
+        deadline = time.monotonic() + 30
+        while "went away" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert lines
+    assert all(set(line) >= {"ts", "level", "logger", "message"} for line in lines)
+    assert any(line["level"] == "INFO" and "went away mid-body" in line["message"]
+               for line in lines)

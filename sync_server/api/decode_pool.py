@@ -31,10 +31,13 @@ class DecodePool:
         # hangs up does not free a slot its batch still occupies.
         self._slots = threading.BoundedSemaphore(workers + queue)
         self.retry_after_s = retry_after_s
+        #: Pushes refused because the pool was full, since the process started (/metrics).
+        self.refused = 0
 
     async def run(self, work: Callable[[], _T]) -> _T:
         """``work()`` on a pool thread; Unavailable at once if the pool is full."""
         if not self._slots.acquire(blocking=False):
+            self.refused += 1
             raise Unavailable("the hub is decoding as many batches as it can; retry shortly",
                               retry_after_s=self.retry_after_s)
         future: Future[_T] = self._executor.submit(work)

@@ -20,6 +20,7 @@ from sync_server.db.schema import devices
 from sync_server.errors import BadRequest, NotFound
 from sync_server.gateway_facts import parse_facts
 from sync_server.ingest import ClockPolicy, store_batch, stream_marks
+from sync_server.metrics import RECORDS_STORED
 from sync_server.record_checks import MAX_NAME, name_problem
 from sync_server.wire import decode_batch
 
@@ -118,6 +119,7 @@ async def push(
         lambda: store_batch(state.engine, caller, stream, batch, received_ms=received,
                             sent_at_ms=sent_at, backlog=backlog, facts=facts,
                             clock=ClockPolicy(settings.clock_tolerance_ms)))
+    RECORDS_STORED.labels(batch.record_type).inc(result.stored)
     return {"stream": result.stream, "first_seq": result.first_seq,
             "last_seq": result.last_seq, "stored": result.stored,
             "duplicates": result.duplicates, "acked": result.acked}

@@ -173,6 +173,9 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "disable_dataset": (404,),
     "list_car_park_places": (),
     "update_place": (404,),
+    "healthz": (),
+    "readyz": (503,),
+    "metrics": (403,),
 }
 _TOKENS = {gateway_caller: "gatewayToken", operator_token: "operatorToken"}
 _SECURITY_SCHEMES = {
