@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.datastructures import FormData
 
+from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.errors import BadRequest
 from sync_server.opendata import datasets
@@ -27,7 +28,7 @@ __all__ = ["NAV", "router"]
 
 NAV = NavEntry(N_("Open data"), "/open-data", ("operator", "admin"))
 
-router = APIRouter()
+router = APIRouter(route_class=DoorRoute)
 Operator = Annotated[Viewer, Depends(requires("operator", "admin"))]
 
 
