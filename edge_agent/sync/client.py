@@ -69,6 +69,10 @@ BUNDLE_ANSWER_LIMIT = MAX_ENVELOPE_BYTES
 #: The most bytes any other answer may hold (acks, enrollment, errors: small JSON documents).
 ANSWER_LIMIT = 256 * 1024
 _FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: A hub that requires client certificates (uvicorn, TLS 1.3) refuses one by closing the
+#: connection without a TLS alert: the gateway sees a hub that hung up without answering,
+#: while reading or still writing its request.
+_HANG_UPS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,10 @@ async def _send(http: httpx.AsyncClient, method: str, path: str, *, limit: int,
             raise HubUntrusted(f"hub {http.base_url} refused over TLS for {method} {path}: "
                                f"{problem}") from exc
         reason = str(exc) or type(exc).__name__
+        if isinstance(exc, _HANG_UPS) and http.base_url.scheme == "https":
+            reason = (f"the connection closed without an answer ({type(exc).__name__}); over "
+                      "TLS this is how a hub that requires client certificates refuses a "
+                      "gateway without one its CA signed (see --client-cert)")
         raise HubUnreachable(f"hub {http.base_url} unreachable for {method} {path}: "
                              f"{reason}") from exc
     headers = [(name, value) for name, value in streamed.headers.multi_items()
