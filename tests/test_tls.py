@@ -7,6 +7,7 @@ its own certificate to a hub that requires one (mutual TLS).
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import stat
 from collections.abc import Iterator
@@ -16,9 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edge_agent.config import SyncSection
 from edge_agent.errors import HubUnreachable, HubUntrusted
+from edge_agent.runtime import OUTBOX_FILE
+from edge_agent.store import Outbox
 from edge_agent.sync.client import HubClient
 from edge_agent.sync.identity import load_identity
+from edge_agent.sync.loop import SyncLoop
 from sync_server import admin
 from tests.helpers.certificates import ScratchCa
 from tests.helpers.gateway import agent, hub_content, make_gateway
@@ -133,6 +138,33 @@ async def test_a_certificate_failure_is_untrusted_not_unreachable(
     assert not isinstance(refused.value, HubUnreachable)
     async with HubClient(identity) as client:
         assert await client.acked() == {}
+
+
+async def test_the_sync_loop_reports_an_untrusted_hub_and_waits_its_longest(
+        pki: Pki, tls_hub: HubProcess, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """What ``edge-agent status`` shows as the last error, and the log's hint to fix it."""
+    gateway = make_gateway(tmp_path, tls_hub, "tls", "gw-loop", counts=_COUNTS,
+                           provision_args=("--ca-bundle", str(pki.ca.cert_path)))
+    identity = load_identity(gateway.data_dir)
+    assert identity is not None
+    settings = SyncSection(max_backoff_s=60)
+    with Outbox.open(gateway.data_dir / OUTBOX_FILE) as outbox:
+        async with HubClient(identity.model_copy(update={"ca_bundle": None})) as client:
+            loop = SyncLoop(outbox, client, settings)
+            stop = asyncio.Event()
+            task = asyncio.create_task(loop.run(stop))
+            for _ in range(100):
+                if loop.state.consecutive_failures:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # a retry would count a second failure
+            stop.set()
+            await asyncio.wait_for(task, 5)
+        report = loop.report(outbox.stats())
+    assert report["consecutive_failures"] == 1
+    assert "the hub's certificate did not verify" in report["last_error"]
+    assert "fix the CA bundle or the client certificate" in caplog.text
+    assert "retry in 60 s" in caplog.text
 
 
 def test_mutual_tls_takes_the_gateway_with_its_certificate(pki: Pki, mtls_hub: HubProcess,
