@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,10 +230,20 @@ def test_workers_serve_tls_from_the_environment(pki: Pki, tmp_path: Path,
     with start_hub(tmp_path, serve_args=("--workers", "2")) as hub:
         assert hub.url.startswith("https://")
         trusting = ssl.create_default_context(cafile=pki.ca.cert_path)
-        for _ in range(4):
-            answer = httpx.get(f"{hub.url}/v1/gateway/streams", timeout=10, verify=trusting)
+        for _ in range(4):  # workers start after READY: a loaded machine takes its time
+            answer = httpx.get(f"{hub.url}/v1/gateway/streams", timeout=60, verify=trusting)
             assert answer.status_code == 401
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            httpx.get(f"{hub.url}/v1/gateway/streams", timeout=10)
+            httpx.get(f"{hub.url}/v1/gateway/streams", timeout=60)
 
 
+
+
+def test_reading_the_identity_loads_no_http_client() -> None:
+    """``status`` reads identity.json (with its TLS paths) without httpx and, through it,
+    httpx's command line client (rich, click, pygments)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; import edge_agent.sync.identity; "
+         "print(sorted({'httpx', 'rich', 'click'} & set(sys.modules)))"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert probe.stdout.strip() == "[]"

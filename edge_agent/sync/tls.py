@@ -1,11 +1,14 @@
 """How the gateway trusts its hub, and how it proves itself to a hub that asks (mutual TLS).
 
-By default the hub's certificate is verified against certifi's bundle of public CAs (what
+By default the hub's certificate is verified against certifi's bundle of public CAs (as
 httpx does, ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` replacing it when set), so a hub behind a
-public certificate needs nothing. A hub with a certificate from a private CA is trusted
-through that CA's bundle alone; a hub that requires client certificates gets the gateway's.
-The files given at provisioning are copied into the data directory, mode 0600, so the agent
-never depends on where an installer left them.
+public certificate needs nothing. httpx itself is not imported here: identity.json's readers
+(``status``) need these paths without carrying an HTTP client (edge_agent/sync/client.py).
+
+A hub with a certificate from a private CA is trusted through that CA's bundle alone; a hub
+that requires client certificates gets the gateway's. The files given at provisioning are
+copied into the data directory, mode 0600, so the agent never depends on where an installer
+left them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import httpx
+import certifi
 
 from edge_agent.config import SyncSection
 from edge_agent.errors import ConfigError
@@ -52,7 +55,7 @@ class TlsFiles:
         """The client's SSL context; ConfigError naming the file that cannot be loaded."""
         try:
             context = (ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle
-                       else httpx.create_ssl_context())
+                       else _public_cas())
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"CA bundle {self.ca_bundle}: cannot load it ({exc})") from exc
         if self.client_cert is not None:
@@ -62,6 +65,15 @@ class TlsFiles:
                 raise ConfigError(f"client certificate {self.client_cert} with key "
                                   f"{self.client_key}: cannot load them ({exc})") from exc
         return context
+
+
+def _public_cas() -> ssl.SSLContext:
+    """certifi's CAs, or the file or directory the environment names instead (as httpx)."""
+    if cafile := os.environ.get("SSL_CERT_FILE"):
+        return ssl.create_default_context(cafile=cafile)
+    if capath := os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context(capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def keep_private_copies(data_dir: Path, files: TlsFiles) -> TlsFiles:
