@@ -13,16 +13,15 @@ left them.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import ssl
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import certifi
 
 from edge_agent.config import SyncSection
+from edge_agent.durable import replace_durably
 from edge_agent.errors import ConfigError
 from edge_agent.private import make_private_dir
 
@@ -86,18 +85,7 @@ def keep_private_copies(data_dir: Path, files: TlsFiles) -> TlsFiles:
 
 def _private_copy(source: Path, target: Path) -> Path:
     try:
-        content = source.read_bytes()
-        fd, partial = tempfile.mkstemp(prefix=f".{target.name}-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(content)
-                file.flush()
-                os.fsync(file.fileno())
-            Path(partial).replace(target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                Path(partial).unlink()
-            raise
+        replace_durably(target, source.read_bytes())
     except OSError as exc:
         raise ConfigError(f"cannot copy {source} to {target}: {exc.strerror or exc}") from exc
     return target.resolve()
