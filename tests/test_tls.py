@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.config import SyncSection
-from edge_agent.errors import HubUnreachable, HubUntrusted
+from edge_agent.config import SyncSection, load_config
+from edge_agent.errors import ConfigError, HubUnreachable, HubUntrusted
 from edge_agent.runtime import OUTBOX_FILE
 from edge_agent.store import Outbox
 from edge_agent.sync.client import HubClient
@@ -247,3 +247,16 @@ def test_reading_the_identity_loads_no_http_client() -> None:
          "print(sorted({'httpx', 'rich', 'click'} & set(sys.modules)))"],
         capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.strip() == "[]"
+
+
+def test_config_tls_paths_are_relative_to_the_file_and_go_in_pairs(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    header = '[gateway]\nid = "gw"\ndata_dir = "var"\n\n[sync]\n'
+    config.write_text(header + 'ca_bundle = "ca.pem"\nclient_cert = "gw.pem"\n'
+                      'client_key = "gw.key"\n')
+    sync = load_config(config).sync
+    assert (sync.ca_bundle, sync.client_cert, sync.client_key) == (
+        tmp_path / "ca.pem", tmp_path / "gw.pem", tmp_path / "gw.key")
+    config.write_text(header + 'client_cert = "gw.pem"\n')
+    with pytest.raises(ConfigError, match="client_cert and client_key go together"):
+        load_config(config)
