@@ -105,6 +105,20 @@ class SyncSection(_Strict):
         default=60, gt=0, le=86_400,
         description="Wait between looks for new signed bundles (configuration, policy).",
     )
+    ca_bundle: Path | None = Field(
+        default=None, description="CA bundle trusted for the hub instead of the one recorded "
+        "at provisioning; relative to the config file.")
+    client_cert: Path | None = Field(
+        default=None, description="Client certificate for mutual TLS instead of the one "
+        "recorded at provisioning; relative to the config file.")
+    client_key: Path | None = Field(
+        default=None, description="The key of client_cert; relative to the config file.")
+
+    @model_validator(mode="after")
+    def _certificate_with_key(self) -> Self:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together: give both or neither")
+        return self
 
 
 class MetricsSection(_Strict):
@@ -592,9 +606,12 @@ def load_config(path: Path) -> GatewayConfig:
         "data_dir": path.parent / section.data_dir,
         "profiles_dir": path.parent / section.profiles_dir if section.profiles_dir else None,
     })  # absolute paths stay as they are: joining keeps the right-hand one
+    sync = config.sync.model_copy(update={
+        name: path.parent / value for name in ("ca_bundle", "client_cert", "client_key")
+        if (value := getattr(config.sync, name)) is not None})
     lora = [lora_source.model_copy(update={"ca_file": path.parent / lora_source.ca_file})
             if lora_source.ca_file else lora_source for lora_source in config.lora]
-    config = config.model_copy(update={"gateway": gateway, "lora": lora})
+    config = config.model_copy(update={"gateway": gateway, "sync": sync, "lora": lora})
     problems = _check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
     if not problems:  # the car parks' inputs need every profile
         problems = _check_car_park_inputs(config, path, source)

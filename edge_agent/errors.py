@@ -20,6 +20,7 @@ the layer that owns the I/O, so callers and the CLI only ever catch ``EdgeError`
     ├── ControlError                the running agent refused or did not answer a command
     └── SyncError                   the hub could not take or give what was asked
         ├── HubUnreachable          no answer: network down, DNS, timeout, connection cut
+        ├── HubUntrusted            TLS refused: the hub's certificate, or the hub ours
         ├── HubRejected             the hub answered with an error (carries status and code)
         └── HubAnswerTooLarge       an answer beyond its size limit (raw or inflated), dropped
 """
@@ -39,6 +40,7 @@ __all__ = [
     "HubAnswerTooLarge",
     "HubRejected",
     "HubUnreachable",
+    "HubUntrusted",
     "PolicyError",
     "ProfileError",
     "StoreCorrupt",
@@ -138,6 +140,13 @@ class SyncError(EdgeError):
 
 class HubUnreachable(SyncError):
     """The hub did not answer: network down, name not resolved, timeout or connection cut."""
+
+
+class HubUntrusted(SyncError):
+    """The TLS handshake failed on a certificate: the hub's did not verify, or the hub refused
+    the gateway's. Not a network fault: it lasts until an installer fixes a CA bundle or a
+    certificate, so it is told apart from HubUnreachable and reported as such.
+    """
 
 
 class HubRejected(SyncError):

@@ -312,7 +312,8 @@ class Gateway:
                  identity.site, identity.hub_url,
                  " in plain HTTP (provisioned with --insecure-http: a test bench only)"
                  if identity.insecure_http else "")
-        return HubClient(identity, timeout_s=self.config.sync.timeout_s)
+        return HubClient(identity, timeout_s=self.config.sync.timeout_s,
+                         tls=identity.tls.overridden_by(self.config.sync))
 
     async def _write_until_drained(self, outbox: Outbox) -> None:
         """Write batches as they come; after the buses stopped, write the rest and return.

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -22,9 +23,12 @@ __all__ = ["demo_engine", "spawn_hub", "stop_process"]
 
 
 def spawn_hub(
-    data_dir: Path, database_url: str | None = None, *, port: int = 0
+    data_dir: Path, database_url: str | None = None, *, port: int = 0,
+    serve_args: Sequence[str] = (),
 ) -> tuple[str, subprocess.Popen[str]]:
     """Start a demo-mode hub on 127.0.0.1 and return its base URL and process.
+
+    ``serve_args`` go to ``sync-server serve`` as they are (``--tls-cert`` ...).
 
     Its log goes to ``<data_dir>/hub.log`` (appended, so restarts keep the story): a pipe
     nobody reads would fill after a few tracebacks and freeze the hub. It runs in its own
@@ -39,7 +43,7 @@ def spawn_hub(
     descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(descriptor, "a", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "sync_server", "serve", "--port", str(port)],
+            [sys.executable, "-m", "sync_server", "serve", "--port", str(port), *serve_args],
             stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
     assert process.stdout is not None
     line = process.stdout.readline().split()

@@ -38,7 +38,7 @@ from sync_server.cli_support import (
 from sync_server.cli_users import user_app
 from sync_server.db.engine import create_hub_engine, reading
 from sync_server.db.migrate import current_revision, upgrade
-from sync_server.errors import BadRequest
+from sync_server.errors import BadRequest, SettingsError
 from sync_server.keys import (
     create_badge_seal,
     create_signing_key,
@@ -143,20 +143,33 @@ def serve(
     log_format: Annotated[LogFormat, typer.Option(
         envvar="PONTON_HUB_LOG_FORMAT",
         help="plain lines, or one JSON object per line for a log shipper.")] = "plain",
+    tls_cert: Annotated[Path | None, typer.Option(
+        envvar="PONTON_HUB_TLS_CERT", help="Serve HTTPS with this certificate chain (PEM); "
+        "needs --tls-key.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        envvar="PONTON_HUB_TLS_KEY", help="The key of --tls-cert (PEM).")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(
+        envvar="PONTON_HUB_TLS_CLIENT_CA", help="Require client certificates signed by this "
+        "CA (mutual TLS); needs --tls-cert.")] = None,
 ) -> None:
     """Serve the HTTP API.
 
-    Prints READY http://HOST:PORT once listening.
+    Prints READY http://HOST:PORT (https with --tls-cert) once listening.
     """
     # FastAPI and uvicorn take half a second to import: only the server pays for them.
-    from sync_server.serving import log_to_stderr, serve  # noqa: PLC0415
+    from sync_server.serving import HubTls, log_to_stderr, serve  # noqa: PLC0415
 
+    if (tls_cert is None) != (tls_key is None) or (tls_client_ca and tls_cert is None):
+        raise SettingsError("--tls-cert and --tls-key go together, and --tls-client-ca needs "
+                            "them")
+    tls = HubTls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
     settings = hub_settings()
     os.environ["PONTON_HUB_LOG_FORMAT"] = log_format  # read by every worker too
     log_to_stderr()
     if upgrade_db:
         upgrade(with_badge_seal(create_hub_engine(settings.resolved_database_url), badge_seal()))
-    serve(settings, host, port, workers=workers, forwarded_allow_ips=forwarded_allow_ips)
+    serve(settings, host, port, workers=workers, forwarded_allow_ips=forwarded_allow_ips,
+          tls=tls)
 
 
 @db_app.command("upgrade")

@@ -9,6 +9,10 @@ Behind a reverse proxy, ``forwarded_allow_ips`` names the proxies whose ``X-Forw
 and ``X-Forwarded-Proto`` are believed: the client address the enrollment rate limit counts
 and the scheme of the URLs the hub builds. Without it both headers are ignored, so no
 client can pick the address it is counted under.
+
+With ``tls`` the hub serves HTTPS itself (uvicorn's ``ssl_*`` settings, loaded again by each
+worker); with a client CA it requires every client to present a certificate that CA signed
+(mutual TLS for gateways), and refuses the handshake otherwise.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import gc
 import logging
 import os
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -33,12 +40,47 @@ from sync_server.errors import SettingsError
 from sync_server.metrics import MULTIPROCESS_VARIABLE
 from sync_server.settings import HubSettings
 
-__all__ = ["LOG_FORMAT_VARIABLE", "SETTINGS_VARIABLE", "log_to_stderr", "serve", "worker_app"]
+__all__ = [
+    "LOG_FORMAT_VARIABLE",
+    "SETTINGS_VARIABLE",
+    "HubTls",
+    "log_to_stderr",
+    "serve",
+    "worker_app",
+]
 
 #: Where a worker finds the settings of the command that started it.
 SETTINGS_VARIABLE = "PONTON_HUB_WORKER_SETTINGS"
 #: ``plain`` or ``json``: the log format of the command, and of its workers.
 LOG_FORMAT_VARIABLE = "PONTON_HUB_LOG_FORMAT"
+
+
+@dataclass(frozen=True, slots=True)
+class HubTls:
+    """The hub's certificate and key, and the CA its clients' certificates must come from."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def uvicorn_settings(self) -> dict[str, object]:
+        """uvicorn.Config's ``ssl_*`` arguments; SettingsError now if a file does not load."""
+        settings: dict[str, object] = {"ssl_certfile": str(self.cert), "ssl_keyfile": str(self.key)}
+        if self.client_ca is not None:
+            settings |= {"ssl_ca_certs": str(self.client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"--tls-cert {self.cert} with --tls-key {self.key}: cannot load "
+                                f"them ({exc})") from None
+        if self.client_ca is not None:
+            try:
+                context.load_verify_locations(self.client_ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingsError(f"--tls-client-ca {self.client_ca}: cannot load it "
+                                    f"({exc})") from None
+        return settings
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -116,13 +158,14 @@ def worker_app() -> FastAPI:
 
 
 def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
-          forwarded_allow_ips: str | None = None) -> None:
+          forwarded_allow_ips: str | None = None, tls: HubTls | None = None) -> None:
     """Serve until SIGTERM or Ctrl-C, in this process or in ``workers`` ones.
 
-    Prints ``READY http://HOST:PORT`` once the socket listens and the app has been built
-    once: what every worker would refuse (no signing key, an old schema) is refused here,
-    before anything is spawned.
+    Prints ``READY http://HOST:PORT`` (https with ``tls``) once the socket listens and the
+    app has been built once: what every worker would refuse (no signing key, an old schema,
+    a certificate that does not load) is refused here, before anything is spawned.
     """
+    ssl_settings = tls.uvicorn_settings() if tls is not None else {}
     application = create_app(settings)
     sock = _listen(host, port)
     if workers > 1:
@@ -134,9 +177,10 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
         factory=workers > 1, workers=workers, log_level="warning", access_log=False,
         timeout_graceful_shutdown=5, log_config=None if _json_logs() else LOGGING_CONFIG,
         proxy_headers=forwarded_allow_ips is not None,
-        forwarded_allow_ips=forwarded_allow_ips)
+        forwarded_allow_ips=forwarded_allow_ips, **ssl_settings)  # type: ignore[arg-type]
     _settle_heap()
-    print(f"READY http://{host}:{sock.getsockname()[1]}", flush=True)  # noqa: T201 - the line tests wait for
+    scheme = "https" if tls is not None else "http"
+    print(f"READY {scheme}://{host}:{sock.getsockname()[1]}", flush=True)  # noqa: T201 - the line tests wait for
     if workers > 1:
         with _metrics_files():
             Multiprocess(config, sockets=[sock]).run()

@@ -31,6 +31,7 @@ from edge_agent.sync.identity import (
     save_identity,
 )
 from edge_agent.sync.loop import SyncLoop, backlog_and_lag, declared_devices
+from edge_agent.sync.tls import TlsFiles, keep_private_copies
 
 __all__ = ["provision", "sync"]
 
@@ -45,15 +46,32 @@ def provision(
     insecure_http: Annotated[bool, typer.Option(
         "--insecure-http", help="Allow a plain http:// hub (a test bench, the demo): the "
         "token and bundles then cross the network unencrypted.")] = False,
+    ca_bundle: Annotated[Path | None, typer.Option(
+        "--ca-bundle", metavar="PATH", help="Trust the hub's certificate through this private "
+        "CA bundle (PEM) instead of the public CAs.")] = None,
+    client_cert: Annotated[Path | None, typer.Option(
+        "--client-cert", metavar="PATH", help="This gateway's certificate (PEM), for a hub "
+        "that requires one (mutual TLS).")] = None,
+    client_key: Annotated[Path | None, typer.Option(
+        "--client-key", metavar="PATH", help="The key of --client-cert (PEM).")] = None,
 ) -> None:
-    """Enroll this gateway with its hub: trade a one-time code for its identity and keys."""
+    """Enroll this gateway with its hub: trade a one-time code for its identity and keys.
+
+    TLS files given here are copied into the data directory (mode 0600) and used by every
+    later exchange with the hub.
+    """
     gateway_config = load_config(config)
     data_dir = gateway_config.gateway.data_dir
     if (data_dir / IDENTITY_FILE).exists() and not force:
         raise ConfigError(f"{data_dir / IDENTITY_FILE} exists: this gateway is already "
                           f"provisioned{_described(data_dir)}; add --force to replace it")
-    identity = asyncio.run(enroll(hub, code, insecure_http=insecure_http,
-                                  timeout_s=gateway_config.sync.timeout_s))
+    given = TlsFiles(ca_bundle, client_cert, client_key)
+    enrolled = asyncio.run(enroll(hub, code, insecure_http=insecure_http,
+                                  timeout_s=gateway_config.sync.timeout_s, tls=given))
+    kept = keep_private_copies(data_dir, given)
+    identity = enrolled.model_copy(update={"ca_bundle": kept.ca_bundle,
+                                           "client_cert": kept.client_cert,
+                                           "client_key": kept.client_key})
     path = save_identity(data_dir, identity)
     console = Console(highlight=False)
     console.print(f"[green]provisioned[/]: gateway {identity.gateway}, territory "
@@ -102,7 +120,8 @@ async def _drain(config: GatewayConfig, identity: Identity) -> int:
     data_dir = config.gateway.data_dir
     outbox = await asyncio.to_thread(Outbox.open, data_dir / OUTBOX_FILE)
     try:
-        async with HubClient(identity, timeout_s=config.sync.timeout_s) as client:
+        async with HubClient(identity, timeout_s=config.sync.timeout_s,
+                             tls=identity.tls.overridden_by(config.sync)) as client:
             loop = SyncLoop(outbox, client, config.sync, devices=declared_devices(config))
             await loop.start()
             backlog, _lag = backlog_and_lag(await asyncio.to_thread(outbox.stats), now_ms())

@@ -1,7 +1,8 @@
 """The gateway's HTTP exchanges with the hub, one method per request of docs/sync-protocol.md.
 
 httpx stops here: every transport failure (refused, reset, timeout, a garbled answer) becomes
-HubUnreachable and every error status HubRejected carrying the hub's stable error code, so
+HubUnreachable, a TLS handshake failed on a certificate HubUntrusted (edge_agent/sync/tls.py
+says whose), and every error status HubRejected carrying the hub's stable error code, so
 the push loop decides on types and codes, never on httpx classes or message text. The client
 never retries: the loop owns retrying and its backoff.
 
@@ -33,11 +34,19 @@ from pydantic import ValidationError
 from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_events, encode_readings
 from edge_agent.codecs.bundle import MAX_ENVELOPE_BYTES
 from edge_agent.codecs.compression import Encoding, compress
-from edge_agent.errors import ConfigError, HubAnswerTooLarge, HubRejected, HubUnreachable, SyncError
+from edge_agent.errors import (
+    ConfigError,
+    HubAnswerTooLarge,
+    HubRejected,
+    HubUnreachable,
+    HubUntrusted,
+    SyncError,
+)
 from edge_agent.records import Event, Reading, now_ms
 from edge_agent.store import Batch
 from edge_agent.sync.answers import ACCEPT_ENCODING, read_answer
 from edge_agent.sync.identity import Identity, hub_base_url, require_tls
+from edge_agent.sync.tls import TlsFiles, certificate_problem
 
 __all__ = [
     "ANSWER_LIMIT",
@@ -60,6 +69,10 @@ BUNDLE_ANSWER_LIMIT = MAX_ENVELOPE_BYTES
 #: The most bytes any other answer may hold (acks, enrollment, errors: small JSON documents).
 ANSWER_LIMIT = 256 * 1024
 _FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+#: A hub that requires client certificates (uvicorn, TLS 1.3) refuses one by closing the
+#: connection without a TLS alert: the gateway sees a hub that hung up without answering,
+#: while reading or still writing its request.
+_HANG_UPS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +87,8 @@ class DeviceDeclaration:
 class HubClient:
     """Authenticated requests of one gateway to its hub; use it as an async context manager.
 
-    ``transport`` replaces the network (an ``httpx.ASGITransport`` serves a hub in-process).
+    ``transport`` replaces the network (an ``httpx.ASGITransport`` serves a hub in-process);
+    ``tls`` replaces the TLS files recorded in ``identity`` (the config file's overrides).
     """
 
     def __init__(
@@ -83,6 +97,7 @@ class HubClient:
         *,
         timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.hub_url = identity.hub_url
         self.identity = identity
@@ -96,6 +111,7 @@ class HubClient:
                      "Accept-Encoding": ACCEPT_ENCODING},
             timeout=timeout_s,
             transport=transport,
+            verify=(tls or identity.tls).context(),
         )
 
     async def __aenter__(self) -> Self:
@@ -177,18 +193,21 @@ class HubClient:
 
 
 async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
-                 timeout_s: float = 30.0,
+                 timeout_s: float = 30.0, tls: TlsFiles | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> Identity:
     """Trade a one-time enrollment code for the gateway's identity (``POST /v1/enroll``).
 
-    A plain http:// hub is refused before the code leaves, unless ``insecure_http``.
+    A plain http:// hub is refused before the code leaves, unless ``insecure_http``. The
+    identity records ``tls`` as given: the caller keeps the files where it says.
     """
+    tls = tls or TlsFiles()
     try:
         hub_url = hub_base_url(hub_url)
         require_tls(hub_url, insecure_http=insecure_http)
     except ValueError as exc:
         raise ConfigError(f"--hub: {exc}") from exc
     async with httpx.AsyncClient(base_url=hub_url, timeout=timeout_s, transport=transport,
+                                 verify=tls.context(),
                                  headers={"Accept-Encoding": ACCEPT_ENCODING}) as http:
         response = await _send(http, "POST", "/v1/enroll", limit=ANSWER_LIMIT,
                                json={"code": code})
@@ -204,7 +223,9 @@ async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
     known = {name: answer[name] for name in Identity.model_fields if name in answer}
     try:
         return Identity.model_validate({**known, "hub_url": hub_url, "provisioned_at_ms": now,
-                                        "insecure_http": insecure_http})
+                                        "insecure_http": insecure_http, "ca_bundle": tls.ca_bundle,
+                                        "client_cert": tls.client_cert,
+                                        "client_key": tls.client_key})
     except ValidationError as exc:
         # Field names and reasons only: the input values hold the token.
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -216,7 +237,8 @@ async def _send(http: httpx.AsyncClient, method: str, path: str, *, limit: int,
                 **kwargs: Any) -> httpx.Response:
     """One request and its whole answer, at most ``limit`` bytes sent and inflated.
 
-    Every httpx failure becomes HubUnreachable, an answer beyond ``limit`` HubAnswerTooLarge.
+    Every httpx failure becomes HubUnreachable (HubUntrusted when a certificate failed the
+    TLS handshake), an answer beyond ``limit`` HubAnswerTooLarge.
     """
     try:
         async with http.stream(method, path, **kwargs) as streamed:
@@ -226,7 +248,14 @@ async def _send(http: httpx.AsyncClient, method: str, path: str, *, limit: int,
         raise HubUnreachable(f"hub {http.base_url} did not answer {method} {path} in time "
                              f"({type(exc).__name__})") from exc
     except httpx.HTTPError as exc:
+        if problem := certificate_problem(exc):
+            raise HubUntrusted(f"hub {http.base_url} refused over TLS for {method} {path}: "
+                               f"{problem}") from exc
         reason = str(exc) or type(exc).__name__
+        if isinstance(exc, _HANG_UPS) and http.base_url.scheme == "https":
+            reason = (f"the connection closed without an answer ({type(exc).__name__}); over "
+                      "TLS this is how a hub that requires client certificates refuses a "
+                      "gateway without one its CA signed (see --client-cert)")
         raise HubUnreachable(f"hub {http.base_url} unreachable for {method} {path}: "
                              f"{reason}") from exc
     headers = [(name, value) for name, value in streamed.headers.multi_items()

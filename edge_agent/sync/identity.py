@@ -34,6 +34,7 @@ from pydantic import (
 
 from edge_agent.errors import ConfigError
 from edge_agent.private import make_private_dir
+from edge_agent.sync.tls import TlsFiles
 from edge_agent.validation import describe_validation_error
 
 __all__ = [
@@ -130,11 +131,21 @@ class Identity(BaseModel):
     provisioned_at_ms: int = Field(ge=0)
     #: Provisioned with ``--insecure-http``: a plain http:// hub on a test bench or a demo.
     insecure_http: bool = False
+    #: The private CA bundle trusted for the hub (``--ca-bundle``), copied into the data dir.
+    ca_bundle: Path | None = None
+    #: The gateway's certificate and key for a hub that requires them (mutual TLS), copied.
+    client_cert: Path | None = None
+    client_key: Path | None = None
 
     @model_validator(mode="after")
     def _tls_unless_insecure(self) -> Self:
         require_tls(self.hub_url, insecure_http=self.insecure_http)
         return self
+
+    @property
+    def tls(self) -> TlsFiles:
+        """The TLS files recorded at provisioning."""
+        return TlsFiles(self.ca_bundle, self.client_cert, self.client_key)
 
 
 def save_identity(data_dir: Path, identity: Identity) -> Path:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.config import GatewayConfig, SyncSection
-from edge_agent.errors import HubRejected, StoreError, SyncError
+from edge_agent.errors import HubRejected, HubUntrusted, StoreError, SyncError
 from edge_agent.profiles import RADIO_QUANTITIES
 from edge_agent.records import now_ms
 from edge_agent.store import Batch, Outbox, StreamStats
@@ -344,6 +344,11 @@ class SyncLoop:
                           "look. Retry in %.0f s", exc, cap)
             else:
                 log.error("%s; records kept, retry in %.0f s", exc, cap)
+            return cap
+        if isinstance(exc, HubUntrusted):
+            log.error("%s: fix the CA bundle or the client certificate (edge-agent provision "
+                      "--ca-bundle, --client-cert; or [sync] in the config); records kept, "
+                      "retry in %.0f s", exc, cap)
             return cap
         delay = backoff_delay(failures, cap_s=cap, rng=self._rng)
         log.warning("%s; retry in %.1f s", exc, delay)

@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,11 +61,12 @@ def make_gateway(
     hub_url: str | None = None,
     counts: dict[str, int] | None = None,
     sync_settings: str = "interval_s = 0.2\nmax_backoff_s = 0.5\ntimeout_s = 5\n",
+    provision_args: Sequence[str] = ("--insecure-http",),
 ) -> GatewayDir:
     """Write a config, fill the outbox, and provision the gateway through the real CLI.
 
-    Test hubs serve plain HTTP on 127.0.0.1, so provisioning says ``--insecure-http``: the
-    one switch the agent needs for an ``http://`` hub (docs/sync-protocol.md).
+    Test hubs serve plain HTTP on 127.0.0.1, so provisioning says ``--insecure-http`` unless
+    ``provision_args`` says otherwise (a hub over TLS: ``--ca-bundle`` ...).
     """
     root.mkdir(parents=True, exist_ok=True)
     config = root / "gateway.toml"
@@ -83,7 +85,7 @@ def make_gateway(
     hub.territory(territory)
     code = admin.add_gateway(hub.engine, territory, f"{territory}-site", name).code
     agent("provision", "--config", str(config), "--hub", hub_url or hub.url, "--code", code,
-          "--insecure-http")
+          *provision_args)
     return GatewayDir(name, config, data_dir, dict(counts))
 
 

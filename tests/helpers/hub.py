@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,12 +89,14 @@ class HubProcess:
 
 
 @contextmanager
-def start_hub(data_dir: Path, database_url: str | None = None) -> Iterator[HubProcess]:
-    """A migrated database and a hub serving it; stopped and disposed of at exit."""
+def start_hub(data_dir: Path, database_url: str | None = None, *,
+              serve_args: Sequence[str] = ()) -> Iterator[HubProcess]:
+    """A migrated database and a hub serving it (``serve_args`` given to ``sync-server
+    serve``); stopped and disposed of at exit."""
     url = database_url or f"sqlite:///{data_dir / 'hub.db'}"
     engine = demo_engine(data_dir, url)
     upgrade(engine)
-    base, process = spawn_hub(data_dir, url)
+    base, process = spawn_hub(data_dir, url, serve_args=serve_args)
     hub = HubProcess(base, data_dir, url, engine, process)
     try:
         yield hub
