@@ -217,8 +217,8 @@ def test_help_is_plain_text_in_80_columns(tmp_path: Path, path: tuple[str, ...])
 
 
 def test_serve_help_names_the_ready_line_plainly(tmp_path: Path) -> None:
-    assert "Prints READY http://HOST:PORT once listening." in _run(
-        tmp_path, "serve", "--help").stdout
+    assert "Prints READY http://HOST:PORT (https with --tls-cert) once listening." in _run(
+        tmp_path, "serve", "--help", env={"COLUMNS": "200"}).stdout
 
 
 def test_every_listing_command_has_json() -> None:

@@ -96,5 +96,6 @@ def test_the_unit_installed_is_the_one_make_dist_puts_in_the_wheelhouse() -> Non
 
 
 def test_the_documented_gateway_file_writes_where_the_unit_lets_it() -> None:
-    (toml,) = [b.text for b in blocks(PAGE) if b.lang == "toml"]
+    (toml,) = [b.text for b in blocks(PAGE)
+               if b.lang == "toml" and b.heading == "3. The gateway file"]
     assert tomllib.loads(toml)["gateway"]["data_dir"] == DATA_DIR

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
-from tests.helpers.browser import SCREENSHOTS, chromium
+from tests.helpers.browser import SCREENSHOTS, chromium, strict_context
 from tests.helpers.hub import HubProcess
 from tests.helpers.ui_world import (
     HISTORY_DEVICE,
@@ -44,16 +44,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport=DESK, locale="fr-FR")
-    opened.set_default_timeout(15_000)
-    problems: list[str] = []
-    opened.on("console", lambda message: problems.append(message.text)
-              if "Content Security Policy" in message.text else None)
-    try:
+    with strict_context(browser, DESK, timeout_ms=15_000) as opened:
         yield opened
-    finally:
-        opened.close()
-    assert problems == [], "every asset is the hub's own, and nothing runs inline"
 
 
 def sign_in(page: Page, world: UiWorld, name: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from simulators.readers import CardReaderSimulator
-from tests.helpers.browser import chromium
+from tests.helpers.browser import chromium, strict_context
 from tests.helpers.hub import HubProcess
 from tests.helpers.marina_field import GATEWAY, MarinaField, marina_field
 from tests.helpers.marina_world import BOATER, PASSWORD, SAILOR
@@ -40,16 +40,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    opened = browser.new_context(viewport=DESK, locale="fr-FR")
-    opened.set_default_timeout(20_000)
-    problems: list[str] = []
-    opened.on("console", lambda message: problems.append(message.text)
-              if "Content Security Policy" in message.text else None)
-    try:
+    with strict_context(browser, DESK, timeout_ms=20_000) as opened:
         yield opened
-    finally:
-        opened.close()
-    assert problems == [], "every asset is the hub's own, and nothing runs inline"
 
 
 def sign_in(context: BrowserContext, world: MarinaField, name: str) -> Page:

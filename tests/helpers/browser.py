@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ViewportSize, sync_playwright
 
-__all__ = ["SCREENSHOTS", "chromium", "chromium_path"]
+__all__ = ["SCREENSHOTS", "chromium", "chromium_path", "strict_context"]
 
 #: Where the test run leaves a picture of every page (the README shows them).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -46,3 +46,20 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+@contextmanager
+def strict_context(browser: Browser, viewport: ViewportSize, timeout_ms: int
+                   ) -> Iterator[BrowserContext]:
+    """A French browser context that fails its test on any Content Security Policy report:
+    every asset is the hub's own, and nothing runs inline."""
+    opened = browser.new_context(viewport=viewport, locale="fr-FR")
+    opened.set_default_timeout(timeout_ms)
+    problems: list[str] = []
+    opened.on("console", lambda message: problems.append(message.text)
+              if "Content Security Policy" in message.text else None)
+    try:
+        yield opened
+    finally:
+        opened.close()
+    assert problems == [], "every asset is the hub's own, and nothing runs inline"
