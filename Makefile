@@ -45,7 +45,7 @@ test: lint browser
 	$(BIN)/pytest
 
 bench: $(BIN)/.installed
-	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/bench_*.py; do $(BIN)/python -m bench.$$(basename $$script .py) || exit 1; done
 
 dist: $(BIN)/.installed
 	rm -rf $(WHEELHOUSE)

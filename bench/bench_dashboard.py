@@ -45,7 +45,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +53,7 @@ import psutil
 import psycopg
 from sqlalchemy import Engine, insert, select
 
+from bench.scratch_database import scratch_database
 from edge_agent.codecs.batch import READINGS_TYPE, encode_readings
 from edge_agent.codecs.compression import compress
 from edge_agent.records import Reading, now_ms
@@ -63,7 +63,6 @@ from sync_server.db.migrate import upgrade
 from sync_server.db.schema import gateways, series, sites, streams, territories
 from sync_server.ui.accounts import add_user, new_signin_link
 
-SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 TERRITORY = "bench"
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
@@ -72,18 +71,7 @@ CHART = ("gw-000", "dev-00000", "temperature")
 _MARKER = re.compile(r'data-quantity="marker"><th>marker</th><td class="value">([^<]+)<')
 
 
-@contextmanager
-def _database() -> Iterator[tuple[str, str]]:
-    """A database for the run: its SQLAlchemy URL and psycopg DSN; dropped at exit."""
-    name = f"ponton_bench_dashboard_{secrets.token_hex(4)}"
-    with psycopg.connect(SERVER, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    dsn = SERVER.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield dsn.replace("postgresql://", "postgresql+psycopg://"), dsn
-    finally:
-        with psycopg.connect(SERVER, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 
 def _copy(dsn: str, table: str, columns: str, rows: Iterator[str], deadline: float) -> int:
@@ -330,18 +318,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    with _database() as (url, dsn), tempfile.TemporaryDirectory() as folder:
-        engine = demo_engine(Path(folder), url)
+    with scratch_database("dashboard") as db, tempfile.TemporaryDirectory() as folder:
+        engine = demo_engine(Path(folder), db.url)
         upgrade(engine)
         territory = build(engine, args)
-        base, process = spawn_hub(Path(folder), url)
+        base, process = spawn_hub(Path(folder), db.url)
         try:
             tokens = enroll(engine, base, args.pushers)
             started = time.perf_counter()
-            stored = fill(engine, dsn, args, territory)
+            stored = fill(engine, db.dsn, args, territory)
             print(f"{args.gateways} gateways, {args.devices:,} series, {stored:,} readings "
                   f"loaded by COPY in {time.perf_counter() - started:.0f} s")
-            report(engine, dsn, base, process.pid, tokens, args)
+            report(engine, db.dsn, base, process.pid, tokens, args)
         finally:
             stop_process(process)
             engine.dispose()

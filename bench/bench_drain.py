@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy import Engine, text
 
+from bench.scratch_database import scratch_database
 from edge_agent.config import SyncSection
 from edge_agent.records import Reading
 from edge_agent.store import Outbox
@@ -85,14 +85,8 @@ def database(store: str, root: Path) -> Iterator[str]:
     if store == "sqlite":
         yield f"sqlite:///{root / 'hub.db'}"
         return
-    name = f"ponton_drain_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with scratch_database("drain") as db:
+        yield db.url
 
 
 def register(engine: Engine, url: str, name: str) -> Identity:

@@ -1,10 +1,10 @@
-"""Fleet push: 500 simulated gateways pushing concurrently to one hub on PostgreSQL.
+"""Fleet push: 500 simulated gateways pushing to two hubs on PostgreSQL, main vs this tree.
 
 What a hub sees when a whole territory comes back after an outage: every gateway drains its
 backlog at once. Setup: a fresh PostgreSQL database, migrated; a territory; 500 gateways
 (plus one for the baseline) registered through ``sync_server.admin`` and enrolled over HTTP,
-as ``tests/helpers/hub.py`` does; two ``sync-server serve`` processes on that database
-(``simulators/hub_process.py``).
+as ``tests/helpers/hub.py`` does; two ``sync-server serve`` processes of each version on
+that database (``simulators/hub_process.py``).
 
 Each gateway reads 20 meters x 5 quantities once a minute (marina-like values: voltage
 around 230 V, a load while a boat is plugged in, a growing energy counter) and pushes its
@@ -30,27 +30,33 @@ on time closes a connection just as a gateway reuses it, and the gateway gets a 
 (``ReadError``). With requests alternating between hubs every connection idles for a whole
 request, and 5 s cost 32 errors in 1,500 requests in one run here (none in another).
 
-Variants, each run:
+Variants, each run, all on 2 hub processes sharing the database:
 
-- baseline: one gateway alone pushing sequentially (one request at a time) to hub A;
-- 500 gateways, 1 hub: every request to hub A;
-- 500 gateways, 2 hubs: requests alternate between hubs A and B (round robin per gateway,
-  neighbours starting on different hubs), the stateless-hubs-sharing-one-PostgreSQL path.
+- baseline: one gateway alone pushing sequentially (one request at a time) to one hub;
+- 500 gateways on hubs running ``--baseline`` (default ``main``, exported with ``git
+  archive`` and run through ``PYTHONPATH``), requests alternating between the two hubs
+  (round robin per gateway, neighbours starting on different hubs);
+- the same on hubs running this tree, with ``--push-threads`` and ``--push-queue``.
 
-The order of the two fleet variants alternates between runs, since the tables grow. Figures:
-points (readings) stored per second from the first request to the last answer, requests per
-second, request latency p50/p95/p99/max (client side, from sending to the whole answer;
-with the whole fleet queued it is mostly the wait behind the other gateways: about 500
-divided by the requests per second), errors (must be 0), and CPU in % of one core over the
-run: the hub processes, PostgreSQL (all its processes), the load generator, other
-processes (the machine's busy time less those three: anything else running disturbs the
-figures) and the whole machine (of 200 on 2 vCPUs). Medians over ``--runs``. At the end the
+The order of the two fleet variants alternates between runs, since the tables grow. A 503 is
+not an error: the gateway waits as the agent does (``backoff_delay``, which honours
+``Retry-After``) and sends the batch again, however many times it takes. Figures: points
+(readings) stored per second from the first request to the last answer, requests per second
+(503s included), latency p50/p95/p99/max of answered requests (client side, from sending to
+the whole answer; 503s apart), ``push99``: the p99 from a batch's first try to its
+acknowledgement (503s and waits included: with every gateway always pushing, its mean is
+the gateways divided by the pushes per second, Little's law, whatever the hub does), 503s,
+errors (must be 0), and CPU in % of one core over the run: the hub processes, PostgreSQL
+(all its processes), the load generator, other processes (the machine's busy time less
+those three: anything else running disturbs the figures) and the whole machine (of 200 on 2
+vCPUs). Medians over ``--runs``, then this tree against the baseline. At the end the
 database must hold exactly what was sent, once: rows in ``readings`` and ``events``, and
 every gateway's readings mark.
 
 Run: .venv/bin/python bench/bench_fleet.py [--runs 3] [--gateways 500] [--batches 3]
      [--batch-size 1000] [--solo-batches 150] [--load-processes 1] [--timeout 30]
      [--keepalive-expiry 1] [--postgres postgresql://postgres@127.0.0.1:5432]
+     [--baseline main] [--push-threads 4] [--push-queue 12]
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ import secrets
 import signal
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +93,7 @@ from sqlalchemy.engine import make_url
 from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_events, encode_readings
 from edge_agent.codecs.compression import compress
 from edge_agent.records import Event, Reading, now_ms
+from edge_agent.sync.loop import backoff_delay
 from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
 from sync_server.db.migrate import upgrade
@@ -101,16 +109,19 @@ TERRITORY = "bench"
 #: The agent's default ``[sync] timeout_s``: a request still unanswered then is an error.
 HTTP_TIMEOUT_S = 30.0
 MAX_ATTEMPTS = 5
+#: The agent's default ``[sync] max_backoff_s``.
+MAX_BACKOFF_S = 300.0
+ROOT = Path(__file__).resolve().parent.parent
 #: Below uvicorn's 5 s keep-alive timeout: see the module docstring.
 KEEPALIVE_EXPIRY_S = 1.0
 #: Seconds between telling the (ready) load processes when to start and the start.
 START_DELAY_S = 0.2
 
-Variant = Literal["solo", "1 hub", "2 hubs"]
+Variant = Literal["solo", "main", "new"]
 LABELS: dict[Variant, str] = {
-    "solo": "1 gateway, sequential",
-    "1 hub": "{n} gateways, 1 hub",
-    "2 hubs": "{n} gateways, 2 hubs",
+    "solo": "1 gw, sequential",
+    "main": "{n} gw, {ref}",
+    "new": "{n} gw, this tree",
 }
 
 
@@ -148,6 +159,9 @@ class PhaseResult:
     """What one load process measured in one phase."""
 
     latencies_ms: list[float] = field(default_factory=list)
+    #: From a batch's first request to its acknowledgement, 503s and waits included.
+    push_ms: list[float] = field(default_factory=list)
+    busy: int = 0
     errors: list[str] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
@@ -168,6 +182,8 @@ class Figures:
     p95: float
     p99: float
     max: float
+    push_p99: float
+    busy: int
     errors: int
     duplicates: int
     cpu_hubs: float
@@ -331,10 +347,17 @@ async def _push_phase(
     client: httpx.AsyncClient, urls: Sequence[str], offset: int, pushes: list[Push],
     result: PhaseResult,
 ) -> None:
-    """Push one gateway's batches one after the other, each once the previous is acked."""
+    """Push one gateway's batches one after the other, each once the previous is acked.
+
+    A 503 is not an error: the batch goes again after the agent's own backoff, which honours
+    ``Retry-After`` (``backoff_delay``), as many times as it takes, as the agent would.
+    """
+    rng = random.Random(offset)
     for number, push in enumerate(pushes):
         url = urls[(offset + number) % len(urls)]
-        for _ in range(MAX_ATTEMPTS):
+        first_sent = time.perf_counter()
+        failures = attempts = 0
+        while attempts < MAX_ATTEMPTS:
             headers = {"Content-Type": push.content_type, "Content-Encoding": "zstd",
                        "X-Ponton-Sent-At": str(now_ms()), "X-Ponton-Backlog": str(push.backlog)}
             started = time.perf_counter()
@@ -342,11 +365,20 @@ async def _push_phase(
                 response = await client.post(f"{url}/v1/gateway/streams/{push.stream}/batches",
                                              content=push.body, headers=headers)
             except httpx.HTTPError as exc:
+                attempts += 1
                 result.errors.append(f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(1.0)
                 continue
-            result.latencies_ms.append((time.perf_counter() - started) * 1000)
             result.requests += 1
+            if response.status_code == 503:
+                result.busy += 1
+                failures += 1
+                retry_after = float(response.headers.get("Retry-After", "1"))
+                await asyncio.sleep(backoff_delay(failures, cap_s=MAX_BACKOFF_S, rng=rng,
+                                                  retry_after_s=retry_after))
+                continue
+            result.latencies_ms.append((time.perf_counter() - started) * 1000)
+            attempts += 1
             if response.status_code != 200:
                 result.errors.append(f"{response.status_code}: {response.text[:200]}")
                 await asyncio.sleep(1.0)
@@ -360,6 +392,7 @@ async def _push_phase(
             result.duplicates += duplicates
             if stored + duplicates != push.records:
                 result.errors.append(f"answer {answer} for a batch of {push.records}")
+            result.push_ms.append((time.perf_counter() - first_sent) * 1000)
             break
         else:
             result.errors.append(f"gave up on a {push.stream} batch after {MAX_ATTEMPTS} tries")
@@ -370,7 +403,11 @@ async def _push_phase(
 
 @contextmanager
 def bench_database(server: str) -> Iterator[str]:
-    """A new database on ``server`` for the run, dropped (WITH FORCE) afterwards."""
+    """A new database on ``server`` for the run, dropped (WITH FORCE) afterwards.
+
+    Kept apart from bench/scratch_database.py on purpose: bench_ingest.py imports it from
+    the tree it measures, older commits included.
+    """
     name = f"ponton_bench_{secrets.token_hex(4)}"
     admin_url = make_url(server).set(drivername="postgresql", database="postgres")
     dsn = admin_url.render_as_string(hide_password=False)
@@ -385,10 +422,17 @@ def bench_database(server: str) -> Iterator[str]:
 
 
 class Hub:
-    """A ``sync-server serve`` process (simulators/hub_process.py); logs to data_dir/hub.log."""
+    """A ``sync-server serve`` process (simulators/hub_process.py); logs to data_dir/hub.log.
 
-    def __init__(self, data_dir: Path, database_url: str) -> None:
-        self.url, self.process = spawn_hub(data_dir, database_url)
+    ``tree`` is the checkout it runs (on ``PYTHONPATH``): this one's by default.
+    """
+
+    def __init__(self, data_dir: Path, database_url: str, *, tree: Path | None = None,
+                 serve_args: Sequence[str] = ()) -> None:
+        env = {"PYTHONPATH": baseline_path(tree)} if tree is not None else None
+        # Run from the tree as well: ``python -m`` looks in its working directory first.
+        self.url, self.process = spawn_hub(data_dir, database_url, serve_args=serve_args,
+                                           env=env, cwd=tree)
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -495,7 +539,9 @@ def run_variant(
         requests_per_s=sum(r.requests for r in results) / wall,
         p50=percentile(latencies, 0.50), p95=percentile(latencies, 0.95),
         p99=percentile(latencies, 0.99), max=max(latencies),
-        errors=len(errors), duplicates=sum(r.duplicates for r in results),
+        push_p99=percentile([ms for r in results for ms in r.push_ms], 0.99),
+        busy=sum(r.busy for r in results), errors=len(errors),
+        duplicates=sum(r.duplicates for r in results),
         cpu_hubs=100 * (after.hubs - before.hubs) / window,
         cpu_postgres=100 * (after.postgres - before.postgres) / window,
         cpu_load=cpu_load,
@@ -507,8 +553,9 @@ def run_variant(
 
 
 def print_row(label: str, run: str, f: Figures) -> None:
-    print(f"{label:<24} {run:>6} {f.points_per_s:>10,.0f} {f.requests_per_s:>7,.1f}"
-          f" {f.p50:>8,.0f} {f.p95:>8,.0f} {f.p99:>8,.0f} {f.max:>8,.0f} {f.errors:>6}"
+    print(f"{label:<16} {run:>3} {f.points_per_s:>9,.0f} {f.requests_per_s:>6,.1f}"
+          f" {f.p50:>6,.0f} {f.p95:>6,.0f} {f.p99:>6,.0f} {f.max:>6,.0f} {f.push_p99:>6,.0f}"
+          f" {f.busy:>5} {f.errors:>3}"
           f" {f.cpu_hubs:>6.0f} {f.cpu_postgres:>5.0f} {f.cpu_load:>5.0f}"
           f" {f.cpu_other:>6.0f}"
           f" {f.cpu_machine:>8.0f}")
@@ -520,7 +567,8 @@ def median_figures(figures: list[Figures]) -> Figures:
 
     return Figures(
         med("points_per_s"), med("requests_per_s"), med("p50"), med("p95"), med("p99"),
-        med("max"), sum(f.errors for f in figures), sum(f.duplicates for f in figures),
+        med("max"), med("push_p99"), sum(f.busy for f in figures),
+        sum(f.errors for f in figures), sum(f.duplicates for f in figures),
         med("cpu_hubs"), med("cpu_postgres"),
         med("cpu_load"), med("cpu_other"), med("cpu_machine"), sum(f.readings for f in figures),
         sum(f.events for f in figures))
@@ -543,6 +591,12 @@ def parse_args() -> argparse.Namespace:
                         help="seconds a gateway keeps an idle connection (httpx: 5)")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432",
                         help="PostgreSQL server (a throwaway database is created on it)")
+    parser.add_argument("--baseline", default="main",
+                        help="git revision whose hubs run the same fleet, for comparison")
+    parser.add_argument("--push-threads", type=int, default=4,
+                        help="this tree's hubs: serve --push-threads")
+    parser.add_argument("--push-queue", type=int, default=12,
+                        help="this tree's hubs: serve --push-queue")
     return parser.parse_args()
 
 
@@ -584,33 +638,74 @@ def start_load(
 
 
 def run_all(
-    args: argparse.Namespace, workers: list[Connection], hubs: list[Hub]
+    args: argparse.Namespace, workers: list[Connection], hubs: dict[Variant, list[Hub]]
 ) -> dict[Variant, list[Figures]]:
-    """Every run: the baseline, then both fleet variants (their order alternating)."""
-    meter = CpuMeter(hubs)
-    variants: list[Variant] = ["1 hub", "2 hubs"]
-    results: dict[Variant, list[Figures]] = {"solo": [], "1 hub": [], "2 hubs": []}
-    urls = (hubs[0].url, hubs[1].url)
-    print(f"{'variant':<24} {'run':>6} {'points/s':>10} {'req/s':>7}"
-          f" {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}"
+    """Every run: the baseline, then the fleet on both versions (their order alternating)."""
+    meters = {variant: CpuMeter(pair) for variant, pair in hubs.items()}
+    variants: list[Variant] = ["main", "new"]
+    results: dict[Variant, list[Figures]] = {"solo": [], "main": [], "new": []}
+    print(f"{'variant':<16} {'run':>3} {'points/s':>9} {'req/s':>6}"
+          f" {'p50':>6} {'p95':>6} {'p99':>6} {'max':>6} {'push99':>6} {'503s':>5} {'err':>3}"
           f" {'hubs':>6} {'pg':>5} {'load':>5} {'other':>6} {'machine':>8}")
     for run in range(args.runs):
         order = variants if run % 2 == 0 else variants[::-1]
-        phases: list[tuple[Variant, int, tuple[str, ...]]] = [("solo", run, urls[:1])]
-        phases += [(v, run * len(variants) + n, urls[: 1 if v == "1 hub" else 2])
-                   for n, v in enumerate(order)]
-        for variant, index, phase_urls in phases:
-            figures = run_variant(workers, meter, variant, index, phase_urls)
+        phases: list[tuple[Variant, int]] = [("solo", run)]
+        phases += [(v, run * len(variants) + n) for n, v in enumerate(order)]
+        for variant, index in phases:
+            pair = hubs["new" if variant == "solo" else variant]
+            urls = tuple(hub.url for hub in pair[: 1 if variant == "solo" else 2])
+            meter = meters["new" if variant == "solo" else variant]
+            figures = run_variant(workers, meter, variant, index, urls)
             results[variant].append(figures)
-            print_row(LABELS[variant].format(n=args.gateways), str(run + 1), figures)
-    print("median (errors: all runs together)")
+            print_row(_label(variant, args), str(run + 1), figures)
+    print("median (503s and errors: all runs together)")
     medians = {variant: median_figures(figures) for variant, figures in results.items()}
     for variant, figures in medians.items():
-        print_row(LABELS[variant].format(n=args.gateways), "", figures)
-    solo, one, two = (medians[v].points_per_s for v in ("solo", "1 hub", "2 hubs"))
-    print(f"points/s: {args.gateways} gateways on 1 hub {one / solo:.2f}x one sequential"
-          f" gateway; on 2 hubs {two / one:.2f}x 1 hub")
+        print_row(_label(variant, args), "", figures)
+    old, new = medians["main"], medians["new"]
+    print(f"this tree vs {args.baseline}: points/s {new.points_per_s / old.points_per_s:.2f}x,"
+          f" hub CPU per 1,000 points {_hub_ms(new):.1f} vs {_hub_ms(old):.1f} ms,"
+          f" p99 of answered pushes {new.p99:,.0f} vs {old.p99:,.0f} ms, p99 from first try"
+          f" to acknowledgement {new.push_p99:,.0f} vs {old.push_p99:,.0f} ms")
     return results
+
+
+def _label(variant: Variant, args: argparse.Namespace) -> str:
+    return LABELS[variant].format(n=args.gateways, ref=args.baseline)
+
+
+def _hub_ms(figures: Figures) -> float:
+    """Hub CPU milliseconds per 1,000 points stored."""
+    return 10 * figures.cpu_hubs / figures.points_per_s * 1000
+
+
+def baseline_tree(ref: str, into: Path) -> Path:
+    """The files of ``ref`` (a git revision of this checkout), for hubs to run from."""
+    into.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+#: Packages the hub's extra gained after older baselines: uvicorn takes them whenever it can
+#: import them, so a baseline that does not declare them gets them hidden and runs as it
+#: was installed.
+NEWER_PACKAGES = ("httptools", "uvloop")
+
+
+def baseline_path(tree: Path) -> str:
+    """``PYTHONPATH`` for hubs of ``tree``: it, then stubs hiding the ``NEWER_PACKAGES``
+    its pyproject.toml does not declare (importing them raises ImportError)."""
+    declared = (tree / "pyproject.toml").read_text(encoding="utf-8")
+    hidden = tree.parent / f"{tree.name}-hidden"
+    for name in NEWER_PACKAGES:
+        if f'"{name}' not in declared:
+            (hidden / name).mkdir(parents=True, exist_ok=True)
+            (hidden / name / "__init__.py").write_text(
+                f"raise ImportError('{name}: not installed by this baseline')\n",
+                encoding="utf-8")
+    return os.pathsep.join([str(tree), str(hidden)])
 
 
 def idle_share(seconds: float = 2.0) -> float:
@@ -631,12 +726,17 @@ def main() -> None:
         data_dir = Path(tmp)
         engine = demo_engine(data_dir, url)
         upgrade(engine)
-        hubs: list[Hub] = []
+        hubs: dict[Variant, list[Hub]] = {}
         load: list[tuple[SpawnProcess, Connection]] = []
         try:
-            hubs = [Hub(data_dir, url) for _ in range(2)]
+            tree = baseline_tree(args.baseline, data_dir / "baseline")
+            serve_args = ["--push-threads", str(args.push_threads),
+                          "--push-queue", str(args.push_queue)]
+            hubs["main"] = [Hub(data_dir, url, tree=tree) for _ in range(2)]
+            hubs["new"] = [Hub(data_dir, url, serve_args=serve_args) for _ in range(2)]
             started = time.perf_counter()
-            tokens = enroll_fleet(engine, [hub.url for hub in hubs], [*names, "gw-solo"])
+            tokens = enroll_fleet(engine, [hub.url for hub in hubs["new"]],
+                                  [*names, "gw-solo"])
             enrolled_s = time.perf_counter() - started
             started = time.perf_counter()
             fleet, solo = encode_plans(args, tokens, names, fleet_phases, context)
@@ -651,24 +751,27 @@ def main() -> None:
                   f" quantities (a reading a minute), per gateway and run {args.batches}"
                   f" batches of {args.batch_size:,} readings + 1 alarm batch of"
                   f" {ALARM_EVENTS} events; baseline {args.solo_batches} batches")
-            print(f"hubs: sync-server serve x 2 on 127.0.0.1, PostgreSQL {server} on"
+            print(f"hubs: sync-server serve x 2 on 127.0.0.1 from {args.baseline} and x 2 from"
+                  f" this tree ({' '.join(serve_args)}), PostgreSQL {server} on"
                   f" {make_url(url).host}; load: {args.load_processes} process(es), one"
                   f" httpx.AsyncClient per gateway")
             print(f"setup: {len(tokens)} gateways enrolled in {enrolled_s:.1f} s,"
                   f" {bodies:,} bodies encoded in {encoded_s:.1f} s"
                   f" ({os.cpu_count()} processes); machine busy before the runs (others):"
                   f" {busy_before:.0f} % of one core")
-            print(f"median of {args.runs} runs; latency per request in ms, client side;"
-                  " CPU in % of one core: hubs, PostgreSQL, load generator, other"
-                  " processes, machine (of 200)")
+            print(f"median of {args.runs} runs; latency in ms, client side, of answered"
+                  " requests (503s apart), and push99 from a batch's first try to its"
+                  " acknowledgement (503s and the agent's backoff included); CPU in % of one"
+                  " core: hubs, PostgreSQL, load generator, other processes, machine (of 200)")
             results = run_all(args, [pipe for _, pipe in load], hubs)
             check_exactly_once(engine, results, [*fleet, solo])
         finally:
             for process, pipe in load:
                 pipe.send(None)
                 process.join(timeout=30)
-            for hub in hubs:
-                hub.stop()
+            for pair in hubs.values():
+                for hub in pair:
+                    hub.stop()
             engine.dispose()
 
 

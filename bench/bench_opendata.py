@@ -31,46 +31,33 @@ import argparse
 import io
 import json
 import random
-import secrets
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 from sqlalchemy import Engine, insert, select
 
+from bench.scratch_database import scratch_database
 from edge_agent.records import now_ms
-from simulators.hub_process import spawn_hub, stop_process
+from simulators.hub_process import demo_engine, spawn_hub, stop_process
 from sync_server import admin
-from sync_server.db.engine import create_hub_engine, reading
+from sync_server.db.engine import reading
 from sync_server.db.migrate import upgrade
 from sync_server.db.schema import gateways, series, sites, streams, territories
 from sync_server.opendata import datasets
 from sync_server.opendata.ngsi import entities, render
 from sync_server.opendata.places import PlaceUpdate, set_place
 
-SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 _NOISE = ("voltage", "current", "active_power", "temperature", "humidity")
 
 
-@contextmanager
-def _database() -> Iterator[tuple[str, str]]:
-    """A database for the run: its SQLAlchemy URL and psycopg DSN; dropped at exit."""
-    name = f"ponton_bench_opendata_{secrets.token_hex(4)}"
-    with psycopg.connect(SERVER, autocommit=True) as admin_conn:
-        admin_conn.execute(f"CREATE DATABASE {name}")
-    dsn = SERVER.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        yield dsn.replace("postgresql://", "postgresql+psycopg://"), dsn
-    finally:
-        with psycopg.connect(SERVER, autocommit=True) as admin_conn:
-            admin_conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
 
 
 def _copy(dsn: str, table: str, columns: str, rows: Iterator[str]) -> int:
@@ -243,12 +230,14 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=4_000_000)
     parser.add_argument("--requests", type=int, default=50)
     args = parser.parse_args()
-    with _database() as (url, dsn), tempfile.TemporaryDirectory() as tmp:
-        engine = create_hub_engine(url)
+    with scratch_database("opendata") as db, tempfile.TemporaryDirectory() as tmp:
+        # The hub's keys in its data directory, as `sync-server keys init` makes them: a
+        # territory's badge key is sealed at creation, and the hub spawned below reads it.
+        engine = demo_engine(Path(tmp), db.url)
         upgrade(engine)
-        build(engine, dsn, args)
+        build(engine, db.dsn, args)
         token = admin.add_operator_token(engine, "toulon", "bench")
-        base, process = spawn_hub(Path(tmp), url)
+        base, process = spawn_hub(Path(tmp), db.url)
         try:
             with httpx.Client(base_url=base, timeout=60) as client:
                 tenant = {"NGSILD-Tenant": "toulon"}

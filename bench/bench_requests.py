@@ -8,6 +8,7 @@ Run: .venv/bin/python bench/bench_requests.py
 
 from __future__ import annotations
 
+from edge_agent.drivers.modbus.cost import serial_cost
 from edge_agent.drivers.modbus.planner import ReadRequest, plan_reads
 from edge_agent.drivers.modbus.timing import char_time_s, inter_frame_gap_s
 from edge_agent.profiles import DeviceProfile, load_profile
@@ -39,7 +40,8 @@ def bus_time_s(requests: list[ReadRequest]) -> float:
 
 
 def compare(label: str, profiles: list[DeviceProfile]) -> None:
-    ours = [r for p in profiles for r in plan_reads(p.points.values(), p.limits)]
+    ours = [r for p in profiles for r in plan_reads(p.points.values(), p.limits, serial_cost(
+        BAUD, min_silence_s=p.limits.min_silence_ms / 1000))]
     naive = [r for p in profiles for r in one_per_value(p)]
     values = sum(len(p.points) for p in profiles)
     print(f"{label:<26} {values:>6} {len(naive):>10} {len(ours):>7} {len(naive) / len(ours):>6.1f}x"

@@ -37,6 +37,7 @@ from edge_agent.records import Reading
 from edge_agent.rules.engine import RuleEngine
 from edge_agent.rules.models import RuleConfig
 from edge_agent.runtime import Gateway
+from edge_agent.schema import validate
 from simulators.modbus import ModbusSimulator, SimulatedMeter
 from simulators.modbus.relay_board import SimulatedRelayBoard
 
@@ -52,15 +53,15 @@ def rules_100() -> list[RuleConfig]:
     for index in range(100):
         base = {"name": f"r{index}", "device": f"m{index}", "quantity": "water_level"}
         if index < 60:
-            rules.append(RuleConfig.model_validate(
+            rules.append(validate(RuleConfig,
                 base | {"kind": "above" if index % 2 else "below", "threshold": 1.0,
                         "clear_at": 0.9 if index % 2 else 1.1, "for_s": 20 * (index % 3),
                         "on_raise": [{"type": "latch", "board": "relays", "channel": 1}]}))
         elif index < 80:
-            rules.append(RuleConfig.model_validate(
+            rules.append(validate(RuleConfig,
                 base | {"kind": "rate", "delta": 0.2, "window_s": 900}))
         else:
-            rules.append(RuleConfig.model_validate(
+            rules.append(validate(RuleConfig,
                 base | {"kind": "stale", "quantity": None, "after_s": 30}))
     return rules
 

@@ -24,27 +24,25 @@ import difflib
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta
 
+from edge_agent.codecs.tic import ModeSetting
 from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
-from edge_agent.drivers.tic import ModeSetting, SamplingPolicy, TicSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.parking.config import CarParkConfig, car_park_problem
 from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
 from edge_agent.rules.models import LatchAction, RuleConfig, latch_conflict, rule_problem
+from edge_agent.schema import Invalid, Strict, at_field, validate
 from edge_agent.toml_source import locate_toml
 from edge_agent.validation import located, validation_problems
 from edge_agent.yaml_source import LocatedYaml
+
+if TYPE_CHECKING:
+    from edge_agent.drivers.tic import TicSettings
 
 __all__ = [
     "BusConfig",
@@ -65,69 +63,62 @@ __all__ = [
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GatewaySection(_Strict):
+class GatewaySection(Strict, frozen=True, kw_only=True):
     """Who this gateway is and where it keeps its data."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    data_dir: Path = Field(description="Outbox and status file; relative to the config file.")
-    profiles_dir: Path | None = Field(
-        default=None,
+    id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+    data_dir: Annotated[Path, Meta(
+        description="Outbox and status file; relative to the config file.")]
+    profiles_dir: Annotated[Path, Meta(
         description="This site's own device profiles, searched before the shipped ones; "
-        "relative to the config file.",
-    )
+        "relative to the config file.")] | None = None
 
 
-class OutboxSection(_Strict):
+class OutboxSection(Strict, frozen=True, kw_only=True):
     """Local storage bounds."""
 
-    quota_mb: float = Field(default=1024, gt=0, description="Disk the outbox may use.")
+    quota_mb: Annotated[float, Meta(gt=0, description="Disk the outbox may use.")] = 1024.0
 
 
-class SyncSection(_Strict):
+class SyncSection(Strict, frozen=True, kw_only=True):
     """How the gateway pushes its outbox to the hub it was provisioned for."""
 
-    enabled: bool = Field(default=True, description="Push to the hub once provisioned.")
-    interval_s: float = Field(
-        default=5, gt=0, le=3600, description="Wait between looks at an empty outbox."
-    )
-    batch_limit: int = Field(
-        default=10_000, ge=1, le=100_000, description="Records per request."
-    )
-    timeout_s: float = Field(default=30, gt=0, le=600, description="Wait for each answer.")
-    max_backoff_s: float = Field(
-        default=300, gt=0, le=86_400, description="Longest wait between tries at the hub."
-    )
-    bundle_interval_s: float = Field(
-        default=60, gt=0, le=86_400,
-        description="Wait between looks for new signed bundles (configuration, policy).",
-    )
-    ca_bundle: Path | None = Field(
-        default=None, description="CA bundle trusted for the hub instead of the one recorded "
-        "at provisioning; relative to the config file.")
-    client_cert: Path | None = Field(
-        default=None, description="Client certificate for mutual TLS instead of the one "
-        "recorded at provisioning; relative to the config file.")
-    client_key: Path | None = Field(
-        default=None, description="The key of client_cert; relative to the config file.")
+    enabled: Annotated[bool, Meta(description="Push to the hub once provisioned.")] = True
+    interval_s: Annotated[float, Meta(
+        gt=0, le=3600, description="Wait between looks at an empty outbox.")] = 5.0
+    batch_limit: Annotated[int, Meta(ge=1, le=100_000, description="Records per request.")
+                           ] = 10_000
+    timeout_s: Annotated[float, Meta(gt=0, le=600, description="Wait for each answer.")] = 30.0
+    max_backoff_s: Annotated[float, Meta(
+        gt=0, le=86_400, description="Longest wait between tries at the hub.")] = 300.0
+    bundle_interval_s: Annotated[float, Meta(
+        gt=0, le=86_400,
+        description="Wait between looks for new signed bundles (configuration, policy).")] = 60.0
+    health_interval_s: Annotated[float, Meta(
+        gt=0, le=86_400,
+        description="Wait between device.health events (each polled device's counters).")
+    ] = 300.0
+    ca_bundle: Annotated[Path, Meta(
+        description="CA bundle trusted for the hub instead of the one recorded at "
+        "provisioning; relative to the config file.")] | None = None
+    client_cert: Annotated[Path, Meta(
+        description="Client certificate for mutual TLS instead of the one recorded at "
+        "provisioning; relative to the config file.")] | None = None
+    client_key: Annotated[Path, Meta(
+        description="The key of client_cert; relative to the config file.")] | None = None
 
-    @model_validator(mode="after")
-    def _certificate_with_key(self) -> Self:
+    def __post_init__(self) -> None:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together: give both or neither")
-        return self
 
 
-class MetricsSection(_Strict):
+class MetricsSection(Strict, frozen=True, kw_only=True):
     """Prometheus metrics on a local port (docs/install-gateway.md); off when absent."""
 
-    listen: str = Field(
+    listen: Annotated[str, Meta(
         pattern=r"^[^\s:]+:[0-9]{1,5}$",
         description="HOST:PORT to serve /metrics on; keep it on 127.0.0.1 or a management "
-                    "network: it has no authentication.")
+                    "network: it has no authentication.")]
 
     @property
     def address(self) -> tuple[str, int]:
@@ -135,49 +126,38 @@ class MetricsSection(_Strict):
         host, _, port = self.listen.rpartition(":")
         return host, int(port)
 
-    @field_validator("listen")
-    @classmethod
-    def _port_in_range(cls, listen: str) -> str:
-        if not 0 < int(listen.rpartition(":")[2]) < 65536:
-            raise ValueError(f"port of {listen!r} must be 1 to 65535")
-        return listen
+    def __post_init__(self) -> None:
+        if not 0 < int(self.listen.rpartition(":")[2]) < 65536:
+            raise at_field("listen", f"port of {self.listen!r} must be 1 to 65535", self.listen)
 
 
-class BusConfig(_Strict):
+class BusConfig(Strict, frozen=True, kw_only=True):
     """One Modbus line: a serial port (RTU) or a TCP endpoint."""
 
     name: str
     serial: str | None = None
-    tcp: str | None = Field(default=None, description="HOST:PORT of a Modbus TCP device.")
+    tcp: Annotated[str, Meta(description="HOST:PORT of a Modbus TCP device.")] | None = None
     rtu_over_tcp: bool = False
-    local_echo: bool = Field(
-        default=False, description="The RS-485 adapter echoes what it sends; drop the echo."
-    )
-    baudrate: int = Field(default=9600, gt=0)
+    local_echo: Annotated[bool, Meta(
+        description="The RS-485 adapter echoes what it sends; drop the echo.")] = False
+    baudrate: Annotated[int, Meta(gt=0)] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    timeout_ms: float = Field(default=500, gt=0, le=10_000)
-    retries: int = Field(default=0, ge=0, le=5)
-    offline_after: int = Field(
-        default=3, ge=1, le=100, description="Failed polls in a row before a device is offline."
-    )
-    max_backoff_s: float = Field(
-        default=60, gt=0, le=3600, description="Longest wait between tries at an offline device."
-    )
+    timeout_ms: Annotated[float, Meta(gt=0, le=10_000)] = 500.0
+    retries: Annotated[int, Meta(ge=0, le=5)] = 0
+    offline_after: Annotated[int, Meta(
+        ge=1, le=100, description="Failed polls in a row before a device is offline.")] = 3
+    max_backoff_s: Annotated[float, Meta(
+        gt=0, le=3600, description="Longest wait between tries at an offline device.")] = 60.0
 
-    @field_validator("tcp")
-    @classmethod
-    def _host_port(cls, value: str | None) -> str | None:
+    def __post_init__(self) -> None:
+        value = self.tcp
         match = re.fullmatch(r"[^:\s]+:(\d{1,5})", value or "")
         if value is not None and (match is None or not 1 <= int(match.group(1)) <= 65535):
-            raise ValueError(f"'{value}' is not HOST:PORT, e.g. \"192.168.1.40:502\"")
-        return value
-
-    @model_validator(mode="after")
-    def _one_transport(self) -> Self:
+            raise at_field("tcp", f"'{value}' is not HOST:PORT, e.g. \"192.168.1.40:502\"",
+                           value)
         if (self.serial is None) == (self.tcp is None):
             raise ValueError("give exactly one of serial = \"/dev/ttyUSB0\" or tcp = \"host:502\"")
-        return self
 
     def policy(self) -> BusPolicy:
         """How patient the bus is with devices that stop answering."""
@@ -199,156 +179,166 @@ class BusConfig(_Strict):
         )
 
 
-class DeviceConfig(_Strict):
+class DeviceConfig(Strict, frozen=True, kw_only=True):
     """One device on a bus, described by a profile."""
 
     #: At most 128 characters: the hub keeps device names in a column of that size.
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)
+    name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=128)]
     bus: str
     profile: str
-    unit: int = Field(ge=1, le=247)
-    interval_s: float = Field(default=10, ge=0.05, le=86_400)
-    quantities: list[str] | None = Field(
-        default=None, min_length=1,
-        description="Subset of the profile's quantities; all when omitted.",
-    )
-    min_silence_ms: float | None = Field(
-        default=None, ge=0, le=5000, description="Overrides the profile's silence between requests."
-    )
+    unit: Annotated[int, Meta(ge=1, le=247)]
+    interval_s: Annotated[float, Meta(ge=0.05, le=86_400)] = 10.0
+    quantities: Annotated[list[str], Meta(
+        min_length=1, description="Subset of the profile's quantities; all when omitted.")
+    ] | None = None
+    min_silence_ms: Annotated[float, Meta(
+        ge=0, le=5000, description="Overrides the profile's silence between requests.")
+    ] | None = None
 
 
-class ReaderConfig(_Strict):
+class ReaderConfig(Strict, frozen=True, kw_only=True):
     """A badge reader on a serial line (or a keyboard-wedge input device) in front of a gate."""
 
-    name: str = Field(pattern=_NAME, max_length=128)
-    profile: str = Field(description="A reader profile: rdm6300, em18, pn532-uart ...")
-    port: str = Field(description="Serial device (/dev/ttyUSB1) or input device for a wedge.")
-    gate: str = Field(description="The gate or pedestal this reader stands at.")
-    duplicate_window_ms: float = Field(
-        default=1500, ge=0, le=60_000,
-        description="The same card on this reader again within it is one presentation.",
-    )
+    name: Annotated[str, Meta(pattern=_NAME, max_length=128)]
+    profile: Annotated[str, Meta(description="A reader profile: rdm6300, em18, pn532-uart ...")]
+    port: Annotated[str, Meta(
+        description="Serial device (/dev/ttyUSB1) or input device for a wedge.")]
+    gate: Annotated[str, Meta(description="The gate or pedestal this reader stands at.")]
+    duplicate_window_ms: Annotated[float, Meta(
+        ge=0, le=60_000,
+        description="The same card on this reader again within it is one presentation.")
+    ] = 1500.0
 
 
-class GateConfig(_Strict):
+class GateConfig(Strict, frozen=True, kw_only=True):
     """A gate or barrier opened by a pulse on a relay board output."""
 
-    name: str = Field(pattern=_NAME, max_length=128,
-                      description="The gate's name in the access policy.")
-    relay: str = Field(description="The relay board: a device of this file.")
-    channel: int = Field(ge=1, le=32)
-    pulse_ms: int = Field(default=700, ge=100, le=0x7FFF * 100,
-                          description="Contact closure, timed by the board.")
+    name: Annotated[str, Meta(pattern=_NAME, max_length=128,
+                              description="The gate's name in the access policy.")]
+    relay: Annotated[str, Meta(description="The relay board: a device of this file.")]
+    channel: Annotated[int, Meta(ge=1, le=32)]
+    pulse_ms: Annotated[int, Meta(ge=100, le=0x7FFF * 100,
+                                  description="Contact closure, timed by the board.")] = 700
 
 
-class PedestalConfig(_Strict):
+class PedestalConfig(Strict, frozen=True, kw_only=True):
     """A berth pedestal outlet: a badge opens a metered session, another tap closes it."""
 
-    name: str = Field(pattern=_NAME, max_length=128,
-                      description="The pedestal's name in the access policy (a service gate).")
-    relay: str = Field(description="The relay board switching the outlet: a device of this file.")
-    channel: int = Field(ge=1, le=32)
-    energy_meter: str | None = Field(default=None, description="Meter with active_energy_import.")
-    water_meter: str | None = Field(default=None, description="Meter with water_volume.")
-    max_duration_h: float = Field(default=24, gt=0, le=24 * 31)
-    credit_kwh: float | None = Field(default=None, gt=0, description="Switch off beyond it.")
-    credit_m3: float | None = Field(default=None, gt=0, description="Switch off beyond it.")
+    name: Annotated[str, Meta(
+        pattern=_NAME, max_length=128,
+        description="The pedestal's name in the access policy (a service gate).")]
+    relay: Annotated[str, Meta(
+        description="The relay board switching the outlet: a device of this file.")]
+    channel: Annotated[int, Meta(ge=1, le=32)]
+    energy_meter: Annotated[str, Meta(description="Meter with active_energy_import.")
+                            ] | None = None
+    water_meter: Annotated[str, Meta(description="Meter with water_volume.")] | None = None
+    max_duration_h: Annotated[float, Meta(gt=0, le=24 * 31)] = 24.0
+    credit_kwh: Annotated[float, Meta(gt=0, description="Switch off beyond it.")] | None = None
+    credit_m3: Annotated[float, Meta(gt=0, description="Switch off beyond it.")] | None = None
 
-    @model_validator(mode="after")
-    def _metered(self) -> Self:
+    def __post_init__(self) -> None:
         if self.energy_meter is None and self.water_meter is None:
             raise ValueError("a pedestal needs energy_meter, water_meter or both")
-        return self
 
 
-class LoraDeviceConfig(_Strict):
+class LoraDeviceConfig(Strict, frozen=True, kw_only=True):
     """A LoRaWAN sensor known to ChirpStack, decoded with one of our LoRa profiles."""
 
-    name: str = Field(pattern=_NAME, max_length=128)
-    dev_eui: str = Field(pattern=r"^[0-9A-Fa-f]{16}$", description="The DevEUI, 16 hex digits.")
-    profile: str = Field(description="A LoRa profile: dragino-ldds75, milesight-am307 ...")
-    application_id: str | None = Field(
-        default=None, description="Its ChirpStack application, for downlinks; the source's "
-        "only application when omitted.")
+    name: Annotated[str, Meta(pattern=_NAME, max_length=128)]
+    dev_eui: Annotated[str, Meta(pattern=r"^[0-9A-Fa-f]{16}$",
+                                 description="The DevEUI, 16 hex digits.")]
+    profile: Annotated[str, Meta(
+        description="A LoRa profile: dragino-ldds75, milesight-am307 ...")]
+    application_id: Annotated[str, Meta(
+        description="Its ChirpStack application, for downlinks; the source's only application "
+        "when omitted.")] | None = None
 
-    @field_validator("dev_eui")
-    @classmethod
-    def _lowercase(cls, value: str) -> str:
-        return value.lower()
+    def __post_init__(self) -> None:
+        # One spelling of a DevEUI: ChirpStack's topics and events write it in lower case.
+        msgspec.structs.force_setattr(self, "dev_eui", self.dev_eui.lower())
 
 
-class LoraConfig(_Strict):
+class LoraConfig(Strict, frozen=True, kw_only=True):
     """A ChirpStack v4 MQTT integration: the broker, the applications, the sensors."""
 
-    name: str = Field(default="chirpstack", pattern=_NAME, max_length=64)
-    broker: str = Field(default="mqtt://127.0.0.1:1883",
-                        description="mqtt://HOST[:PORT], or mqtts:// for TLS.")
+    name: Annotated[str, Meta(pattern=_NAME, max_length=64)] = "chirpstack"
+    broker: Annotated[str, Meta(description="mqtt://HOST[:PORT], or mqtts:// for TLS.")
+                      ] = "mqtt://127.0.0.1:1883"
     username: str | None = None
     password: str | None = None
-    ca_file: Path | None = Field(default=None, description="CA bundle for a private broker CA.")
-    client_id: str | None = Field(
-        default=None, max_length=128,
+    ca_file: Annotated[Path, Meta(description="CA bundle for a private broker CA.")
+                       ] | None = None
+    client_id: Annotated[str, Meta(
+        max_length=128,
         description="The broker keeps our session under it; ponton-GATEWAY-NAME when omitted.")
-    application_ids: list[str] = Field(min_length=1, description="ChirpStack application ids.")
-    format: Literal["json", "protobuf"] = Field(
-        default="json", description="The integration's encoding (ChirpStack `json = true`).")
+    ] | None = None
+    application_ids: Annotated[list[str], Meta(min_length=1,
+                                               description="ChirpStack application ids.")]
+    format: Annotated[Literal["json", "protobuf"], Meta(
+        description="The integration's encoding (ChirpStack `json = true`).")] = "json"
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    session_expiry_s: int = Field(default=7 * 86_400, ge=60, le=90 * 86_400,
-                                  description="How long the broker keeps messages for us.")
-    devices: list[LoraDeviceConfig] = Field(default_factory=list)
+    session_expiry_s: Annotated[int, Meta(
+        ge=60, le=90 * 86_400, description="How long the broker keeps messages for us.")
+    ] = 7 * 86_400
+    devices: list[LoraDeviceConfig] = msgspec.field(default_factory=list)
 
-    @field_validator("application_ids")
-    @classmethod
-    def _plain_ids(cls, values: list[str]) -> list[str]:
-        for value in values:
+    def __post_init__(self) -> None:
+        for value in self.application_ids:
             if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", value):
-                raise ValueError(f"application id {value!r} is not a ChirpStack id (a UUID)")
-        return values
-class TicConfig(_Strict):
+                raise at_field("application_ids",
+                               f"application id {value!r} is not a ChirpStack id (a UUID)",
+                               value)
+
+
+class TicConfig(Strict, frozen=True, kw_only=True):
     """A Linky meter's TIC output on a serial port (docs/configuration.md, ``[[tic]]``)."""
 
-    name: str = Field(pattern=_NAME, max_length=128,
-                      description="Device name of its readings and events.")
-    serial: str = Field(description="Serial port of the TIC adapter, e.g. /dev/ttyAMA0.")
-    mode: ModeSetting = Field(
-        default="auto", description="historic: 1200 baud; standard: 9600; auto: detected.")
-    index_interval_s: float = Field(default=60, gt=0, le=86_400,
-                                    description="Indexes are stored this often.")
-    max_interval_s: float = Field(default=300, gt=0, le=86_400,
-                                  description="Every value is stored at least this often.")
-    deadband_pct: float = Field(default=5, ge=0, le=100,
-                                description="Power and current: relative change to store.")
-    deadband_va: float = Field(default=50, ge=0, description="Power: change to store (VA, W).")
-    deadband_a: float = Field(default=1, ge=0, description="Current: change to store (A).")
-    deadband_v: float = Field(default=3, ge=0, description="Voltage: change to store (V).")
+    name: Annotated[str, Meta(pattern=_NAME, max_length=128,
+                              description="Device name of its readings and events.")]
+    serial: Annotated[str, Meta(
+        description="Serial port of the TIC adapter, e.g. /dev/ttyAMA0.")]
+    mode: Annotated[ModeSetting, Meta(
+        description="historic: 1200 baud; standard: 9600; auto: detected.")] = "auto"
+    index_interval_s: Annotated[float, Meta(
+        gt=0, le=86_400, description="Indexes are stored this often.")] = 60.0
+    max_interval_s: Annotated[float, Meta(
+        gt=0, le=86_400, description="Every value is stored at least this often.")] = 300.0
+    deadband_pct: Annotated[float, Meta(
+        ge=0, le=100, description="Power and current: relative change to store.")] = 5.0
+    deadband_va: Annotated[float, Meta(ge=0, description="Power: change to store (VA, W).")
+                           ] = 50.0
+    deadband_a: Annotated[float, Meta(ge=0, description="Current: change to store (A).")] = 1.0
+    deadband_v: Annotated[float, Meta(ge=0, description="Voltage: change to store (V).")] = 3.0
 
     def settings(self) -> TicSettings:
         """What the TIC line needs to run."""
+        from edge_agent.drivers.tic import SamplingPolicy, TicSettings  # noqa: PLC0415 - [[tic]] only
+
         return TicSettings(self.name, self.serial, self.mode, SamplingPolicy(
             index_interval_s=self.index_interval_s, max_interval_s=self.max_interval_s,
             deadband_pct=self.deadband_pct, deadband_va=self.deadband_va,
             deadband_a=self.deadband_a, deadband_v=self.deadband_v))
 
 
-class GatewayConfig(_Strict):
+class GatewayConfig(Strict, frozen=True, kw_only=True):
     """The whole file."""
 
     gateway: GatewaySection
-    outbox: OutboxSection = OutboxSection()
-    sync: SyncSection = SyncSection()
+    outbox: OutboxSection = msgspec.field(default_factory=OutboxSection)
+    sync: SyncSection = msgspec.field(default_factory=SyncSection)
     metrics: MetricsSection | None = None
-    buses: list[BusConfig] = Field(default_factory=list)
-    devices: list[DeviceConfig] = Field(default_factory=list)
-    readers: list[ReaderConfig] = Field(default_factory=list)
-    gates: list[GateConfig] = Field(default_factory=list)
-    pedestals: list[PedestalConfig] = Field(default_factory=list)
-    lora: list[LoraConfig] = Field(default_factory=list)
-    rules: list[RuleConfig] = Field(default_factory=list)
-    tic: list[TicConfig] = Field(default_factory=list)
-    car_parks: list[CarParkConfig] = Field(default_factory=list)
+    buses: list[BusConfig] = msgspec.field(default_factory=list)
+    devices: list[DeviceConfig] = msgspec.field(default_factory=list)
+    readers: list[ReaderConfig] = msgspec.field(default_factory=list)
+    gates: list[GateConfig] = msgspec.field(default_factory=list)
+    pedestals: list[PedestalConfig] = msgspec.field(default_factory=list)
+    lora: list[LoraConfig] = msgspec.field(default_factory=list)
+    rules: list[RuleConfig] = msgspec.field(default_factory=list)
+    tic: list[TicConfig] = msgspec.field(default_factory=list)
+    car_parks: list[CarParkConfig] = msgspec.field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _cross_check(self) -> Self:
+    def __post_init__(self) -> None:
         bus_names = [bus.name for bus in self.buses]
         _no_duplicates("bus name", bus_names)
         ports: dict[str, str] = {}
@@ -379,7 +369,6 @@ class GatewayConfig(_Strict):
         self._check_car_parks()
         self._check_rules()
         self._check_tic(ports)
-        return self
 
     def _check_tic(self, bus_ports: dict[str, str]) -> None:
         """A TIC line's serial port is its alone (its name is checked with every device's)."""
@@ -597,21 +586,21 @@ def load_config(path: Path) -> GatewayConfig:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
     source = locate_toml(text, data)
     try:
-        config = GatewayConfig.model_validate(data)
-    except ValidationError as exc:
+        config = validate(GatewayConfig, data)
+    except Invalid as exc:
         problems = validation_problems(exc, path, source, GatewayConfig, data=data)
         raise _problems(path, problems + _raw_profile_problems(data, path, source)) from exc
     section = config.gateway
-    gateway = section.model_copy(update={
-        "data_dir": path.parent / section.data_dir,
-        "profiles_dir": path.parent / section.profiles_dir if section.profiles_dir else None,
-    })  # absolute paths stay as they are: joining keeps the right-hand one
-    sync = config.sync.model_copy(update={
+    gateway = msgspec.structs.replace(
+        section, data_dir=path.parent / section.data_dir,
+        profiles_dir=path.parent / section.profiles_dir if section.profiles_dir else None,
+    )  # absolute paths stay as they are: joining keeps the right-hand one
+    sync = msgspec.structs.replace(config.sync, **{
         name: path.parent / value for name in ("ca_bundle", "client_cert", "client_key")
         if (value := getattr(config.sync, name)) is not None})
-    lora = [lora_source.model_copy(update={"ca_file": path.parent / lora_source.ca_file})
+    lora = [msgspec.structs.replace(lora_source, ca_file=path.parent / lora_source.ca_file)
             if lora_source.ca_file else lora_source for lora_source in config.lora]
-    config = config.model_copy(update={"gateway": gateway, "sync": sync, "lora": lora})
+    config = msgspec.structs.replace(config, gateway=gateway, sync=sync, lora=lora)
     problems = _check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
     if not problems:  # the car parks' inputs need every profile
         problems = _check_car_park_inputs(config, path, source)

@@ -22,6 +22,7 @@ from edge_agent.codecs.log_lines import LOG_FORMATS, LogFormat
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError, EdgeError, first_edge_error
 from edge_agent.logs import configure_logging
+from edge_agent.memory import single_arena
 from edge_agent.notify import ServiceNotifier, keep_watchdog, watchdog_interval_s
 from edge_agent.runtime import Gateway
 
@@ -37,12 +38,13 @@ def run_gateway(config: Path, log_level: str = "INFO", log_format: LogFormat = "
     if log_format not in LOG_FORMATS:
         raise ConfigError(f"--log-format must be plain or json, not '{log_format}'")
     configure_logging(log_level, log_format)
+    single_arena()
     gateway_config = load_config(config)
 
     notifier = ServiceNotifier.from_environment()
 
     async def run_until_signalled() -> None:
-        gateway = Gateway(gateway_config, config)  # pymodbus clients need the running loop
+        gateway = Gateway(gateway_config, config)  # RTU buses' pymodbus clients need the loop
         stop = asyncio.Event()
 
         def request_stop() -> None:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+import msgspec
 
 __all__ = ["load_saved_states", "read_state_document", "replace_atomically", "replace_durably"]
 
@@ -85,7 +85,7 @@ def read_state_document(path: Path, version: int, key: str, log: logging.Logger,
     return {}
 
 
-def load_saved_states(path: Path, version: int, key: str, adapter: TypeAdapter[_T],
+def load_saved_states(path: Path, version: int, key: str, kind: type[_T],
                          log: logging.Logger, what: str, consequence: str) -> dict[str, _T]:
     """The saved states by name under ``key`` (see :func:`read_state_document`).
 
@@ -96,8 +96,8 @@ def load_saved_states(path: Path, version: int, key: str, adapter: TypeAdapter[_
     document = read_state_document(path, version, key, log, consequence)
     for name, item in document.get(key, {}).items():
         try:
-            saved[name] = adapter.validate_python(item)
-        except ValidationError as exc:
-            log.error("%s: state of %s %s is unreadable (%d problem(s)); it starts afresh",
-                      path, what, name, exc.error_count())
+            saved[name] = msgspec.convert(item, kind)
+        except msgspec.ValidationError as exc:
+            log.error("%s: state of %s %s is unreadable (%s); it starts afresh",
+                      path, what, name, exc)
     return saved

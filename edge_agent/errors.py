@@ -1,6 +1,6 @@
 """The agent's one exception tree.
 
-Third-party exceptions (pymodbus, pyserial, sqlite3, pydantic) are translated into these at
+Third-party exceptions (pymodbus, pyserial, sqlite3, msgspec) are translated into these at
 the layer that owns the I/O, so callers and the CLI only ever catch ``EdgeError``::
 
     EdgeError

@@ -15,8 +15,7 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "plain") -> N
     or one JSON object each (``log_format="json"``) for a log shipper.
 
     pymodbus logs an ERROR for every unanswered request; the agent already counts those per
-    device and reports them once, so pymodbus is kept quiet unless debugging. httpx logs
-    every request at INFO: one line per push for months, so it is kept to warnings.
+    device and reports them once, so pymodbus is kept quiet unless debugging.
     """
     handler: logging.Handler
     if log_format == "json":
@@ -37,5 +36,3 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = "plain") -> N
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     if level.upper() != "DEBUG":
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -76,18 +76,22 @@ def _devices(devices: list[dict[str, Any]]) -> Iterator[Metric]:
                                    "bus, by device.", labels=["device", "bus"])
     errors = CounterMetricFamily("ponton_agent_device_errors", "Failed requests of a device, "
                                  "by kind.", labels=["device", "bus", "kind"])
+    late = CounterMetricFamily("ponton_agent_device_late_polls", "Slots a device was not "
+                               "polled at: the bus or the machine could not keep up.",
+                               labels=["device", "bus"])
     for device in devices:
         names = [device["name"], device["bus"]]
         if device["online"] is not None:
             online.add_metric(names, 1.0 if device["online"] else 0.0)
         polls.add_metric(names, device["polls"])
         requests.add_metric(names, device["requests"])
+        late.add_metric(names, device.get("late", 0))
         for kind, count in (("timeout", device["timeouts"]),
                             ("exception", sum(device["exceptions"].values())),
                             ("frame", device["frame_errors"]),
                             ("transport", device["transport_errors"])):
             errors.add_metric([*names, kind], count)
-    yield from (online, polls, requests, errors)
+    yield from (online, polls, requests, errors, late)
 
 
 def _access(gates: dict[str, dict[str, Any]]) -> Iterator[Metric]:

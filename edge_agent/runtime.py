@@ -19,34 +19,51 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.access.control import serve_control
-from edge_agent.access.controller import AccessController
-from edge_agent.access.engine import AccessEngine
-from edge_agent.access.readers import build_readers
 from edge_agent.buffer import RecordBuffer
-from edge_agent.codecs.bundle import VerifiedBundle
 from edge_agent.config import GatewayConfig
 from edge_agent.device_state import STATE_FILE as DEVICES_STATE_FILE
 from edge_agent.device_state import OfflineDevices
-from edge_agent.drivers.lora.source import LoraSource
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.drivers.modbus.link import ModbusLink
-from edge_agent.drivers.tic import TicLine
 from edge_agent.durable import replace_atomically
 from edge_agent.errors import ConfigError, ControlError, EdgeError, StoreError
+from edge_agent.health_reports import report_health
+from edge_agent.overload import Lateness
 from edge_agent.parking.service import CarParkService
 from edge_agent.private import make_private_dir, open_private
 from edge_agent.records import now_ms
 from edge_agent.rules.service import RuleService
 from edge_agent.store import Outbox
 from edge_agent.sync.bundles import BundleStore
-from edge_agent.sync.client import HubClient
 from edge_agent.sync.identity import Identity, load_identity, not_provisioned
-from edge_agent.sync.loop import SyncLoop, declared_devices
-from edge_agent.sync.pull import BundlePuller
+
+if TYPE_CHECKING:
+    from edge_agent.access.control import serve_control
+    from edge_agent.access.controller import AccessController
+    from edge_agent.access.engine import AccessEngine
+    from edge_agent.access.readers import build_readers
+    from edge_agent.codecs.bundle import VerifiedBundle
+    from edge_agent.drivers.lora.source import LoraSource
+    from edge_agent.drivers.tic import TicLine
+    from edge_agent.sync.client import HubClient
+    from edge_agent.sync.loop import SyncLoop, declared_devices
+    from edge_agent.sync.pull import BundlePuller
+else:  # what the configuration does not use is never imported (edge_agent/features.py)
+    from edge_agent.features import (
+        AccessController,
+        AccessEngine,
+        BundlePuller,
+        HubClient,
+        LoraSource,
+        SyncLoop,
+        TicLine,
+        build_readers,
+        declared_devices,
+        serve_control,
+    )
 
 __all__ = [
     "BUNDLES_DIR",
@@ -74,20 +91,23 @@ _MAX_WRITE_BACKOFF_S = 30.0
 _GATHER_READINGS_S = 1.0
 #: Tries at writing what is left once the buses have stopped, before giving up loudly.
 _FINAL_WRITE_ATTEMPTS = 3
+
+
 def build_buses(config: GatewayConfig, sink: RecordBuffer) -> list[ModbusBus]:
     """One bus per configured line, each with its devices' read plans."""
-    buses = []
+    buses, lateness = [], Lateness(sink.put_event)
     for bus_config in config.buses:
+        line = bus_config.link_settings()
         devices = [
             PolledDevice.from_profile(
                 device.name, device.unit, config.profile_of(device),
                 interval_s=device.interval_s, quantities=device.quantities,
-                min_silence_ms=device.min_silence_ms,
+                min_silence_ms=device.min_silence_ms, line=line,
             )
             for device in config.devices if device.bus == bus_config.name
         ]
-        buses.append(ModbusBus(ModbusLink(bus_config.link_settings()), devices, sink,
-                               policy=bus_config.policy()))
+        buses.append(ModbusBus(ModbusLink(line), devices, sink, policy=bus_config.policy(),
+                               backpressure=sink, lateness=lateness))
     return buses
 
 
@@ -157,6 +177,9 @@ class Gateway:
                 tic_tasks = [group.create_task(line.run(), name=f"tic[{line.name}]")
                              for line in self.tic_lines]
                 access_tasks.append(group.create_task(self.car_parks.run(), name="car-parks"))
+                access_tasks.append(group.create_task(report_health(
+                    self.buses, self.buffer.put_event, self.config.sync.health_interval_s),
+                    name="health"))
                 spread = min((d.interval_s for bus in self.buses for d in bus.devices),
                              default=0.0)
                 bus_tasks = [
@@ -350,8 +373,7 @@ class Gateway:
         """Write everything buffered in one transaction, then run the durable callbacks."""
         buffer = self.buffer
         alarms, events = list(buffer.alarms), list(buffer.events)
-        readings, deliveries = list(buffer.readings), list(buffer.deliveries)
-        callbacks = len(buffer.on_durable)
+        readings, deliveries, callbacks = buffer.batch()
         parts = [(stream, records) for stream, records in
                  (("alarms", alarms), ("events", events), ("readings", readings)) if records]
         if parts or deliveries:
@@ -383,7 +405,8 @@ class Gateway:
             "stopped": self._drained.is_set(),
             "devices": [
                 {"name": device.name, "bus": bus.name, "unit": device.unit,
-                 "profile": device.profile.id, **device.health.as_dict()}
+                 "profile": device.profile.id, **device.health.as_dict(),
+                 "late": device.health.late + bus.overdue(device)}
                 for bus in self.buses for device in bus.devices
             ],
             "streams": [stats_as_dict(s) for s in stats],
@@ -436,5 +459,8 @@ def stats_as_dict(stats: Any) -> dict[str, Any]:
 
 
 def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` so that readers see the old or the new file, never half of one."""
-    replace_atomically(path, json.dumps(data, indent=1).encode())
+    """Replace ``path`` so that readers see the old or the new file, never half of one.
+
+    Compact: json's C encoder does it, where ``indent`` falls back to the Python one.
+    """
+    replace_atomically(path, json.dumps(data, separators=(",", ":")).encode())

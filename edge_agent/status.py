@@ -136,14 +136,14 @@ def report_view(report: dict[str, Any]) -> Group:
         age = report["status_age_ms"]
         parts.append("[yellow]agent not running[/]" + (
             f" (last status {age / 1000:.0f} s ago)" if age is not None else ""))
-    devices = fitting_table("device", "bus", "unit", "state", "polls", "failed", "errors",
-                            title="devices")
+    devices = fitting_table("device", "bus", "unit", "state", "polls", "failed", "late",
+                            "errors", title="devices")
     why: list[str] = []
     for d in report["devices"]:
         state = {True: "[green]online[/]", False: "[red]offline[/]",
                  None: "not polled yet"}[d["online"]]
         devices.add_row(d["name"], d["bus"], str(d["unit"]), state, str(d["polls"]),
-                        str(d["failed_polls"]), _device_errors(d))
+                        str(d["failed_polls"]), str(d.get("late", 0)), _device_errors(d))
         if d["online"] is False and d["last_error"]:
             why.append(f"{d['name']}: {d['last_error']}")
     parts.append(devices)

@@ -1,4 +1,4 @@
-"""Turning pydantic validation errors into messages an installer can act on."""
+"""Turning validation problems into messages an installer can act on."""
 
 from __future__ import annotations
 
@@ -6,29 +6,30 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 
+from edge_agent.schema import Invalid, Problem, fields_of
 from edge_agent.yaml_source import LocatedYaml
 
 __all__ = ["describe_validation_error", "known_field_names", "located", "validation_problems"]
 
 
-def known_field_names(*models: type[BaseModel]) -> set[str]:
+def known_field_names(*models: type[msgspec.Struct]) -> set[str]:
     """Every field name of ``models`` and of the models nested in them."""
     names: set[str] = set()
-    pending = list(models)
-    seen: set[type[BaseModel]] = set()
+    pending: list[Any] = list(models)
+    seen: set[Any] = set()
     while pending:
         model = pending.pop()
         if model in seen:
             continue
         seen.add(model)
-        for name, field in model.model_fields.items():
-            names.add(name)
-            annotation = field.annotation
-            for candidate in (annotation, *getattr(annotation, "__args__", ())):
-                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-                    pending.append(candidate)
+        if isinstance(model, type) and issubclass(model, msgspec.Struct):
+            fields = fields_of(model)
+            names.update(fields)
+            pending += fields.values()
+        else:
+            pending += getattr(model, "__args__", ())
     return names
 
 
@@ -63,52 +64,46 @@ def located(path: Path, source: LocatedYaml | None, location: tuple[str | int, .
     return f"{where}: {_label(location, data if data is not None else source and source.data)}"
 
 
-#: What to write instead, by pydantic error type: ``{key}`` is the field, ``{value}`` the input.
+#: What to write instead, by the type a field expected: ``{key}`` is the field, ``{value}`` the
+#: input.
 _FIXES = {
-    "int_parsing": "'{value}' is not a whole number; write one without quotes, e.g. {key} = 3",
-    "int_type": "'{value}' is not a whole number; write one without quotes, e.g. {key} = 3",
-    "int_from_float": "{value} is not a whole number; e.g. {key} = 3",
-    "float_parsing": "'{value}' is not a number; write one without quotes, e.g. {key} = 5",
-    "float_type": "'{value}' is not a number; write one without quotes, e.g. {key} = 5",
-    "bool_parsing": "'{value}' is not true or false; write {key} = true (no quotes)",
-    "bool_type": "'{value}' is not true or false; write {key} = true (no quotes)",
-    "string_type": "{value} is not text; put it in quotes, e.g. {key} = \"{value}\"",
-    "list_type": "{value} is not a list; write {key} = [...]",
-    "dict_type": "{value} is not a table; write it as [{key}] or {key} = {{ ... }}",
+    "int": "'{value}' is not a whole number; write one without quotes, e.g. {key} = 3",
+    "float": "'{value}' is not a number; write one without quotes, e.g. {key} = 5",
+    "bool": "'{value}' is not true or false; write {key} = true (no quotes)",
+    "str": "{value} is not text; put it in quotes, e.g. {key} = \"{value}\"",
+    "array": "{value} is not a list; write {key} = [...]",
+    "object": "{value} is not a table; write it as [{key}] or {key} = {{ ... }}",
+    "Path": "{value} is not a path; put it in quotes, e.g. {key} = \"/var/lib/ponton\"",
 }
 
 
-def _message(item: Any, location: tuple[str | int, ...], fields: set[str]) -> str:
-    """The problem in words with what to write instead, never pydantic's parser jargon."""
-    kind = item["type"]
+def _message(problem: Problem, fields: set[str]) -> str:
+    """The problem in words with what to write instead, never the parser's jargon."""
+    location = problem.location
     key = str(location[-1]) if location else "value"
-    if kind == "extra_forbidden" and location:
+    if problem.kind == "unknown" and location:
         close = difflib.get_close_matches(key, sorted(fields), n=1)
         return "unknown field" + (f"; did you mean '{close[0]}'?" if close
                                   else "; remove it (see docs/configuration.md)")
-    if kind == "missing":
+    if problem.kind == "missing":
         return f"Field required; add {key} = ..."
-    if kind in _FIXES:
-        return _FIXES[kind].format(key=key, value=item.get("input"))
-    return str(item["msg"]).removeprefix("Value error, ")
+    if problem.kind in _FIXES:
+        return _FIXES[problem.kind].format(key=key, value=problem.value)
+    return problem.message
 
 
 def validation_problems(
-    error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel],
+    error: Invalid, path: Path, source: LocatedYaml | None, *models: type[msgspec.Struct],
     data: Any = None,
 ) -> list[str]:
     """One ``file:line: field.path: message`` per problem, each saying what to write."""
     fields = known_field_names(*models)
-    problems = []
-    for item in error.errors():
-        location = tuple(part for part in item["loc"] if not str(part).startswith("function-"))
-        problems.append(f"{located(path, source, location, data)}: "
-                        f"{_message(item, location, fields)}")
-    return problems
+    return [f"{located(path, source, problem.location, data)}: {_message(problem, fields)}"
+            for problem in error.problems]
 
 
 def describe_validation_error(
-    error: ValidationError, path: Path, source: LocatedYaml | None, *models: type[BaseModel],
+    error: Invalid, path: Path, source: LocatedYaml | None, *models: type[msgspec.Struct],
     data: Any = None,
 ) -> str:
     """One line per problem: ``file:line: field.path: message (did you mean …)``.

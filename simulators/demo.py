@@ -6,7 +6,11 @@ board. Berth meter A5 is configured but absent, so it goes offline; halfway thro
 A4's cable is "cut" for a while and then mended. At the pontoon gate a badge reader (an
 RDM6300 on its own pty) sees a card every few seconds, in turn a boater's, an unknown card
 and a revoked one: the agent decides from the policy the hub signed, pulses the gate relay on
-the relay board (or not), and the decision shows in the status and at the hub. The agent
+the relay board (or not), and the decision shows in the status and at the hub. Berths A1 and
+A2 have pedestals, each with its reader, its energy meter and a water meter (the demo's own
+profile, simulators/profiles/): a boater opens a session at A1 that runs on, and a sailor
+opens and closes sessions at A2, so the dashboard's Marina page shows pedestals in use with
+their kWh and m³, and the sessions closed. The agent
 runs as its own process
 (``edge-agent run``) on embedded defaults, with its outbox in ``demo-data/``, provisioned
 into a sync hub that runs as a third process (SQLite in ``demo-data/hub/``; see
@@ -33,10 +37,11 @@ from rich.live import Live
 
 from edge_agent.codecs.tic import TicMode
 from edge_agent.profiles import load_profile
+from edge_agent.profiles.loader import load_profile_file
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE
 from edge_agent.status import gateway_report
 from edge_agent.sync.identity import IDENTITY_FILE
-from simulators.demo_hub import BOATER_CARD, REVOKED_CARD, UNKNOWN_CARD, DemoHub
+from simulators.demo_hub import BOATER_CARD, REVOKED_CARD, SAILOR_CARD, UNKNOWN_CARD, DemoHub
 from simulators.demo_screen import decision_lines, live_screen
 from simulators.lora.chirpstack import ChirpstackPublisher
 from simulators.lora.cli import publish_step
@@ -53,6 +58,14 @@ __all__ = ["main"]
 CABLE_CUT_S = (20.0, 35.0)
 #: A card at the pontoon gate this often, in turn: a boater's, an unknown one, a revoked one.
 CARD_EVERY_S = 5.0
+#: The boater's card at pedestal A1 (the session runs on), and the sailor's at A2: first
+#: tap, then one every ``A2_TAP_EVERY_S``, opening and closing sessions in turn.
+A1_TAP_S = 3.0
+A2_FIRST_TAP_S, A2_TAP_EVERY_S = 6.0, 8.0
+#: The berths with a pedestal: relay channel on relays-a, water meter's unit on pontoon-a.
+PEDESTALS = {"berth-a1": (5, 11), "berth-a2": (6, 12)}
+#: Where the demo's own device profile (its water meter) is.
+PROFILES = Path(__file__).resolve().parent / "profiles"
 #: A LoRa uplink this often, in turn from the water-level sensor and a parking spot.
 UPLINK_EVERY_S = 0.5
 #: Level-sensor uplinks in one flood: the water passes the road's level after a few seconds.
@@ -69,12 +82,15 @@ GATEWAY_TOML = """\
 [gateway]
 id = "demo-marina"
 data_dir = "."
+profiles_dir = "{profiles}"
 
 [outbox]
 quota_mb = 64
 
 [sync]
 interval_s = 2
+# Each device's health on the dashboard's Gateway page within seconds (300 s by default).
+health_interval_s = 10
 
 [[buses]]
 name = "harbour-office"
@@ -120,7 +136,7 @@ name = "gate-a"
 relay = "relays-a"
 channel = 1
 pulse_ms = 700
-
+{pedestals}
 # The harbour office's Linky, on its TIC line.
 [[tic]]
 name = "linky-office"
@@ -154,6 +170,29 @@ occupancy_from_spots = true
 sign = {{board = "relays-a", channel = 4}}
 """
 
+PEDESTAL = """
+[[devices]]
+name = "water-{berth_short}"
+bus = "pontoon-a"
+profile = "demo-water-meter"
+unit = {water_unit}
+interval_s = 2
+
+[[readers]]
+name = "reader-{berth}"
+profile = "rdm6300"
+port = "{reader}"
+gate = "{berth}"
+
+[[pedestals]]
+name = "{berth}"
+relay = "relays-a"
+channel = {channel}
+energy_meter = "{berth}"
+water_meter = "water-{berth_short}"
+max_duration_h = 24
+"""
+
 LORA_DEVICE = """
 [[lora.devices]]
 name = "{name}"
@@ -180,6 +219,8 @@ class Field:
         self.tcp = ""
         self.serial = ""
         self.reader = CardReaderSimulator("rdm6300")
+        #: One reader per pedestal.
+        self.pedestal_readers = {berth: CardReaderSimulator("rdm6300") for berth in PEDESTALS}
         self.linky = TicSimulator(TicMode.HISTORIC)
         self.board = SimulatedRelayBoard(20)
         self.broker = ""
@@ -197,7 +238,10 @@ class Field:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
         berths = [SimulatedMeter(unit, load_profile("eastron-sdm120"), seed=unit)
                   for unit in range(1, 5)]
+        water = load_profile_file(PROFILES / "demo-water-meter.yaml")
         pontoon_meters = [*berths, SimulatedMeter(10, load_profile("isma-sfar-4di")),
+                          *(SimulatedMeter(unit, water, seed=unit)
+                            for _, unit in PEDESTALS.values()),
                           self.board]
         async with (
             ModbusSimulator([SimulatedMeter(1, load_profile("eastron-sdm630"))]) as office,
@@ -214,6 +258,8 @@ class Field:
 
     def start(self) -> None:
         self.reader.open()
+        for reader in self.pedestal_readers.values():
+            reader.open()
         self.linky.open()
         self._thread.start()
         if not self._ready.wait(10):
@@ -244,10 +290,15 @@ class Field:
         meter = pontoon.meter(unit)
         loop.call_soon_threadsafe(meter.set_fault, Fault.no_reply() if cut else Fault.none())
 
-    def present(self, card: bytes) -> None:
-        """Hold ``card`` to the gate's reader (three frames, as an RDM6300 repeats them)."""
-        frame = self.reader.frame(card)
-        self.reader.send(frame * 3)
+    def present(self, card: bytes, berth: str | None = None) -> None:
+        """Hold ``card`` to the gate's reader, or to ``berth``'s pedestal (three frames, as an
+        RDM6300 repeats them)."""
+        reader = self.reader if berth is None else self.pedestal_readers[berth]
+        reader.send(reader.frame(card) * 3)
+
+    def outlets_on(self) -> list[str]:
+        """The pedestals whose outlet is switched on."""
+        return [berth for berth, (channel, _) in PEDESTALS.items() if self.board.relay(channel)]
 
     def gate_pulses(self) -> int:
         """How many times the gate relay was pulsed."""
@@ -264,6 +315,8 @@ class Field:
         if self._publisher is not None:
             self._publisher.close()
         self.reader.close()
+        for reader in self.pedestal_readers.values():
+            reader.close()
         self.linky.close()
 
 
@@ -278,8 +331,13 @@ def prepare(data_dir: Path, field: Field) -> Path:
     sensors = [SENSORS["level-d982"], *(SENSORS[f"spot-{i}"] for i in range(1, 5))]
     lora_devices = "".join(LORA_DEVICE.format(name=s.name, dev_eui=s.dev_eui, profile=s.profile)
                            for s in sensors)
+    pedestals = "".join(PEDESTAL.format(
+        berth=berth, berth_short=berth.removeprefix("berth-"), channel=channel,
+        water_unit=unit, reader=field.pedestal_readers[berth].path)
+        for berth, (channel, unit) in PEDESTALS.items())
     config.write_text(GATEWAY_TOML.format(
         config=config, tcp=field.tcp, serial=field.serial, berths=berths,
+        profiles=PROFILES, pedestals=pedestals,
         reader=field.reader.path, linky=field.linky.path, broker=field.broker,
         application=APPLICATION, lora_devices=lora_devices, barrier=BARRIER_CHANNEL),
         encoding="utf-8")
@@ -319,6 +377,8 @@ class Story:
         self.field = field
         self.cable_cut = False
         self.cards_shown = self.uplinks = self.closures = 0
+        self.a1_tapped = False
+        self.a2_taps = 0
         self.level = flood_distance(0, FLOOD_STEPS)
         self.barrier_closed = False
 
@@ -332,6 +392,12 @@ class Story:
         if elapsed >= (self.cards_shown + 1) * CARD_EVERY_S:
             field.present(CARDS[self.cards_shown % len(CARDS)])
             self.cards_shown += 1
+        if not self.a1_tapped and elapsed >= A1_TAP_S:
+            field.present(BOATER_CARD, "berth-a1")
+            self.a1_tapped = True
+        if elapsed >= A2_FIRST_TAP_S + self.a2_taps * A2_TAP_EVERY_S:
+            field.present(SAILOR_CARD, "berth-a2")
+            self.a2_taps += 1
         while elapsed >= (self.uplinks + 1) * UPLINK_EVERY_S:
             self.level = field.uplink(self.uplinks)
             self.uplinks += 1
@@ -351,8 +417,9 @@ class Story:
     def line(self) -> str:
         """The field's part of a plain progress line."""
         road = "closed" if self.barrier_closed else "open"
-        return (f"gate opened {self.field.gate_pulses()} times; water {self.level:.2f} m "
-                f"below the sensor, road barrier {road}")
+        outlets = ", ".join(self.field.outlets_on()) or "none"
+        return (f"gate opened {self.field.gate_pulses()} times; outlets on: {outlets}; water "
+                f"{self.level:.2f} m below the sensor, road barrier {road}")
 
 
 @dataclass
@@ -463,6 +530,10 @@ def introduce(console: Console, field: Field, hub: DemoHub, config: Path, log: P
         f"agent: edge-agent run --config {config}  (log: {log})",
         f"gate: reader on {field.reader.path}, barrier on relays-a channel 1; cards "
         f"{', '.join(card.hex() for card in CARDS)} (boater, unknown, revoked)",
+        f"pedestals: {', '.join(PEDESTALS)} (readers, energy and water meters, outlets on "
+        f"relays-a channels {', '.join(str(c) for c, _ in PEDESTALS.values())}); the "
+        f"boater's session at A1 runs on, the sailor's card {SAILOR_CARD.hex()} opens and "
+        f"closes A2's every {A2_TAP_EVERY_S:.0f} s",
         f"flood: level sensor level-d982 through ChirpStack on {field.broker}; the rule closes "
         f"the road barrier (relays-a channel {BARRIER_CHANNEL}) while the water is less than "
         f"1 m below it; Linky on {field.linky.path}",

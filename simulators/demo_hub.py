@@ -28,7 +28,7 @@ from sync_server.db.migrate import upgrade
 from sync_server.keys import load_signing_key
 from sync_server.ui.accounts import add_user, new_signin_link
 
-__all__ = ["BOATER_CARD", "REVOKED_CARD", "UNKNOWN_CARD", "DemoHub"]
+__all__ = ["BOATER_CARD", "REVOKED_CARD", "SAILOR_CARD", "UNKNOWN_CARD", "DemoHub"]
 
 TERRITORY = "dunkerque"
 SITE = "port-du-grand-large"
@@ -39,16 +39,21 @@ DEMO_USER = "demo"
 LINK_LIFETIME_S = 12 * 3600
 #: EM4100 cards (version byte and number) shown at the demo's gate.
 BOATER_CARD = bytes.fromhex("0100a1b2c3")
+SAILOR_CARD = bytes.fromhex("0100d4e5f6")
 REVOKED_CARD = bytes.fromhex("01000badc0")
 UNKNOWN_CARD = bytes.fromhex("01deadbeef")
-#: The marina's rules: boaters and staff through the pontoon gate, at any hour.
+#: The marina's rules: boaters and staff through the pontoon gate, at any hour; boaters
+#: draw power and water at the berths' pedestals.
 ACCESS_RULES = {
     "timezone": "Europe/Paris",
     "categories": ["boater", "staff"],
     "zones": {"pontoon-a": {}},
+    "services": ["berth-power"],
     "entitlements": [{"category": "boater", "zone": "pontoon-a"},
-                     {"category": "staff", "zone": "pontoon-a"}],
-    "gates": {"gate-a": {"zone": "pontoon-a"}},
+                     {"category": "staff", "zone": "pontoon-a"},
+                     {"category": "boater", "service": "berth-power"}],
+    "gates": {"gate-a": {"zone": "pontoon-a"}, "berth-a1": {"service": "berth-power"},
+              "berth-a2": {"service": "berth-power"}},
 }
 
 
@@ -89,7 +94,8 @@ class DemoHub:
         signer = PolicySigner(load_signing_key(self.data_dir / "signing-key.pem", demo=True),
                               lifetime_s=7 * 86_400)
         set_rules(engine, signer, TERRITORY, ACCESS_RULES)
-        for card, label in ((BOATER_CARD, "berth A1"), (REVOKED_CARD, "lost card")):
+        for card, label in ((BOATER_CARD, "berth A1"), (SAILOR_CARD, "berth A2"),
+                            (REVOKED_CARD, "lost card")):
             add_badge(engine, signer, TERRITORY, BadgeText(card.hex(), "boater", label=label))
         revoke_badge(engine, signer, TERRITORY, BadgeRef(REVOKED_CARD.hex()))
 

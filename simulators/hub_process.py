@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -24,27 +24,33 @@ __all__ = ["demo_engine", "spawn_hub", "stop_process"]
 
 def spawn_hub(
     data_dir: Path, database_url: str | None = None, *, port: int = 0,
-    serve_args: Sequence[str] = (),
+    serve_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> tuple[str, subprocess.Popen[str]]:
     """Start a demo-mode hub on 127.0.0.1 and return its base URL and process.
 
-    ``serve_args`` go to ``sync-server serve`` as they are (``--tls-cert`` ...).
+    ``serve_args`` go to ``sync-server serve`` as they are (``--tls-cert`` ...); ``env``
+    adds to its environment (``PYTHONPATH`` of another checkout, to compare versions), and
+    ``cwd`` is where it runs: that checkout too, since ``python -m`` puts its working
+    directory first on the module path, before ``PYTHONPATH``.
 
     Its log goes to ``<data_dir>/hub.log`` (appended, so restarts keep the story): a pipe
     nobody reads would fill after a few tracebacks and freeze the hub. It runs in its own
     session, so a Ctrl-C meant for the demo does not stop it before the demo has read it.
     """
-    env = {**os.environ, "PONTON_HUB_DATA_DIR": str(data_dir), "PONTON_HUB_DEMO": "1"}
-    env.pop("PONTON_HUB_DATABASE_URL", None)
+    environment = {**os.environ, **(env or {}), "PONTON_HUB_DATA_DIR": str(data_dir),
+                   "PONTON_HUB_DEMO": "1"}
+    environment.pop("PONTON_HUB_DATABASE_URL", None)
     if database_url is not None:
-        env["PONTON_HUB_DATABASE_URL"] = database_url
+        environment["PONTON_HUB_DATABASE_URL"] = database_url
     private_directory(data_dir)
     log_path = data_dir / "hub.log"
     descriptor = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(descriptor, "a", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "sync_server", "serve", "--port", str(port), *serve_args],
-            stdout=subprocess.PIPE, stderr=log, text=True, env=env, start_new_session=True)
+            stdout=subprocess.PIPE, stderr=log, text=True, env=environment, cwd=cwd,
+            start_new_session=True)
     assert process.stdout is not None
     line = process.stdout.readline().split()
     if line[:1] != ["READY"]:

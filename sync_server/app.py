@@ -17,6 +17,7 @@ from sync_server import __version__
 from sync_server.api import access, field, gateway, observe, opendata, operator, public
 from sync_server.api.context import HubState
 from sync_server.api.openapi import install_openapi
+from sync_server.api.push_pool import PushPool
 from sync_server.api.text_params import StorableText
 from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
@@ -40,7 +41,8 @@ def create_app(settings: HubSettings) -> FastAPI:
     app = FastAPI(title="Ponton sync hub", version=__version__,
                   description="Enrollment, exactly-once batch sync, signed bundles, "
                               "territory-scoped queries. See docs/sync-protocol.md.")
-    app.state.hub = HubState(settings, engine, key)
+    app.state.hub = HubState(settings, engine, key,
+                             PushPool(settings.push_threads, settings.push_queue))
     app.include_router(public.router)
     app.include_router(gateway.router)
     app.include_router(operator.router)

@@ -8,6 +8,10 @@ access policy's content is built in sync_server/access/policy.py; this is the me
 from __future__ import annotations
 
 import json
+import threading
+import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
@@ -16,11 +20,20 @@ from edge_agent.codecs.bundle import BUNDLE_KINDS, sign_bundle
 from edge_agent.errors import BundleError
 from edge_agent.records import now_ms
 from sync_server.admin import territory_id
+from sync_server.db.engine import reading
 from sync_server.db.schema import bundles, territories
 from sync_server.errors import BadRequest
 from sync_server.keys import SigningKey
 
-__all__ = ["etag", "latest_bundle", "lock_territory", "publish_bundle", "publish_locked"]
+__all__ = [
+    "LatestVersions",
+    "etag",
+    "latest_bundle",
+    "latest_versions",
+    "lock_territory",
+    "publish_bundle",
+    "publish_locked",
+]
 
 
 def etag(kind: str, version: int) -> str:
@@ -96,3 +109,51 @@ def latest_bundle(conn: Connection, territory: int, kind: str) -> tuple[int, str
         .order_by(bundles.c.version.desc()).limit(1)
     ).first()
     return None if row is None else (int(row.version), str(row.envelope))
+
+
+class LatestVersions:
+    """The newest version of one kind per territory, remembered for ``ttl_s``.
+
+    Every push answer names the newest policy (docs/sync-protocol.md), so a gateway behind
+    pulls at once; a query per push would cost the hub's busiest route a round trip to the
+    database, and several hub processes share the database, so a publication in one is
+    seen by the others within ``ttl_s`` (a revocation reaches gates that much later).
+    """
+
+    def __init__(self, engine: Engine, kind: str, *, ttl_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._engine = engine
+        self._kind = kind
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._known: dict[int, tuple[float, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, territory: int) -> int | None:
+        """The newest version for ``territory`` (None if none was published), at most
+        ``ttl_s`` old."""
+        now = self._clock()
+        with self._lock:
+            known = self._known.get(territory)
+        if known is not None and now - known[0] < self._ttl_s:
+            return known[1]
+        with reading(self._engine) as conn:
+            found = conn.execute(select(func.max(bundles.c.version)).where(
+                bundles.c.territory_id == territory, bundles.c.kind == self._kind)).scalar()
+        version = None if found is None else int(found)
+        with self._lock:
+            self._known[territory] = (now, version)
+        return version
+
+
+_LATEST: weakref.WeakKeyDictionary[Engine, LatestVersions] = weakref.WeakKeyDictionary()
+_LATEST_LOCK = threading.Lock()
+
+
+def latest_versions(engine: Engine) -> LatestVersions:
+    """The one cache of newest policy versions of ``engine``'s hub (one per process)."""
+    with _LATEST_LOCK:
+        cache = _LATEST.get(engine)
+        if cache is None:
+            cache = _LATEST[engine] = LatestVersions(engine, "policy")
+        return cache

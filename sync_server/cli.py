@@ -36,6 +36,7 @@ from sync_server.cli_support import (
     signing_key,
 )
 from sync_server.cli_users import user_app
+from sync_server.cli_years import db_maintain, retention_app
 from sync_server.db.engine import create_hub_engine, reading
 from sync_server.db.migrate import current_revision, upgrade
 from sync_server.errors import BadRequest, SettingsError
@@ -65,8 +66,10 @@ for sub, name in ((db_app, "db"), (keys_app, "keys"), (territory_app, "territory
                   (site_app, "site"), (gateway_app, "gateway"), (token_app, "token"),
                   (bundle_app, "bundle"), (badge_app, "badge"), (policy_app, "policy"),
                   (report_app, "report"), (alarm_app, "alarm"), (carpark_app, "carpark"),
-                  (opendata_app, "opendata"), (user_app, "user")):
+                  (opendata_app, "opendata"), (user_app, "user"),
+                  (retention_app, "retention")):
     app.add_typer(sub, name=name)
+db_app.command("maintain")(db_maintain)
 
 _Rows = list[dict[str, Any]]
 _OnlyTerritory = Annotated[str | None, typer.Option(help="Only this territory.")]
@@ -151,6 +154,13 @@ def serve(
     tls_client_ca: Annotated[Path | None, typer.Option(
         envvar="PONTON_HUB_TLS_CLIENT_CA", help="Require client certificates signed by this "
         "CA (mutual TLS); needs --tls-cert.")] = None,
+    push_threads: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_PUSH_THREADS",
+        help="Pushes decoded and stored at once, per worker process.")] = 4,
+    push_queue: Annotated[int, typer.Option(
+        envvar="PONTON_HUB_PUSH_QUEUE",
+        help="Pushes waiting for those threads; beyond them a push gets 503 and "
+             "Retry-After.")] = 12,
 ) -> None:
     """Serve the HTTP API.
 
@@ -163,6 +173,7 @@ def serve(
         raise SettingsError("--tls-cert and --tls-key go together, and --tls-client-ca needs "
                             "them")
     tls = HubTls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
+    SETTINGS.update(push_threads=push_threads, push_queue=push_queue)
     settings = hub_settings()
     os.environ["PONTON_HUB_LOG_FORMAT"] = log_format  # read by every worker too
     log_to_stderr()

@@ -4,7 +4,7 @@ Three sources: instruments counted as requests and batches pass (requests and la
 route template, records stored by kind), figures read from the database at each scrape
 (gateways, gateways online, reported backlog, per territory: every hub process answers the
 same), and the process-wide counters other modules keep (rows skipped by readers, records
-refused at ingest, clients gone mid-body, pushes refused by a full decode pool).
+refused at ingest, clients gone mid-body, pushes refused by a full push pool).
 
 Under ``sync-server serve --workers N`` the instruments are kept in prometheus-client's
 multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by serving.py), so any worker's scrape
@@ -25,12 +25,13 @@ from sqlalchemy import Engine, case, func, select
 
 from edge_agent.records import now_ms
 from sync_server import bad_records
-from sync_server.api.decode_pool import DecodePool
 from sync_server.api.limits import departures
+from sync_server.api.push_pool import PushPool
 from sync_server.db.engine import reading
 from sync_server.db.schema import gateways, territories
 
 __all__ = [
+    "BUNDLES_SERVED",
     "MULTIPROCESS_VARIABLE",
     "ONLINE_WITHIN_S",
     "RECORDS_STORED",
@@ -56,12 +57,15 @@ REQUEST_SECONDS = Histogram("ponton_hub_request_duration_seconds",
                             ("method", "route"), registry=_instruments)
 RECORDS_STORED = Counter("ponton_hub_records_stored", "Records stored by pushes (new ones, "
                          "not replays), by record kind.", ("kind",), registry=_instruments)
+BUNDLES_SERVED = Counter("ponton_hub_bundles_served", "Signed bundles answered to gateways, "
+                         "by kind and form: full, delta (a policy from the version the gateway "
+                         "holds) or unchanged (304).", ("kind", "form"), registry=_instruments)
 
 
 class _HubCollector(Collector):
     """The figures read at scrape time: the database's and the process-wide counters."""
 
-    def __init__(self, engine: Engine, pool: DecodePool) -> None:
+    def __init__(self, engine: Engine, pool: PushPool) -> None:
         self._engine = engine
         self._pool = pool
 
@@ -98,7 +102,7 @@ class _HubCollector(Collector):
         yield from families
 
 
-def _process_counters(pool: DecodePool) -> Iterator[Metric]:
+def _process_counters(pool: PushPool) -> Iterator[Metric]:
     counts = bad_records.counts()
     refused = CounterMetricFamily("ponton_hub_records_refused", "Pushed records refused at "
                                   "ingest, by the rule they broke.", labels=["rule"])
@@ -114,11 +118,11 @@ def _process_counters(pool: DecodePool) -> Iterator[Metric]:
     yield skipped
     yield CounterMetricFamily("ponton_hub_clients_departed", "Requests whose client went "
                               "away before its body was in.", value=departures.count)
-    yield CounterMetricFamily("ponton_hub_decode_refused", "Pushes answered 503 because the "
-                              "decode pool was full.", value=pool.refused)
+    yield CounterMetricFamily("ponton_hub_pushes_busy", "Pushes answered 503 because the "
+                              "push pool was full.", value=pool.busy)
 
 
-def exposition(engine: Engine, pool: DecodePool) -> bytes:
+def exposition(engine: Engine, pool: PushPool) -> bytes:
     """The text a scrape reads now."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_HubCollector(engine, pool))

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Select, case, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from sync_server.bad_records import readable_event, readable_reading, skip_row
 from sync_server.db.schema import (
@@ -27,6 +27,7 @@ from sync_server.db.schema import (
 )
 from sync_server.errors import BadRequest, NotFound
 from sync_server.record_checks import Problem
+from sync_server.series_buckets import series_buckets
 
 __all__ = [
     "MAX_BUCKETS",
@@ -43,8 +44,6 @@ __all__ = [
 
 MAX_BUCKETS = 10_000
 MAX_EVENTS = 1_000
-#: The largest finite double: beyond it (either sign) a stored value is an infinity or NaN.
-_MAX_DOUBLE = 1.7976931348623157e308
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,10 @@ def time_series(
     conn: Connection, scope: Scope, *, gateway: str, device: str, quantity: str,
     from_ms: int, to_ms: int, bucket_s: int,
 ) -> list[dict[str, Any]]:
-    """avg, min, max, count of finite values per bucket of ``bucket_s`` s in [from_ms, to_ms)."""
+    """avg, min, max, count of finite values per bucket of ``bucket_s`` s in [from_ms, to_ms).
+
+    Buckets of whole hours or days read the rollups (sync_server/series_buckets.py).
+    """
     if to_ms <= from_ms:
         raise BadRequest(f"to_ms ({to_ms}) must be after from_ms ({from_ms})")
     bucket_ms = bucket_s * 1000
@@ -135,27 +137,15 @@ def time_series(
         .where(gateways.c.name == gateway, series.c.device == device,
                series.c.quantity == quantity),
         scope, series.c.territory_id)
-    bucket = ((readings.c.ts_ms // bucket_ms) * bucket_ms).label("bucket_ms")
-    # Ingest stores NaN and infinities as NULL; one stored otherwise would make every
-    # aggregate of its bucket infinite or NaN, which no JSON answer carries.
-    finite = case((readings.c.value.between(-_MAX_DOUBLE, _MAX_DOUBLE), readings.c.value))
-    query = (
-        select(bucket, func.avg(finite).label("avg"), func.min(finite).label("min"),
-               func.max(finite).label("max"), func.count(finite).label("finite"),
-               func.count(readings.c.value).label("stored"))
-        .where(readings.c.series_id.in_(series_ids.scalar_subquery()),
-               readings.c.ts_ms >= from_ms, readings.c.ts_ms < to_ms,
-               readings.c.value.is_not(None))  # no bucket of nulls
-        .group_by(bucket).order_by(bucket)
-    )
+    ids = [int(sid) for sid in conn.execute(series_ids).scalars()]
     buckets = []
-    for row in conn.execute(query):
-        if row.stored > row.finite:
-            skip_row("series", f"{gateway}/{device}/{quantity} bucket {row.bucket_ms}",
-                     Problem("value", "not a finite number"), rows=row.stored - row.finite)
-        if row.finite:
-            buckets.append({"bucket_ms": row.bucket_ms, "avg": float(row.avg),
-                            "min": row.min, "max": row.max, "count": row.finite})
+    for key, found in series_buckets(conn, ids, from_ms, to_ms, bucket_ms).items():
+        if found.stored > found.count:
+            skip_row("series", f"{gateway}/{device}/{quantity} bucket {key}",
+                     Problem("value", "not a finite number"), rows=found.stored - found.count)
+        if found.count:
+            buckets.append({"bucket_ms": key, "avg": found.sum / found.count,
+                            "min": found.min, "max": found.max, "count": found.count})
     return buckets
 
 

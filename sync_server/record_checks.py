@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent.codecs.batch import ReadingColumns
 from edge_agent.records import Event, Reading
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "attrs_from_text",
     "event_problem",
     "first_problem",
+    "first_reading_problem",
     "ingest_window",
     "name_problem",
     "reading_problem",
@@ -131,6 +133,41 @@ def first_problem(records: Sequence[Reading | Event], window: TimeWindow
             return index, problem
         names.add(known)
     return None
+
+
+def first_reading_problem(columns: ReadingColumns, window: TimeWindow
+                          ) -> tuple[int, Problem] | None:
+    """``first_problem`` for a batch of readings as columns, a column at a time: names once
+    a series, timestamps by their extremes, counts only in the series that hold them. The
+    first position any of them flags is then checked whole, as ``first_problem`` would."""
+    order, stamps = columns.order, columns.ts_ms
+    flagged: list[int] = []
+    for index, (device, quantity) in enumerate(columns.series):
+        if _names_problem(device, quantity):
+            flagged.append(order.index(index))
+    if min(stamps) < window.earliest_ms or max(stamps) > window.latest_ms:
+        flagged.append(next(p for p, ts in enumerate(stamps)
+                            if not window.earliest_ms <= ts <= window.latest_ms))
+    counts = {i for i, (_, quantity) in enumerate(columns.series)
+              if quantity in _PARKING_QUANTITIES}
+    if counts:
+        wrong = next((p for p, index in enumerate(order) if index in counts
+                      and _reading_problem(columns.reading(p), window, names=False)), None)
+        flagged += [] if wrong is None else [wrong]
+    if not flagged:
+        return None
+    position = min(flagged)
+    problem = _reading_problem(columns.reading(position), window, names=True)
+    assert problem is not None
+    return position, problem
+
+
+@functools.lru_cache(maxsize=65_536)
+def _names_problem(device: str, quantity: str) -> bool:
+    """Whether a series' names break a rule: a gateway sends the same few hundred in every
+    batch, so each is checked once a process (while it stays among the most recent)."""
+    return bool(name_problem("device", device, _MAX_DEVICE)
+                or name_problem("quantity", quantity, MAX_NAME))
 
 
 def reading_problem(reading: Reading, window: TimeWindow) -> Problem | None:

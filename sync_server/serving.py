@@ -10,6 +10,10 @@ and ``X-Forwarded-Proto`` are believed: the client address the enrollment rate l
 and the scheme of the URLs the hub builds. Without it both headers are ignored, so no
 client can pick the address it is counted under.
 
+HTTP is parsed by httptools and the event loop is uvloop (both C, both in the ``hub``
+extra): with uvicorn's pure-Python parser and loop, reading requests cost a busy hub more
+CPU than decoding its batches (docs/benchmarks.md, "Round three").
+
 With ``tls`` the hub serves HTTPS itself (uvicorn's ``ssl_*`` settings, loaded again by each
 worker); with a client CA it requires every client to present a certificate that CA signed
 (mutual TLS for gateways), and refuses the handshake otherwise.
@@ -175,6 +179,7 @@ def serve(settings: HubSettings, host: str, port: int, *, workers: int = 1,
     config = uvicorn.Config(
         "sync_server.serving:worker_app" if workers > 1 else application,
         factory=workers > 1, workers=workers, log_level="warning", access_log=False,
+        http="httptools", loop="uvloop",
         timeout_graceful_shutdown=5, log_config=None if _json_logs() else LOGGING_CONFIG,
         proxy_headers=forwarded_allow_ips is not None,
         forwarded_allow_ips=forwarded_allow_ips, **ssl_settings)  # type: ignore[arg-type]

@@ -41,6 +41,11 @@ class HubSettings(BaseModel):
     report_min_badges: int = Field(default=5, ge=1)
     #: A dashboard session ends after this long without a request.
     ui_idle_timeout_s: int = Field(default=1800, gt=0)
+    #: Pushes decoded and stored at once per process (two cores, and the database's own
+    #: work), and pushes waiting for them; a push beyond both is answered 503 with
+    #: Retry-After (sync_server/api/push_pool.py).
+    push_threads: int = Field(default=4, ge=1, le=64)
+    push_queue: int = Field(default=12, ge=0, le=10_000)
 
     @property
     def resolved_database_url(self) -> str:

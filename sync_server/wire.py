@@ -18,14 +18,15 @@ from edge_agent.codecs.batch import (
     EVENTS_TYPE,
     PLAIN_TYPE,
     READINGS_TYPE,
+    ReadingColumns,
     decode_events,
     decode_plain,
-    decode_readings,
+    decode_reading_columns,
 )
 from edge_agent.codecs.compression import ENCODINGS, inflate
 from edge_agent.errors import CodecError
 from edge_agent.errors import TooLarge as BodyTooLarge
-from edge_agent.records import Event, Reading
+from edge_agent.records import Event
 from sync_server.errors import BadRequest, TooLarge, UnsupportedMediaType
 from sync_server.json_bounds import MAX_DEPTH, ElementBudget, nested_deeper_than
 
@@ -39,12 +40,14 @@ _MAX_SEQ = 2**63 - 1
 
 @dataclass(frozen=True, slots=True)
 class DecodedBatch:
-    """A push's records, all of one type, with consecutive seqs from ``first_seq``."""
+    """A push's records, all of one type, with consecutive seqs from ``first_seq``: readings
+    as columns (ingest copies them to the database without an object each), events as
+    objects."""
 
     stream: str
     record_type: Literal["reading", "event"]
     first_seq: int
-    records: list[Reading] | list[Event]
+    records: ReadingColumns | list[Event]
 
 
 def decode_batch(
@@ -76,9 +79,9 @@ def decode_batch(
         raise BadRequest("a batch must hold at least one record", code="malformed_batch")
     if not 1 <= first_seq <= _MAX_SEQ - len(records):
         raise BadRequest(f"first_seq {first_seq} is out of range", code="malformed_batch")
-    record_type: Literal["reading", "event"] = (
-        "event" if isinstance(records[0], Event) else "reading")
-    return DecodedBatch(stream, record_type, first_seq, records)
+    if isinstance(records, ReadingColumns):
+        return DecodedBatch(stream, "reading", first_seq, records)
+    return DecodedBatch(stream, "event", first_seq, records)
 
 
 def _inflate_within_budget(body: bytes, encoding: str, max_decoded: int) -> bytes:
@@ -90,9 +93,13 @@ def _inflate_within_budget(body: bytes, encoding: str, max_decoded: int) -> byte
     return b"".join(pieces)
 
 
-def _decode(media_type: str, document: bytes) -> tuple[int, list[Reading] | list[Event]]:
+def _decode(media_type: str, document: bytes) -> tuple[int, ReadingColumns | list[Event]]:
     if media_type == READINGS_TYPE:
-        return decode_readings(document)
+        columns = decode_reading_columns(document)
+        return columns.first_seq, columns
     if media_type == EVENTS_TYPE:
         return decode_events(document)
-    return decode_plain(document)
+    first_seq, records = decode_plain(document)
+    if records and isinstance(records[0], Event):
+        return first_seq, [r for r in records if isinstance(r, Event)]
+    return first_seq, ReadingColumns.of(first_seq, [r for r in records if not isinstance(r, Event)])

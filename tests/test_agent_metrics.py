@@ -104,6 +104,7 @@ def test_a_running_agent_serves_its_status_as_metrics(tmp_path: Path, hub: HubPr
         first = _wait_for(metrics_port, "ponton_agent_sync_pushed_records_total", {}, 0)
         assert first[("ponton_agent_device_online", tuple(sorted(feeder.items())))] == 1
         assert first[("ponton_agent_device_polls_total", tuple(sorted(feeder.items())))] > 0
+        assert ("ponton_agent_device_late_polls_total", tuple(sorted(feeder.items()))) in first
         for stream in ("alarms", "events", "readings"):
             assert ("ponton_agent_outbox_records", (("stream", stream),)) in first
             assert ("ponton_agent_outbox_oldest_age_seconds", (("stream", stream),)) in first

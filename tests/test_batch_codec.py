@@ -18,6 +18,7 @@ from edge_agent.codecs.batch import (
     MAX_RECORDS,
     PLAIN_TYPE,
     READINGS_TYPE,
+    ReadingColumns,
     decode_events,
     decode_plain,
     decode_readings,
@@ -588,7 +589,9 @@ def test_a_damaged_plain_or_events_document_decodes_or_raises_a_codec_error(
             decoded = decode_batch("s", body, content_type, "identity", max_decoded=LIMIT)
         except (BadRequest, HubTooLarge):
             continue
-        for record in decoded.records:
+        records = decoded.records
+        for record in (records.readings() if isinstance(records, ReadingColumns)
+                       else records):
             assert -(2**63) <= record.ts_ms < 2**63
             assert len(record.device) <= 128
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from edge_agent.parking.config import CarParkConfig
+from edge_agent.parking.config import CarParkConfig, SourceConfig
 from edge_agent.parking.counting import LaneCounter
 from edge_agent.parking.model import PUBLISH_EVERY_MS, RESET_GRACE_MS, CarPark, Output, Saved
 from edge_agent.parking.schedule import next_reset_ms
 from edge_agent.records import Quality, Reading
+from edge_agent.schema import validate
 
 T0 = 1_764_000_000_000
 PARIS = "Europe/Paris"
@@ -24,7 +25,7 @@ def park(**fields: Any) -> CarPark:
         "name": "P-gare", "capacity": 10,
         "entries": [{"device": "sfar", "quantity": "pulse_count_1"}],
         "exits": [{"device": "sfar", "quantity": "pulse_count_2"}], **fields}
-    return CarPark(CarParkConfig.model_validate(config))
+    return CarPark(validate(CarParkConfig, config))
 
 
 def counts(entries: float, exits: float) -> list[Reading]:
@@ -74,8 +75,8 @@ def test_a_counter_going_back_is_a_restart_or_a_wrap_never_negative_traffic() ->
 
 def test_inputs_count_rising_edges_only() -> None:
     p = CarPark(CarParkConfig(name="P", capacity=5, entries=[
-        {"device": "board", "quantity": "input_state_1"}], exits=[  # type: ignore[list-item]
-        {"device": "board", "quantity": "input_state_2"}]))  # type: ignore[list-item]
+        SourceConfig(device="board", quantity="input_state_1")], exits=[
+        SourceConfig(device="board", quantity="input_state_2")]))
     p.start(T0)
     states = [(1, 0), (1, 0), (0, 0), (1, 0), (0, 1), (0, 1), (0, 0)]
     for second, (entry, leaving) in enumerate(states):
@@ -125,7 +126,7 @@ def test_full_and_available_with_hysteresis_and_the_sign() -> None:
 
 
 def test_defaults_full_at_capacity_available_two_spaces_below() -> None:
-    config = CarParkConfig.model_validate({"name": "P", "capacity": 120, "entries": [
+    config = validate(CarParkConfig, {"name": "P", "capacity": 120, "entries": [
         {"device": "sfar", "quantity": "pulse_count_1"}]})
     assert (config.full_level(), config.available_level()) == (120, 119)
 
@@ -195,7 +196,7 @@ def test_spot_sensors_take_over_once_every_spot_has_reported() -> None:
 
 
 def test_a_restored_state_is_clamped_to_a_smaller_capacity() -> None:
-    config = CarParkConfig.model_validate({"name": "P", "capacity": 10, "exits": [
+    config = validate(CarParkConfig, {"name": "P", "capacity": 10, "exits": [
         {"device": "sfar", "quantity": "pulse_count_2"}]})
     p = CarPark(config, Saved(occupancy=40, full=True, spots={"gone": True}))
     assert p.state.occupancy == 10

@@ -35,7 +35,8 @@ def test_profiles_show_prints_points_and_the_read_plan() -> None:
     result = edge_agent("profiles", "show", "eastron-sdm630")
     assert result.returncode == 0, result.stderr
     assert "active_energy_import" in result.stdout
-    assert "a full read takes" in result.stdout
+    assert "a full read on its factory line (RTU 9600 8N1) takes 4 request(s)" in result.stdout
+    assert "a full read on Modbus TCP takes 4 request(s)" in result.stdout
 
 
 def test_profiles_schema_is_json_schema_of_a_profile_file() -> None:
@@ -130,7 +131,9 @@ def test_devices_read_of_a_silent_unit_says_what_to_check(
     result = edge_agent("devices", "read", "--profile", "eastron-sdm120", "--tcp", endpoint,
                         "--unit", "2", "--timeout-ms", "200")
     assert result.returncode == 2
-    assert "no answer within 0.2 s (check unit id, wiring, baud rate and parity)" in result.stderr
+    # Modbus TCP: no wiring or baud rate to check, the unit id and the device's power.
+    assert "no answer within 0.2 s (check the unit id and that the device is powered)" in (
+        result.stderr)
 
 
 def test_modbus_scan_finds_exactly_the_units_on_the_line(
@@ -155,7 +158,9 @@ def test_a_site_profile_is_checked_and_then_used_by_a_gateway(tmp_path: Path) ->
         shipped.replace("id: eastron-sdm120", "id: site-meter"), encoding="utf-8")
     checked = edge_agent("profiles", "check", str(profiles / "site-meter.yaml"))
     assert checked.returncode == 0, checked.stderr
-    assert "a full read takes 2 request(s)" in checked.stdout
+    # At the factory 2400 baud the 38-register hole costs more than a request; on TCP it does not.
+    assert "a full read on its factory line (RTU 2400 8N1) takes 3 request(s)" in checked.stdout
+    assert "a full read on Modbus TCP takes 2 request(s)" in checked.stdout
 
     config = tmp_path / "gateway.toml"
     config.write_text(
@@ -284,6 +289,7 @@ def test_profiles_show_and_list_give_json() -> None:
     shown = json.loads(edge_agent("profiles", "show", "eastron-sdm630", "--json").stdout)
     assert set(shown["points"]) == set(load_profile("eastron-sdm630").points)
     assert len(shown["read_plan"]) == 4
+    assert shown["read_plan_line"] == "RTU 9600 8N1"
     listed = json.loads(edge_agent("profiles", "list", "--json").stdout)
     assert [p["id"] for p in listed["devices"]] == available_profiles()
     assert "rdm6300" in [r["id"] for r in listed["readers"]]

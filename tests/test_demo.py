@@ -28,7 +28,7 @@ def test_demo_runs_agent_and_hub_on_simulated_meters_and_stops_cleanly(tmp_path:
     assert result.returncode == 0, result.stderr
     assert "stopped. outbox:" in result.stdout
     # Plain output is whole lines, never wrapped mid-phrase, with each gate decision's reason.
-    starts = re.compile(r"(field|hub|dashboard|agent|gate|flood|inspect it): |stopped\. "
+    starts = re.compile(r"(field|hub|dashboard|agent|gate|pedestals|flood|inspect it): |stopped\. "
                         r"| +\d+ s  ")
     assert [line for line in result.stdout.splitlines() if not starts.match(line)] == []
     assert re.search(r"gate-a: badge \w+ granted \(granted\)", result.stdout), result.stdout

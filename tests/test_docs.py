@@ -17,6 +17,7 @@ from edge_agent.config import (
     SyncSection,
     TicConfig,
 )
+from edge_agent.schema import field_names
 from sync_server.cli import app as hub_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,5 +66,5 @@ def test_every_configuration_field_is_documented() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     for model in (GatewaySection, OutboxSection, SyncSection, BusConfig, DeviceConfig,
                   TicConfig, LoraConfig, LoraDeviceConfig):
-        for field in model.model_fields:
+        for field in field_names(model):
             assert f"| `{field}` |" in doc, f"{model.__name__}.{field}"

@@ -16,7 +16,8 @@ when they end by themselves and name no placeholder:
   ``territory add``, ``site add``, ``gateway add``, ``gateway list``, ``token add``,
   ``token list``, and access-hub.md's ``policy set``/``show``/``publish`` and
   ``badge add``/``import``/``list`` (with its rules and CSV files), ``opendata list``,
-  ``enable`` and ``disable``; a territory a page uses without adding it is added first;
+  ``enable`` and ``disable``, ``db maintain``, ``retention set`` and ``show``; a territory
+  a page uses without adding it is added first;
 - agent: ``profiles list``/``show``/``check``/``schema``, ``lora decode``, ``version``,
   ``config validate`` (README's gateway file as ``gateway.toml``; device_profiles/README.md's
   example profile as ``my-meter.yaml``);
@@ -82,7 +83,8 @@ RUN = [
         "db upgrade", "keys init", "keys show", "territory add", "site add", "gateway add",
         "gateway list", "token add", "token list", "policy set", "policy show",
         "policy publish", "badge add", "badge import", "badge list", "opendata list",
-        "opendata enable", "opendata disable")],
+        "opendata enable", "opendata disable", "db maintain", "retention set",
+        "retention show")],
     *[("edge-agent", *words.split()) for words in (
         "profiles list", "profiles show", "profiles check", "profiles schema", "lora decode",
         "config validate", "version")],

@@ -29,10 +29,10 @@ from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_readings
 from edge_agent.codecs.compression import compress
 from edge_agent.records import Reading
 from sync_server import admin
-from sync_server.api.context import gateway_caller, operator_token
-from sync_server.api.decode_pool import DecodePool
+from sync_server.api.context import AUTHENTICATIONS
 from sync_server.api.limits import DoorRoute, departures
 from sync_server.api.openapi import dependants
+from sync_server.api.push_pool import PushPool
 from sync_server.app import create_app
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import upgrade
@@ -126,7 +126,7 @@ def test_every_route_has_the_door_and_only_declared_routes_are_public(app_and_di
     assert all(isinstance(route, DoorRoute) for route in routes), [
         route.path for route in routes if not isinstance(route, DoorRoute)]
     unauthenticated = {route.path for route in routes
-                       if not any(dependant.call in (gateway_caller, operator_token)
+                       if not any(dependant.call in AUTHENTICATIONS
                                   for dependant in dependants(route))}
     assert unauthenticated == PUBLIC_PATHS
 
@@ -153,8 +153,8 @@ def test_a_client_leaving_mid_body_is_counted(app_and_dir: Any) -> None:
     assert sent[0]["status"] != 500
 
 
-def test_the_decode_pool_answers_busy_when_its_queue_is_full() -> None:
-    pool = DecodePool(workers=1, queue=1)
+def test_the_push_pool_answers_busy_when_its_queue_is_full() -> None:
+    pool = PushPool(threads=1, queue=1)
 
     async def scenario() -> list[object]:
         gate = asyncio.Event()
@@ -175,36 +175,72 @@ def test_the_decode_pool_answers_busy_when_its_queue_is_full() -> None:
     assert asyncio.run(scenario()) == ["done", "queued", 1]
 
 
-def test_a_push_beyond_the_decode_queue_is_answered_busy(app_and_dir: Any) -> None:
+def _one_slot(app: Any, territory: str) -> tuple[str, PushPool]:
+    """A gateway's enrollment code in a new territory, and a push pool of one slot that
+    ``app`` now uses (the caller puts the app's state back)."""
+    state = app.state.hub
+    admin.add_territory(state.engine, territory)
+    admin.add_site(state.engine, territory, f"{territory}-site")
+    code = admin.add_gateway(state.engine, territory, f"{territory}-site", f"{territory}-gw").code
+    pool = PushPool(threads=1, queue=0)
+    app.state.hub = dataclasses.replace(state, pushing=pool)
+    return code, pool
+
+
+def test_a_push_beyond_the_push_queue_is_answered_busy(app_and_dir: Any) -> None:
     """503 with Retry-After in the one error shape; the agent retries as for any 503."""
     state = app_and_dir.state.hub
-    admin.add_territory(state.engine, "busy")
-    admin.add_site(state.engine, "busy", "busy-site")
-    code = admin.add_gateway(state.engine, "busy", "busy-site", "busy-gw").code
-    full = DecodePool(workers=1, queue=0)
-    app_and_dir.state.hub = dataclasses.replace(state, decoding=full)
+    code, full = _one_slot(app_and_dir, "busy")
     release = threading.Event()
 
-    async def scenario() -> httpx.Response:
+    async def scenario() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app_and_dir)
         async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
             token = (await client.post("/v1/enroll", json={"code": code})).json()["token"]
             blocking = asyncio.create_task(full.run(lambda: release.wait(10)))
             await asyncio.sleep(0.05)
             readings = [Reading("m1", "voltage", 1_764_000_000_000, 230.0)]
-            answer = await client.post(
+            answers = [await client.post(
                 "/v1/gateway/streams/readings/batches", content=encode_readings(1, readings),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": READINGS_TYPE})
+                headers={"Authorization": f"Bearer {sent}", "Content-Type": READINGS_TYPE})
+                for sent in (token, "pgw_forged")]
             release.set()
             await blocking
-            return answer
+            return answers
 
     try:
-        answer = asyncio.run(scenario())
+        answers = asyncio.run(scenario())
     finally:
         app_and_dir.state.hub = state
-    assert (answer.status_code, answer.json()["error"]) == (503, "busy")
-    assert answer.headers["Retry-After"] == "1"
+    for answer in answers:  # the forged token too: refused before any lookup or body read
+        assert (answer.status_code, answer.json()["error"]) == (503, "busy")
+        assert answer.headers["Retry-After"] == "1"
+    assert full.busy == 2
+
+
+
+def test_a_push_refused_at_the_door_gives_its_slot_back(app_and_dir: Any) -> None:
+    """One slot only: a forged token, a malformed body and a good push in turn all get in."""
+    state = app_and_dir.state.hub
+    code, one = _one_slot(app_and_dir, "slot")
+
+    async def scenario() -> list[int]:
+        transport = httpx.ASGITransport(app=app_and_dir)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
+            token = (await client.post("/v1/enroll", json={"code": code})).json()["token"]
+            good = encode_readings(1, [Reading("m1", "voltage", 1_764_000_000_000, 230.0)])
+            return [(await client.post(
+                "/v1/gateway/streams/readings/batches", content=body,
+                headers={"Authorization": f"Bearer {sent}", "Content-Type": READINGS_TYPE}
+            )).status_code for sent, body in (("pgw_forged", good), (token, b"{"),
+                                              (token, good))]
+
+    try:
+        statuses = asyncio.run(scenario())
+    finally:
+        app_and_dir.state.hub = state
+    assert statuses == [401, 400, 200]
+    assert one.busy == 0
 
 
 # --- over HTTP, against a real hub process (SQLite and PostgreSQL) ---

@@ -245,3 +245,32 @@ def test_revoked_and_unknown_tokens_answer_alike(world: World) -> None:
     refused = world.get(old, "/v1/gateway/streams")
     assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")
     assert refused.content == world.get("pgw_" + "x" * 43, "/v1/gateway/streams").content
+
+
+def test_a_push_token_reissued_after_it_was_seen_valid_stores_nothing(world: World) -> None:
+    """The hub remembers push tokens it found valid, so its door asks nothing of the database;
+    the storing transaction checks the token again, and a reissue refuses the old one there."""
+    hub = world.hub
+    old = hub.enroll("delta", "delta-gw")["token"]
+
+    def push(token: str, first_seq: int) -> httpx.Response:
+        body = encode_readings(first_seq, [Reading("delta-meter", "voltage", _T0, 231.0)])
+        return httpx.post(f"{hub.url}/v1/gateway/streams/readings/batches", content=body,
+                          headers={"Authorization": f"Bearer {token}",
+                                   "Content-Type": READINGS_TYPE}, timeout=10)
+
+    def last_seen() -> tuple[object, ...]:
+        with hub.engine.connect() as conn:
+            return tuple(conn.execute(select(gateways.c.last_seen_ms, gateways.c.incarnation)
+                                      .where(gateways.c.name == "delta-gw")).one())
+
+    assert push(old, 1).status_code == 200
+    admin.add_gateway(hub.engine, "delta", "delta-site", "delta-gw", reissue=True)
+    before = last_seen()
+    unknown = push("pgw_" + "x" * 43, 2)
+    for _ in range(2):  # refused in the transaction, then at the door: alike
+        refused = push(old, 2)
+        assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")
+        assert refused.content == unknown.content
+    assert last_seen() == before  # the refused pushes touched nothing
+    assert before[1] == 2

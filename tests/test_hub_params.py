@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from sync_server.api.context import gateway_caller
+from sync_server.api.context import gateway_caller, pushing_gateway
 from sync_server.api.openapi import api_routes, dependants
 from sync_server.app import create_app
 from sync_server.settings import HubSettings
@@ -61,7 +61,7 @@ def text_params(hub: HubProcess) -> list[TextParam]:
     found: list[TextParam] = []
     for route in api_routes(app):
         pulled = list(dependants(route))
-        gateway = any(d.call is gateway_caller for d in pulled)
+        gateway = any(d.call in (gateway_caller, pushing_gateway) for d in pulled)
         query = [f for d in pulled for f in d.query_params]
         required = tuple(f.alias for f in query if f.field_info.is_required())
         for where, fields in (("query", query),

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sync_server.app import create_app
 from sync_server.db.engine import create_hub_engine
 from sync_server.db.migrate import current_revision, head_revision, upgrade
+from sync_server.db.partitions import READINGS_KEY
 from sync_server.db.schema import metadata
 from sync_server.errors import SettingsError
 from sync_server.keys import create_signing_key, load_signing_key
@@ -42,6 +43,11 @@ def test_upgrading_an_empty_database_gives_the_declared_schema(empty_engine: Eng
     assert current_revision(empty_engine) == head_revision()
     with empty_engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    # PostgreSQL's partitioned readings are keyed by a unique index that the declared schema,
+    # shared with SQLite's primary key, does not hold (sync_server/db/partitions.py).
+    differences = [d for d in differences
+                   if not (d[0] == "remove_index" and d[1].name == READINGS_KEY
+                           and empty_engine.dialect.name == "postgresql")]
     assert differences == []
     upgrade(empty_engine)  # a second upgrade is a no-op
     assert current_revision(empty_engine) == head_revision()

@@ -121,7 +121,8 @@ async def test_mixed_rtu_bus_polls_every_device_repeatedly() -> None:
         for sim_meter, polled in zip(sims, devices, strict=True):
             latest = {r.quantity: r for r in sink.readings if r.device == polled.name}
             assert_matches_meter(list(latest.values()), sim_meter)
-        assert sink.events == []
+        # Four meters every 50 ms are more than the line carries: lateness, nothing else.
+        assert {e.kind for e in sink.events} <= {"poll.late"}
 
 
 @pytest.mark.parametrize("transport", ["tcp", "rtu"])

@@ -72,6 +72,15 @@ def _modules_of(distributions: set[str]) -> set[str]:
             if any(canonicalize_name(owner) in distributions for owner in owners)}
 
 
+def test_the_installed_version_is_the_one_the_agent_reports() -> None:
+    """pyproject.toml reads the version from edge_agent/__init__.py: one place to bump."""
+    import edge_agent
+
+    assert importlib.metadata.version("ponton") == edge_agent.__version__
+    assert "version" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "dynamic"]
+
+
 def test_the_agent_never_imports_a_hub_package() -> None:
     imported = _imported_modules(ROOT / "edge_agent")
     hub_side = {module: sorted(files) for module, files in imported.items()
@@ -81,7 +90,7 @@ def test_the_agent_never_imports_a_hub_package() -> None:
 
 def test_every_module_the_agent_imports_comes_with_the_agent_alone() -> None:
     agent = _requirement_closure(PYPROJECT["project"]["dependencies"])
-    provided = _modules_of(agent) | set(sys.stdlib_module_names) | {"edge_agent"}
+    provided = _modules_of(agent) | set(sys.stdlib_module_names) | {"edge_agent", "device_profiles"}
     missing = {module: sorted(files) for module, files
                in _imported_modules(ROOT / "edge_agent").items()
                if module not in provided | OPTIONAL_MODULES}

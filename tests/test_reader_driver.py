@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import msgspec
 import pytest
 
 from edge_agent.drivers.readers import BadgePresented, BadgeReader, ReaderSettings, open_reader
@@ -37,8 +38,8 @@ PROFILES: dict[StreamProtocol, str] = {"rdm6300": "rdm6300", "em18": "em18"}
 
 def _fast_pn532() -> ReaderProfile:
     profile = load_reader_profile("pn532-uart")
-    spec = profile.reader.model_copy(update={"poll_interval_ms": 20, "response_timeout_ms": 40})
-    return profile.model_copy(update={"reader": spec})
+    spec = msgspec.structs.replace(profile.reader, poll_interval_ms=20, response_timeout_ms=40)
+    return msgspec.structs.replace(profile, reader=spec)
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -406,7 +407,7 @@ def test_a_site_reader_profile_is_found_before_the_shipped_ones(tmp_path: Path) 
         "serial: {baudrate: 4800}\nreader: {protocol: rdm6300, technology: em4100}\n",
         encoding="utf-8")
     profile = load_reader_profile("rdm6300", extra_dirs=[tmp_path])
-    assert (profile.manufacturer, profile.serial.baudrate) == ("site", 4800)
+    assert (profile.manufacturer, profile.line.baudrate) == ("site", 4800)
     wedge = tmp_path / "wedge.yaml"
     wedge.write_text("id: wedge\nmanufacturer: m\nmodel: m\ncategory: badge_reader\n"
                      "serial: {baudrate: 9600}\nreader: {protocol: keyboard_wedge, "

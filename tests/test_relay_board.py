@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import struct
 import time
 import tty
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -23,8 +24,9 @@ from pymodbus.pdu import ModbusPDU
 
 from edge_agent.drivers.modbus.bus import ModbusBus
 from edge_agent.drivers.modbus.device import PolledDevice
-from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink, RawCoilWrite
+from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
 from edge_agent.drivers.modbus.relay import MAX_PULSE_MS, RelayBoard
+from edge_agent.drivers.modbus.rtu import RawCoilWrite
 from edge_agent.errors import (
     ConfigError,
     DeviceException,
@@ -32,7 +34,7 @@ from edge_agent.errors import (
     FrameError,
     TransportError,
 )
-from edge_agent.profiles import load_profile
+from edge_agent.profiles import RegisterKind, load_profile
 from simulators.modbus import (
     Fault,
     LoopDetector,
@@ -180,16 +182,42 @@ async def scripted_tcp(board: ScriptedBoard) -> AsyncIterator[LinkSettings]:
 
 
 @contextlib.asynccontextmanager
+async def scripted_mbap(board: ScriptedBoard) -> AsyncIterator[LinkSettings]:
+    """A Modbus TCP port with ``board`` behind, as a TCP to RTU gateway would put it: each
+    MBAP request goes to the board as its RTU frame, each RTU reply comes back in MBAP."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.closing(writer):
+            while header := await reader.read(7):
+                tid, _, length, unit = struct.unpack(">HHHB", header)
+                request = bytes([unit]) + await reader.readexactly(length - 1)
+                for reply in board.feed(request + crc16(request)):
+                    if reply:
+                        assert crc16(reply[:-2]) == reply[-2:]
+                        writer.write(struct.pack(">HHH", tid, 0, len(reply) - 2) + reply[:-2])
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield LinkSettings("lan", "tcp", f"127.0.0.1:{port}", timeout_s=0.3)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
 async def scripted(kind: str, board: ScriptedBoard) -> AsyncIterator[LinkSettings]:
     if kind == "pty":
         with scripted_pty(board) as settings:
+            yield settings
+    elif kind == "mbap":
+        async with scripted_mbap(board) as settings:
             yield settings
     else:
         async with scripted_tcp(board) as settings:
             yield settings
 
 
-@pytest.mark.parametrize("kind", ["pty", "rtu-over-tcp"])
+@pytest.mark.parametrize("kind", ["pty", "rtu-over-tcp", "mbap"])
 async def test_every_command_is_the_documented_frame(kind: str) -> None:
     scripted_board = ScriptedBoard(SCRIPT)
     async with scripted(kind, scripted_board) as settings, \
@@ -205,17 +233,18 @@ async def test_every_command_is_the_documented_frame(kind: str) -> None:
     assert relays == inputs == [True, False, False, False, False, False, True, False]
 
 
-async def test_the_longest_pulse_is_the_board_maximum() -> None:
+@pytest.mark.parametrize("kind", ["pty", "mbap"])
+async def test_the_longest_pulse_is_the_board_maximum(kind: str) -> None:
     request = rtu("01 05 02 07 7F FF")
     request += crc16(request)
     scripted_board = ScriptedBoard({request: request})
-    async with scripted("pty", scripted_board) as settings, \
+    async with scripted(kind, scripted_board) as settings, \
             relay_board(ModbusLink(settings)) as board:
         assert await board.pulse(8, MAX_PULSE_MS) == MAX_PULSE_MS
     assert scripted_board.received == [request]
 
 
-@pytest.mark.parametrize("kind", ["pty", "rtu-over-tcp"])
+@pytest.mark.parametrize("kind", ["pty", "rtu-over-tcp", "mbap"])
 async def test_a_reply_that_does_not_echo_the_pulse_is_a_frame_error(kind: str) -> None:
     wrong = rtu("01 05 02 00 00 08")  # 800 ms echoed for 700 ms asked
     scripted_board = ScriptedBoard({rtu("01 05 02 00 00 07 8D B0"): wrong + crc16(wrong)})
@@ -321,6 +350,23 @@ async def test_a_vehicle_on_the_loop_is_seen_while_it_stays(
     arrived, left = await passage
     assert (await board.read_inputs())[2] is False
     assert (left - arrived) / 1e9 >= 0.2
+
+
+async def test_consecutive_coils_are_written_in_one_request(
+    served: tuple[SimulatedRelayBoard, ModbusSimulator],
+) -> None:
+    sim_board, sim = served
+    link = link_to(sim)
+    try:
+        await link.open()
+        await link.write_coils(3, [True, False, True], unit=1)
+        assert await link.read(RegisterKind.COIL, 0, 8, unit=1) == [
+            False, False, False, True, False, True, False, False]
+    finally:
+        link.close()
+    assert [(c.function, c.address, c.channel, c.action, c.value)
+            for c in sim_board.commands] == [(15, 0x0003, 4, "write", 0b101)]
+    assert [sim_board.relay(n) for n in (4, 5, 6)] == [True, False, True]
 
 
 async def test_a_refused_command_is_a_device_exception(

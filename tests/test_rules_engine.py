@@ -10,12 +10,12 @@ import math
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from edge_agent.records import Quality, Reading
 from edge_agent.rules.engine import RuleEngine
 from edge_agent.rules.intents import Downlink, RelayPulse, RelaySet, Transition
 from edge_agent.rules.models import RuleConfig
+from edge_agent.schema import Invalid, validate
 
 T0 = 1_764_000_000_000
 MIN = 60_000
@@ -24,7 +24,7 @@ MIN = 60_000
 def rule(**fields: Any) -> RuleConfig:
     base: dict[str, Any] = {"name": "flood", "device": "level-1", "quantity": "water_level",
                             "kind": "above", "threshold": 1.2, "clear_at": 1.1}
-    return RuleConfig.model_validate(base | fields)
+    return validate(RuleConfig, base | fields)
 
 
 def level(ts_ms: int, value: float, *, device: str = "level-1", quantity: str = "water_level",
@@ -247,5 +247,5 @@ def test_restore_takes_up_raised_rules_and_their_latches() -> None:
 ])
 def test_invalid_rules_say_which_field_and_how_to_fix_it(fields: dict[str, Any],
                                                          message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
+    with pytest.raises(Invalid, match=message):
         rule(**fields)

@@ -24,6 +24,7 @@ from edge_agent.profiles import load_profile
 from edge_agent.records import now_ms
 from edge_agent.rules.models import DownlinkAction, LatchAction, PulseAction, RuleConfig
 from edge_agent.runtime import BUNDLES_DIR
+from edge_agent.schema import field_names, validate
 from edge_agent.sync.bundles import BundleStore
 from edge_agent.sync.identity import Identity, save_identity
 from simulators.modbus import ModbusSimulator, SimulatedMeter
@@ -60,7 +61,7 @@ def configured(tmp_path: Path, rules: str) -> Path:
      "rules overvoltage and undervoltage latch channel 3 of relays to opposite states"),
     (RULES.replace("severity", "severty"), "rules[overvoltage].severty: unknown field; did "
      "you mean 'severity'?"),
-    (RULES.replace("ms = 500", "ms = 5"), "rules[overvoltage].on_raise.1.pulse.ms: Input "
+    (RULES.replace("ms = 500", "ms = 5"), "rules[overvoltage].on_raise.1.ms: Input "
      "should be greater than or equal to 100"),
 ])
 def test_invalid_rules_in_the_gateway_file_are_named_with_a_fix(tmp_path: Path, rules: str,
@@ -151,10 +152,10 @@ async def test_an_invalid_bundle_leaves_the_rules_in_force(tmp_path: Path) -> No
 def test_every_rule_and_action_field_is_documented() -> None:
     root = Path(__file__).resolve().parents[1]
     configuration = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
-    for field in RuleConfig.model_fields:
+    for field in field_names(RuleConfig):
         assert f"| `rules.{field}` |" in configuration, field
     for action in (PulseAction, LatchAction, DownlinkAction):
-        for field in action.model_fields:
+        for field in field_names(action):
             assert f"`{field}`" in configuration, f"{action.__name__}.{field}"
     assert "edge-agent rules test" in (root / "docs" / "rules.md").read_text(encoding="utf-8")
 
@@ -166,4 +167,4 @@ def test_the_rules_in_the_docs_are_valid(doc: str) -> None:
     rules = [rule for block in blocks for rule in tomllib.loads(block).get("rules", [])]
     assert rules
     for rule in rules:
-        RuleConfig.model_validate(rule)
+        validate(RuleConfig, rule)

@@ -121,7 +121,9 @@ async def test_gateway_stores_every_device_and_reports_the_dead_one(tmp_path: Pa
     assert per_device["berth-1"] == polls["berth-1"] * 13
     assert per_device["water"] == polls["water"] * 4
     assert per_device["berth-9"] == 0
-    assert [(e.kind, e.device) for e in events] == [("device.offline", "berth-9")]
+    # The dead meter's timeouts make the others on its line miss slots: reported as lateness.
+    assert [(e.kind, e.device) for e in events if e.kind != "poll.late"] == [
+        ("device.offline", "berth-9")]
     status = json.loads((data_dir / STATUS_FILE).read_text(encoding="utf-8"))
     by_name = {d["name"]: d for d in status["devices"]}
     assert by_name["berth-9"]["online"] is False

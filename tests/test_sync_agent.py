@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from rich.console import Console
 from sqlalchemy import select
@@ -32,7 +33,7 @@ from edge_agent.records import Event, Reading, now_ms
 from edge_agent.runtime import LOCK_FILE, OUTBOX_FILE, STATUS_FILE, Gateway
 from edge_agent.status import gateway_report, report_view
 from edge_agent.store import Outbox
-from edge_agent.sync.client import DeviceDeclaration, HubClient, enroll
+from edge_agent.sync.client import DeviceDeclaration, HubClient, enroll, http_date
 from edge_agent.sync.identity import (
     IDENTITY_FILE,
     Identity,
@@ -155,7 +156,7 @@ def test_no_identity_file_means_not_provisioned(tmp_path: Path) -> None:
         ("{not json", "not JSON"),
         ('{"gateway": "gw1"}', "hub_url: Field required"),
         ("bad base64", "signing_public_key: not base64"),
-        ("short key", "badge_key: Value should have at least 32 items"),
+        ("short key", "badge_key: Value should have at least 32 bytes"),
         ("bad url", "hub_url: 'ftp://hub' is not an http:// or https:// URL"),
         ("extra field", "colour: unknown field"),
     ],
@@ -229,8 +230,8 @@ def test_a_plain_http_identity_needs_the_insecure_setting_it_was_provisioned_wit
     assert str(path) in str(refused.value)
     document["hub_url"] = "https://hub.example.org"
     path.write_text(json.dumps(document), encoding="utf-8")
-    assert load_identity(tmp_path) == an_identity("https://hub.example.org").model_copy(
-        update={"insecure_http": False})
+    assert load_identity(tmp_path) == msgspec.structs.replace(
+        an_identity("https://hub.example.org"), insecure_http=False)
 
 
 # --- configuration -----------------------------------------------------------------------
@@ -284,6 +285,24 @@ def test_backoff_honours_retry_after_up_to_the_cap() -> None:
     assert backoff_delay(1, cap_s=300, rng=rng, retry_after_s=86_400) == 300
     assert backoff_delay(20, cap_s=300, rng=random.Random(3), retry_after_s=0.5) == \
         backoff_delay(20, cap_s=300, rng=random.Random(3))
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("Sun, 06 Nov 1994 08:49:37 GMT", 784111777.0),
+    ("Fri, 04 Dec 2026 17:00:00 GMT", 1796403600.0),
+    ("  Thu, 01 Jan 1970 00:00:00 GMT ", 0.0),
+    ("Sunday, 06-Nov-94 08:49:37 GMT", None),  # RFC 850, obsolete: servers must not send it
+    ("Sun Nov  6 08:49:37 1994", None),  # asctime, obsolete too
+    ("Sun, 06 Nov 1994 08:49:37 CET", None),
+    ("Sun, 31 Feb 1994 08:49:37 GMT", None),
+    ("Sun, 06 Nov 1994 25:49:37 GMT", None),
+    ("Sun, 06 Nov 1994 08:49 GMT", None),
+    ("Sun, xx Nov 1994 08:49:37 GMT", None),
+    ("", None),
+])
+def test_http_dates_are_read_in_the_form_servers_send(value: str, seconds: float | None
+                                                      ) -> None:
+    assert http_date(value) == seconds
 
 
 def test_backlog_counts_every_stream_and_lag_is_the_oldest_waiting_record(

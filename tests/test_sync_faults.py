@@ -50,6 +50,19 @@ def _wait_until_drained(hub: HubProcess, territory: str, gw: GatewayDir, timeout
         time.sleep(0.25)
 
 
+def _wait_for_progress(hub: HubProcess, gw: GatewayDir, process: subprocess.Popen[str],
+                       beyond: int) -> None:
+    """Wait until the hub holds more than ``beyond`` records or the drain ends.
+
+    A kill timed from the start would land before the first push on a loaded machine, where
+    the agent's start-up alone can take seconds.
+    """
+    deadline = time.monotonic() + 60
+    while (_held(hub, "faults", gw) <= beyond and process.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.05)
+
+
 def _start_agent(gw: GatewayDir) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config",
                              str(gw.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -62,12 +75,13 @@ def test_agent_killed_at_random_moments_during_sync(hub: HubProcess, tmp_path: P
     gw = make_gateway(tmp_path, hub, "faults", "agent-kill",
                       sync_settings="batch_limit = 20\ntimeout_s = 5\n")
     total = sum(gw.written.values())
-    held_at_kills = []
+    held_at_kills: list[int] = []
     for _ in range(KILLS):
         process = subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "sync", "--once", "--config", str(gw.config)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.8, 2.0))
+        _wait_for_progress(hub, gw, process, beyond=held_at_kills[-1] if held_at_kills else 0)
+        time.sleep(rng.uniform(0.0, 0.6))
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
         held_at_kills.append(_held(hub, "faults", gw))
@@ -91,7 +105,7 @@ def test_hub_killed_and_restarted_while_the_agent_pushes(hub: HubProcess, tmp_pa
                                     "max_backoff_s = 0.5\ntimeout_s = 5\n")
     total = sum(gw.written.values())
     running = _start_agent(gw)
-    held_at_kills = []
+    held_at_kills: list[int] = []
     try:
         for _ in range(KILLS):
             time.sleep(rng.uniform(0.3, 1.2))

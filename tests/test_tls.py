@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from edge_agent.config import SyncSection, load_config
@@ -30,6 +31,7 @@ from sync_server import admin
 from tests.helpers.certificates import ScratchCa
 from tests.helpers.gateway import agent, hub_content, make_gateway
 from tests.helpers.hub import HubProcess, hub_cli, start_hub
+from tests.test_sync_agent import closed_port
 
 _COUNTS = {"alarms": 3, "events": 5, "readings": 40}
 
@@ -134,12 +136,27 @@ async def test_a_certificate_failure_is_untrusted_not_unreachable(
                            provision_args=("--ca-bundle", str(pki.ca.cert_path)))
     identity = load_identity(gateway.data_dir)
     assert identity is not None
-    async with HubClient(identity.model_copy(update={"ca_bundle": None})) as client:
+    async with HubClient(msgspec.structs.replace(identity, ca_bundle=None)) as client:
         with pytest.raises(HubUntrusted, match="certificate did not verify") as refused:
             await client.acked()
     assert not isinstance(refused.value, HubUnreachable)
     async with HubClient(identity) as client:
         assert await client.acked() == {}
+
+
+async def test_a_tls_hub_that_is_down_is_unreachable_not_a_client_certificate_problem(
+        pki: Pki, tls_hub: HubProcess, tmp_path: Path) -> None:
+    """The most common failure must not send an installer after certificates."""
+    gateway = make_gateway(tmp_path, tls_hub, "tls", "gw-down", counts=_COUNTS,
+                           provision_args=("--ca-bundle", str(pki.ca.cert_path)))
+    identity = load_identity(gateway.data_dir)
+    assert identity is not None
+    down = f"https://127.0.0.1:{closed_port()}"
+    async with HubClient(msgspec.structs.replace(identity, hub_url=down)) as client:
+        with pytest.raises(HubUnreachable) as caught:
+            await client.acked()
+    assert f"hub {down} unreachable" in str(caught.value)
+    assert "client cert" not in str(caught.value)
 
 
 async def test_the_sync_loop_reports_an_untrusted_hub_and_waits_its_longest(
@@ -151,7 +168,7 @@ async def test_the_sync_loop_reports_an_untrusted_hub_and_waits_its_longest(
     assert identity is not None
     settings = SyncSection(max_backoff_s=60)
     with Outbox.open(gateway.data_dir / OUTBOX_FILE) as outbox:
-        async with HubClient(identity.model_copy(update={"ca_bundle": None})) as client:
+        async with HubClient(msgspec.structs.replace(identity, ca_bundle=None)) as client:
             loop = SyncLoop(outbox, client, settings)
             stop = asyncio.Event()
             task = asyncio.create_task(loop.run(stop))
@@ -240,11 +257,11 @@ def test_workers_serve_tls_from_the_environment(pki: Pki, tmp_path: Path,
 
 
 def test_reading_the_identity_loads_no_http_client() -> None:
-    """``status`` reads identity.json (with its TLS paths) without httpx and, through it,
-    httpx's command line client (rich, click, pygments)."""
+    """``status`` reads identity.json (with its TLS paths) without the hub connection (h11),
+    httpx or a command line library (rich, click)."""
     probe = subprocess.run(
         [sys.executable, "-c", "import sys; import edge_agent.sync.identity; "
-         "print(sorted({'httpx', 'rich', 'click'} & set(sys.modules)))"],
+         "print(sorted({'h11', 'httpx', 'rich', 'click'} & set(sys.modules)))"],
         capture_output=True, text=True, timeout=60, check=True)
     assert probe.stdout.strip() == "[]"
 

@@ -82,6 +82,11 @@ def test_an_operator_sees_the_gateway_online_and_a_value_pushed_moments_ago(
     row = page.locator("tr[data-gateway=ponton-a]")
     expect(row).to_contain_text("en ligne", timeout=30_000)  # live: no reload needed
     expect(page.locator("tr[data-gateway=toulon-gw]")).to_have_count(0)
+    # The stream swaps the row alone as the agent pushes; the page words its age.
+    seen = row.locator(".age")
+    first = seen.get_attribute("data-ts")
+    expect(seen).not_to_have_attribute("data-ts", first or "", timeout=30_000)
+    expect(seen).to_have_text(re.compile(r"^\d+\ssecondes?$"))
     screenshot(page, world.hub, "overview", phone=True)
 
     row.get_by_role("link", name="ponton-a").click()
@@ -90,6 +95,11 @@ def test_an_operator_sees_the_gateway_online_and_a_value_pushed_moments_ago(
                                                    timeout=30_000)
     # "moments ago": the age reads in seconds (or "0 seconde"), never minutes.
     expect(voltage.locator(".age")).to_have_text(re.compile(r"^\d+\ssecondes?$"))
+    # The agent's device.health reports: counters and the last good poll, moments ago.
+    health = page.locator(f"[data-device={METER}] dl.health")
+    expect(health).to_contain_text("Interrogations", timeout=30_000)
+    expect(health.locator(".last-poll")).to_have_text(re.compile(r"^\d+\ssecondes?$"))
+    expect(health.locator("dd").nth(1)).to_have_text(re.compile(r"^[1-9]"))  # polls so far
     screenshot(page, world.hub, "gateway", phone=True)
 
     page.get_by_role("link", name=METER).click()

@@ -7,7 +7,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from sync_server.ui.live import shared
+from sync_server.ui.live import Rows, changes, shared
 
 
 class Reads:
@@ -55,3 +55,24 @@ def test_streams_asking_at_once_wait_for_the_one_read() -> None:
         answers = list(pool.map(lambda _: stream(), range(8)))
     assert answers == [{"part": "read 1"}] * 8
     assert reads.count == 1
+
+
+def test_a_part_is_sent_again_only_when_it_changes() -> None:
+    sent: dict[str, str | Rows] = {}
+    assert changes("alarms", "<li>a</li>", sent) == [("alarms", "<li>a</li>")]
+    assert changes("alarms", "<li>a</li>", sent) == []
+    assert changes("alarms", "<li>b</li>", sent) == [("alarms", "<li>b</li>")]
+
+
+def test_a_table_sends_its_changed_rows_and_is_whole_again_when_rows_come_or_go() -> None:
+    sent: dict[str, str | Rows] = {}
+    first = Rows("<table>a1 b1</table>", {"gw-a": "<tr>a1</tr>", "gw-b": "<tr>b1</tr>"})
+    assert changes("gateways", first, sent) == [("gateways", first.whole)]
+    same = Rows("<table>a1 b1</table>", dict(first.rows))
+    assert changes("gateways", same, sent) == []
+    one_row = Rows("<table>a1 b2</table>", {"gw-a": "<tr>a1</tr>", "gw-b": "<tr>b2</tr>"})
+    assert changes("gateways", one_row, sent) == [("gw-b", "<tr>b2</tr>")]
+    grown = Rows("<table>a1 b2 c1</table>", {**one_row.rows, "gw-c": "<tr>c1</tr>"})
+    assert changes("gateways", grown, sent) == [("gateways", grown.whole)]
+    moved = Rows("<table>b2 a1 c1</table>", {k: grown.rows[k] for k in ("gw-b", "gw-a", "gw-c")})
+    assert changes("gateways", moved, sent) == [("gateways", moved.whole)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -15,10 +16,11 @@ from sqlalchemy import delete, func, select, update
 from edge_agent.records import Event, now_ms
 from sync_server import admin
 from sync_server.api.limits import DoorRoute
+from sync_server.credentials import digest
 from sync_server.db.schema import alarm_acks, ui_sessions, ui_signin_failures
 from sync_server.ui.accounts import add_user, new_signin_link, remove_user
 from sync_server.ui.pages import PAGES
-from sync_server.ui.sessions import SIGNIN_MAX_FAILURES
+from sync_server.ui.sessions import SIGNIN_MAX_FAILURES, close_session, live_sessions
 from tests.helpers.field import push
 from tests.helpers.hub import HubProcess
 
@@ -235,3 +237,44 @@ def test_every_dashboard_route_passes_the_door() -> None:
     assert routes
     assert all(isinstance(route, DoorRoute) for route in routes), [
         route.path for route in routes if not isinstance(route, DoorRoute)]
+
+
+def test_open_streams_check_their_sessions_together_and_end_with_them(
+        world: HubProcess) -> None:
+    """One read checks every stream's session: a live one stays, an idle one and one of a
+    revoked token end (and the idle one is deleted), as ``find_session`` would say."""
+    token = admin.add_operator_token(world.engine, "dunkerque", "wall")
+    secrets_ = {}
+    for name in ("live", "idle", "revoked"):
+        with httpx.Client(base_url=f"{world.url}/ui", timeout=30) as client:
+            if name == "revoked":
+                client.post("/signin", data={"csrf": signin_form(client), "token": token})
+            else:
+                sign_in(client, "alice")
+            secrets_[name] = client.cookies["ponton_session"]
+    with world.engine.begin() as conn:
+        conn.execute(update(ui_sessions).values(seen_ms=now_ms() - 1801 * 1000).where(
+            ui_sessions.c.id == digest(secrets_["idle"])))
+    admin.revoke_operator_token(world.engine, next(
+        row["id"] for row in admin.operator_token_list(world.engine) if row["name"] == "wall"))
+    assert live_sessions(world.engine, list(secrets_.values()), 1800) == {secrets_["live"]}
+    with world.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(ui_sessions).where(
+            ui_sessions.c.id == digest(secrets_["idle"]))).scalar() == 0
+
+
+def test_a_live_stream_ends_soon_after_its_session(browser: httpx.Client,
+                                                   world: HubProcess) -> None:
+    assert sign_in(browser, "alice").status_code == 303
+    secret = browser.cookies["ponton_session"]
+    with browser.stream("GET", "/alarms/live") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        close_session(world.engine, secret)
+        # Due within SESSION_CHECK_S and a round; the bound only stops a stream that
+        # outlives its session from hanging the test (keep-alives come every 15 s).
+        deadline = time.monotonic() + 40
+        for line in lines:
+            if line == "event: signed-out":
+                break
+            assert time.monotonic() < deadline, "the stream outlived its session"

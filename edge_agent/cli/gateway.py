@@ -12,7 +12,7 @@ from rich.console import Console
 
 from edge_agent.config import GatewayConfig, load_config
 from edge_agent.daemon import LOG_LEVELS, run_gateway
-from edge_agent.drivers.modbus.planner import plan_reads
+from edge_agent.drivers.modbus.device import PolledDevice
 from edge_agent.errors import ConfigError
 from edge_agent.status import gateway_report, report_view
 from edge_agent.tables import fitting_table
@@ -70,12 +70,15 @@ def validate(
         raise ConfigError("give the gateway file: edge-agent config validate FILE")
     config = load_config(chosen)
     devices: list[dict[str, Any]] = []
+    lines = {bus.name: bus.link_settings() for bus in config.buses}
     for device in config.devices:
-        profile = config.profile_of(device)
-        points = [profile.points[q] for q in device.quantities or profile.points]
+        polled = PolledDevice.from_profile(
+            device.name, device.unit, config.profile_of(device), interval_s=device.interval_s,
+            quantities=device.quantities, min_silence_ms=device.min_silence_ms,
+            line=lines[device.bus])
         devices.append({"device": device.name, "bus": device.bus, "unit": device.unit,
-                        "profile": profile.id, "interval_s": device.interval_s,
-                        "requests_per_poll": len(plan_reads(points, profile.limits))})
+                        "profile": polled.profile.id, "interval_s": device.interval_s,
+                        "requests_per_poll": len(polled.requests)})
     warnings = factory_setting_warnings(config)
     if as_json:
         typer.echo(json.dumps({"gateway": config.gateway.id, "buses": len(config.buses),

@@ -11,6 +11,7 @@ from rich.box import SIMPLE_HEAD
 from rich.console import Console
 
 from edge_agent.cli.lora_profiles import lora_table, print_lora_details
+from edge_agent.drivers.modbus.cost import factory_cost, tcp_cost
 from edge_agent.drivers.modbus.planner import plan_reads
 from edge_agent.profiles import (
     DeviceProfile,
@@ -30,6 +31,7 @@ from edge_agent.profiles import (
     lora_profile_json_schema,
     profile_json_schema,
 )
+from edge_agent.schema import to_data
 from edge_agent.tables import fitting_table
 
 __all__ = ["app", "describe", "describe_lora", "describe_reader"]
@@ -86,11 +88,13 @@ def show(
     else:
         profile = load_profile(profile_id)
     if as_json:
-        document = profile.model_dump(mode="json")
+        document = to_data(profile)
         if isinstance(profile, DeviceProfile):
+            cost = factory_cost(profile)
+            document["read_plan_line"] = cost.line
             document["read_plan"] = [
                 {"table": r.kind.value, "address": r.address, "count": r.count}
-                for r in plan_reads(profile.points.values(), profile.limits)]
+                for r in plan_reads(profile.points.values(), profile.limits, cost)]
         typer.echo(json.dumps(document, indent=1))
     elif isinstance(profile, ReaderProfile):
         describe_reader(profile)
@@ -129,10 +133,11 @@ def describe_lora(profile: LoraProfile) -> None:
 def describe_reader(profile: ReaderProfile) -> None:
     """Print a badge reader profile: identity, protocol and line settings."""
     console = _heading(profile)
-    console.print(f"reader: {profile.reader.model_dump(mode='json', exclude_unset=True)}",
-                  markup=False)
+    settings = {name: value for name, value in to_data(profile.reader).items()
+                if value is not None}
+    console.print(f"reader: {settings}", markup=False)
     if profile.reader.protocol != "keyboard_wedge":
-        serial = profile.serial
+        serial = profile.line
         console.print(f"serial: {serial.baudrate} baud 8{serial.parity}{serial.stopbits}")
 
 
@@ -141,7 +146,7 @@ def describe(profile: DeviceProfile) -> None:
     console = _heading(profile)
     serial = profile.serial
     console.print(f"serial defaults: {serial.baudrate} baud 8{serial.parity}{serial.stopbits}")
-    console.print(f"limits: {profile.limits.model_dump()}", markup=False)
+    console.print(f"limits: {to_data(profile.limits)}", markup=False)
     table = fitting_table("quantity", "unit", "table", "address", "type", "word order", "scale",
                           whole=("quantity", "type"), box=SIMPLE_HEAD, show_edge=False,
                           collapse_padding=True, pad_edge=False)
@@ -150,9 +155,12 @@ def describe(profile: DeviceProfile) -> None:
                       point.type.value, point.word_order.value + (" +swap" if point.byte_swap
                                                                    else ""), f"{point.scale:g}")
     console.print(table)
-    requests = plan_reads(profile.points.values(), profile.limits)
-    console.print(f"a full read takes {len(requests)} request(s): " + ", ".join(
-        f"{r.kind.value} 0x{r.address:04X}+{r.count}" for r in requests))
+    factory = factory_cost(profile)
+    for line, cost in ((f"its factory line ({factory.line})", factory),
+                       ("Modbus TCP", tcp_cost(profile.limits.min_silence_ms / 1000.0))):
+        requests = plan_reads(profile.points.values(), profile.limits, cost)
+        console.print(f"a full read on {line} takes {len(requests)} request(s): " + ", ".join(
+            f"{r.kind.value} 0x{r.address:04X}+{r.count}" for r in requests), highlight=False)
 
 
 @app.command("schema")

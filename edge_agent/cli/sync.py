@@ -12,6 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Annotated
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -69,9 +70,8 @@ def provision(
     enrolled = asyncio.run(enroll(hub, code, insecure_http=insecure_http,
                                   timeout_s=gateway_config.sync.timeout_s, tls=given))
     kept = keep_private_copies(data_dir, given)
-    identity = enrolled.model_copy(update={"ca_bundle": kept.ca_bundle,
-                                           "client_cert": kept.client_cert,
-                                           "client_key": kept.client_key})
+    identity = msgspec.structs.replace(enrolled, ca_bundle=kept.ca_bundle,
+                                       client_cert=kept.client_cert, client_key=kept.client_key)
     path = save_identity(data_dir, identity)
     console = Console(highlight=False)
     console.print(f"[green]provisioned[/]: gateway {identity.gateway}, territory "

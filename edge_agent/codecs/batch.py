@@ -52,6 +52,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from edge_agent.errors import CodecError
@@ -63,8 +64,10 @@ __all__ = [
     "MAX_RECORDS",
     "PLAIN_TYPE",
     "READINGS_TYPE",
+    "ReadingColumns",
     "decode_events",
     "decode_plain",
+    "decode_reading_columns",
     "decode_readings",
     "encode_events",
     "encode_plain",
@@ -139,6 +142,45 @@ def _quantisable(value: float, resolution: float) -> bool:
     return math.isfinite(value) and abs(value / resolution) <= _MAX_STEPS
 
 
+@dataclass(frozen=True, slots=True)
+class ReadingColumns:
+    """A batch of readings as columns: what the hub stores, with no object per reading.
+
+    Reading ``i`` (seq ``first_seq + i``) is series ``series[order[i]]``, taken at
+    ``ts_ms[i]``, worth ``values[i]`` (quantised as ``decode_readings`` gives it), of
+    quality ``qualities.get(i, GOOD)``.
+    """
+
+    first_seq: int
+    series: list[tuple[str, str]]
+    order: list[int]
+    ts_ms: list[int]
+    values: list[float]
+    qualities: dict[int, Quality]
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def reading(self, position: int) -> Reading:
+        """Reading ``position`` as an object (a replay compares a few with what is stored)."""
+        device, quantity = self.series[self.order[position]]
+        return Reading(device, quantity, self.ts_ms[position], self.values[position],
+                       self.qualities.get(position, Quality.GOOD))
+
+    def readings(self) -> list[Reading]:
+        """Every reading as an object."""
+        return [self.reading(position) for position in range(len(self.order))]
+
+    @classmethod
+    def of(cls, first_seq: int, readings: Sequence[Reading]) -> ReadingColumns:
+        """``readings`` (seq ``first_seq`` on) as columns."""
+        index: dict[tuple[str, str], int] = {}
+        order = [index.setdefault((r.device, r.quantity), len(index)) for r in readings]
+        return cls(first_seq, list(index), order, [r.ts_ms for r in readings],
+                   [r.value for r in readings],
+                   {p: r.quality for p, r in enumerate(readings) if r.quality is not Quality.GOOD})
+
+
 def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
     """``readings`` (seq ``first_seq``, ``first_seq + 1`` …) as one columnar document."""
     devices: dict[str, dict[str, None]] = {}
@@ -197,9 +239,15 @@ def encode_readings(first_seq: int, readings: Sequence[Reading]) -> bytes:
 
 def decode_readings(data: bytes) -> tuple[int, list[Reading]]:
     """The first sequence number and the readings of a columnar document; CodecError if bad."""
+    columns = decode_reading_columns(data)
+    return columns.first_seq, columns.readings()
+
+
+def decode_reading_columns(data: bytes) -> ReadingColumns:
+    """A columnar document as columns, without an object per reading; CodecError if bad."""
     document = _parse(data)
     with _malformed("readings"):
-        return _rebuild(document)
+        return _columns(document)
 
 
 def encode_events(first_seq: int, events: Sequence[Event]) -> bytes:
@@ -334,7 +382,7 @@ def _name(value: object, what: str, limit: int) -> str:
     return text
 
 
-def _rebuild(document: dict[str, Any]) -> tuple[int, list[Reading]]:
+def _columns(document: dict[str, Any]) -> ReadingColumns:
     first_seq = _integer(document["first_seq"])
     index_steps = _records(document["s"], "s")
     series = _series_header(document["series"])
@@ -355,28 +403,26 @@ def _rebuild(document: dict[str, Any]) -> tuple[int, list[Reading]]:
         raise ValueError(f"bit stream of {len(text)} characters for {len(order)} records")
     bits = _BitReader(text)
     ts_steps: list[Iterator[int]] = []
-    values: list[Iterator[int]] = []
+    values: list[Iterator[float]] = []
     for i, size in enumerate(sizes):
         steps = bits.read(size - (i == order[0]), t_k[i])  # the first record has t0
         ts_steps.append(iter([t_base[i] + step for step in steps]))
-        values.append(itertools.accumulate(bits.read(size - 1, v_k[i]), initial=v0[i]))
+        resolution, digits = _GRIDS[decimals[i]], max(0, decimals[i])
+        values.append(iter([round(q * resolution, digits) for q in
+                            itertools.accumulate(bits.read(size - 1, v_k[i]), initial=v0[i])]))
     bits.finish()
     qualities = _sparse(document["quality"], "quality", len(order), lambda q: Quality(_integer(q)))
     exact = _sparse(document["exact"], "exact", len(order), _exact_value)
-    scales = [(_GRIDS[d], max(0, d)) for d in decimals]
-    ts = _integer(document["t0"])
-    readings = []
-    for position, index in enumerate(order):
-        if position:
-            ts = _in_range(ts + next(ts_steps[index]), "timestamp", position)
-        quantised = next(values[index])
-        if position in exact:  # parsed text, quantised like the others (NaN stays NaN)
-            value = _quantised(exact[position], decimals[index])
-        else:
-            resolution, digits = scales[index]
-            value = round(quantised * resolution, digits)
-        readings.append(Reading(*series[index], ts, value, qualities.get(position, Quality.GOOD)))
-    return first_seq, readings
+    # Column by column, each series' iterator taken in record order: no loop in Python.
+    ts = list(itertools.accumulate(map(next, map(ts_steps.__getitem__, order[1:])),
+                                   initial=_integer(document["t0"])))
+    if min(ts) < _MIN_INT or max(ts) > _MAX_INT:
+        position = next(p for p, t in enumerate(ts) if not _MIN_INT <= t <= _MAX_INT)
+        _in_range(ts[position], "timestamp", position)
+    column = list(map(next, map(values.__getitem__, order)))
+    for position, value in exact.items():  # parsed text, quantised like the others
+        column[position] = _quantised(value, decimals[order[position]])
+    return ReadingColumns(first_seq, series, order, ts, column, qualities)
 
 
 def _series_order(steps: list[Any], count: int) -> list[int]:

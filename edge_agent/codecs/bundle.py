@@ -24,13 +24,13 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.errors import BundleError
+from edge_agent.signatures import verify_ed25519
+
+if TYPE_CHECKING:  # signing is the hub's business: a gateway never imports cryptography
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "BUNDLE_KINDS",
@@ -41,9 +41,11 @@ __all__ = [
     "generate_signing_key",
     "key_id",
     "load_private_key_pem",
+    "open_envelope",
     "private_key_pem",
     "public_key_bytes",
     "sign_bundle",
+    "sign_envelope",
     "verify_bundle",
 ]
 
@@ -57,7 +59,6 @@ _MAX_DEPTH = 64
 _MAX_INTEGER = 2**63 - 1  # versions and timestamps must fit the hub's BIGINT columns
 _PUBLIC_KEY_BYTES = 32
 _SIGNATURE_BYTES = 64
-_ENVELOPE_FIELDS = frozenset({"bundle", "key_id", "signature"})
 _BUNDLE_FIELDS = frozenset(
     {"kind", "territory", "version", "issued_at_ms", "expires_at_ms", "payload"})
 
@@ -125,28 +126,38 @@ def key_id(public_key: bytes) -> str:
 
 def generate_signing_key() -> Ed25519PrivateKey:
     """A new random hub signing key."""
-    return Ed25519PrivateKey.generate()
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415 - hub only
+
+    return ed25519.Ed25519PrivateKey.generate()
 
 
 def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
     """The raw 32-byte public half of ``key``, what a gateway pins at enrollment."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - hub only
+
     return key.public_key().public_bytes(serialization.Encoding.Raw,
                                          serialization.PublicFormat.Raw)
 
 
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:
     """``key`` as unencrypted PKCS8 PEM; the file's 0600 mode is what protects it."""
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - hub only
+
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def load_private_key_pem(data: bytes) -> Ed25519PrivateKey:
     """The Ed25519 key of an unencrypted PEM file; BundleError for anything else."""
+    from cryptography.exceptions import UnsupportedAlgorithm  # noqa: PLC0415 - hub only
+    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: PLC0415
+
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise BundleError(f"not an unencrypted PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise BundleError(f"the signing key must be Ed25519, this PEM holds a "
                           f"{type(key).__name__}")
     return key
@@ -170,9 +181,35 @@ def sign_bundle(
     bundle = {"kind": kind, "territory": territory, "version": version,
               "issued_at_ms": issued_at_ms, "expires_at_ms": expires_at_ms, "payload": payload}
     _check_bundle(bundle)
-    signature = private_key.sign(canonical_json(bundle))
-    return {"bundle": bundle, "key_id": key_id(public_key_bytes(private_key)),
+    return sign_envelope(private_key, "bundle", bundle)
+
+
+def sign_envelope(private_key: Ed25519PrivateKey, field_name: str,
+                  body: dict[str, Any]) -> dict[str, Any]:
+    """``{field_name: body, "key_id", "signature"}``: the envelope of bundles and of their
+    deltas (edge_agent/codecs/bundle_delta.py), signed over ``canonical_json(body)``."""
+    signature = private_key.sign(canonical_json(body))
+    return {field_name: body, "key_id": key_id(public_key_bytes(private_key)),
             "signature": base64.b64encode(signature).decode("ascii")}
+
+
+def open_envelope(data: bytes, public_key: bytes, field_name: str) -> tuple[dict[str, Any],
+                                                                             bytes, bytes]:
+    """The body, its canonical bytes and its signature, if the pinned ``public_key`` signed
+    the envelope ``data`` whose body is under ``field_name``; BundleError otherwise.
+
+    Only the signature is checked: what the body must hold is the caller's to check.
+    """
+    body, claimed_key_id, signature = _split_envelope(_parse(data), field_name)
+    pinned_key_id = key_id(public_key)
+    if claimed_key_id != pinned_key_id:
+        raise BundleError(f"{field_name} is signed with key {claimed_key_id!r}, not with the "
+                          f"pinned hub key {pinned_key_id!r}")
+    signed = canonical_json(body)
+    if not verify_ed25519(public_key, signature, signed):
+        raise BundleError(f"signature does not match the {field_name}: its content was "
+                          "changed or another key signed it")
+    return body, signed, signature
 
 
 def claimed_kind(envelope: bytes) -> str:
@@ -200,25 +237,14 @@ def verify_bundle(
     the caller's decision (``VerifiedBundle.expired``).
     """
     data = envelope if isinstance(envelope, bytes) else canonical_json(envelope)
-    document = _parse(data)
-    bundle, claimed_key_id, signature = _split_envelope(document)
-    pinned_key_id = key_id(public_key)
-    if claimed_key_id != pinned_key_id:
-        raise BundleError(f"bundle is signed with key {claimed_key_id!r}, not with the pinned "
-                          f"hub key {pinned_key_id!r}")
-    signed = canonical_json(bundle)
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, signed)
-    except (InvalidSignature, ValueError):
-        raise BundleError("signature does not match the bundle: its content was changed "
-                          "or another key signed it") from None
+    bundle, signed, signature = open_envelope(data, public_key, "bundle")
     checked = _check_bundle(bundle)
     if checked.kind != kind:
         raise BundleError(f"bundle is a {checked.kind!r} bundle, {kind!r} was expected")
     if checked.territory != territory:
         raise BundleError(f"bundle is for territory {checked.territory!r}, this gateway "
                           f"belongs to {territory!r}")
-    normalised = {"bundle": bundle, "key_id": claimed_key_id,
+    normalised = {"bundle": bundle, "key_id": key_id(public_key),
                   "signature": base64.b64encode(signature).decode("ascii")}
     return VerifiedBundle(checked.kind, checked.territory, checked.version,
                           checked.issued_at_ms, checked.expires_at_ms, checked.payload,
@@ -297,14 +323,14 @@ def _refuse_constant(name: str) -> Any:
     raise BundleError(f"envelope holds {name}, which is not JSON")
 
 
-def _split_envelope(document: Any) -> tuple[dict[str, Any], str, bytes]:
+def _split_envelope(document: Any, field_name: str) -> tuple[dict[str, Any], str, bytes]:
     if not isinstance(document, dict):
         raise BundleError("envelope must be a JSON object")
-    _check_fields("envelope", document, _ENVELOPE_FIELDS)
-    bundle, claimed_key_id, encoded = (document["bundle"], document["key_id"],
-                                       document["signature"])
-    if not isinstance(bundle, dict):
-        raise BundleError("envelope field 'bundle' must be an object")
+    _check_fields("envelope", document, frozenset({field_name, "key_id", "signature"}))
+    body, claimed_key_id, encoded = (document[field_name], document["key_id"],
+                                     document["signature"])
+    if not isinstance(body, dict):
+        raise BundleError(f"envelope field {field_name!r} must be an object")
     if not isinstance(claimed_key_id, str):
         raise BundleError("envelope field 'key_id' must be a string")
     if not isinstance(encoded, str):
@@ -318,7 +344,7 @@ def _split_envelope(document: Any) -> tuple[dict[str, Any], str, bytes]:
                           f"{_SIGNATURE_BYTES}")
     if base64.b64encode(signature).decode("ascii") != encoded:
         raise BundleError("envelope field 'signature' is not in canonical base64")
-    return bundle, claimed_key_id, signature
+    return body, claimed_key_id, signature
 
 
 def _check_fields(what: str, document: dict[str, Any], expected: frozenset[str]) -> None:

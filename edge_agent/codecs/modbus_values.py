@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from edge_agent.errors import CodecError
 
-__all__ = ["ValueType", "WordOrder", "decode_registers", "encode_value", "register_count"]
+__all__ = ["ValueType", "WordOrder", "decode_registers", "encode_value", "register_count",
+           "struct_layout"]
 
 
 class ValueType(enum.StrEnum):
@@ -57,6 +58,28 @@ def register_count(value_type: ValueType) -> int:
     if value_type is ValueType.BOOL:
         return 1
     return _LAYOUT[value_type][1]
+
+
+def struct_layout(fields: Sequence[tuple[int, ValueType, WordOrder, bool]], registers: int
+                  ) -> struct.Struct | None:
+    """One struct that decodes every field of a block of ``registers`` registers at once.
+
+    ``fields`` are (register offset, type, word order, byte swap), in address order and not
+    overlapping. None when a field's layout is not plain big-endian (swapped words or bytes):
+    those are decoded one by one with :func:`decode_registers`.
+    """
+    codes, cursor = [">"], 0
+    for offset, value_type, word_order, byte_swap in fields:
+        if value_type is ValueType.BOOL or offset < cursor or byte_swap:
+            return None
+        fmt, count = _LAYOUT[value_type]
+        if count > 1 and word_order is not WordOrder.BIG:
+            return None
+        codes.append("x" * 2 * (offset - cursor) + fmt[1:])
+        cursor = offset + count
+    if cursor > registers:
+        return None
+    return struct.Struct("".join(codes))
 
 
 def _reorder(words: Sequence[int], word_order: WordOrder, byte_swap: bool) -> list[int]:

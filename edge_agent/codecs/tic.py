@@ -29,6 +29,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from typing import Literal
 
 from edge_agent.errors import CodecError
 
@@ -38,6 +39,7 @@ __all__ = [
     "HORODATED",
     "STX",
     "Horodate",
+    "ModeSetting",
     "TicDecoder",
     "TicFrame",
     "TicGroup",
@@ -68,6 +70,10 @@ HORODATED = frozenset({
     "SMAXSN3-1", "SMAXIN", "SMAXIN-1", "CCASN", "CCASN-1", "CCAIN", "CCAIN-1", "UMOY1",
     "UMOY2", "UMOY3", "DPM1", "DPM2", "DPM3", "FPM1", "FPM2", "FPM3",
 })
+
+
+#: How a line's mode is configured: fixed, or found by trying both speeds.
+ModeSetting = Literal["auto", "historic", "standard"]
 
 
 class TicMode(enum.StrEnum):

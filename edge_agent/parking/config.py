@@ -13,19 +13,17 @@ import datetime as dt
 import difflib
 import zoneinfo
 from collections.abc import Iterable, Mapping
-from typing import Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import msgspec
+from msgspec import Meta
 
 from edge_agent.quantities import lookup_quantity, suggest_quantity
+from edge_agent.schema import Strict, at_field
 
 __all__ = ["CarParkConfig", "SignConfig", "SourceConfig", "car_park_problem", "source_kind"]
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def source_kind(quantity: str) -> Literal["counter", "edge"] | None:
@@ -38,76 +36,69 @@ def source_kind(quantity: str) -> Literal["counter", "edge"] | None:
     return "edge" if spec.unit == "bool" else None
 
 
-class SourceConfig(_Strict):
+class SourceConfig(Strict, frozen=True, kw_only=True):
     """One lane's vehicle count: a device and the quantity that counts or detects vehicles."""
 
-    device: str = Field(description="A device of the gateway file (Modbus or LoRa).")
-    quantity: str = Field(description="pulse_count_N (counted increase) or input_state_N "
-                          "(counted rising edges).")
+    device: Annotated[str, Meta(description="A device of the gateway file (Modbus or LoRa).")]
+    quantity: Annotated[str, Meta(description="pulse_count_N (counted increase) or "
+                                              "input_state_N (counted rising edges).")]
 
-    @field_validator("quantity")
-    @classmethod
-    def _countable(cls, value: str) -> str:
+    def __post_init__(self) -> None:
+        value = self.quantity
         if lookup_quantity(value) is None:
             close = suggest_quantity(value)
             hint = f"did you mean '{close}'?" if close else "see device_profiles/README.md"
-            raise ValueError(f"'{value}' is not in the quantity vocabulary; {hint}")
+            raise at_field("quantity", f"'{value}' is not in the quantity vocabulary; {hint}")
         if source_kind(value) is None:
-            raise ValueError(f"'{value}' neither counts (pulse_count_N) nor switches "
-                             "(input_state_N): vehicles cannot be counted on it")
-        return value
+            raise at_field("quantity", f"'{value}' neither counts (pulse_count_N) nor switches "
+                           "(input_state_N): vehicles cannot be counted on it")
 
 
-class SignConfig(_Strict):
+class SignConfig(Strict, frozen=True, kw_only=True):
     """The relay that lights the "COMPLET" sign while the car park is full."""
 
-    board: str = Field(description="A relay board: a device of the gateway file.")
-    channel: int = Field(ge=1, le=32)
+    board: Annotated[str, Meta(description="A relay board: a device of the gateway file.")]
+    channel: Annotated[int, Meta(ge=1, le=32)]
 
 
-class CarParkConfig(_Strict):
+class CarParkConfig(Strict, frozen=True, kw_only=True):
     """One car park: capacity, lanes, spot sensors, thresholds, sign and drift correction."""
 
     #: The device name of its readings and events: at most 128 characters, as devices.
-    name: str = Field(pattern=_NAME, max_length=128)
-    capacity: int = Field(ge=1, le=100_000)
-    entries: list[SourceConfig] = Field(default_factory=list)
-    exits: list[SourceConfig] = Field(default_factory=list)
-    spots: list[str] = Field(default_factory=list,
-                             description="LoRa spot sensors (spot_occupied) of this car park.")
-    occupancy_from_spots: bool = Field(
-        default=False, description="Every spot is sensed: occupancy is the occupied spots.")
-    full_at: int | None = Field(default=None, ge=1, description="Full from here; capacity "
-                                "when omitted.")
-    available_below: int | None = Field(
-        default=None, ge=1, description="Available again below this; full_at - 1 when omitted.")
+    name: Annotated[str, Meta(pattern=_NAME, max_length=128)]
+    capacity: Annotated[int, Meta(ge=1, le=100_000)]
+    entries: list[SourceConfig] = msgspec.field(default_factory=list)
+    exits: list[SourceConfig] = msgspec.field(default_factory=list)
+    spots: Annotated[list[str], Meta(
+        description="LoRa spot sensors (spot_occupied) of this car park.")
+    ] = msgspec.field(default_factory=list)
+    occupancy_from_spots: Annotated[bool, Meta(
+        description="Every spot is sensed: occupancy is the occupied spots.")] = False
+    full_at: Annotated[int, Meta(ge=1, description="Full from here; capacity when omitted.")
+                       ] | None = None
+    available_below: Annotated[int, Meta(
+        ge=1, description="Available again below this; full_at - 1 when omitted.")] | None = None
     sign: SignConfig | None = None
-    reset_at: str | None = Field(default=None, description="HH:MM local time of a daily reset.")
-    reset_to: int = Field(default=0, ge=0, description="The occupancy set at reset_at.")
-    time_zone: str = Field(default="Europe/Paris", description="The zone of reset_at.")
+    reset_at: Annotated[str, Meta(description="HH:MM local time of a daily reset.")
+                        ] | None = None
+    reset_to: Annotated[int, Meta(ge=0, description="The occupancy set at reset_at.")] = 0
+    time_zone: Annotated[str, Meta(description="The zone of reset_at.")] = "Europe/Paris"
 
-    @field_validator("reset_at")
-    @classmethod
-    def _clock_time(cls, value: str | None) -> str | None:
-        if value is not None:
+    def __post_init__(self) -> None:
+        if self.reset_at is not None:
             try:
-                dt.time.fromisoformat(value)
+                dt.time.fromisoformat(self.reset_at)
             except ValueError:
-                raise ValueError(f"reset_at '{value}' is not HH:MM, e.g. \"04:00\"") from None
-        return value
-
-    @field_validator("time_zone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
+                raise at_field("reset_at", f"reset_at '{self.reset_at}' is not HH:MM, e.g. "
+                               "\"04:00\"") from None
         try:
-            zoneinfo.ZoneInfo(value)
+            zoneinfo.ZoneInfo(self.time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not an IANA time zone, e.g. \"Europe/Paris\""
-                             ) from None
-        return value
+            raise at_field("time_zone", f"'{self.time_zone}' is not an IANA time zone, e.g. "
+                           "\"Europe/Paris\"") from None
+        self._consistent()
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
+    def _consistent(self) -> None:
         if not (self.entries or self.exits or self.occupancy_from_spots):
             raise ValueError("give entries and exits to count, or occupancy_from_spots = true "
                              "with a sensor on every spot")
@@ -123,7 +114,6 @@ class CarParkConfig(_Strict):
                              f"({self.full_level()}): below it the car park is available again")
         if self.reset_to > self.capacity:
             raise ValueError(f"reset_to {self.reset_to} is above the capacity {self.capacity}")
-        return self
 
     def full_level(self) -> int:
         """The occupancy from which the car park is full."""

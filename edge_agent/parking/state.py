@@ -12,8 +12,6 @@ import json
 import logging
 from pathlib import Path
 
-from pydantic import TypeAdapter
-
 from edge_agent.durable import load_saved_states, replace_durably
 from edge_agent.parking.model import Saved
 
@@ -23,12 +21,11 @@ log = logging.getLogger("edge_agent.parking")
 
 STATE_FILE = "car-parks-state.json"
 _VERSION = 1
-_SAVED = TypeAdapter(Saved)
 
 
 def load_state(path: Path) -> dict[str, Saved]:
     """The saved car parks by name; empty when there is no file or it is damaged (logged)."""
-    return load_saved_states(path, _VERSION, "car_parks", _SAVED, log, "car park",
+    return load_saved_states(path, _VERSION, "car_parks", Saved, log, "car park",
                              "every car park starts empty")
 
 

@@ -1,4 +1,4 @@
-"""Device profiles: one YAML file per device model, validated by pydantic models."""
+"""Device profiles: one YAML file per device model, validated by msgspec structs."""
 
 from edge_agent.profiles.loader import (
     PROFILE_DIR,

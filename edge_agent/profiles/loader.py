@@ -11,17 +11,18 @@ import difflib
 import json
 from collections.abc import Callable, Sequence
 from functools import cache
-from importlib.resources import files
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import msgspec
 import yaml
-from pydantic import BaseModel, ValidationError
 
+import device_profiles
 from edge_agent.errors import ProfileError
-from edge_agent.profiles.lora import LORA_CATEGORY, LoraProfile
-from edge_agent.profiles.models import DeviceProfile
+from edge_agent.profiles.lora import LORA_CATEGORY, LoraProfile, prepare_lora_profile
+from edge_agent.profiles.models import DeviceProfile, prepare_profile
 from edge_agent.profiles.readers import READER_CATEGORY, ReaderProfile
+from edge_agent.schema import Invalid, validate
 from edge_agent.validation import describe_validation_error
 from edge_agent.yaml_source import LocatedYaml, load_located_yaml
 
@@ -42,13 +43,19 @@ __all__ = [
     "profile_json_schema",
 ]
 
-#: Where the shipped profiles live (the ``device_profiles`` package).
-PROFILE_DIR = Path(str(files("device_profiles")))
+#: Where the shipped profiles live: the ``device_profiles`` package, always a directory of
+#: files (installed or not), so importlib.resources and its zipfile are not needed.
+PROFILE_DIR = Path(device_profiles.__file__).resolve().parent
 
-_Model = TypeVar("_Model", bound=BaseModel)
+_Model = TypeVar("_Model", bound=msgspec.Struct)
 
 
-def _validate(path: Path, model: type[_Model], fields: str) -> tuple[_Model, LocatedYaml]:
+def _as_is(data: Any) -> Any:
+    return data
+
+
+def _validate(path: Path, model: type[_Model], fields: str,
+              prepare: Callable[[Any], Any] = _as_is) -> tuple[_Model, LocatedYaml]:
     """Parse and validate one file; ProfileError naming the file, line and field."""
     try:
         source = load_located_yaml(path)
@@ -57,8 +64,8 @@ def _validate(path: Path, model: type[_Model], fields: str) -> tuple[_Model, Loc
     if not isinstance(source.data, dict):
         raise ProfileError(f"{path}: a profile is a YAML mapping with {fields}")
     try:
-        return model.model_validate(source.data), source
-    except ValidationError as exc:
+        return validate(model, prepare(source.data)), source
+    except Invalid as exc:
         raise ProfileError(describe_validation_error(exc, path, source, model)) from exc
 
 
@@ -70,7 +77,7 @@ def _check_id(path: Path, source: LocatedYaml, profile_id: str) -> None:
 
 def load_profile_file(path: Path) -> DeviceProfile:
     """Load and validate one Modbus profile file; ProfileError names the file, line and field."""
-    profile, source = _validate(path, DeviceProfile, "id, model, points …")
+    profile, source = _validate(path, DeviceProfile, "id, model, points …", prepare_profile)
     _check_id(path, source, profile.id)
     return profile
 
@@ -85,7 +92,8 @@ def load_reader_profile_file(path: Path) -> ReaderProfile:
 def load_lora_profile_file(path: Path) -> LoraProfile:
     """Load, validate and compile one LoRa sensor profile file, with the same errors."""
     profile, source = _validate(path, LoraProfile,
-                                "id, model, category, uplink_interval_s, ports …")
+                                "id, model, category, uplink_interval_s, ports …",
+                                prepare_lora_profile)
     _check_id(path, source, profile.id)
     return profile
 
@@ -97,6 +105,13 @@ def _category(path: Path) -> object:
     except (OSError, yaml.YAMLError):
         return None
     return data.get("category") if isinstance(data, dict) else None
+
+
+@cache
+def _category_cached(path: Path) -> object:
+    """:func:`_category` once per file, as the profile itself is loaded once per file: a
+    gateway of 200 meters of one model reads and parses that file once, not 400 times."""
+    return _category(path)
 
 
 def is_reader_profile(path: Path) -> bool:
@@ -165,10 +180,11 @@ def load_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> DeviceP
     a site can add a device model or override a shipped one without touching the package.
     """
     path = _find(profile_id, extra_dirs, "device", available_profiles)
-    if is_reader_profile(path):
+    category = _category_cached(path)
+    if category == READER_CATEGORY:
         raise ProfileError(f"{path}: '{profile_id}' is a badge reader, not a Modbus device; "
                            f"try `edge-agent reader listen --profile {profile_id}`")
-    if is_lora_profile(path):
+    if category == LORA_CATEGORY:
         raise ProfileError(f"{path}: '{profile_id}' is a LoRaWAN sensor, not a Modbus device; "
                            f"try `edge-agent lora decode --profile {profile_id}`")
     return _load_cached(path)
@@ -178,7 +194,7 @@ def _find_of_category(profile_id: str, extra_dirs: Sequence[Path], kind: str, ca
                       listing: Callable[[Path], list[str]]) -> Path:
     """:func:`_find`, then ProfileError unless the file declares ``category``."""
     path = _find(profile_id, extra_dirs, kind, listing)
-    if _category(path) != category:
+    if _category_cached(path) != category:
         raise ProfileError(f"{path}: '{profile_id}' is not a {kind} profile (category: "
                            f"{category}); shipped: {', '.join(listing(PROFILE_DIR))}")
     return path
@@ -199,11 +215,19 @@ def load_lora_profile(profile_id: str, *, extra_dirs: Sequence[Path] = ()) -> Lo
         profile_id, extra_dirs, "LoRa sensor", LORA_CATEGORY, available_lora_profiles))
 
 
+def _json_schema(model: type[msgspec.Struct]) -> str:
+    """JSON Schema of ``model`` with its own properties at the top, as editors expect."""
+    schema = msgspec.json.schema(model)
+    definitions = schema.pop("$defs")
+    top = definitions.pop(model.__name__)
+    return json.dumps({**top, "$defs": definitions} if definitions else top, indent=2)
+
+
 def profile_json_schema() -> str:
     """JSON Schema of a Modbus profile file, for editor completion."""
-    return json.dumps(DeviceProfile.model_json_schema(), indent=2)
+    return _json_schema(DeviceProfile)
 
 
 def lora_profile_json_schema() -> str:
     """JSON Schema of a LoRa sensor profile file, for editor completion."""
-    return json.dumps(LoraProfile.model_json_schema(by_alias=True), indent=2)
+    return _json_schema(LoraProfile)

@@ -1,4 +1,4 @@
-"""Pydantic model of a LoRaWAN sensor profile: payload layouts per fPort, or an object map.
+"""The model of a LoRaWAN sensor profile: payload layouts per fPort, or an object map.
 
 A LoRa profile lives beside the Modbus and reader profiles and is told apart by
 ``category: lora_sensor``. Its layouts compile once, when the profile loads, so the
@@ -8,16 +8,25 @@ ChirpStack driver's per-uplink cost is the codec's and nothing else.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+import msgspec
+from msgspec import Meta
 
 from edge_agent.codecs.lora_payload import DecodedValue, ObjectMapping, PayloadDecoder
 from edge_agent.errors import CodecError
-from edge_agent.profiles.lora_layouts import LayoutSpec, ObjectFieldSpec, Problem, named_entries
+from edge_agent.profiles.lora_layouts import (
+    LayoutSpec,
+    ObjectFieldSpec,
+    Problem,
+    name_layout_entries,
+    named_entries,
+)
+from edge_agent.schema import Invalid, Strict
+from edge_agent.schema import Problem as Located
 
-__all__ = ["LORA_CATEGORY", "RADIO_QUANTITIES", "BatteryLow", "LoraProfile"]
+__all__ = ["LORA_CATEGORY", "RADIO_QUANTITIES", "BatteryLow", "LoraProfile",
+           "prepare_lora_profile"]
 
 #: The ``category`` that makes a profile a LoRaWAN sensor.
 LORA_CATEGORY = "lora_sensor"
@@ -27,42 +36,38 @@ LORA_CATEGORY = "lora_sensor"
 #: ChirpStack's device-status answers (battery, link margin).
 RADIO_QUANTITIES = ("rssi", "snr", "battery", "link_margin")
 
-class BatteryLow(BaseModel):
+class BatteryLow(Strict, frozen=True, kw_only=True):
     """The battery quantity the device reports and the level at or below which it is low."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     quantity: Literal["battery", "battery_voltage"]
-    level: float = Field(gt=0, description="In % for battery, in V for battery_voltage.")
+    level: Annotated[float, Meta(gt=0, description="In % for battery, in V for "
+                                                   "battery_voltage.")]
 
 
-class LoraProfile(BaseModel):
+class LoraProfile(Strict, frozen=True, kw_only=True, dict=True):
     """A LoRaWAN sensor model: identity, expected interval, battery level, payload layouts."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # A file's data goes through prepare_lora_profile first (this docstring is the JSON
+    # Schema's).
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    id: Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9-]*$")]
     manufacturer: str
     model: str
     category: Literal["lora_sensor"]
     description: str = ""
-    uplink_interval_s: int = Field(
+    uplink_interval_s: Annotated[int, Meta(
         ge=10, le=7 * 86400,
-        description="Expected time between uplinks; silent for 2.5 times this is offline.")
-    battery_low: BatteryLow | None = Field(
+        description="Expected time between uplinks; silent for 2.5 times this is offline.")]
+    battery_low: Annotated[BatteryLow, Meta(
         description="Battery quantity and low level; null for a device that reports none.")
-    ports: dict[int, LayoutSpec] = Field(default={}, description="fPort → payload layout.")
-    object_map: dict[str, ObjectFieldSpec] = Field(
-        default={}, alias="object",
-        description="Quantity → path in ChirpStack's decoded object, for fPorts with no layout.")
+    ] | None
+    ports: Annotated[dict[int, LayoutSpec], Meta(description="fPort → payload layout.")
+                     ] = msgspec.field(default_factory=dict)
+    object_map: Annotated[dict[str, ObjectFieldSpec], Meta(
+        description="Quantity → path in ChirpStack's decoded object, for fPorts with no "
+        "layout.")] = msgspec.field(default_factory=dict, name="object")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _name_object_entries(cls, data: Any) -> Any:
-        return named_entries(data, "object")
-
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def __post_init__(self) -> None:
         """Profile-wide rules, each reported where it applies; then compile every layout once,
         here, rather than on each uplink."""
         problems: list[Problem] = []
@@ -82,14 +87,12 @@ class LoraProfile(BaseModel):
                                  f"battery_low watches {low.quantity}, which no layout "
                                  "produces; map it or set battery_low: null"))
         if errors:
-            raise ValidationError.from_exception_data(type(self).__name__, errors)
+            raise Invalid(errors)
         _ = self._compiled  # compiled now, at load, rather than on the first uplink
-        return self
 
     @cached_property
     def _compiled(self) -> tuple[dict[int, PayloadDecoder], ObjectMapping | None]:
-        """The layouts per fPort and the object map, compiled (a plain attribute once read:
-        pydantic's private attributes cost a microsecond per access)."""
+        """The layouts per fPort and the object map, compiled (a plain attribute once read)."""
         decoders = {port: layout.compile() for port, layout in self.ports.items()}
         mapping = (ObjectMapping(tuple(f.compile() for f in self.object_map.values()))
                    if self.object_map else None)
@@ -126,8 +129,15 @@ class LoraProfile(BaseModel):
         return list(dict.fromkeys([*names, *self.object_map]))
 
 
-def _error(location: tuple[str | int, ...], message: str) -> InitErrorDetails:
-    # The message goes in as a context value so braces in it are never read as placeholders.
-    return InitErrorDetails(type=PydanticCustomError("lora_profile", "{message}",
-                                                     {"message": message}),
-                            loc=location, input=None)
+def prepare_lora_profile(data: Any) -> Any:
+    """A profile file's data with every layout field, channel value and object entry named
+    by its key (data that is not a profile's shape is left for validation to explain)."""
+    data = named_entries(data, "object")
+    if isinstance(data, dict) and isinstance(data.get("ports"), dict):
+        data = {**data, "ports": {port: name_layout_entries(layout)
+                                  for port, layout in data["ports"].items()}}
+    return data
+
+
+def _error(location: tuple[str | int, ...], message: str) -> Located:
+    return Located(location, "value", message)

@@ -1,4 +1,4 @@
-"""Pydantic models of LoRa payload layouts: fields, channels, object paths, per fPort.
+"""The models of LoRa payload layouts: fields, channels, object paths, per fPort.
 
 Each model checks what the codec cannot (quantity and unit, a bit field inside its type, a
 boolean that can only be 0 or 1) and compiles itself into the pure codec of
@@ -8,9 +8,10 @@ boolean that can only be 0 or 1) and compiles itself into the pure codec of
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import msgspec
+from msgspec import Meta
 
 from edge_agent.codecs.lora_channels import Channel, ChannelFormat, ChannelLayout
 from edge_agent.codecs.lora_payload import (
@@ -27,6 +28,7 @@ from edge_agent.codecs.lora_payload import (
 )
 from edge_agent.profiles.models import check_quantity_unit
 from edge_agent.quantities import lookup_quantity
+from edge_agent.schema import Strict
 
 __all__ = [
     "ChannelSpec",
@@ -36,16 +38,13 @@ __all__ = [
     "ObjectFieldSpec",
     "Problem",
     "SegmentSpec",
+    "name_layout_entries",
     "named_entries",
 ]
 
 
 #: Where a problem is, relative to the model that reports it, and what to do about it.
 Problem = tuple[tuple[str | int, ...], str]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def named_entries(data: Any, key: str) -> Any:
@@ -56,7 +55,16 @@ def named_entries(data: Any, key: str) -> Any:
                           for name, spec in data[key].items()}}
 
 
-class SegmentSpec(_Strict):
+def name_layout_entries(layout: Any) -> Any:
+    """A layout's data with its fields, and its channels' values, named by their keys."""
+    layout = named_entries(layout, "fields")
+    if isinstance(layout, dict) and isinstance(layout.get("channels"), list):
+        layout = {**layout, "channels": [named_entries(channel, "values")
+                                         for channel in layout["channels"]]}
+    return layout
+
+
+class SegmentSpec(Strict, frozen=True, kw_only=True):
     """Raw values ``first..last`` mean ``value + (raw - first) * step`` (before scale)."""
 
     first: int
@@ -65,37 +73,40 @@ class SegmentSpec(_Strict):
     step: float = 1.0
 
 
-class ConditionSpec(_Strict):
+class ConditionSpec(Strict, frozen=True, kw_only=True):
     """Read the field only when the byte at ``offset`` masked is one of ``values``."""
 
-    offset: int = Field(ge=0, lt=MAX_PAYLOAD)
-    mask: int = Field(default=0xFF, ge=1, le=0xFF)
-    values: list[int] = Field(min_length=1)
+    offset: Annotated[int, Meta(ge=0, lt=MAX_PAYLOAD)]
+    mask: Annotated[int, Meta(ge=1, le=0xFF)] = 0xFF
+    values: Annotated[list[int], Meta(min_length=1)]
 
 
-class FieldSpec(_Strict):
+class FieldSpec(Strict, frozen=True, kw_only=True):
     """One value in the payload: where it is, its type, and how raw becomes the quantity."""
 
-    quantity: str = Field(default="", description="Filled from the key: a vocabulary name.")
-    offset: int = Field(ge=0, lt=MAX_PAYLOAD, description="First byte (channel data: 0).")
+    quantity: Annotated[str, Meta(description="Filled from the key: a vocabulary name.")] = ""
+    offset: Annotated[int, Meta(ge=0, lt=MAX_PAYLOAD,
+                                description="First byte (channel data: 0).")]
     type: LoraType
-    byte_order: ByteOrder | None = Field(
-        default=None, description="Overrides the layout's (fixed) or format's byte order.")
-    mask: int | None = Field(default=None, ge=1, le=0xFFFFFFFF,
-                             description="Bit field: raw = (raw & mask) >> shift.")
-    shift: int = Field(default=0, ge=0, le=31)
-    valid_min: int | None = Field(default=None, description="Smaller raw values are no reading.")
-    valid_max: int | None = Field(default=None, description="Larger raw values are no reading.")
-    enum: dict[int, float] | None = Field(
-        default=None, description="Raw value → number; any other raw value is an error.")
-    segments: list[SegmentSpec] | None = Field(
-        default=None, description="Piecewise linear raw → number; uncovered raw: no reading.")
-    scale: float = Field(default=1.0, description="value = number × scale + add.")
+    byte_order: Annotated[ByteOrder, Meta(
+        description="Overrides the layout's (fixed) or format's byte order.")] | None = None
+    mask: Annotated[int, Meta(ge=1, le=0xFFFFFFFF,
+                              description="Bit field: raw = (raw & mask) >> shift.")] | None = None
+    shift: Annotated[int, Meta(ge=0, le=31)] = 0
+    valid_min: Annotated[int, Meta(description="Smaller raw values are no reading.")
+                         ] | None = None
+    valid_max: Annotated[int, Meta(description="Larger raw values are no reading.")
+                         ] | None = None
+    enum: Annotated[dict[int, float], Meta(
+        description="Raw value → number; any other raw value is an error.")] | None = None
+    segments: Annotated[list[SegmentSpec], Meta(
+        description="Piecewise linear raw → number; uncovered raw: no reading.")] | None = None
+    scale: Annotated[float, Meta(description="value = number × scale + add.")] = 1.0
     add: float = 0.0
-    unit: str = Field(description="Canonical unit of the quantity, after scaling.")
+    unit: Annotated[str, Meta(description="Canonical unit of the quantity, after scaling.")]
     when: ConditionSpec | None = None
-    optional: bool = Field(default=False,
-                           description="Read only when the payload is long enough.")
+    optional: Annotated[bool, Meta(
+        description="Read only when the payload is long enough.")] = False
     description: str = ""
 
     @property
@@ -103,16 +114,14 @@ class FieldSpec(_Strict):
         """First byte after the field."""
         return self.offset + type_size(self.type)
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def __post_init__(self) -> None:
         check_quantity_unit(self.quantity, self.unit)
         bits = 8 * type_size(self.type)
         if self.end > MAX_PAYLOAD:
             raise ValueError(f"a {self.type} at offset {self.offset} ends past the largest "
                              f"LoRaWAN payload ({MAX_PAYLOAD} bytes)")
-        if self.type is LoraType.FLOAT32 and (
-                {"mask", "shift", "enum", "segments", "valid_min", "valid_max"}
-                & self.model_fields_set):
+        bit_field = (self.mask, self.enum, self.segments, self.valid_min, self.valid_max)
+        if self.type is LoraType.FLOAT32 and (self.shift or bit_field != (None,) * 5):
             raise ValueError("a float32 takes no mask, shift, enum, segments or valid range; "
                              "use an integer type for bit fields and codes")
         if self.mask is not None and (self.mask >> bits or self.shift >= bits):
@@ -122,7 +131,6 @@ class FieldSpec(_Strict):
             raise ValueError("give enum or segments, not both")
         self._check_segments()
         self._check_boolean()
-        return self
 
     def _check_segments(self) -> None:
         ordered = sorted(self.segments or [], key=lambda s: s.first)
@@ -161,21 +169,19 @@ class FieldSpec(_Strict):
         )
 
 
-class ChannelSpec(_Strict):
+class ChannelSpec(Strict, frozen=True, kw_only=True):
     """One record kind of a channel payload and the values in its data."""
 
-    channel: int | None = Field(default=None, ge=0, le=0xFF,
-                                description="Milesight channel id; not for Elsys.")
-    type: int = Field(ge=0, le=0xFF, description="Milesight channel type, or Elsys type.")
-    length: int = Field(ge=0, lt=MAX_PAYLOAD, description="Bytes of data after the key.")
+    channel: Annotated[int, Meta(ge=0, le=0xFF, description="Milesight channel id; not for "
+                                                            "Elsys.")] | None = None
+    type: Annotated[int, Meta(ge=0, le=0xFF, description="Milesight channel type, or Elsys "
+                                                         "type.")]
+    length: Annotated[int, Meta(ge=0, lt=MAX_PAYLOAD, description="Bytes of data after the "
+                                                                  "key.")]
     description: str = ""
-    values: dict[str, FieldSpec] = Field(
-        default={}, description="Quantity → field, offsets from the start of the data.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_values(cls, data: Any) -> Any:
-        return named_entries(data, "values")
+    values: Annotated[dict[str, FieldSpec], Meta(
+        description="Quantity → field, offsets from the start of the data.")
+    ] = msgspec.field(default_factory=dict)
 
     def problems(self) -> list[Problem]:
         """Values that end past the record's data."""
@@ -191,28 +197,24 @@ class ChannelSpec(_Strict):
         return self.type
 
 
-class LayoutSpec(_Strict):
+class LayoutSpec(Strict, frozen=True, kw_only=True):
     """How one fPort's payload is laid out: fields at fixed offsets, or channel records."""
 
-    layout: Literal["fixed", "milesight", "elsys"] = Field(
-        description="fixed: fields at offsets; milesight or elsys: channel records.")
+    layout: Annotated[Literal["fixed", "milesight", "elsys"], Meta(
+        description="fixed: fields at offsets; milesight or elsys: channel records.")]
     description: str = ""
-    byte_order: ByteOrder = Field(
-        default=ByteOrder.BIG, description="fixed: the fields' byte order (channel formats "
-        "have their own: little for milesight, big for elsys).")
-    min_length: int | None = Field(
-        default=None, ge=0, le=MAX_PAYLOAD,
+    byte_order: Annotated[ByteOrder, Meta(
+        description="fixed: the fields' byte order, big when unset (channel formats have "
+        "their own: little for milesight, big for elsys).")] | None = None
+    min_length: Annotated[int, Meta(
+        ge=0, le=MAX_PAYLOAD,
         description="fixed: shorter payloads are truncated; at least the end of every "
-        "required field.")
-    fields: dict[str, FieldSpec] = Field(
-        default={}, description="fixed: quantity → field; none for a port with nothing to keep.")
-    channels: list[ChannelSpec] = Field(
-        default=[], description="milesight or elsys: the record kinds.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_fields(cls, data: Any) -> Any:
-        return named_entries(data, "fields")
+        "required field.")] | None = None
+    fields: Annotated[dict[str, FieldSpec], Meta(
+        description="fixed: quantity → field; none for a port with nothing to keep.")
+    ] = msgspec.field(default_factory=dict)
+    channels: Annotated[list[ChannelSpec], Meta(
+        description="milesight or elsys: the record kinds.")] = msgspec.field(default_factory=list)
 
     def problems(self) -> list[Problem]:
         """What is wrong with this layout as a whole, each where it is (empty when fine)."""
@@ -233,7 +235,9 @@ class LayoutSpec(_Strict):
         return []
 
     def _channel_problems(self, channel_format: ChannelFormat) -> list[Problem]:
-        misplaced = sorted({"fields", "min_length", "byte_order"} & self.model_fields_set)
+        given = {"fields": bool(self.fields), "min_length": self.min_length is not None,
+                 "byte_order": self.byte_order is not None}
+        misplaced = sorted(name for name, set_here in given.items() if set_here)
         problems: list[Problem] = [
             ((name,), f"{name} is for fixed layouts only; a {self.layout} layout lists "
                       "channels") for name in misplaced]
@@ -260,7 +264,8 @@ class LayoutSpec(_Strict):
     def compile(self) -> PayloadDecoder:
         """The compiled layout."""
         if self.layout == "fixed":
-            return FixedLayout(tuple(f.compile(self.byte_order) for f in self.fields.values()),
+            order = self.byte_order or ByteOrder.BIG
+            return FixedLayout(tuple(f.compile(order) for f in self.fields.values()),
                                self.min_length or 0)
         channel_format = ChannelFormat(self.layout)
         order = channel_format.byte_order
@@ -274,24 +279,24 @@ class LayoutSpec(_Strict):
         return [*self.fields, *(name for channel in self.channels for name in channel.values)]
 
 
-class ObjectFieldSpec(_Strict):
+class ObjectFieldSpec(Strict, frozen=True, kw_only=True):
     """One value taken from ChirpStack's decoded ``object``."""
 
-    quantity: str = Field(default="", description="Filled from the key: a vocabulary name.")
-    path: str = Field(min_length=1, description="Dotted path in the object: air.temperature.")
-    enum: dict[str, float] | None = Field(
-        default=None, description="Text (or true/false) → number, for decoders that send words.")
+    quantity: Annotated[str, Meta(description="Filled from the key: a vocabulary name.")] = ""
+    path: Annotated[str, Meta(min_length=1,
+                              description="Dotted path in the object: air.temperature.")]
+    enum: Annotated[dict[str, float], Meta(
+        description="Text (or true/false) → number, for decoders that send words.")
+    ] | None = None
     scale: float = 1.0
     add: float = 0.0
     unit: str
     description: str = ""
 
-    @model_validator(mode="after")
-    def _check(self) -> Self:
+    def __post_init__(self) -> None:
         check_quantity_unit(self.quantity, self.unit)
         if any(not part for part in self.path.split(".")):
             raise ValueError(f"path '{self.path}' has an empty part; write a.b.c")
-        return self
 
     def compile(self) -> ObjectField:
         """The codec of this entry."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import msgspec
+from msgspec import Meta
 
 from edge_agent.drivers.modbus.relay import MAX_PULSE_MS
 from edge_agent.quantities import lookup_quantity, suggest_quantity
+from edge_agent.schema import Strict, at_field
 
 __all__ = [
     "Action",
@@ -34,92 +37,89 @@ _MAX_WINDOW_S = 7 * 86_400
 _THRESHOLD_KINDS = ("above", "below")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PulseAction(_Strict):
+class PulseAction(Strict, frozen=True, kw_only=True, tag="pulse", tag_field="type"):
     """Close a relay for ``ms``, timed by the board: a barrier's open or close input."""
 
-    type: Literal["pulse"]
-    board: str = Field(description="A relay board: a device of the gateway file.")
-    channel: int = Field(ge=1, le=32)
-    ms: int = Field(default=700, ge=100, le=MAX_PULSE_MS)
+    board: Annotated[str, Meta(description="A relay board: a device of the gateway file.")]
+    channel: Annotated[int, Meta(ge=1, le=32)]
+    ms: Annotated[int, Meta(ge=100, le=MAX_PULSE_MS)] = 700
 
 
-class LatchAction(_Strict):
+class LatchAction(Strict, frozen=True, kw_only=True, tag="latch", tag_field="type"):
     """Hold a relay ``on`` (or off) while the alarm is raised; released when it clears."""
 
-    type: Literal["latch"]
-    board: str = Field(description="A relay board: a device of the gateway file.")
-    channel: int = Field(ge=1, le=32)
-    on: bool = Field(default=True, description="The relay's state while the alarm is raised.")
+    board: Annotated[str, Meta(description="A relay board: a device of the gateway file.")]
+    channel: Annotated[int, Meta(ge=1, le=32)]
+    on: Annotated[bool, Meta(description="The relay's state while the alarm is raised.")] = True
 
 
-class DownlinkAction(_Strict):
+class DownlinkAction(Strict, frozen=True, kw_only=True, tag="downlink", tag_field="type"):
     """Send bytes to a LoRaWAN device (a siren, a valve) through the LoRa source."""
 
-    type: Literal["downlink"]
     device: str
-    fport: int = Field(ge=1, le=223)
-    payload: str = Field(description="Hex bytes, e.g. \"0101\".")
+    fport: Annotated[int, Meta(ge=1, le=223)]
+    payload: Annotated[str, Meta(description="Hex bytes, e.g. \"0101\".")]
     confirmed: bool = False
 
-    @field_validator("payload")
-    @classmethod
-    def _hex(cls, value: str) -> str:
+    def __post_init__(self) -> None:
         try:
-            data = bytes.fromhex(value)
+            data = bytes.fromhex(self.payload)
         except ValueError:
-            raise ValueError(f"payload '{value}' is not hex bytes, e.g. \"01ff\"") from None
+            raise at_field("payload", f"payload '{self.payload}' is not hex bytes, e.g. "
+                           "\"01ff\"") from None
         if not data:
-            raise ValueError("payload is empty; give the bytes as hex, e.g. \"01\"")
-        return value
+            raise at_field("payload", "payload is empty; give the bytes as hex, e.g. \"01\"")
 
     def data(self) -> bytes:
         """The payload's bytes."""
         return bytes.fromhex(self.payload)
 
 
-Action = Annotated[PulseAction | LatchAction | DownlinkAction, Field(discriminator="type")]
+#: An action, told apart by its ``type``.
+Action = PulseAction | LatchAction | DownlinkAction
 
 
-class RuleConfig(_Strict):
+class RuleConfig(Strict, frozen=True, kw_only=True):
     """One rule: what to watch, when to raise and clear, what to do then."""
 
-    name: str = Field(pattern=_NAME, max_length=128)
-    device: str = Field(description="The watched device; the alarm events carry its name.")
-    quantity: str | None = Field(
-        default=None, description="The watched quantity; a stale rule without it watches "
-        "every reading of the device.")
+    name: Annotated[str, Meta(pattern=_NAME, max_length=128)]
+    device: Annotated[str, Meta(
+        description="The watched device; the alarm events carry its name.")]
+    quantity: Annotated[str, Meta(
+        description="The watched quantity; a stale rule without it watches every reading of "
+        "the device.")] | None = None
     kind: Literal["above", "below", "rate", "stale"]
-    threshold: float | None = Field(default=None, allow_inf_nan=False)
-    clear_at: float | None = Field(
-        default=None, allow_inf_nan=False,
+    threshold: float | None = None
+    clear_at: Annotated[float, Meta(
         description="Hysteresis: the level (or the change, for rate) that clears the alarm.")
-    for_s: float = Field(default=0, ge=0, le=86_400,
-                         description="The condition holds this long before raising or clearing.")
-    delta: float | None = Field(
-        default=None, allow_inf_nan=False,
-        description="rate: the change within window_s; positive for a rise, negative for a fall.")
-    window_s: float | None = Field(default=None, gt=0, le=_MAX_WINDOW_S)
-    after_s: float | None = Field(default=None, gt=0, le=_MAX_WINDOW_S,
-                                  description="stale: the silence that raises the alarm.")
+    ] | None = None
+    for_s: Annotated[float, Meta(
+        ge=0, le=86_400,
+        description="The condition holds this long before raising or clearing.")] = 0.0
+    delta: Annotated[float, Meta(
+        description="rate: the change within window_s; positive for a rise, negative for a "
+        "fall.")] | None = None
+    window_s: Annotated[float, Meta(gt=0, le=_MAX_WINDOW_S)] | None = None
+    after_s: Annotated[float, Meta(gt=0, le=_MAX_WINDOW_S,
+                                   description="stale: the silence that raises the alarm.")
+                       ] | None = None
     severity: Literal["info", "warning", "critical"] = "warning"
-    on_raise: list[Action] = Field(default_factory=list)
-    on_clear: list[Action] = Field(default_factory=list)
+    on_raise: list[Action] = msgspec.field(default_factory=list)
+    on_clear: list[Action] = msgspec.field(default_factory=list)
 
-    @field_validator("quantity")
-    @classmethod
-    def _known_quantity(cls, value: str | None) -> str | None:
-        if value is not None and lookup_quantity(value) is None:
-            close = suggest_quantity(value)
+    def __post_init__(self) -> None:
+        for name in ("threshold", "clear_at", "delta"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise at_field(name, f"{name} should be a finite number, not {value}")
+        if self.quantity is not None and lookup_quantity(self.quantity) is None:
+            close = suggest_quantity(self.quantity)
             hint = f"did you mean '{close}'?" if close else "see device_profiles/README.md"
-            raise ValueError(f"'{value}' is not in the quantity vocabulary; {hint}")
-        return value
+            raise at_field("quantity",
+                           f"'{self.quantity}' is not in the quantity vocabulary; {hint}")
+        self._fields_of_kind()
 
-    @model_validator(mode="after")
-    def _fields_of_kind(self) -> Self:
+    def _fields_of_kind(self) -> None:
         kind = self.kind
         needs = {"above": ("threshold",), "below": ("threshold",), "rate": ("delta", "window_s"),
                  "stale": ("after_s",)}[kind]
@@ -143,7 +143,6 @@ class RuleConfig(_Strict):
         if any(isinstance(action, LatchAction) for action in self.on_clear):
             raise ValueError("on_clear takes no latch: a latch in on_raise holds while the "
                              "alarm is raised and is released when it clears")
-        return self
 
     def _check_hysteresis(self) -> None:
         clear, level = self.clear_level(), self.threshold if self.kind != "rate" else self.delta
@@ -175,7 +174,7 @@ class RuleConfig(_Strict):
 
 def fingerprint(rule: RuleConfig) -> str:
     """A short digest of the rule's definition: a saved state applies only to the same rule."""
-    return hashlib.sha256(rule.model_dump_json().encode()).hexdigest()[:16]
+    return hashlib.sha256(msgspec.json.encode(rule)).hexdigest()[:16]
 
 
 def rule_problem(rule: RuleConfig, devices: Iterable[str],

@@ -12,15 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
-
 from edge_agent.errors import ConfigError
 from edge_agent.rules.models import RuleConfig, latch_conflict, rule_problem
+from edge_agent.schema import Invalid, Problem, validate
 
 __all__ = ["bundle_rules", "merge_rules"]
-
-_RULES = TypeAdapter(list[RuleConfig])
-
 
 def bundle_rules(payload: Mapping[str, Any], origin: str) -> list[RuleConfig]:
     """The rules of a config bundle's payload (none without a ``rules`` key).
@@ -29,10 +25,10 @@ def bundle_rules(payload: Mapping[str, Any], origin: str) -> list[RuleConfig]:
     """
     items = payload.get("rules", [])
     try:
-        return _RULES.validate_python(items)
-    except ValidationError as exc:
-        problems = "; ".join(_describe(error, items) for error in exc.errors())
-        raise ConfigError(f"{origin}: {exc.error_count()} problem(s) in rules: {problems}"
+        return validate(list[RuleConfig], items)
+    except Invalid as exc:
+        problems = "; ".join(_describe(problem, items) for problem in exc.problems)
+        raise ConfigError(f"{origin}: {len(exc.problems)} problem(s) in rules: {problems}"
                           ) from exc
 
 
@@ -56,19 +52,15 @@ def merge_rules(
     return list(merged.values()), skipped
 
 
-def _describe(error: Any, items: Any) -> str:
+def _describe(problem: Problem, items: Any) -> str:
     """``rules[flood-d982].threshold: message``: entries named by their name, as in the file."""
     label = "rules"
-    for part in error["loc"]:
-        if str(part).startswith("function-"):
-            continue
+    for part in problem.location:
         if isinstance(part, int):
             entry = items[part] if isinstance(items, list) and part < len(items) else None
             name = entry.get("name") if isinstance(entry, dict) else None
             label += f"[{name if isinstance(name, str) else part}]"
         else:
             label += f".{part}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
-        message = "unknown field"
+    message = "unknown field" if problem.kind == "unknown" else problem.message
     return f"{label}: {message}"

@@ -15,8 +15,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter
-
 from edge_agent.durable import load_saved_states, replace_durably
 from edge_agent.rules.engine import SavedRule
 
@@ -26,12 +24,11 @@ log = logging.getLogger("edge_agent.rules")
 
 STATE_FILE = "rules-state.json"
 _VERSION = 1
-_SAVED = TypeAdapter(SavedRule)
 
 
 def load_state(path: Path) -> dict[str, SavedRule]:
     """The saved rule states; empty when there is no file or it is damaged (logged)."""
-    return load_saved_states(path, _VERSION, "rules", _SAVED, log, "rule",
+    return load_saved_states(path, _VERSION, "rules", SavedRule, log, "rule",
                              "every rule starts cleared and no latch is applied again")
 
 

@@ -1,7 +1,8 @@
 """The hub's answers, read within bounds: the bytes received and the bytes inflated.
 
-httpx inflates a gzip answer without limit (a fake hub's 521,845-byte answer became 512 MiB
-in a gateway), so the client reads answers raw and inflates them here, 64 KiB at a time,
+An HTTP client that inflates for its caller does so without limit (httpx turned a fake hub's
+521,845-byte answer into 512 MiB in a gateway), so the client reads answers raw (as
+``sync.http`` streams them) and inflates them here, 64 KiB at a time,
 dropping an answer the moment either count passes the limit of its kind. Memory then stays
 within the limit whatever the hub sends. The hub sends plain answers; gzip is understood
 because a proxy in front of it may compress.
@@ -11,9 +12,8 @@ from __future__ import annotations
 
 import zlib
 
-import httpx
-
 from edge_agent.errors import HubAnswerTooLarge, HubUnreachable
+from edge_agent.sync.http import Streamed
 
 __all__ = ["ACCEPT_ENCODING", "read_answer"]
 
@@ -23,7 +23,7 @@ _STEP = 64 * 1024
 _NEVER = "dropped: a hub never sends that much"
 
 
-async def read_answer(streamed: httpx.Response, limit: int, where: str) -> bytes:
+async def read_answer(streamed: Streamed, limit: int, where: str) -> bytes:
     """The body of ``streamed``, inflated; HubAnswerTooLarge past ``limit`` bytes, sent or
     inflated, HubUnreachable if it does not decode. ``where`` starts every message."""
     declared = streamed.headers.get("Content-Length", "")

@@ -31,6 +31,7 @@ from edge_agent.codecs.bundle import (
     key_id,
     verify_bundle,
 )
+from edge_agent.codecs.bundle_delta import apply_delta, decode_delta
 from edge_agent.durable import replace_durably
 from edge_agent.errors import BundleError
 from edge_agent.private import make_private_dir
@@ -93,6 +94,17 @@ class BundleStore:
                 versions[kind] = bundle.version
                 _write_atomic(self.directory / VERSIONS_FILE, canonical_json(versions))
         return None if unchanged else bundle
+
+    def accept_delta(self, data: bytes, *, now_ms: int) -> VerifiedBundle | None:
+        """Apply the policy delta ``data`` to the policy held and keep the result, as
+        ``accept`` keeps a full bundle; BundleError when the delta is refused (its
+        signature, a gap, a wrong base, a rebuilt policy that does not verify)."""
+        held = self.current("policy")
+        if held is None:
+            raise BundleError("a policy delta needs a base, and this gateway holds no policy")
+        delta = decode_delta(data, self._public_key, territory=self.territory)
+        rebuilt = apply_delta(held, delta, self._public_key)
+        return self.accept(rebuilt.envelope, now_ms=now_ms)
 
     def current(self, kind: str) -> VerifiedBundle | None:
         """The accepted bundle of ``kind``, verified again now; None if none was accepted.

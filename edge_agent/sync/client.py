@@ -1,10 +1,11 @@
 """The gateway's HTTP exchanges with the hub, one method per request of docs/sync-protocol.md.
 
-httpx stops here: every transport failure (refused, reset, timeout, a garbled answer) becomes
-HubUnreachable, a TLS handshake failed on a certificate HubUntrusted (edge_agent/sync/tls.py
-says whose), and every error status HubRejected carrying the hub's stable error code, so
-the push loop decides on types and codes, never on httpx classes or message text. The client
-never retries: the loop owns retrying and its backoff.
+The connection itself is edge_agent/sync/http.py's: every transport failure (refused, reset,
+timeout, a garbled answer) comes from it as HubUnreachable, a TLS handshake failed on a
+certificate as HubUntrusted (edge_agent/sync/tls.py says whose). Here every error status
+becomes HubRejected carrying the hub's stable error code, so the push loop decides on types
+and codes, never on message text. The client never retries a refusal: the loop owns retrying
+and its backoff.
 
 The hub's answers are trusted for nothing, their size included: each is read raw and
 inflated by ``answers.read_answer``, bounded by the limit of its kind (``BUNDLE_ANSWER_LIMIT``
@@ -16,45 +17,40 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
-
-# httpx imports its own command line client, and with it rich, pygments and click, whenever
-# they are installed (they are, for the installer's CLI). The daemon syncs for months and
-# must not carry them: a None entry makes that one optional import fail, as httpx allows.
-# ruff: noqa: E402 - the imports below follow this line on purpose
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx
-from pydantic import ValidationError
+from urllib.parse import urlencode
 
 from edge_agent.codecs.batch import EVENTS_TYPE, READINGS_TYPE, encode_events, encode_readings
 from edge_agent.codecs.bundle import MAX_ENVELOPE_BYTES
+from edge_agent.codecs.bundle_delta import DELTA_MEDIA_TYPE, POLICY_VERSION_HEADER
 from edge_agent.codecs.compression import Encoding, compress
 from edge_agent.errors import (
     ConfigError,
     HubAnswerTooLarge,
     HubRejected,
-    HubUnreachable,
-    HubUntrusted,
     SyncError,
 )
 from edge_agent.records import Event, Reading, now_ms
+from edge_agent.schema import Invalid, field_names, validate
 from edge_agent.store import Batch
 from edge_agent.sync.answers import ACCEPT_ENCODING, read_answer
+from edge_agent.sync.http import Headers, HubConnection
 from edge_agent.sync.identity import Identity, hub_base_url, require_tls
-from edge_agent.sync.tls import TlsFiles, certificate_problem
+from edge_agent.sync.tls import TlsFiles
 
 __all__ = [
     "ANSWER_LIMIT",
     "BUNDLE_ANSWER_LIMIT",
     "DeviceDeclaration",
+    "Fetched",
     "HubClient",
     "PreparedBatch",
     "enroll",
+    "http_date",
     "prepare",
 ]
 
@@ -68,11 +64,15 @@ _ENCODING: Encoding = "zstd"
 BUNDLE_ANSWER_LIMIT = MAX_ENVELOPE_BYTES
 #: The most bytes any other answer may hold (acks, enrollment, errors: small JSON documents).
 ANSWER_LIMIT = 256 * 1024
-_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
-#: A hub that requires client certificates (uvicorn, TLS 1.3) refuses one by closing the
-#: connection without a TLS alert: the gateway sees a hub that hung up without answering,
-#: while reading or still writing its request.
-_HANG_UPS = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A bundle answer: the signed bundle, or a policy delta (``delta``), and its ETag."""
+
+    content: bytes
+    etag: str
+    delta: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,6 @@ class DeviceDeclaration:
 class HubClient:
     """Authenticated requests of one gateway to its hub; use it as an async context manager.
 
-    ``transport`` replaces the network (an ``httpx.ASGITransport`` serves a hub in-process);
     ``tls`` replaces the TLS files recorded in ``identity`` (the config file's overrides).
     """
 
@@ -96,7 +95,6 @@ class HubClient:
         identity: Identity,
         *,
         timeout_s: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
         tls: TlsFiles | None = None,
     ) -> None:
         self.hub_url = identity.hub_url
@@ -105,14 +103,14 @@ class HubClient:
         self.retry_after_s: float | None = None
         #: Answers dropped for exceeding the limit of their kind.
         self.oversize_answers = 0
-        self._http = httpx.AsyncClient(
-            base_url=identity.hub_url,
+        #: The territory's newest policy version, as the last push answer named it.
+        self.newest_policy: int | None = None
+        #: Push answers whose policy version header was malformed (and ignored).
+        self.bad_version_hints = 0
+        self._http = HubConnection(
+            identity.hub_url, ssl_context=(tls or identity.tls).context(), timeout_s=timeout_s,
             headers={"Authorization": f"Bearer {identity.token}",
-                     "Accept-Encoding": ACCEPT_ENCODING},
-            timeout=timeout_s,
-            transport=transport,
-            verify=(tls or identity.tls).context(),
-        )
+                     "Accept-Encoding": ACCEPT_ENCODING})
 
     async def __aenter__(self) -> Self:
         return self
@@ -138,7 +136,7 @@ class HubClient:
         """Tell the hub what the gateway reads; the hub keeps the last declaration."""
         body = {"devices": [{"name": d.name, "profile": d.profile,
                              "quantities": list(d.quantities)} for d in devices]}
-        await self._request("PUT", "/v1/gateway/devices", json=body)
+        await self._request("PUT", "/v1/gateway/devices", **_json_body(body))
 
     async def push(self, batch: Batch, *, sent_at_ms: int, backlog: int,
                    facts: Mapping[str, str] | None = None) -> dict[str, int]:
@@ -163,38 +161,48 @@ class HubClient:
         }
         response = await self._request(
             "POST", f"/v1/gateway/streams/{prepared.batch.stream}/batches",
-            content=prepared.body, headers=headers,
+            body=prepared.body, headers=headers,
         )
+        hint = response.headers.get(POLICY_VERSION_HEADER)
+        self.newest_policy = _version_hint(hint)
+        if hint is not None and self.newest_policy is None:
+            self.bad_version_hints += 1
         return _acked_map(response)
 
-    async def pull_bundle(self, kind: str, etag: str | None) -> tuple[bytes, str] | None:
-        """The signed bundle of ``kind`` and its ETag; None when unchanged since ``etag``."""
+    async def pull_bundle(self, kind: str, etag: str | None,
+                          base: int | None = None) -> Fetched | None:
+        """The signed bundle of ``kind``, or a delta from ``base``, the version held; None
+        when unchanged since ``etag`` (or ``base``)."""
         headers = {"If-None-Match": etag} if etag else {}
-        response = await self._request("GET", f"/v1/gateway/bundles/{kind}", headers=headers,
-                                       expect_not_modified=True, limit=BUNDLE_ANSWER_LIMIT)
-        if response.status_code == 304:
+        query = f"?{urlencode({'base': base})}" if base is not None else ""
+        response = await self._request("GET", f"/v1/gateway/bundles/{kind}{query}",
+                                       headers=headers, expect_not_modified=True,
+                                       limit=BUNDLE_ANSWER_LIMIT)
+        if response.status == 304:
             return None
-        return response.content, response.headers.get("ETag", "")
+        media_type = response.headers.get("Content-Type", "").partition(";")[0].strip()
+        return Fetched(response.content, response.headers.get("ETag", ""),
+                       media_type == DELTA_MEDIA_TYPE)
 
     async def _request(
         self, method: str, path: str, *, expect_not_modified: bool = False,
-        limit: int = ANSWER_LIMIT, **kwargs: Any
-    ) -> httpx.Response:
+        limit: int = ANSWER_LIMIT, headers: Mapping[str, str] | None = None, body: bytes = b""
+    ) -> _Answer:
         self.retry_after_s = None
         try:
-            response = await _send(self._http, method, path, limit=limit, **kwargs)
+            response = await _send(self._http, method, path, limit=limit, headers=headers,
+                                   body=body)
         except HubAnswerTooLarge:
             self.oversize_answers += 1
             raise
-        if response.is_success or (expect_not_modified and response.status_code == 304):
+        if response.is_success or (expect_not_modified and response.status == 304):
             return response
         self.retry_after_s = _retry_after(response.headers.get("Retry-After"))
         raise _rejection(method, path, response)
 
 
 async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
-                 timeout_s: float = 30.0, tls: TlsFiles | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> Identity:
+                 timeout_s: float = 30.0, tls: TlsFiles | None = None) -> Identity:
     """Trade a one-time enrollment code for the gateway's identity (``POST /v1/enroll``).
 
     A plain http:// hub is refused before the code leaves, unless ``insecure_http``. The
@@ -206,11 +214,13 @@ async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
         require_tls(hub_url, insecure_http=insecure_http)
     except ValueError as exc:
         raise ConfigError(f"--hub: {exc}") from exc
-    async with httpx.AsyncClient(base_url=hub_url, timeout=timeout_s, transport=transport,
-                                 verify=tls.context(),
-                                 headers={"Accept-Encoding": ACCEPT_ENCODING}) as http:
+    http = HubConnection(hub_url, ssl_context=tls.context(), timeout_s=timeout_s,
+                         headers={"Accept-Encoding": ACCEPT_ENCODING})
+    try:
         response = await _send(http, "POST", "/v1/enroll", limit=ANSWER_LIMIT,
-                               json={"code": code})
+                               **_json_body({"code": code}))
+    finally:
+        await http.aclose()
     if not response.is_success:
         raise _rejection("POST", "/v1/enroll", response)
     answer = _json_object(response)
@@ -220,52 +230,57 @@ async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
         log.warning("this gateway's clock is %.0f s off the hub's: set up NTP, or the hub will "
                     "shift and flag every batch", (now - hub_time) / 1000)
     # Fields a newer hub adds are not this agent's business.
-    known = {name: answer[name] for name in Identity.model_fields if name in answer}
+    known = {name: answer[name] for name in field_names(Identity) if name in answer}
     try:
-        return Identity.model_validate({**known, "hub_url": hub_url, "provisioned_at_ms": now,
-                                        "insecure_http": insecure_http, "ca_bundle": tls.ca_bundle,
-                                        "client_cert": tls.client_cert,
-                                        "client_key": tls.client_key})
-    except ValidationError as exc:
+        return validate(Identity, {**known, "hub_url": hub_url, "provisioned_at_ms": now,
+                                   "insecure_http": insecure_http, "ca_bundle": tls.ca_bundle,
+                                   "client_cert": tls.client_cert, "client_key": tls.client_key})
+    except Invalid as exc:
         # Field names and reasons only: the input values hold the token.
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(map(str, p.location))}: {p.message}"
+                             for p in exc.problems)
         raise SyncError(f"hub {hub_url} answered the enrollment with an unexpected identity: "
                         f"{problems}") from None
 
 
-async def _send(http: httpx.AsyncClient, method: str, path: str, *, limit: int,
-                **kwargs: Any) -> httpx.Response:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A whole answer: its status, its headers and its body, inflated."""
+
+    path: str
+    status: int
+    headers: Headers
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def _json_body(document: Any) -> dict[str, Any]:
+    """``_send``'s arguments for a JSON request body."""
+    return {"body": json.dumps(document, separators=(",", ":")).encode(),
+            "headers": {"Content-Type": "application/json"}}
+
+
+async def _send(http: HubConnection, method: str, path: str, *, limit: int,
+                headers: Mapping[str, str] | None = None, body: bytes = b"") -> _Answer:
     """One request and its whole answer, at most ``limit`` bytes sent and inflated.
 
-    Every httpx failure becomes HubUnreachable (HubUntrusted when a certificate failed the
-    TLS handshake), an answer beyond ``limit`` HubAnswerTooLarge.
+    Transport failures come as HubUnreachable or HubUntrusted (``HubConnection``), an
+    answer beyond ``limit`` as HubAnswerTooLarge.
     """
-    try:
-        async with http.stream(method, path, **kwargs) as streamed:
-            content = await read_answer(streamed, limit,
-                                        f"hub {http.base_url} answered {method} {path}")
-    except httpx.TimeoutException as exc:
-        raise HubUnreachable(f"hub {http.base_url} did not answer {method} {path} in time "
-                             f"({type(exc).__name__})") from exc
-    except httpx.HTTPError as exc:
-        if problem := certificate_problem(exc):
-            raise HubUntrusted(f"hub {http.base_url} refused over TLS for {method} {path}: "
-                               f"{problem}") from exc
-        reason = str(exc) or type(exc).__name__
-        if isinstance(exc, _HANG_UPS) and http.base_url.scheme == "https":
-            reason = (f"the connection closed without an answer ({type(exc).__name__}); over "
-                      "TLS this is how a hub that requires client certificates refuses a "
-                      "gateway without one its CA signed (see --client-cert)")
-        raise HubUnreachable(f"hub {http.base_url} unreachable for {method} {path}: "
-                             f"{reason}") from exc
-    headers = [(name, value) for name, value in streamed.headers.multi_items()
-               if name.lower() not in _FRAMING_HEADERS]
-    return httpx.Response(streamed.status_code, headers=headers, content=content,
-                          request=streamed.request)
+    async with http.stream(method, path, headers=headers, body=body) as streamed:
+        content = await read_answer(streamed, limit,
+                                    f"hub {http.base_url} answered {method} {path}")
+    return _Answer(path.partition("?")[0], streamed.status, streamed.headers, content)
 
 
-def _rejection(method: str, path: str, response: httpx.Response) -> HubRejected:
-    status = response.status_code
+def _rejection(method: str, path: str, response: _Answer) -> HubRejected:
+    status = response.status
     code, detail = f"http_{status}", ""
     try:
         body = response.json()
@@ -278,6 +293,17 @@ def _rejection(method: str, path: str, response: httpx.Response) -> HubRejected:
     return HubRejected(message, status=status, code=code)
 
 
+def _version_hint(value: str | None) -> int | None:
+    """The version a push answer names; None (logged) when absent or malformed: a hint is
+    only a reason to pull sooner, never a reason to refuse the acknowledgement."""
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit() and len(value) <= 16:
+        return int(value)
+    log.warning("the hub named its newest policy as %r, not a version; ignored", value[:40])
+    return None
+
+
 def _retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header: delta seconds or an HTTP date."""
     if value is None:
@@ -286,32 +312,52 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    when = http_date(value)
+    return None if when is None else max(0.0, when - now_ms() / 1000)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(value: str) -> float | None:
+    """Seconds since the epoch of an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``, the
+    only form RFC 9110 lets a server send); None for anything else.
+
+    By hand, not ``email.utils``: the email package costs a gateway about 2 MiB for
+    this one header.
+    """
+    parts = value.split()
+    if len(parts) != 6 or parts[5] != "GMT" or parts[2] not in _MONTHS:
         return None
-    return max(0.0, when.timestamp() - now_ms() / 1000)
+    clock = parts[4].split(":")
+    try:
+        hour, minute, second = (int(field) for field in clock)
+        when = datetime(int(parts[3]), _MONTHS.index(parts[2]) + 1, int(parts[1]), hour,
+                        minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    return when.timestamp()
 
 
-def _json_object(response: httpx.Response) -> dict[str, Any]:
+def _json_object(response: _Answer) -> dict[str, Any]:
     try:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SyncError(f"hub answered {response.request.url.path} with something that is not "
+        raise SyncError(f"hub answered {response.path} with something that is not "
                         f"JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise SyncError(f"hub answered {response.request.url.path} with {type(body).__name__}, "
+        raise SyncError(f"hub answered {response.path} with {type(body).__name__}, "
                         "not a JSON object")
     return body
 
 
-def _acked_map(response: httpx.Response) -> dict[str, int]:
+def _acked_map(response: _Answer) -> dict[str, int]:
     acked = _json_object(response).get("acked")
     if not isinstance(acked, Mapping) or not all(
         isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
         for k, v in acked.items()
     ):
-        raise SyncError(f"hub answered {response.request.url.path} without a valid 'acked' "
+        raise SyncError(f"hub answered {response.path} without a valid 'acked' "
                         f"map: {acked!r}")
     return dict(acked)
 

@@ -8,8 +8,6 @@ Keys travel as base64 on disk, as in the enrollment answer (docs/sync-protocol.m
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -17,23 +15,17 @@ import os
 import shlex
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    model_validator,
-)
+import msgspec
+from msgspec import Meta
 
 from edge_agent.errors import ConfigError
 from edge_agent.private import make_private_dir
+from edge_agent.schema import Invalid, Strict, at_field, to_data, validate
 from edge_agent.sync.tls import TlsFiles
 from edge_agent.validation import describe_validation_error
 
@@ -92,43 +84,25 @@ def require_tls(url: str, *, insecure_http: bool) -> None:
                          "test bench")
 
 
-def _from_base64(value: object) -> object:
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except binascii.Error as exc:
-            raise ValueError(f"not base64: {exc}") from None
-    return value
-
-
-def _to_base64(value: bytes) -> str:
-    return base64.b64encode(value).decode("ascii")
-
-
 #: 32 bytes (an Ed25519 public key, an HMAC key), base64 in JSON.
-Key32 = Annotated[
-    bytes,
-    BeforeValidator(_from_base64),
-    PlainSerializer(_to_base64, return_type=str),
-    Field(min_length=32, max_length=32),
-]
+Key32 = Annotated[bytes, Meta(min_length=32, max_length=32)]
+
+#: Fields never shown in a repr, so never in log lines and tracebacks.
+_SECRETS = ("token", "badge_key")
 
 
-class Identity(BaseModel):
+class Identity(Strict, frozen=True, kw_only=True):
     """The gateway's enrollment: where its hub is, who it is there, and the keys it pins."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    hub_url: Annotated[str, AfterValidator(hub_base_url)]
-    gateway: str = Field(min_length=1)
-    territory: str = Field(min_length=1)
-    site: str = Field(min_length=1)
-    # Secrets stay out of reprs, so out of log lines and tracebacks.
-    token: str = Field(pattern=r"^pgw_\S+$", repr=False, description="Bearer token: secret.")
-    signing_public_key: Key32 = Field(description="Ed25519 key that signs bundles.")
-    signing_key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
-    badge_key: Key32 = Field(repr=False, description="The territory's badge HMAC key: secret.")
-    provisioned_at_ms: int = Field(ge=0)
+    hub_url: str
+    gateway: Annotated[str, Meta(min_length=1)]
+    territory: Annotated[str, Meta(min_length=1)]
+    site: Annotated[str, Meta(min_length=1)]
+    token: Annotated[str, Meta(pattern=r"^pgw_\S+$", description="Bearer token: secret.")]
+    signing_public_key: Annotated[Key32, Meta(description="Ed25519 key that signs bundles.")]
+    signing_key_id: Annotated[str, Meta(pattern=r"^[0-9a-f]{16}$")]
+    badge_key: Annotated[Key32, Meta(description="The territory's badge HMAC key: secret.")]
+    provisioned_at_ms: Annotated[int, Meta(ge=0)]
     #: Provisioned with ``--insecure-http``: a plain http:// hub on a test bench or a demo.
     insecure_http: bool = False
     #: The private CA bundle trusted for the hub (``--ca-bundle``), copied into the data dir.
@@ -137,10 +111,25 @@ class Identity(BaseModel):
     client_cert: Path | None = None
     client_key: Path | None = None
 
-    @model_validator(mode="after")
-    def _tls_unless_insecure(self) -> Self:
+    def __post_init__(self) -> None:
+        try:
+            url = hub_base_url(self.hub_url)
+        except ValueError as exc:
+            raise at_field("hub_url", str(exc)) from None
+        msgspec.structs.force_setattr(self, "hub_url", url)
         require_tls(self.hub_url, insecure_http=self.insecure_http)
-        return self
+
+    def __repr__(self) -> str:
+        return f"Identity({', '.join(f'{name}={value!r}' for name, value in self._shown())})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """What rich prints: the same fields as the repr."""
+        return list(self._shown())
+
+    def _shown(self) -> Iterator[tuple[str, object]]:
+        for name in self.__struct_fields__:
+            if name not in _SECRETS:
+                yield name, getattr(self, name)
 
     @property
     def tls(self) -> TlsFiles:
@@ -151,7 +140,7 @@ class Identity(BaseModel):
 def save_identity(data_dir: Path, identity: Identity) -> Path:
     """Write ``<data_dir>/identity.json`` atomically, mode 0600 from its creation; its path."""
     path = data_dir / IDENTITY_FILE
-    text = json.dumps(identity.model_dump(mode="json"), indent=1)
+    text = json.dumps(to_data(identity), indent=1)
     try:
         make_private_dir(data_dir)
         # mkstemp creates the file with mode 0600, whatever the umask.
@@ -198,6 +187,6 @@ def load_identity(data_dir: Path) -> Identity | None:
         raise ConfigError(f"{path}: not JSON ({exc}); provision the gateway again "
                           "(edge-agent provision --force)") from exc
     try:
-        return Identity.model_validate(data)
-    except ValidationError as exc:
+        return validate(Identity, data)
+    except Invalid as exc:
         raise ConfigError(describe_validation_error(exc, path, None, Identity, data=data)) from exc

@@ -221,6 +221,8 @@ class SyncLoop:
             raise
         self.state.hub_acked = acked
         self.state.pushed_batches += 1
+        if self.puller is not None and self.client.newest_policy is not None:
+            self.puller.hint(self.client.newest_policy)
         self._grow_back()
         mark = acked.get(batch.stream, 0)
         through = min(mark, batch.last_seq)
@@ -283,7 +285,8 @@ class SyncLoop:
         backlog, lag_ms = backlog_and_lag(stats, now_ms())
         bundles = self.puller.report() if self.puller is not None else None
         return {**dataclasses.asdict(self.state), "backlog": backlog, "lag_ms": lag_ms,
-                "oversize_answers": self.client.oversize_answers, "bundles": bundles}
+                "oversize_answers": self.client.oversize_answers,
+                "bad_version_hints": self.client.bad_version_hints, "bundles": bundles}
 
     async def _work(self) -> None:
         started = False

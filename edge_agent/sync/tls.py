@@ -1,9 +1,9 @@
 """How the gateway trusts its hub, and how it proves itself to a hub that asks (mutual TLS).
 
-By default the hub's certificate is verified against certifi's bundle of public CAs (as
-httpx does, ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` replacing it when set), so a hub behind a
-public certificate needs nothing. httpx itself is not imported here: identity.json's readers
-(``status``) need these paths without carrying an HTTP client (edge_agent/sync/client.py).
+By default the hub's certificate is verified against certifi's bundle of public CAs
+(``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` replacing it when set), so a hub behind a public
+certificate needs nothing. No HTTP code is imported here: identity.json's readers
+(``status``) need these paths without carrying the connection (edge_agent/sync/http.py).
 
 A hub with a certificate from a private CA is trusted through that CA's bundle alone; a hub
 that requires client certificates gets the gateway's. The files given at provisioning are
@@ -67,7 +67,8 @@ class TlsFiles:
 
 
 def _public_cas() -> ssl.SSLContext:
-    """certifi's CAs, or the file or directory the environment names instead (as httpx)."""
+    """certifi's CAs, or the file or directory the environment names instead (as OpenSSL's
+    own tools and most HTTP clients do)."""
     if cafile := os.environ.get("SSL_CERT_FILE"):
         return ssl.create_default_context(cafile=cafile)
     if capath := os.environ.get("SSL_CERT_DIR"):
@@ -92,7 +93,8 @@ def _private_copy(source: Path, target: Path) -> Path:
 
 
 def certificate_problem(exc: BaseException) -> str | None:
-    """What failed in a TLS handshake behind ``exc`` (an httpx error), None if none did.
+    """What failed in a TLS handshake behind ``exc`` (or what it was raised from), None if
+    nothing did.
 
     The hub's certificate not verifying says why (unknown CA, expired, wrong name); a hub
     refusing the gateway's certificate shows as the alert it sent.

@@ -8,7 +8,9 @@ before FastAPI's own handler, it runs the token check the route declares (its de
 say which: ``AUTHENTICATIONS``), and only then reads the body, counting JSON elements piece
 by piece (sync_server/json_bounds.py); forms are bounded in bytes. Nothing else to remember
 for a new route: declaring its token dependency is enough (tests/test_hub_door.py walks every
-route, tests/test_ui_sessions.py the dashboard's).
+route, tests/test_ui_sessions.py the dashboard's). A route whose class says ``admitted``
+(the push's) first takes a slot of the push pool (sync_server/api/push_pool.py), or is
+answered 503 at once.
 
 A client that goes away mid-body (a 4G gateway losing its link) is normal: one info line and
 a count in ``departures``, no answer, since nobody is left to read it.
@@ -16,10 +18,11 @@ a count in ``departures``, no answer, since nobody is left to read it.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -57,10 +60,15 @@ class DoorRoute(APIRoute):
     Refusals are the hub's errors (401, 413, 400), answered in the one error shape.
     """
 
+    #: Whether a request first takes a slot of the push pool, before its token is looked up
+    #: or its body read, so that a refusal (503) costs nothing.
+    admitted: ClassVar[bool] = False
+
     def get_route_handler(self) -> _Handler:
-        handler = super().get_route_handler()
+        handler = self.inner_handler()
         checks = _declared_checks(self.dependant)
         json = self.body_field is not None
+        admitted = self.admitted
 
         async def door(request: Request) -> Response:
             limit = hub_state(request).settings.max_request_bytes
@@ -68,9 +76,19 @@ class DoorRoute(APIRoute):
             if declared.isdigit() and int(declared) > limit:
                 raise TooLarge(f"request body of {int(declared)} bytes exceeds the "
                                f"{limit}-byte limit")
+            if not admitted:
+                return await inside(request)
+            with hub_state(request).pushing.admitted():
+                return await inside(request)
+
+        async def inside(request: Request) -> Response:
+            limit = hub_state(request).settings.max_request_bytes
             for check, prefix in checks:
                 bearer(request, prefix)  # no token at all costs no thread and no query
-                await run_in_threadpool(check, request, hub_state(request))
+                if inspect.iscoroutinefunction(check):
+                    await check(request, hub_state(request))
+                else:
+                    await run_in_threadpool(check, request, hub_state(request))
             form = request.headers.get("content-type", "").startswith(_FORMS)
             try:
                 await _read(request, limit, json=json and not form)
@@ -82,6 +100,10 @@ class DoorRoute(APIRoute):
             return await handler(request)
 
         return door
+
+    def inner_handler(self) -> _Handler:
+        """What serves the request once the door let it in: FastAPI's own handler."""
+        return super().get_route_handler()
 
 
 async def _read(request: Request, limit: int, *, json: bool) -> None:

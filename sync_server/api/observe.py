@@ -61,7 +61,7 @@ def metrics(token: Token, state: State) -> Response:
     """Prometheus' text format; an admin operator token only (every territory shows)."""
     if token.territory_id is not None:
         raise Forbidden("metrics cover every territory: an admin operator token is required")
-    return Response(exposition(state.engine, state.decoding), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(state.engine, state.pushing), media_type=CONTENT_TYPE_LATEST)
 
 
 class RouteTimer:

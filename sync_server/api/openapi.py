@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from edge_agent.codecs.batch import EVENTS_TYPE, MAX_RECORDS, PLAIN_TYPE, READINGS_TYPE
-from sync_server.api.context import gateway_caller, operator_token
+from sync_server.api.context import gateway_caller, operator_token, pushing_gateway
 
 __all__ = [
     "ROUTE_ERRORS",
@@ -146,7 +146,7 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "push": (404, 409, 415, 503),
     "marks": (),
     "declare_devices": (),
-    "bundle": (304, 404),
+    "bundle": (304, 404, 409),
     "list_gateways": (),
     "latest": (404,),
     "series": (404,),
@@ -177,7 +177,8 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "readyz": (503,),
     "metrics": (403,),
 }
-_TOKENS = {gateway_caller: "gatewayToken", operator_token: "operatorToken"}
+_TOKENS = {gateway_caller: "gatewayToken", pushing_gateway: "gatewayToken",
+           operator_token: "operatorToken"}
 _SECURITY_SCHEMES = {
     "gatewayToken": {"type": "http", "scheme": "bearer",
                      "description": "A gateway's pgw_ token, from enrollment."},

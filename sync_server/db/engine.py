@@ -6,29 +6,43 @@ deletes, so an acknowledged batch must survive a power cut. Writing transactions
 timeout instead of failing to upgrade a read lock halfway through a batch. Reads go through
 ``reading``, a plain deferred transaction, so a token check or an operator's query never
 waits for an ingest (WAL lets them read beside it).
+
+PostgreSQL connections are not pinged before each use: that was a round trip per checkout,
+a tenth of a busy hub's time. A pooled connection the server closed (a restart, an
+administrator's ``pg_terminate_backend``, an idle timeout) has its socket readable while it
+sits idle, end of file or the server's last error: that is checked at checkout, without a
+round trip, and such a connection is replaced (``_alive``). One that dies between checkout
+and use fails its transaction, which ``transaction`` runs once more on a fresh connection;
+connections are also renewed after ``_RECYCLE_S``.
 """
 
 from __future__ import annotations
 
+import select
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from sync_server.errors import SettingsError
 from sync_server.private_files import private_directory, private_sqlite_database
 
-__all__ = ["create_hub_engine", "open_hub_engine", "reading"]
+__all__ = ["create_hub_engine", "open_hub_engine", "reading", "transaction"]
+
+_T = TypeVar("_T")
 
 _BUSY_TIMEOUT_MS = 30_000
 #: Negative: KiB. Readings arrive interleaved across every series, so the (series, time)
 #: index takes random inserts; a 64 MiB page cache keeps them off the disk (measured 1.8x).
 _CACHE_KIB = -65_536
+#: PostgreSQL connections older than this are closed and opened again at their next checkout.
+_RECYCLE_S = 1800
 
 
 @contextmanager
@@ -36,6 +50,19 @@ def reading(engine: Engine) -> Iterator[Connection]:
     """A connection for reads only: on SQLite it does not take the write lock."""
     with engine.connect() as conn:
         yield conn.execution_options(readonly=True)
+
+
+def transaction(engine: Engine, work: Callable[[Connection], _T]) -> _T:
+    """``work`` in one transaction, committed; run once more on a fresh connection if the
+    first one turned out dead (the whole transaction was rolled back with it)."""
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.begin() as conn:
+        return work(conn)
 
 
 def create_hub_engine(url: str, *, pool_size: int = 10) -> Engine:
@@ -95,12 +122,25 @@ def _engine(url: str, parsed: URL, pool_size: int) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.get_driver_name() != "psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
-                             pool_pre_ping=True)
+        engine = create_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
+                               pool_recycle=_RECYCLE_S)
+        event.listen(engine, "checkout", _alive)
+        return engine
     raise SettingsError(
         f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or "
         "postgresql://USER@HOST/DB"
     )
+
+
+def _alive(dbapi_connection: Any, _: ConnectionPoolEntry, __: PoolProxiedConnection) -> None:
+    """DisconnectionError (the pool then opens another) if the server closed this idle
+    connection: anything to read on it, end of file or a last error, says so."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("this pooled connection was closed")
+    poller = select.poll()
+    poller.register(dbapi_connection.fileno(), select.POLLIN)
+    if poller.poll(0):
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def _without_password(url: str) -> str:

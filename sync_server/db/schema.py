@@ -44,6 +44,11 @@ __all__ = [
     "operator_tokens",
     "policy_rules",
     "readings",
+    "retention_periods",
+    "rollup_marks",
+    "rollup_pending",
+    "rollups_daily",
+    "rollups_hourly",
     "series",
     "sites",
     "streams",
@@ -191,6 +196,9 @@ series = Table(
     Index(None, "territory_id", "device", "quantity"),
 )
 
+#: On PostgreSQL this table is partitioned by month of ``ts_ms`` (sync_server/db/partitions.py)
+#: and keyed by a unique index on ``(stream_id, seq, ts_ms)``: a partitioned table's keys must
+#: hold the partition key. The stream's row lock at ingest keeps ``(stream_id, seq)`` unique.
 readings = Table(
     "readings",
     metadata,
@@ -377,3 +385,56 @@ ui_signin_links = Table(
     Column("expires_ms", BigInteger, nullable=False),
     Column("used_ms", BigInteger),
 )
+
+
+retention_periods = Table(
+    "retention_periods",
+    metadata,
+    #: How long a territory's raw readings are kept at least (sync_server/retention.py); no
+    #: row: kept for ever.
+    Column("territory_id", ForeignKey("territories.id"), primary_key=True),
+    Column("keep_days", Integer, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+rollup_marks = Table(
+    "rollup_marks",
+    metadata,
+    #: Every reading of the stream up to ``rolled_seq`` is in the rollups (sync_server/rollups.py).
+    Column("stream_id", ForeignKey("streams.id"), primary_key=True),
+    Column("rolled_seq", BigInteger, nullable=False),
+    Column("rolled_ms", BigInteger, nullable=False),
+)
+
+rollup_pending = Table(
+    "rollup_pending",
+    metadata,
+    #: Readings stored below a stream's acknowledged mark (a replay filling a hole): they may
+    #: be below the rollup mark too, so the next rollup pass adds them.
+    Column("id", Integer, primary_key=True),
+    Column("stream_id", ForeignKey("streams.id"), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index(None, "stream_id"),
+)
+
+
+def _rollup_table(name: str) -> Table:
+    """Per series and UTC hour (or day): the finite values' count, sum, min and max, and the
+    last value (the largest at the latest timestamp: a counter's index at the bucket's end)."""
+    return Table(
+        name,
+        metadata,
+        Column("series_id", Integer, primary_key=True),
+        Column("bucket_ms", BigInteger, primary_key=True),
+        Column("count", BigInteger, nullable=False),
+        Column("sum", Double, nullable=False),
+        Column("min", Double, nullable=False),
+        Column("max", Double, nullable=False),
+        Column("last_ts_ms", BigInteger, nullable=False),
+        Column("last_value", Double, nullable=False),
+    )
+
+
+rollups_hourly = _rollup_table("rollups_hourly")
+rollups_daily = _rollup_table("rollups_daily")

@@ -3,8 +3,10 @@
 The hub is stateless between requests (several processes may serve one database), so a
 live stream does not wait on an in-process signal: it asks the database every
 ``every_s`` seconds what its fragment looks like now and sends it only when it changed.
-The session is checked on every round, so signing out (or idle expiry, or a revoked token)
-ends the stream too. htmx's SSE extension swaps each event's HTML into the page.
+Signing out (or idle expiry, or a revoked token) ends the stream too: the sessions of all
+the streams of a process are checked together, in one read every ``SESSION_CHECK_S``
+(200 open dashboards were 200 session reads a second). htmx's SSE extension swaps each
+event's HTML into the page.
 
 Many dashboards watch the same thing (a territory's overview, a gateway's devices), so
 streams name what they show (``shared``): one read of the database per key and round
@@ -18,28 +20,58 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+import weakref
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar, cast
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from sync_server.ui.sessions import find_session
+from sync_server.ui.sessions import live_sessions
 from sync_server.ui.web import SESSION_COOKIE, ui_state
 
-__all__ = ["LIVE_EVERY_S", "Fragments", "event_stream", "shared", "sse_event"]
+__all__ = ["LIVE_EVERY_S", "SESSION_CHECK_S", "Fragments", "Rows", "changes", "event_stream",
+           "shared", "sse_event"]
 
 #: How often a live part asks for its fragments: a shared answer is at most half as old,
 #: so an update shows within 1.5 s plus the read (issue 10 asks 2 s).
 LIVE_EVERY_S = 1.0
+#: How often the sessions of the open streams are checked: a stream outlives its session
+#: by at most this and a round.
+SESSION_CHECK_S = 2.0
 #: A comment line this often keeps proxies from closing a quiet stream.
 _KEEPALIVE_S = 15.0
 
 _Answer = TypeVar("_Answer")
 
-#: What a stream sends: ``{event name: HTML}`` as the page should show it now.
-Fragments = Callable[[], dict[str, str]]
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """A part made of rows (the overview's 500 gateways): sent whole when rows come, go or
+    move, otherwise only the rows that changed, each as its own event (its ``sse-swap``)."""
+
+    whole: str
+    #: Each row's event name and HTML, in the page's order.
+    rows: dict[str, str]
+
+
+#: What a stream sends: ``{event name: HTML or Rows}`` as the page should show it now.
+Fragments = Callable[[], Mapping[str, str | Rows]]
+
+
+def changes(name: str, part: str | Rows, sent: dict[str, str | Rows]
+            ) -> list[tuple[str, str]]:
+    """The events that bring a page showing ``sent[name]`` to ``part``; ``sent`` updated."""
+    before = sent.get(name)
+    sent[name] = part
+    if isinstance(part, str):
+        return [] if before == part else [(name, part)]
+    if not isinstance(before, Rows) or list(before.rows) != list(part.rows):
+        return [(name, part.whole)]
+    return [(event, html) for event, html in part.rows.items() if before.rows[event] != html]
 
 
 def sse_event(name: str, html: str) -> str:
@@ -91,32 +123,84 @@ def shared(key: Hashable, read_now: Callable[[], _Answer], max_age_s: float
     return read
 
 
+class _SessionChecks:
+    """The sessions of one hub's open streams, checked together once per ``SESSION_CHECK_S``.
+
+    A stream joins with the session its request was just let in with (alive by then) and
+    leaves when it ends; whoever asks once the last check is too old runs the next one for
+    all, the others wait for its answer.
+    """
+
+    def __init__(self, idle_s: int) -> None:
+        self.idle_s = idle_s
+        self.lock = threading.Lock()
+        self.watched: Counter[str] = Counter()
+        self.live: set[str] = set()
+        self.checked_at = time.monotonic()
+
+    def join(self, secret: str) -> None:
+        with self.lock:
+            self.watched[secret] += 1
+            self.live.add(secret)
+
+    def leave(self, secret: str) -> None:
+        with self.lock:
+            self.watched[secret] -= 1
+            if self.watched[secret] <= 0:
+                del self.watched[secret]
+                self.live.discard(secret)
+
+    def signed_in(self, engine: Engine, secret: str) -> bool:
+        """Whether ``secret``'s session was alive at the last check (run now if due)."""
+        with self.lock:
+            if time.monotonic() - self.checked_at >= SESSION_CHECK_S:
+                self.live = live_sessions(engine, list(self.watched), self.idle_s)
+                self.checked_at = time.monotonic()
+            return secret in self.live
+
+
+#: Per hub, by its engine (a test process may run several hubs, one after the other).
+_CHECKS: weakref.WeakKeyDictionary[Engine, _SessionChecks] = weakref.WeakKeyDictionary()
+_CHECKS_GUARD = threading.Lock()
+
+
+def _checks_of(engine: Engine, idle_s: int) -> _SessionChecks:
+    """The checks of the hub that owns ``engine``."""
+    with _CHECKS_GUARD:
+        found = _CHECKS.get(engine)
+        if found is None:
+            found = _CHECKS[engine] = _SessionChecks(idle_s)
+        return found
+
+
 def event_stream(request: Request, fragments: Fragments, every_s: float = 1.0
                  ) -> StreamingResponse:
     """A ``text/event-stream`` sending each fragment again whenever it changes."""
     state = ui_state(request)
     secret = request.cookies.get(SESSION_COOKIE, "")
+    engine = state.hub.engine
+    checks = _checks_of(engine, state.hub.settings.ui_idle_timeout_s)
 
     async def events() -> AsyncIterator[str]:
-        sent: dict[str, str] = {}
+        sent: dict[str, str | Rows] = {}
         quiet_since = time.monotonic()
-        yield "retry: 2000\n\n"
-        while not await request.is_disconnected():
-            viewer = await run_in_threadpool(
-                lambda: find_session(state.hub.engine, secret,
-                                     state.hub.settings.ui_idle_timeout_s, touch=False))
-            if viewer is None:
-                yield sse_event("signed-out", "")
-                return
-            for name, html in (await run_in_threadpool(fragments)).items():
-                if sent.get(name) != html:
-                    sent[name] = html
+        checks.join(secret)
+        try:
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                if not await run_in_threadpool(checks.signed_in, engine, secret):
+                    yield sse_event("signed-out", "")
+                    return
+                for name, part in (await run_in_threadpool(fragments)).items():
+                    for event, html in changes(name, part, sent):
+                        quiet_since = time.monotonic()
+                        yield sse_event(event, html)
+                if time.monotonic() - quiet_since > _KEEPALIVE_S:
                     quiet_since = time.monotonic()
-                    yield sse_event(name, html)
-            if time.monotonic() - quiet_since > _KEEPALIVE_S:
-                quiet_since = time.monotonic()
-                yield ": keep-alive\n\n"
-            await asyncio.sleep(every_s)
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(every_s)
+        finally:
+            checks.leave(secret)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, func, select, update
 
 from edge_agent.records import now_ms
 from sync_server.credentials import digest
+from sync_server.db.engine import reading
 from sync_server.db.schema import (
     operator_tokens,
     territories,
@@ -36,6 +38,7 @@ __all__ = [
     "close_session",
     "csrf_token",
     "find_session",
+    "live_sessions",
     "open_session",
     "recent_failures",
     "record_failure",
@@ -116,12 +119,11 @@ def find_session(engine: Engine, secret: str, idle_s: int, *,
         .outerjoin(chosen, chosen.c.id == ui_sessions.c.territory_id)
         .where(ui_sessions.c.id == session_id)
     )
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         row = conn.execute(query).first()
     if row is None:
         return None
-    dead = (row.user is None and row.token is None) or row.revoked_ms is not None
-    if dead or now - int(row.seen_ms) > idle_s * 1000:
+    if _ended(row.user, row.token, row.revoked_ms, row.seen_ms, now, idle_s):
         close_session(engine, secret)
         return None
     if touch and now - int(row.seen_ms) > _TOUCH_EVERY_MS:
@@ -137,6 +139,35 @@ def find_session(engine: Engine, secret: str, idle_s: int, *,
         territory_id, territory = row.chosen_id, row.chosen
     return Viewer(session_id, name, role, territory_id, territory, csrf_token(secret),
                   row.token_id)
+
+
+def _ended(user: object, token: object, revoked_ms: object, seen_ms: int, now: int,
+           idle_s: int) -> bool:
+    """Whether a session row is over: its account or token gone or revoked, or idle."""
+    gone = (user is None and token is None) or revoked_ms is not None
+    return gone or now - int(seen_ms) > idle_s * 1000
+
+
+def live_sessions(engine: Engine, secrets_: Collection[str], idle_s: int) -> set[str]:
+    """Which of ``secrets_`` still hold a live session, by ``find_session``'s rule, in one
+    read (the live streams of a process check theirs together); the ended ones are closed."""
+    by_id = {digest(secret): secret for secret in secrets_}
+    query = (
+        select(ui_sessions.c.id, ui_sessions.c.seen_ms, ui_users.c.name.label("user"),
+               operator_tokens.c.name.label("token"), operator_tokens.c.revoked_ms)
+        .select_from(ui_sessions)
+        .outerjoin(ui_users, ui_sessions.c.user_id == ui_users.c.id)
+        .outerjoin(operator_tokens, ui_sessions.c.token_id == operator_tokens.c.id)
+        .where(ui_sessions.c.id.in_(list(by_id)))
+    )
+    now = now_ms()
+    with reading(engine) as conn:  # every live stream waits on this check: no write lock
+        rows = conn.execute(query).all()
+    live = {by_id[row.id] for row in rows
+            if not _ended(row.user, row.token, row.revoked_ms, row.seen_ms, now, idle_s)}
+    for secret in set(by_id.values()) - live:
+        close_session(engine, secret)
+    return live
 
 
 def close_session(engine: Engine, secret: str) -> None:

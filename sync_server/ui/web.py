@@ -36,6 +36,7 @@ __all__ = [
     "language_of",
     "render",
     "requires",
+    "template_module",
     "to_page",
     "ui_path",
     "ui_state",
@@ -155,6 +156,22 @@ def render(request: Request, template: str, viewer: Viewer | None, *, status: in
            **context: Any) -> HTMLResponse:
     """``template`` in the viewer's language, with what the layout needs."""
     language = language_of(request)
+    html = _environment(language).get_template(template).render(
+        _context(request, viewer, language, context))
+    return HTMLResponse(html, status_code=status)
+
+
+def template_module(request: Request, template: str, viewer: Viewer | None,
+                    **context: Any) -> Any:
+    """``template``'s macros, bound to the context ``render`` would give it: a live stream
+    renders one row of a table with them."""
+    language = language_of(request)
+    return _environment(language).get_template(template).make_module(
+        _context(request, viewer, language, context))
+
+
+def _context(request: Request, viewer: Viewer | None, language: str,
+             context: dict[str, Any]) -> dict[str, Any]:
     nav = [] if viewer is None else [entry for entry in ui_state(request).nav
                                      if viewer.role in entry.roles]
 
@@ -162,8 +179,6 @@ def render(request: Request, template: str, viewer: Viewer | None, *, status: in
         token = "" if viewer is None else viewer.csrf
         return Markup('<input type="hidden" name="csrf" value="{}">').format(token)
 
-    html = _environment(language).get_template(template).render(
-        request=request, viewer=viewer, nav=nav, language=language, languages=LANGUAGES,
-        fmt=Formats(language), now_ms=now_ms(), csrf_field=csrf_field,
-        url=lambda path: ui_path(request, path), **context)
-    return HTMLResponse(html, status_code=status)
+    return dict(request=request, viewer=viewer, nav=nav, language=language,
+                languages=LANGUAGES, fmt=Formats(language), now_ms=now_ms(),
+                csrf_field=csrf_field, url=lambda path: ui_path(request, path), **context)

@@ -45,6 +45,7 @@ _HISTORY = 8 * 288
 AGENT_SETTINGS = """interval_s = 0.3
 max_backoff_s = 1
 timeout_s = 5
+health_interval_s = 1
 
 [[buses]]
 name = "pontoon"

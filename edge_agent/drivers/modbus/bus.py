@@ -4,12 +4,18 @@ An RS-485 line (or a TCP endpoint) carries one transaction at a time. The bus po
 device when it is due, puts commands (relay writes) ahead of the next poll request, keeps the
 silence the line and each device need between frames, and backs off devices that stop
 answering so a dead meter costs one short timeout now and then instead of stalling the rest.
+
+Each device keeps a fixed grid of slots. A poll that starts within a second of its slot is
+stamped with the slot's time, one timestamp for all its readings (they compress to almost
+nothing on the wire); a later one with the time it started. Before a poll the bus waits for
+room in the record buffer (backpressure); the slots a device misses, whatever the cause (a
+busy line, a busy machine, a full buffer), are counted as ``late`` and reported coalesced
+(edge_agent/overload.py), never dropped one by one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -31,15 +37,23 @@ from edge_agent.errors import (
     FrameError,
     TransportError,
 )
+from edge_agent.overload import Backpressure, Lateness
 from edge_agent.records import Event, Reading, RecordSink, now_ms
 
-__all__ = ["BusPolicy", "ModbusBus", "backoff_s", "next_slot"]
+__all__ = ["BusPolicy", "ModbusBus", "backoff_s", "next_slot", "wake_time"]
 
 log = logging.getLogger("edge_agent.modbus")
 
 _ILLEGAL_DATA_ADDRESS = 2
+#: A bus wakes on a grid of its shortest poll interval / this (at most _MAX_TICK_S).
+_TICKS_PER_INTERVAL = 20
+_MAX_TICK_S = 0.5
 #: Illegal function or address: usually a profile that does not match the device.
 _PROFILE_MISMATCH_CODES = (1, 2)
+#: A poll that starts this late after its slot is stamped when it starts, not at the slot.
+_ON_TIME_S = 1.0
+#: A change of the wall clock against the monotonic one beyond this is a clock step.
+_CLOCK_STEP_MS = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,16 +67,29 @@ class BusPolicy:
 
 
 def next_slot(due: float, interval_s: float, now: float) -> float:
-    """The first slot of the device's fixed grid after ``now``: late polls do not drift.
+    """The slot of the device's fixed grid to poll after the one due at ``due``: late polls
+    do not drift.
 
-    A poll that ran late (a busy line) keeps the device on its grid and skips missed slots
-    instead of bunching catch-up polls together.
+    Normally the next one. When the poll overran it (a busy line, a busy machine, a full
+    buffer), the latest slot already begun: the device is polled again at once, for that
+    slot, and only the slots before it are skipped. Catch-up polls are never bunched, and a
+    device whose poll takes longer than its interval is polled back to back instead of
+    idling until the next slot (which wasted up to half the line past the knee).
     """
     if interval_s <= 0:
         return now
-    missed = max(0, math.floor((now - due) / interval_s) + 1)
-    slot = due + missed * interval_s
-    return slot if slot > now else slot + interval_s  # floating-point rounding at the edge
+    passed = max(1, math.floor((now - due) / interval_s))
+    return due + passed * interval_s
+
+
+def wake_time(due: float, tick_s: float) -> float:
+    """The first multiple of ``tick_s`` at or after ``due`` (``due`` itself when 0).
+
+    Buses due within the same tick wake in the same turn of the event loop: each wakeup
+    costs a turn whatever it does, so 200 one-meter buses polled every 10 s cost a few
+    wakeups a second instead of one per poll.
+    """
+    return math.ceil(due / tick_s) * tick_s if tick_s > 0 else due
 
 
 def backoff_s(failures: int, interval_s: float, policy: BusPolicy) -> float:
@@ -88,6 +115,8 @@ class ModbusBus:
         *,
         policy: BusPolicy = BusPolicy(),
         clock: Callable[[], float] = time.monotonic,
+        backpressure: Backpressure | None = None,
+        lateness: Lateness | None = None,
     ) -> None:
         self.link = link
         self.devices = devices
@@ -98,20 +127,41 @@ class ModbusBus:
         self._line_gap_s = (inter_frame_gap_s(settings.baudrate, settings.parity, settings.stopbits)
                             if settings.is_rtu else 0.0)
         self._quiet_since = 0.0
+        self._tick_s = min(_MAX_TICK_S, min((d.interval_s for d in devices), default=0.0)
+                           / _TICKS_PER_INTERVAL)
+        #: Silences wait for the tick too on TCP; on RTU the line's timing is exact.
+        self._silence_tick_s = 0.0 if settings.is_rtu else self._tick_s
         self._commands: deque[tuple[Callable[[], Awaitable[None]], asyncio.Future[None],
                                     float]] = deque()
-        self._wake = asyncio.Event()
+        #: Resolved to end a :meth:`_sleep` early (a command, a stop).
+        self._waiter: asyncio.Future[None] | None = None
+        #: Set by run(): asyncio.get_running_loop() costs a getpid() system call per sleep.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._backpressure = backpressure
+        self._lateness = lateness if lateness is not None else Lateness(sink.put_event)
+        #: Wall clock minus the bus clock, in ms: turns a slot into a timestamp.
+        self._wall_offset_ms = 0.0
 
     @property
     def name(self) -> str:
         """The bus name from the configuration."""
         return self.link.settings.name
 
+    def overdue(self, device: PolledDevice) -> int:
+        """Slots of ``device``'s grid that passed while its poll waits (a full buffer, a
+        busy line): they are counted as ``late`` once it is polled, and status shows them
+        meanwhile, so a stalled gateway does not look on time."""
+        if self._loop is None or self._stopping or device.interval_s <= 0:
+            return 0
+        # Of the slots begun since the one due, the latest is still polled (next_slot).
+        begun = math.floor((self._clock() - device.next_due) / device.interval_s)
+        return max(0, begun - 1)
+
     def stop(self) -> None:
         """Finish the transaction in flight, then leave :meth:`run`."""
         self._stopping = True
-        self._wake.set()
+        self._wake()
 
     async def run(self, *, start_offset_s: float = 0.0) -> None:
         """Poll until :meth:`stop`; the port is closed on the way out, whatever happens.
@@ -119,6 +169,7 @@ class ModbusBus:
         ``start_offset_s`` delays the first polls, to spread many buses over time.
         """
         self._quiet_since = self._clock()  # the line's past is unknown: wait t3.5
+        self._loop = asyncio.get_running_loop()
         start = self._quiet_since + start_offset_s
         spread = min((d.interval_s for d in self.devices), default=0.0)
         for index, device in enumerate(self.devices):
@@ -134,11 +185,16 @@ class ModbusBus:
                     await self._sleep(None)
                     continue
                 device = min(self.devices, key=lambda d: d.next_due)
-                delay = device.next_due - self._clock()
+                delay = wake_time(device.next_due, self._tick_s) - self._clock()
                 if delay > 0:
                     await self._sleep(delay)
                     continue
+                if self._backpressure is not None and self._backpressure.room <= 0:
+                    self._backpressure.notify_when_room(self._wake)
+                    await self._sleep(None)
+                    continue
                 await self._poll_and_schedule(device)
+                self._lateness.report()
         finally:
             self.link.close()
             for _call, future, _silence in self._commands:
@@ -154,7 +210,7 @@ class ModbusBus:
             raise TransportError("the bus is stopping; command not sent", bus=self.name)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._commands.append((call, future, min_silence_s))
-        self._wake.set()
+        self._wake()
         await future
 
     async def read_now(self, device: PolledDevice) -> list[Reading]:
@@ -187,17 +243,33 @@ class ModbusBus:
             if device.name in names:
                 device.health.online = False
 
-    async def read_device(self, device: PolledDevice) -> list[Reading]:
-        """Poll ``device`` once and return its readings; DeviceError when it fails."""
+    async def read_device(self, device: PolledDevice, ts_ms: int | None = None
+                          ) -> list[Reading]:
+        """Poll ``device`` once and return its readings; DeviceError when it fails.
+
+        Every reading is stamped ``ts_ms`` (when the poll started, by default).
+        """
+        stamp = now_ms() if ts_ms is None else ts_ms
         readings: list[Reading] = []
         device.health.polls += 1
         for request in list(device.requests):
-            readings += await self._read(device, request)
+            readings += await self._read(device, request, stamp)
         return device.check_counters(readings)
+
+    def _slot_ms(self, due: float) -> int:
+        """The timestamp of a poll due at ``due`` (bus clock) that starts now."""
+        now = self._clock()
+        wall = now_ms()
+        offset = wall - now * 1000.0
+        if abs(offset - self._wall_offset_ms) > _CLOCK_STEP_MS:
+            self._wall_offset_ms = offset  # the first poll, or the wall clock was set
+        if now - due > _ON_TIME_S:
+            return wall
+        return round(due * 1000.0 + self._wall_offset_ms)
 
     async def _poll_and_schedule(self, device: PolledDevice) -> None:
         try:
-            readings = await self.read_device(device)
+            readings = await self.read_device(device, self._slot_ms(device.next_due))
         except DeviceError as exc:
             self._on_failure(device, exc)
             return
@@ -209,7 +281,8 @@ class ModbusBus:
         self._on_success(device)
         self._sink.put_readings(readings)
 
-    async def _read(self, device: PolledDevice, request: ReadRequest) -> list[Reading]:
+    async def _read(self, device: PolledDevice, request: ReadRequest, ts_ms: int
+                    ) -> list[Reading]:
         await self._keep_silence(device.min_silence_s, commands_first=True)
         device.health.requests += 1
         timed_out = False
@@ -232,7 +305,7 @@ class ModbusBus:
         finally:
             self._line_released(timed_out=timed_out)
         try:
-            return readings_from_response(request, data, device=device.name, ts_ms=now_ms())
+            return readings_from_response(request, data, device=device.name, ts_ms=ts_ms)
         except CodecError as exc:
             raise FrameError(f"malformed reply: {exc}", device=device.name, bus=self.name
                              ) from exc
@@ -247,14 +320,22 @@ class ModbusBus:
     def _on_success(self, device: PolledDevice) -> None:
         health = device.health
         if health.online is False:
-            log.info("%s on %s answers again", device.name, self.name)
+            self._lateness.logs.log(log, logging.INFO, "%s on %s answers again", device.name,
+                                    self.name)
             self._sink.put_event(Event("device.online", device.name, now_ms(), {
                 "bus": self.name, "unit": device.unit,
                 "offline_since_ms": health.last_ok_ms}))
         health.online = True
         health.consecutive_failures = 0
         health.last_ok_ms = now_ms()
-        device.next_due = next_slot(device.next_due, device.interval_s, self._clock())
+        due = device.next_due
+        device.next_due = next_slot(due, device.interval_s, self._clock())
+        if device.interval_s > 0:
+            # Slots strictly between the one just polled and the next were missed.
+            late = round((device.next_due - due) / device.interval_s) - 1
+            if late > 0:
+                health.late += late
+                self._lateness.note(device.name, self.name, late, device.interval_s)
 
     def _on_failure(self, device: PolledDevice, exc: DeviceError) -> None:
         health = device.health
@@ -272,12 +353,12 @@ class ModbusBus:
         policy = self._policy
         if health.consecutive_failures == policy.offline_after and health.online is not False:
             health.online = False
-            log.warning("%s is offline after %d failed polls: %s",
-                        device.name, health.consecutive_failures, exc)
+            self._lateness.logs.log(log, logging.WARNING, "%s is offline after %d failed polls: %s",
+                                    device.name, health.consecutive_failures, exc)
             self._sink.put_event(Event("device.offline", device.name, now_ms(), {
                 "bus": self.name, "unit": device.unit, "reason": str(exc)}))
         else:
-            log.info("%s", exc)
+            self._lateness.logs.log(log, logging.INFO, "%s", exc)
         device.next_due = self._clock() + backoff_s(
             health.consecutive_failures, device.interval_s, policy)
 
@@ -324,7 +405,8 @@ class ModbusBus:
             if commands_first and self._commands and not self._stopping:
                 await self._run_command()
                 continue
-            delay = self._quiet_since + max(self._line_gap_s, device_silence_s) - self._clock()
+            delay = wake_time(self._quiet_since + max(self._line_gap_s, device_silence_s),
+                              self._silence_tick_s) - self._clock()
             if delay <= 0:
                 return
             if commands_first and not self._stopping:
@@ -333,8 +415,27 @@ class ModbusBus:
                 await asyncio.sleep(delay)
 
     async def _sleep(self, delay: float | None) -> None:
-        self._wake.clear()
+        """Wait ``delay`` seconds (None: until woken), or less if a command or a stop comes.
+
+        One future and one timer handle: no task per sleep, as ``wait_for`` would create.
+        """
         if self._commands or self._stopping:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
+        loop = self._loop or asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if delay is None else loop.call_later(delay, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            _resolve(self._waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

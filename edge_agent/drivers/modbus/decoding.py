@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 
 from edge_agent.codecs.modbus_values import decode_registers
@@ -32,6 +33,16 @@ def readings_from_response(
         raise CodecError(
             f"{device}: asked for {request.count} values at {request.address}, got {len(data)}"
         )
+    layout = request.layout
+    if layout is not None:
+        try:
+            raw = struct.pack(f">{request.count}H", *data[:request.count])
+        except struct.error as exc:
+            raise CodecError(f"{device}: register values must be 0..65535 ({exc})") from exc
+        return [Reading(device, point.quantity, ts_ms, value,
+                        Quality.GOOD if math.isfinite(value) else Quality.INVALID)
+                for point, number in zip(request.points, layout.unpack_from(raw), strict=True)
+                for value in (float(number) * point.scale,)]
     readings = []
     for point in request.points:
         value = point_value(point, request, data)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from edge_agent.drivers.modbus.cost import factory_cost, line_cost
 from edge_agent.drivers.modbus.planner import ReadRequest, plan_reads
 from edge_agent.profiles.models import DeviceProfile
 from edge_agent.quantities import lookup_quantity
 from edge_agent.records import Quality, Reading
+
+if TYPE_CHECKING:
+    from edge_agent.drivers.modbus.link import LinkSettings
 
 __all__ = ["DeviceHealth", "PolledDevice"]
 
@@ -27,6 +31,9 @@ class DeviceHealth:
     transport_errors: int = 0
     exceptions: Counter[int] = field(default_factory=Counter)
     consecutive_failures: int = 0
+    #: Slots of its grid the device was not polled at: the bus, the machine or the
+    #: outbox writer could not keep up (edge_agent/overload.py).
+    late: int = 0
     last_ok_ms: int | None = None
     last_error: str = ""
 
@@ -42,6 +49,7 @@ class DeviceHealth:
             "transport_errors": self.transport_errors,
             "exceptions": {str(code): n for code, n in sorted(self.exceptions.items())},
             "consecutive_failures": self.consecutive_failures,
+            "late": self.late,
             "last_ok_ms": self.last_ok_ms,
             "last_error": self.last_error,
         }
@@ -60,6 +68,8 @@ class PolledDevice:
     health: DeviceHealth = field(default_factory=DeviceHealth)
     next_due: float = 0.0
     _last_cumulative: dict[str, float] = field(default_factory=dict)
+    #: The profile's cumulative quantities (energies, volumes), found once.
+    _cumulative: frozenset[str] | None = None
 
     @classmethod
     def from_profile(
@@ -71,17 +81,26 @@ class PolledDevice:
         interval_s: float,
         quantities: list[str] | None = None,
         min_silence_ms: float | None = None,
+        line: LinkSettings | None = None,
     ) -> PolledDevice:
-        """Plan the reads of ``quantities`` (all of the profile's when None)."""
+        """Plan the reads of ``quantities`` (all of the profile's when None), weighing holes
+        on ``line`` (the profile's factory serial line when None)."""
         wanted = quantities if quantities is not None else list(profile.points)
         points = [profile.points[q] for q in wanted]
         silence = profile.limits.min_silence_ms if min_silence_ms is None else min_silence_ms
+        cost = factory_cost(profile) if line is None else line_cost(line, silence / 1000.0)
         return cls(name, unit, profile, interval_s, silence / 1000.0,
-                   plan_reads(points, profile.limits))
+                   plan_reads(points, profile.limits, cost))
 
     def check_counters(self, readings: list[Reading]) -> list[Reading]:
         """Flag cumulative quantities that went backwards (meter reset, rollover or swap)."""
-        return [self._check_counter(reading) for reading in readings]
+        cumulative = self._cumulative
+        if cumulative is None:
+            cumulative = self._cumulative = frozenset(
+                q for q in self.profile.points
+                if (spec := lookup_quantity(q)) is not None and spec.cumulative)
+        return [self._check_counter(reading) if reading.quantity in cumulative else reading
+                for reading in readings]
 
     def _check_counter(self, reading: Reading) -> Reading:
         spec = lookup_quantity(reading.quantity)

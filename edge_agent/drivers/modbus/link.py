@@ -1,82 +1,35 @@
 """One Modbus connection (a serial line or a TCP endpoint), with errors translated.
 
-pymodbus and pyserial exceptions stop here: callers see only the agent's DeviceError tree.
-The link owns no schedule; the bus (bus.py) decides what goes on the wire and when.
+Modbus TCP goes through the lean MBAP client (tcp.py, mbap.py); RTU, on a serial port or
+over TCP, through pymodbus (rtu.py), which is imported only when a bus speaks RTU, so a
+Modbus TCP gateway never loads pymodbus or pyserial. Callers see only the agent's
+DeviceError tree. The link owns no schedule; the bus (bus.py) decides what goes on the wire
+and when.
 """
 
 from __future__ import annotations
 
-import logging
-import struct
-import termios
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import serial
-from pymodbus import FramerType, ModbusException
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusIOException
-from pymodbus.pdu import ModbusPDU
-
-from edge_agent.errors import (
-    DeviceError,
-    DeviceException,
-    DeviceTimeout,
-    FrameError,
-    TransportError,
-)
+from edge_agent.drivers.modbus.mbap import MbapClient
+from edge_agent.drivers.modbus.tcp import TcpLine
+from edge_agent.errors import DeviceError, FrameError, TransportError
 from edge_agent.profiles.models import RegisterKind
 
-__all__ = ["EXCEPTION_NAMES", "FLASH_ON_BASE", "LinkSettings", "ModbusLink", "RawCoilWrite"]
+if TYPE_CHECKING:
+    from edge_agent.drivers.modbus.rtu import RtuLine
 
-log = logging.getLogger("edge_agent.modbus")
-
-#: Modbus exception codes, for messages a technician understands.
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
+__all__ = ["FLASH_ON_BASE", "LinkSettings", "ModbusLink", "split_host_port"]
 
 #: Waveshare relay boards: FC05 to this address + channel switches the relay on for
 #: value × 100 ms, then the board itself switches it off (access-control.md §4.2).
 FLASH_ON_BASE = 0x0200
 _MAX_FLASH_UNITS = 0x7FFF
-
-
-class RawCoilWrite(ModbusPDU):
-    """FC05 carrying any 16-bit value, for vendor commands such as a relay board's timed flash.
-
-    pymodbus's write_coil only sends 0xFF00 or 0x0000. Once registered on a client, this
-    class also decodes every FC05 reply that client receives, so it fills ``bits`` the way
-    pymodbus's own reply class does.
-    """
-
-    function_code = 5
-    rtu_frame_size = 8
-
-    def __init__(self, address: int = 0, value: int = 0, dev_id: int = 0,
-                 transaction_id: int = 0) -> None:
-        super().__init__(dev_id=dev_id, transaction_id=transaction_id, address=address)
-        self.value = value
-
-    def encode(self) -> bytes:
-        """Address and value, big-endian, as the request and its echo carry them."""
-        self.verifyAddress()
-        if not 0 <= self.value <= 0xFFFF:
-            raise ValueError(f"0 <= value {self.value} <= 65535 !")
-        return struct.pack(">HH", self.address, self.value)
-
-    def decode(self, data: bytes) -> None:
-        """Read address and value back (the reply to FC05 is an echo of the request)."""
-        self.address, self.value = struct.unpack(">HH", data[:4])
-        self.bits = [bool(self.value)]
+#: What one request may hold (Modbus application protocol, section 6) and the address space.
+_MAX_READ_BITS, _MAX_READ_REGISTERS, _MAX_WRITE_COILS = 2000, 125, 1968
+_ADDRESSES = 0x10000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +56,8 @@ class LinkSettings:
         return self.transport == "serial" or self.rtu_over_tcp
 
 
-def _split_host_port(target: str) -> tuple[str, int]:
+def split_host_port(target: str) -> tuple[str, int]:
+    """``host:port`` split; TransportError with an example when it is not one."""
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise TransportError(f"'{target}' is not HOST:PORT with a port from 1 to 65535, "
@@ -112,122 +66,48 @@ def _split_host_port(target: str) -> tuple[str, int]:
 
 
 class ModbusLink:
-    """A pymodbus async client for one bus; reconnection is left to the bus's backoff."""
+    """A client for one bus; reconnection is left to the bus's backoff."""
 
     def __init__(self, settings: LinkSettings) -> None:
         self.settings = settings
-        self._rx_bytes = 0
-        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if settings.transport == "tcp":
-            host, port = _split_host_port(settings.target)
-            self._client = AsyncModbusTcpClient(
-                host,
-                port=port,
-                framer=FramerType.RTU if settings.rtu_over_tcp else FramerType.SOCKET,
-                timeout=settings.timeout_s,
-                retries=settings.retries,
-                reconnect_delay=0,
-                trace_packet=self._trace_packet,
-            )
-        else:
-            self._client = AsyncModbusSerialClient(
-                settings.target,
-                framer=FramerType.RTU,
-                baudrate=settings.baudrate,
-                parity=settings.parity,
-                stopbits=settings.stopbits,
-                timeout=settings.timeout_s,
-                retries=settings.retries,
-                handle_local_echo=settings.local_echo,
-                reconnect_delay=0,
-                trace_packet=self._trace_packet,
-            )
-        self._client.register(RawCoilWrite)
+        self._line: TcpLine | RtuLine
+        if settings.is_rtu:
+            from edge_agent.drivers.modbus.rtu import RtuLine  # noqa: PLC0415 - RTU buses only
 
-    def _trace_packet(self, sending: bool, data: bytes) -> bytes:
-        """Count received bytes, to tell a silent device from a garbled reply."""
-        if not sending:
-            self._rx_bytes += len(data)
-        return data
+            self._line = RtuLine(settings)
+        else:
+            host, port = split_host_port(settings.target)
+            self._line = TcpLine(host, port, timeout_s=settings.timeout_s, name=settings.name,
+                                 retries=settings.retries)
+
+    @property
+    def mbap(self) -> MbapClient | None:
+        """The Modbus TCP client and its counters, on a Modbus TCP bus."""
+        return self._line.mbap if isinstance(self._line, TcpLine) else None
 
     async def open(self) -> None:
         """Open the port or connect; TransportError saying what to check when it fails."""
-        if self._client.connected:
-            return
-        if self.settings.transport == "serial":
-            self._check_port()
-        if not await self._client.connect():
-            target = self.settings.target
-            raise TransportError(
-                f"cannot connect to {target}: is the device on the network and listening for "
-                "Modbus TCP on that port?" if self.settings.transport == "tcp"
-                else f"cannot open {target} (it opened a moment ago: a loose USB adapter?)",
-                bus=self.settings.name)
-
-    def _check_port(self) -> None:
-        """Open and configure the port once as pymodbus will, to explain a refusal.
-
-        pymodbus only reports that a serial connection failed, and leaks the port when the
-        line settings are refused after opening (it sets the timeout afterwards); doing the
-        same here first gives the installer the reason and keeps every descriptor closed.
-        """
-        settings = self.settings
-        try:
-            port = serial.serial_for_url(
-                settings.target, exclusive=True, baudrate=settings.baudrate,
-                parity=settings.parity, stopbits=settings.stopbits)
-        except (OSError, ValueError, termios.error) as exc:
-            raise TransportError(self._explain(exc), bus=settings.name) from exc
-        try:
-            port.timeout = 0
-        except (OSError, ValueError, termios.error) as exc:
-            raise TransportError(
-                f"{settings.target} refused {settings.baudrate} 8"
-                f"{settings.parity}{settings.stopbits} ({exc}); check baud rate, parity and "
-                "stop bits", bus=settings.name) from exc
-        finally:
-            port.close()
-
-    def _explain(self, exc: Exception) -> str:
-        target, reason = self.settings.target, str(exc)
-        if "exclusively lock" in reason:
-            return (f"{target} is in use by another program (is `edge-agent run` using it? "
-                    "stop it first)")
-        if "No such file" in reason:
-            return (f"{target} does not exist: is the adapter plugged in? "
-                    "(ls /dev/ttyUSB* /dev/serial/by-id/)")
-        if "Permission denied" in reason:
-            return f"permission denied on {target}: add this user to the dialout group"
-        return f"cannot open {target}: {reason}"
+        await self._line.open()
 
     def close(self) -> None:
         """Close the port or socket; safe to call twice."""
-        self._client.close()
+        self._line.close()
 
     async def read(self, kind: RegisterKind, address: int, count: int, unit: int
                    ) -> list[int] | list[bool]:
         """Read ``count`` registers or bits from one table of device ``unit``."""
-        client = self._client
-        calls = {
-            RegisterKind.COIL: client.read_coils,
-            RegisterKind.DISCRETE_INPUT: client.read_discrete_inputs,
-            RegisterKind.HOLDING: client.read_holding_registers,
-            RegisterKind.INPUT: client.read_input_registers,
-        }
-        reply = await self._execute(lambda: calls[kind](address, count=count, device_id=unit),
-                                    unit)
-        if kind.is_bit:
-            return list(reply.bits[:count])
-        return list(reply.registers)
+        self._check_request(address, count,
+                            _MAX_READ_BITS if kind.is_bit else _MAX_READ_REGISTERS, unit)
+        return await self._line.read(kind, address, count, unit)
 
     async def write_coil(self, address: int, value: bool, unit: int) -> None:
-        """Set one coil (FC05)."""
-        await self._execute(lambda: self._client.write_coil(address, value, device_id=unit), unit)
+        """Set one coil (FC05); FrameError when the reply does not echo the command."""
+        await self._write_single(address, 0xFF00 if value else 0, unit)
 
     async def write_coils(self, address: int, values: Sequence[bool], unit: int) -> None:
         """Set consecutive coils in one request (FC15)."""
-        await self._execute(lambda: self._client.write_coils(address, values, device_id=unit),
-                            unit)
+        self._check_request(address, len(values), _MAX_WRITE_COILS, unit)
+        await self._line.write_coils(address, values, unit)
 
     async def pulse_coil(self, channel_address: int, units_100ms: int, unit: int) -> None:
         """Switch a relay on for ``units_100ms`` × 100 ms, timed by the board (Waveshare flash).
@@ -241,43 +121,23 @@ class ModbusLink:
         if not 1 <= units_100ms <= _MAX_FLASH_UNITS:
             raise ValueError(f"a flash lasts 1..{_MAX_FLASH_UNITS} units of 100 ms, "
                              f"got {units_100ms}")
-        request = RawCoilWrite(FLASH_ON_BASE + channel_address, units_100ms, dev_id=unit)
-        reply = await self._execute(lambda: self._client.execute(False, request), unit)
-        if isinstance(reply, RawCoilWrite) and (reply.address, reply.value) == (
-                request.address, request.value):
-            return
-        got = (f"{reply.address:#06x}={reply.value:#06x}" if isinstance(reply, RawCoilWrite)
-               else type(reply).__name__)
-        raise FrameError(f"the reply does not echo the flash command: sent "
-                         f"{request.address:#06x}={request.value:#06x}, got {got}",
-                         device=f"unit {unit}", bus=self.settings.name)
+        await self._write_single(FLASH_ON_BASE + channel_address, units_100ms, unit)
 
-    async def _execute(self, call: Callable[[], Awaitable[ModbusPDU]], unit: int) -> ModbusPDU:
-        """Run one pymodbus call; every error it can raise leaves as a DeviceError.
+    async def _write_single(self, address: int, value: int, unit: int) -> None:
+        """FC05 with any 16-bit value; FrameError unless the reply echoes it (the spec's
+        normal response, and the board's proof it took this command)."""
+        self._check_request(address, 1, 1, unit)
+        echoed = await self._line.write_single(address, value, unit)
+        if echoed != (address, value):
+            raise FrameError(f"the reply does not echo the command: sent "
+                             f"{address:#06x}={value:#06x}, got "
+                             f"{echoed[0]:#06x}={echoed[1]:#06x}",
+                             device=f"unit {unit}", bus=self.settings.name)
 
-        The call is made here, not by the caller, so pymodbus's argument checks (ValueError,
-        raised before anything is sent) are translated too.
-        """
-        where = {"device": f"unit {unit}", "bus": self.settings.name}
-        self._rx_bytes = 0
-        try:
-            reply = await call()
-        except ConnectionException as exc:
-            raise TransportError(f"not connected: {exc}", **where) from exc
-        except ModbusIOException as exc:
-            if self._rx_bytes:
-                raise FrameError(f"garbled reply ({self._rx_bytes} bytes, bad CRC or framing)",
-                                 **where) from exc
-            raise DeviceTimeout(
-                f"no answer within {self.settings.timeout_s:g} s "
-                f"(check unit id, wiring, baud rate and parity)", **where) from exc
-        except (ModbusException, OSError) as exc:
-            raise TransportError(f"{type(exc).__name__}: {exc}", **where) from exc
-        except ValueError as exc:
-            raise DeviceError(f"request refused before sending: {exc}", **where) from exc
-        if reply.isError():
-            code = int(getattr(reply, "exception_code", 0))
-            name = EXCEPTION_NAMES.get(code, "unknown exception")
-            raise DeviceException(f"exception {code} ({name})", code=code, **where)
-        return reply
-
+    def _check_request(self, address: int, count: int, limit: int, unit: int) -> None:
+        """Refuse, before sending, what the Modbus specification does not allow in a request:
+        the same on both paths (pymodbus does not check every limit)."""
+        if not (address >= 0 and 1 <= count <= limit and address + count <= _ADDRESSES):
+            raise DeviceError(f"request refused before sending: {count} from address "
+                              f"{address} (1..{limit} within 0..{_ADDRESSES - 1})",
+                              device=f"unit {unit}", bus=self.settings.name)

@@ -46,8 +46,8 @@ class Pn532Reader(BadgeReader):
     def __init__(self, settings: ReaderSettings) -> None:
         super().__init__(settings, Pn532Decoder())
         spec = settings.profile.reader
-        self.poll_interval_s = spec.poll_interval_ms / 1000
-        self.response_timeout_s = spec.response_timeout_ms / 1000
+        self.poll_interval_s = spec.poll_interval_s
+        self.response_timeout_s = spec.response_timeout_s
         self._frames: asyncio.Queue[tuple[Frame, int]] = asyncio.Queue()
         self._unanswered = 0
 

@@ -15,7 +15,7 @@ __all__ = ["StreamReader", "open_serial"]
 
 def open_serial(settings: ReaderSettings) -> SerialPort:
     """The reader's serial line, with its profile's settings."""
-    line = settings.profile.serial
+    line = settings.profile.line
     return SerialPort(settings.name, settings.port, baudrate=line.baudrate,
                       parity=line.parity, stopbits=line.stopbits)
 

@@ -24,9 +24,9 @@ import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from edge_agent.codecs.tic import TicDecoder, TicFrame, TicMode, TicStats
+from edge_agent.codecs.tic import ModeSetting, TicDecoder, TicFrame, TicMode, TicStats
 from edge_agent.drivers.serial_port import SerialPort
 from edge_agent.drivers.tic.mapping import MappedFrame, map_frame
 from edge_agent.drivers.tic.sampling import Sampler, SamplingPolicy
@@ -46,9 +46,6 @@ _CLEAR_AFTER_FRAMES = 3
 _DROPS_LOG_S = 60.0
 #: Auto mode tries historic first: the factory setting of every Linky.
 _AUTO_SPEEDS = (TicMode.HISTORIC.baudrate, TicMode.STANDARD.baudrate)
-
-#: How a line's mode is configured: fixed, or found by trying both speeds.
-ModeSetting = Literal["auto", "historic", "standard"]
 
 
 @dataclass(frozen=True, slots=True)

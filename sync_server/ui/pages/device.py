@@ -2,8 +2,9 @@
 buckets as CSV.
 
 The hub buckets in SQL (queries.time_series): 288 five-minute buckets for a day, 336
-half-hours for a week, 240 three-hour buckets for a month, 365 days for a year, so a chart
-costs the same whatever the number of readings behind it.
+half-hours for a week, 240 three-hour buckets for a month, 365 days for a year. The month
+and the year read the hourly and daily rollups (sync_server/series_buckets.py), so their
+cost does not grow with the readings behind them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Gateway: its devices with their health and latest values, its open alarms, and the
+"""Gateway: its devices with their health (the agent's ``device.health`` reports: fault
+counters and last good poll) and latest values, its open alarms, and the
 bundle versions the hub publishes for its territory.
 
 A gateway of another territory answers "not found" exactly like one that does not exist
@@ -18,6 +19,7 @@ from sync_server.alarms import AlarmFilter, alarms_page
 from sync_server.api.limits import DoorRoute
 from sync_server.bundles import latest_bundle
 from sync_server.db.engine import reading
+from sync_server.device_health import latest_device_health
 from sync_server.queries import MAX_EVENTS, declared_devices, events_page, gateway_health
 from sync_server.queries import latest_values as newest_values
 from sync_server.ui.live import LIVE_EVERY_S, event_stream, shared
@@ -48,11 +50,16 @@ def gateway_view(request: Request, viewer: Viewer, name: str) -> dict[str, Any]:
             limit=MAX_EVENTS)]
         alarms = alarms_page(conn, scope, AlarmFilter(state="open", gateway=name, limit=50))
         bundles = {kind: latest_bundle(conn, viewer.territory_id, kind) for kind in BUNDLE_KINDS}
+        health_reports = latest_device_health(conn, viewer.territory_id, name,
+                                              [device["name"] for device in devices])
     by_device: dict[str, dict[str, Any]] = {
-        device["name"]: {**device, "values": [], "state": None} for device in devices}
+        device["name"]: {**device, "values": [], "state": None,
+                         "health": health_reports.get(device["name"])}
+        for device in devices}
     for value in values:  # a device the gateway no longer declares still shows its values
         by_device.setdefault(value["device"], {"name": value["device"], "profile": None,
-                                               "quantities": [], "values": [], "state": None}
+                                               "quantities": [], "values": [], "state": None,
+                                               "health": None}
                              )["values"].append(value)
     for event in sorted(states, key=lambda event: (event["ts_ms"], event["seq"])):
         if event["device"] in by_device:
@@ -77,7 +84,8 @@ def gateway_live(request: Request, viewer: Reader, name: str) -> Response:
 
     def fragments() -> dict[str, str]:
         view = gateway_view(request, viewer, name)
-        html = render(request, "gateway_devices.html", viewer, name=name, **view).body
+        html = render(request, "gateway_devices.html", viewer, name=name, live_fragment=True,
+                      **view).body
         return {"devices": bytes(html).decode("utf-8")}
 
     key = ("gateway", name, viewer.territory_id, viewer.role, language_of(request))

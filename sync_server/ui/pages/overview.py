@@ -20,7 +20,7 @@ from sync_server.api.limits import DoorRoute
 from sync_server.db.engine import reading
 from sync_server.queries import gateway_health
 from sync_server.ui.i18n import N_
-from sync_server.ui.live import LIVE_EVERY_S, event_stream, shared
+from sync_server.ui.live import LIVE_EVERY_S, Rows, event_stream, shared
 from sync_server.ui.sessions import Viewer, choose_territory
 from sync_server.ui.web import (
     NavEntry,
@@ -29,6 +29,7 @@ from sync_server.ui.web import (
     language_of,
     render,
     requires,
+    template_module,
     to_page,
     ui_state,
 )
@@ -76,11 +77,14 @@ def overview_page(request: Request, viewer: Signed) -> Response:
 
 @router.get("/overview/live")
 def overview_live(request: Request, viewer: Reader) -> Response:
-    """The gateways table again whenever it changes (SSE)."""
-    def fragments() -> dict[str, str]:
+    """The gateways table whenever gateways come or go, else the rows that changed (SSE)."""
+    def fragments() -> dict[str, str | Rows]:
         page = overview(request, viewer)
-        html = render(request, "overview_gateways.html", viewer, **page).body
-        return {"gateways": bytes(html).decode("utf-8")}
+        module = template_module(request, "overview_gateways.html", viewer,
+                                 live_fragment=True, **page)
+        rows = {str(module.row_event(gw)): str(module.gateway_row(gw))
+                for gateways in page["sites"].values() for gw in gateways}
+        return {"gateways": Rows(str(module), rows), "summary": str(module.summary())}
 
     key = ("overview", viewer.territory_id, viewer.role, language_of(request))
     return event_stream(request, shared(key, fragments, LIVE_EVERY_S / 2),

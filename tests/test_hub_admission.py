@@ -1,0 +1,176 @@
+"""Admission control on a real hub process (both stores): a flood of pushes beyond the push
+pool is answered 503 with Retry-After, the agent's client comes back after its backoff, and
+every record is then stored exactly once; bad batches are still refused whole, counted.
+
+The hub runs with one push thread and no queue, so two pushes at once already overflow it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from edge_agent.codecs.batch import READINGS_TYPE, encode_readings
+from edge_agent.codecs.compression import compress
+from edge_agent.errors import HubRejected
+from edge_agent.records import Reading, now_ms
+from edge_agent.store import Batch
+from edge_agent.sync.client import HubClient
+from edge_agent.sync.loop import backoff_delay
+from sync_server import admin
+from sync_server.db.schema import gateways, readings, streams
+from tests.helpers.hub import HubProcess, start_hub
+from tests.test_sync_agent import an_identity
+
+GATEWAYS = 6
+BATCHES = 4
+BATCH_SIZE = 2_000
+_names = (f"adm{i}" for i in itertools.count())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[HubProcess]:
+    data_dir = tmp_path_factory.mktemp("hub")
+    serve_args = ["--push-threads", "1", "--push-queue", "0"]
+    if request.param == "sqlite":
+        with start_hub(data_dir, serve_args=serve_args) as running:
+            yield running
+        return
+    from tests.helpers.postgres import fresh_database, require_postgres
+
+    require_postgres()
+    with fresh_database("admission") as url, start_hub(data_dir, url,
+                                                       serve_args=serve_args) as running:
+        yield running
+
+
+def _scrape(hub: HubProcess, name: str, **labels: str) -> float:
+    token = admin.add_operator_token(hub.engine, None, next(_names))
+    text = httpx.get(f"{hub.url}/metrics", headers={"Authorization": f"Bearer {token}"},
+                     timeout=10).text
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+                     if labels else "")
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(wanted + " ")]
+    return sum(values)
+
+
+def _readings(gateway: int, first: int, count: int) -> list[Reading]:
+    start = now_ms() - 86_400_000
+    return [Reading(f"meter-{i % 20}", ("voltage", "current")[i % 2],
+                    start + (first + i) * 1000, 230.0 + gateway + (first + i) % 7 / 10)
+            for i in range(count)]
+
+
+def _batch(first_seq: int, records: list[Reading]) -> Batch:
+    return Batch("readings", list(enumerate(records, first_seq)), first_seq,
+                 first_seq + len(records) - 1)
+
+
+Refusal = tuple[int, str, float | None]
+
+
+async def _push_until_acked(client: HubClient, batch: Batch, seen: list[Refusal],
+                            rng: random.Random) -> dict[str, int]:
+    """Push as the agent's sync loop does: on 503, wait its backoff (which honours
+    Retry-After; a tenth of it here, to keep the test short) and send the batch again."""
+    failures = 0
+    while True:
+        try:
+            return await client.push(batch, sent_at_ms=now_ms(), backlog=0)
+        except HubRejected as exc:
+            seen.append((exc.status, exc.code, client.retry_after_s))
+            if exc.status != 503:
+                raise
+            failures += 1
+            await asyncio.sleep(backoff_delay(failures, cap_s=2, rng=rng,
+                                              retry_after_s=client.retry_after_s) / 10)
+
+
+def test_a_flood_is_answered_busy_then_stored_exactly_once(hub: HubProcess) -> None:
+    identities = [hub.enroll("admission", next(_names)) for _ in range(GATEWAYS)]
+    busy_before = _scrape(hub, "ponton_hub_pushes_busy_total")
+    seen: list[Refusal] = []
+
+    async def gateway(number: int, identity: dict[str, str]) -> list[dict[str, int]]:
+        rng = random.Random(number)
+        acks = []
+        async with HubClient(an_identity(hub.url, identity["token"])) as client:
+            for b in range(BATCHES):
+                first = b * BATCH_SIZE
+                batch = _batch(first + 1, _readings(number, first, BATCH_SIZE))
+                acks.append(await _push_until_acked(client, batch, seen, rng))
+        return acks
+
+    async def flood() -> list[list[dict[str, int]]]:
+        return await asyncio.gather(*(gateway(n, identity)
+                                      for n, identity in enumerate(identities)))
+
+    answers = asyncio.run(flood())
+
+    assert seen, "six gateways at once on one push thread and no queue: some got 503"
+    assert set(seen) == {(503, "busy", 1.0)}, "refused as busy; the agent read Retry-After"
+    assert _scrape(hub, "ponton_hub_pushes_busy_total") - busy_before == len(seen)
+    assert [acks[-1]["readings"] for acks in answers] == [BATCHES * BATCH_SIZE] * GATEWAYS
+    names = [identity["gateway"] for identity in identities]
+    with hub.engine.connect() as conn:
+        stored = conn.execute(
+            select(func.count()).select_from(readings)
+            .join(streams, streams.c.id == readings.c.stream_id)
+            .join(gateways, gateways.c.id == streams.c.gateway_id)
+            .where(gateways.c.name.in_(names))).scalar_one()
+    assert stored == GATEWAYS * BATCHES * BATCH_SIZE, "every reading once, none lost"
+
+
+def test_a_batch_pushed_again_after_its_ack_is_stored_once(hub: HubProcess) -> None:
+    identity = hub.enroll("admission", next(_names))
+    batch = _batch(1, _readings(0, 0, 500))
+
+    async def twice() -> list[dict[str, int]]:
+        async with HubClient(an_identity(hub.url, identity["token"])) as client:
+            return [await client.push(batch, sent_at_ms=now_ms(), backlog=0)
+                    for _ in range(2)]
+
+    assert asyncio.run(twice()) == [{"readings": 500}] * 2
+    body = compress(encode_readings(1, [r for _, r in batch.records if isinstance(r, Reading)]),
+                    "zstd")
+    answer = httpx.post(f"{hub.url}/v1/gateway/streams/readings/batches", content=body,
+                        headers={"Authorization": f"Bearer {identity['token']}",
+                                 "Content-Type": READINGS_TYPE, "Content-Encoding": "zstd"})
+    assert (answer.json()["stored"], answer.json()["duplicates"]) == (0, 500)
+
+
+def test_a_malformed_batch_is_refused_with_a_clear_error(hub: HubProcess) -> None:
+    identity = hub.enroll("admission", next(_names))
+    answer = httpx.post(f"{hub.url}/v1/gateway/streams/readings/batches",
+                        content=b'{"first_seq": 1, "series": [["m1", ["voltage"]]], "s": [7]}',
+                        headers={"Authorization": f"Bearer {identity['token']}",
+                                 "Content-Type": READINGS_TYPE})
+    assert (answer.status_code, answer.json()["error"]) == (400, "malformed_batch")
+    assert "malformed readings batch" in answer.json()["detail"]
+
+
+def test_a_columnar_batch_with_a_bad_reading_names_it_and_is_counted(hub: HubProcess) -> None:
+    identity = hub.enroll("admission", next(_names))
+    good = _readings(0, 0, 10)
+    ahead = now_ms() + 3 * 86_400_000  # two days past what a clock may be ahead
+    records = [*good[:3], Reading("meter-1", "voltage", ahead, 231.0), *good[3:]]
+    before = _scrape(hub, "ponton_hub_records_refused_total", rule="ts_ms")
+    answer = httpx.post(f"{hub.url}/v1/gateway/streams/readings/batches",
+                        content=encode_readings(21, records),
+                        headers={"Authorization": f"Bearer {identity['token']}",
+                                 "Content-Type": READINGS_TYPE})
+    assert (answer.status_code, answer.json()["error"]) == (400, "invalid_record")
+    assert "record 3 (seq 24)" in answer.json()["detail"]
+    assert "ts_ms" in answer.json()["detail"]
+    assert _scrape(hub, "ponton_hub_records_refused_total", rule="ts_ms") == before + 1
+    marks = httpx.get(f"{hub.url}/v1/gateway/streams",
+                      headers={"Authorization": f"Bearer {identity['token']}"}).json()
+    assert marks == {"acked": {}}, "nothing of the batch was stored"
