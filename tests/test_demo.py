@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,12 +86,14 @@ def _alive(pid: int) -> bool:
 
 def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], list[int], list[str]]:
     """The demo in a session of its own, once it prints its first progress line; its
-    children and the lines it printed."""
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "simulators.demo", "--plain", "--data-dir", str(data_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env={**os.environ, "COLUMNS": "80"},
-    )
+    children and the lines it printed. Its stderr goes to ``stderr.txt`` beside its data."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir.parent / "stderr.txt").open("w", encoding="utf-8") as stderr:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "simulators.demo", "--plain", "--data-dir", str(data_dir)],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+            env={**os.environ, "COLUMNS": "80"},
+        )
     assert demo.stdout is not None
     lines = []
     deadline = time.monotonic() + 90
@@ -103,13 +106,22 @@ def _start_demo(data_dir: Path) -> tuple[subprocess.Popen[str], list[int], list[
     return demo, children, lines
 
 
-def _finish(demo: subprocess.Popen[str]) -> tuple[str, str]:
+def _finish(demo: subprocess.Popen[str], data_dir: Path) -> tuple[str, str]:
+    """What the demo printed after its first progress line, and its stderr, once it ends.
+
+    Read through the same buffered reader as the first lines: ``communicate`` reads the pipe
+    underneath it and would lose what that reader already holds.
+    """
+    assert demo.stdout is not None
+    watchdog = threading.Timer(90, os.killpg, (demo.pid, signal.SIGKILL))
+    watchdog.start()
     try:
-        return demo.communicate(timeout=90)
+        out = demo.stdout.read()
+        demo.wait()
     finally:
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.communicate()
+        watchdog.cancel()
+        demo.stdout.close()
+    return out, (data_dir.parent / "stderr.txt").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("signum", "to_group"), [
@@ -120,12 +132,12 @@ def _finish(demo: subprocess.Popen[str]) -> tuple[str, str]:
 def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
     tmp_path: Path, signum: signal.Signals, to_group: bool
 ) -> None:
-    demo, children, _ = _start_demo(tmp_path)
+    demo, children, _ = _start_demo(tmp_path / "demo")
     if to_group:
         os.killpg(demo.pid, signum)
     else:
         demo.send_signal(signum)
-    out, err = _finish(demo)
+    out, err = _finish(demo, tmp_path / "demo")
     assert demo.returncode == 0, err
     assert "stopped. outbox:" in out
     assert "Traceback" not in err
@@ -134,20 +146,20 @@ def test_a_stop_signal_stops_every_child_prints_the_summary_and_exits_0(
 
 
 def test_an_agent_that_dies_first_stops_the_hub_too(tmp_path: Path) -> None:
-    demo, children, _ = _start_demo(tmp_path)
+    demo, children, _ = _start_demo(tmp_path / "demo")
     agent = next(pid for pid in children
                  if b"edge_agent" in Path(f"/proc/{pid}/cmdline").read_bytes())
     os.kill(agent, signal.SIGKILL)
-    out, _err = _finish(demo)
-    assert demo.returncode == 1
-    assert "the agent stopped (exit -9)" in out
+    out, err = _finish(demo, tmp_path / "demo")
+    assert demo.returncode == 1, err
+    assert "the agent stopped (exit -9)" in out, err
     assert "stopped. outbox:" in out
     time.sleep(0.5)
     assert [pid for pid in children if _alive(pid)] == []
 
 
 def test_the_demo_prints_the_dashboard_and_a_one_time_sign_in_link(tmp_path: Path) -> None:
-    demo, _, lines = _start_demo(tmp_path)
+    demo, _, lines = _start_demo(tmp_path / "demo")
     try:
         found = next(re.fullmatch(r"dashboard: (\S+) - sign in once with (\S+)\n", line)
                      for line in lines if line.startswith("dashboard: "))
@@ -161,7 +173,7 @@ def test_the_demo_prints_the_dashboard_and_a_one_time_sign_in_link(tmp_path: Pat
             assert browser.get(link).status_code == 401  # once
     finally:
         os.killpg(demo.pid, signal.SIGINT)
-        _finish(demo)
+        _finish(demo, tmp_path / "demo")
     assert demo.returncode == 0
 
 

@@ -77,13 +77,16 @@ def test_agent_killed_at_random_moments_during_sync(hub: HubProcess, tmp_path: P
     total = sum(gw.written.values())
     held_at_kills: list[int] = []
     for _ in range(KILLS):
-        process = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "edge_agent", "sync", "--once", "--config", str(gw.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        _wait_for_progress(hub, gw, process, beyond=held_at_kills[-1] if held_at_kills else 0)
-        time.sleep(rng.uniform(0.0, 0.6))
-        process.send_signal(signal.SIGKILL)
-        process.communicate(timeout=30)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+        ) as process:
+            try:
+                _wait_for_progress(hub, gw, process,
+                                   beyond=held_at_kills[-1] if held_at_kills else 0)
+                time.sleep(rng.uniform(0.0, 0.6))
+            finally:
+                process.send_signal(signal.SIGKILL)
         held_at_kills.append(_held(hub, "faults", gw))
         if held_at_kills[-1] == total:
             break

@@ -90,26 +90,33 @@ def make_gateway(
 
 
 def hub_content(hub: HubProcess, territory: str, gateway: str) -> dict[str, dict[int, Any]]:
-    """Everything the hub holds for ``gateway``, per stream, keyed by seq."""
+    """Everything the hub holds for ``gateway``, per stream, keyed by seq.
+
+    The streams are read last: on PostgreSQL each statement sees its own snapshot, and a
+    stream created by a push that lands between two statements is then already visible.
+    """
     with hub.engine.connect() as conn:
         gid = conn.execute(
             select(gateways.c.id).where(gateways.c.territory_id == admin.territory_id(
                 conn, territory), gateways.c.name == gateway)).scalar_one()
+        records: list[tuple[int, int, Any]] = [
+            (int(stream_id), seq, (device, quantity, ts, value, quality))
+            for stream_id, seq, device, quantity, ts, value, quality in conn.execute(
+                select(readings.c.stream_id, readings.c.seq, series.c.device,
+                       series.c.quantity, readings.c.ts_ms, readings.c.value,
+                       readings.c.quality)
+                .join(series, readings.c.series_id == series.c.id)
+                .where(series.c.gateway_id == gid))]
+        records += [
+            (int(stream_id), seq, (kind, device, ts, json.loads(attrs)))
+            for stream_id, seq, kind, device, ts, attrs in conn.execute(
+                select(events.c.stream_id, events.c.seq, events.c.kind, events.c.device,
+                       events.c.ts_ms, events.c.attrs).where(events.c.gateway_id == gid))]
         names = {int(sid): str(name) for sid, name in conn.execute(
             select(streams.c.id, streams.c.name).where(streams.c.gateway_id == gid))}
-        content: dict[str, dict[int, Any]] = {name: {} for name in names.values()}
-        for stream_id, seq, device, quantity, ts, value, quality in conn.execute(
-            select(readings.c.stream_id, readings.c.seq, series.c.device, series.c.quantity,
-                   readings.c.ts_ms, readings.c.value, readings.c.quality)
-            .join(series, readings.c.series_id == series.c.id)
-            .where(series.c.gateway_id == gid)
-        ):
-            content[names[stream_id]][seq] = (device, quantity, ts, value, quality)
-        for stream_id, seq, kind, device, ts, attrs in conn.execute(
-            select(events.c.stream_id, events.c.seq, events.c.kind, events.c.device,
-                   events.c.ts_ms, events.c.attrs).where(events.c.gateway_id == gid)
-        ):
-            content[names[stream_id]][seq] = (kind, device, ts, json.loads(attrs))
+    content: dict[str, dict[int, Any]] = {name: {} for name in names.values()}
+    for stream_id, seq, record in records:
+        content[names[stream_id]][seq] = record
     return content
 
 
