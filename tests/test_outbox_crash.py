@@ -42,26 +42,23 @@ class Acknowledged:
 
 def _run_and_kill(path: Path, seed: int, delay_s: float) -> list[str]:
     """Start a writer, let it write for ``delay_s`` once ready, SIGKILL it; return its lines."""
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, str(WRITER), str(path), str(seed)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
+    ) as proc:
         assert proc.stdout is not None
-        ready = proc.stdout.readline()
-        if ready != "ready\n":
+        assert proc.stderr is not None
+        try:
+            ready = proc.stdout.readline()
+            if ready != "ready\n":
+                pytest.fail(f"writer did not start: {ready!r} {proc.stderr.read()}")
+            time.sleep(delay_s)
+        finally:
             proc.kill()
-            _, err = proc.communicate()
-            pytest.fail(f"writer did not start: {ready!r} {err}")
-        time.sleep(delay_s)
-        proc.send_signal(signal.SIGKILL)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        # Through the reader that took "ready": it may already hold acknowledged lines.
+        out, err = proc.stdout.read(), proc.stderr.read()
     assert proc.returncode == -signal.SIGKILL, f"writer stopped on its own: {err}"
     # A line cut by the kill was never complete: it does not count as acknowledged.
     return [line for line in out.splitlines(keepends=True) if line.endswith("\n")]
