@@ -42,6 +42,8 @@ def db_maintain(
     for dropped in report.dropped:
         typer.echo(f"dropped {dropped['partition']} (readings of "
                    f"{', '.join(dropped['territories'])})")
+    for held in report.held:
+        typer.echo(f"kept {held['partition']} for the next pass: {held['reason']}")
 
 
 @retention_app.command("set")

@@ -35,6 +35,7 @@ __all__ = [
     "HOUR_MS",
     "MAX_FINITE",
     "RollupReport",
+    "has_unrolled",
     "note_late_readings",
     "roll_up",
     "unrolled_ranges",
@@ -161,6 +162,22 @@ def _merge(conn: Connection, table: str, unit: int, stream_id: int,
                               ELSE {greatest}({old}.last_value, {new}.last_value) END,
             last_ts_ms = {greatest}({old}.last_ts_ms, {new}.last_ts_ms)
     """), params)
+
+
+def has_unrolled(conn: Connection, table: str) -> bool:
+    """Whether ``table`` (a month of readings, qualified) holds a reading the rollups lack:
+    above its stream's mark, or in a late run. An index probe per stream and run, no scan."""
+    return bool(conn.exec_driver_sql(f"""
+        SELECT EXISTS (
+            SELECT 1 FROM streams s LEFT JOIN rollup_marks m ON m.stream_id = s.id
+            WHERE s.record_type = 'reading' AND EXISTS (
+                SELECT 1 FROM {table} r
+                WHERE r.stream_id = s.id AND r.seq > coalesce(m.rolled_seq, 0)))
+        OR EXISTS (
+            SELECT 1 FROM rollup_pending p WHERE EXISTS (
+                SELECT 1 FROM {table} r
+                WHERE r.stream_id = p.stream_id AND r.seq BETWEEN p.first_seq AND p.last_seq))
+    """).scalar())
 
 
 def unrolled_ranges(conn: Connection, series_ids: Sequence[int]) -> list[tuple[int, int, int]]:

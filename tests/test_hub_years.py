@@ -41,7 +41,7 @@ from sync_server.db.schema import (
 )
 from sync_server.errors import Conflict
 from sync_server.ingest import ClockPolicy, GatewayRef, store_batch
-from sync_server.maintenance import LOCK_KEY, maintain
+from sync_server.maintenance import LOCK_KEY, drop_expired, maintain
 from sync_server.queries import Scope, time_series
 from sync_server.retention import set_retention
 from sync_server.rollups import DAY_MS, HOUR_MS, roll_up
@@ -85,6 +85,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         yield from _store(tmp_path, f"sqlite:///{tmp_path / 'hub.db'}")
         return
+    from tests.helpers.postgres import fresh_database, require_postgres
+
+    require_postgres()
+    with fresh_database("years") as url:
+        yield from _store(tmp_path, url)
+
+
+@pytest.fixture
+def partitioned(tmp_path: Path) -> Iterator[Store]:
+    """The store on PostgreSQL alone: SQLite has no partitions and drops no month."""
     from tests.helpers.postgres import fresh_database, require_postgres
 
     require_postgres()
@@ -288,6 +298,55 @@ def test_retention_drops_whole_months_once_every_territory_lets_them_go(store: S
         set_retention(conn, store.refs["gw-s"].territory_id, 30)
     assert [d["territories"] for d in maintain(store.engine).dropped] == [["north", "south"]]
     assert (store.count("gw-n"), store.count("gw-s")) == (north - 400, south - 100)
+
+
+def test_a_month_with_readings_not_rolled_up_is_held_for_the_next_pass(partitioned: Store) -> None:
+    store = partitioned
+    store.push("gw-n", _series(_month(14) + HOUR_MS, 200, 60_000))
+    store.push("gw-n", _series(NOW - 2 * HOUR_MS, 50, 60_000))
+    with store.engine.begin() as conn:
+        set_retention(conn, store.refs["gw-n"].territory_id, 300)
+    maintain(store.engine, at_ms=NOW - 400 * DAY_MS)  # months created, all rolled up
+    # A gateway back from months offline pushes into the expired month after the roll-up.
+    late = _series(_month(14) + DAY_MS, 30, 60_000, salt=5)
+    store.push("gw-n", late)
+    oldest = f"readings_{time.strftime('%Y%m', time.gmtime(_month(14) / 1000))}"
+
+    dropped, held = drop_expired(store.engine, NOW)
+    assert (dropped, held) == ([], [{"partition": oldest,
+                                     "reason": "readings not rolled up yet"}])
+    assert store.count("gw-n") == 280, "nothing of the month went"
+
+    report = maintain(store.engine)
+    assert (report.dropped, report.held) == (
+        [{"partition": oldest, "territories": ["north"]}], [])
+    assert store.count("gw-n") == 50
+    # The late readings reached the rollups before their month went.
+    key = ("gw-n", "m0", "energy")
+    frame = (_month(14), next_month_ms(_month(14)))
+    assert _chart(store, key, *frame, DAY_MS) == _expected_chart(store, key, *frame, DAY_MS)
+
+
+def test_a_drop_waits_no_longer_than_its_lock_timeout_for_pushes(partitioned: Store) -> None:
+    store = partitioned
+    store.push("gw-n", _series(_month(14) + HOUR_MS, 20, 60_000))
+    with store.engine.begin() as conn:
+        set_retention(conn, store.refs["gw-n"].territory_id, 300)
+    maintain(store.engine, at_ms=NOW - 400 * DAY_MS)
+    with store.engine.connect() as pusher:  # a push in flight: it holds its lock on readings
+        pusher.exec_driver_sql("LOCK TABLE readings IN ROW EXCLUSIVE MODE")
+        dropped, held = drop_expired(store.engine, NOW)
+        told = subprocess.run([sys.executable, "-m", "sync_server", "db", "maintain"],
+                              env=_cli_env(store), capture_output=True, text=True, timeout=60,
+                              check=False)
+        pusher.rollback()
+    assert dropped == []
+    assert [entry["reason"] for entry in held] == ["pushes held the readings lock"]
+    assert told.returncode == 0, told.stderr
+    assert (f"kept {held[0]['partition']} for the next pass: pushes held the readings lock"
+            in told.stdout)
+    assert store.count("gw-n") == 20
+    assert [d["partition"] for d in maintain(store.engine).dropped] == [held[0]["partition"]]
 
 
 def _alembic(engine: Engine) -> Config:
