@@ -45,6 +45,7 @@ from edge_agent.codecs.batch import ReadingColumns
 from edge_agent.records import Event, Reading
 from sync_server.bad_records import count_refused, readable_attrs
 from sync_server.db.engine import transaction
+from sync_server.db.partitions import dropped_months_holding
 from sync_server.db.schema import clock_corrections, events, gateways, readings, series, streams
 from sync_server.errors import BadRequest, Conflict, Unauthorized
 from sync_server.gateway_facts import GatewayFacts
@@ -180,6 +181,9 @@ def _store(
     stream_id, acked, marks = _lock_stream(conn, gateway, stream, batch.record_type)
     old_count = max(0, min(last_seq, acked) - batch.first_seq + 1)
     missing = _check_replayed(conn, gateway, stream_id, batch, old_count)
+    if missing and batch.record_type == "reading":
+        missing = _outside_dropped_months(conn, batch, missing, window, shift,
+                                          received + clock.tolerance_ms)
     to_store = missing + list(range(old_count, len(batch.records)))
     implausible = 0
     if to_store:
@@ -267,6 +271,21 @@ def _check_replayed(
                 "nothing of this batch was stored. Was the gateway's outbox replaced, "
                 "restored from a backup or copied to another box?", code="seq_conflict")
     return missing
+
+
+def _outside_dropped_months(conn: Connection, batch: DecodedBatch, missing: list[int],
+                            window: TimeWindow, shift: int, latest: int) -> list[int]:
+    """The replayed readings at ``missing`` except those of a month retention dropped.
+
+    Such a reading was stored, rolled up and let go with its month (its ack was lost on the
+    way back): stored again, the rollups would count it twice. It is answered as a duplicate.
+    """
+    stamps, _ = _timestamps(batch, missing, window, shift, latest)
+    expired = dropped_months_holding(conn, stamps)
+    if not expired:
+        return missing
+    return [position for position, ts in zip(missing, stamps, strict=True)
+            if ts not in expired]
 
 
 def _same(kept: tuple[Any, ...], record: Reading | Event) -> bool:

@@ -327,6 +327,28 @@ def test_a_month_with_readings_not_rolled_up_is_held_for_the_next_pass(partition
     assert _chart(store, key, *frame, DAY_MS) == _expected_chart(store, key, *frame, DAY_MS)
 
 
+def test_a_replay_into_a_dropped_month_is_not_stored_or_counted_again(
+        partitioned: Store) -> None:
+    store = partitioned
+    old = _series(_month(14) + HOUR_MS, 120, 60_000)
+    store.push("gw-n", old)
+    store.push("gw-n", _series(NOW - 2 * HOUR_MS, 50, 60_000))
+    with store.engine.begin() as conn:
+        set_retention(conn, store.refs["gw-n"].territory_id, 300)
+    assert len(maintain(store.engine).dropped) == 1
+    key = ("gw-n", "m1", "energy")
+    frame = (_month(14), next_month_ms(_month(14)))
+    before = _chart(store, key, *frame, DAY_MS)
+    assert before == _expected_chart(store, key, *frame, DAY_MS)
+
+    # The first batch again, as a gateway whose ack was lost resends it; then a new reading.
+    store.push("gw-n", old, first_seq=1)
+    store.push("gw-n", [Reading("m1", "energy", NOW - HOUR_MS, 2.5)])
+    maintain(store.engine)
+    assert store.count("gw-n") == 51, "only the new reading was stored"
+    assert _chart(store, key, *frame, DAY_MS) == before, "the rollups did not count it twice"
+
+
 def test_a_drop_waits_no_longer_than_its_lock_timeout_for_pushes(partitioned: Store) -> None:
     store = partitioned
     store.push("gw-n", _series(_month(14) + HOUR_MS, 20, 60_000))
@@ -430,7 +452,7 @@ def test_the_commands_set_show_and_maintain(store: Store) -> None:
     assert maintained["rollups"]["seqs"] == 100
     assert maintained["partitioned"] == (store.engine.dialect.name == "postgresql")
     assert "rollups: 0 seqs of 0 streams" in cli("db", "maintain").stdout
-    assert head_revision() == "0008_years_partitions"
+    assert head_revision() == "0009_dropped_months"
     with store.engine.connect() as conn:
         assert conn.execute(select(streams.c.acked_seq)).scalar_one() == 100
 

@@ -14,7 +14,11 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
+from sqlalchemy.dialects import postgresql
+
+from edge_agent.records import now_ms
+from sync_server.db.schema import dropped_months
 
 __all__ = [
     "DEFAULT_PARTITION",
@@ -23,6 +27,7 @@ __all__ = [
     "Partition",
     "create_months",
     "drop_partition",
+    "dropped_months_holding",
     "is_partitioned",
     "month_start_ms",
     "months_in",
@@ -146,8 +151,19 @@ def _create_month(conn: Connection, start: int, end: int) -> None:
 
 
 def drop_partition(conn: Connection, partition: Partition) -> None:
-    """Detach ``partition`` from ``readings``, then drop it: its rows go in one step."""
-    if partition.start_ms is None:
+    """Detach ``partition`` from ``readings``, then drop it: its rows go in one step. The
+    month is remembered in ``dropped_months``."""
+    if partition.start_ms is None or partition.end_ms is None:
         raise ValueError("the default partition is never dropped")
     conn.exec_driver_sql(f"ALTER TABLE readings DETACH PARTITION {SCHEMA}.{partition.name}")
     conn.exec_driver_sql(f"DROP TABLE {SCHEMA}.{partition.name}")
+    dropped_at = now_ms()
+    conn.execute(postgresql.insert(dropped_months).values(
+        start_ms=partition.start_ms, end_ms=partition.end_ms, dropped_ms=dropped_at,
+    ).on_conflict_do_update(index_elements=["start_ms"], set_={"dropped_ms": dropped_at}))
+
+
+def dropped_months_holding(conn: Connection, stamps: list[int]) -> set[int]:
+    """Those of ``stamps`` (UTC ms) that fall in a month retention dropped."""
+    months = conn.execute(select(dropped_months.c.start_ms, dropped_months.c.end_ms)).all()
+    return {ts for ts in stamps if any(start <= ts < end for start, end in months)}

@@ -397,6 +397,16 @@ retention_periods = Table(
     Column("updated_ms", BigInteger, nullable=False),
 )
 
+dropped_months = Table(
+    "dropped_months",
+    metadata,
+    #: Months of readings dropped by retention (sync_server/db/partitions.py): a replay of a
+    #: reading that was in one is not stored again, which would count it twice in the rollups.
+    Column("start_ms", BigInteger, primary_key=True),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("dropped_ms", BigInteger, nullable=False),
+)
+
 rollup_marks = Table(
     "rollup_marks",
     metadata,
