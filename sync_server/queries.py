@@ -121,7 +121,8 @@ def time_series(
     conn: Connection, scope: Scope, *, gateway: str, device: str, quantity: str,
     from_ms: int, to_ms: int, bucket_s: int,
 ) -> list[dict[str, Any]]:
-    """avg, min, max, count of finite values per bucket of ``bucket_s`` s in [from_ms, to_ms).
+    """avg, min, max, count of finite values per bucket of ``bucket_s`` s in [from_ms, to_ms)
+    (values beyond ±1e290 left out, counted as skipped: sync_server/rollups.py says why).
 
     Buckets of whole hours or days read the rollups (sync_server/series_buckets.py).
     """
@@ -142,7 +143,8 @@ def time_series(
     for key, found in series_buckets(conn, ids, from_ms, to_ms, bucket_ms).items():
         if found.stored > found.count:
             skip_row("series", f"{gateway}/{device}/{quantity} bucket {key}",
-                     Problem("value", "not a finite number"), rows=found.stored - found.count)
+                     Problem("value", "not a finite number within ±1e290"),
+                     rows=found.stored - found.count)
         if found.count:
             buckets.append({"bucket_ms": key, "avg": found.sum / found.count,
                             "min": found.min, "max": found.max, "count": found.count})

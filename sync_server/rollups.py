@@ -33,7 +33,7 @@ from sync_server.db.schema import rollup_marks, rollup_pending, series, streams
 __all__ = [
     "DAY_MS",
     "HOUR_MS",
-    "MAX_FINITE",
+    "MAX_AGGREGATED",
     "RollupReport",
     "has_unrolled",
     "note_late_readings",
@@ -45,8 +45,12 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 #: Seqs of one stream per transaction: a push of that stream waits at most for one of them.
 DEFAULT_CHUNK = 20_000
-#: The largest finite double: NULL, NaN and infinities are not aggregated.
-MAX_FINITE = 1.7976931348623157e308
+#: The largest magnitude aggregated: NULL, NaN, infinities and values beyond it are not. A
+#: bucket's sum must stay a finite double: PostgreSQL raises on a float overflow (two readings
+#: of 1.7e308 in one hour failed the chart and every rollup pass at that bucket), SQLite gives
+#: infinity, which no JSON answer carries. 10**18 readings of this size still sum below the
+#: largest double, and no quantity a gateway measures comes near it.
+MAX_AGGREGATED = 1e290
 _TABLES = (("rollups_hourly", HOUR_MS), ("rollups_daily", DAY_MS))
 
 
@@ -135,7 +139,7 @@ def _merge(conn: Connection, table: str, unit: int, stream_id: int,
     """Aggregate the readings of ``ranges`` (inclusive seqs) into ``table``'s buckets."""
     least, greatest = ("LEAST", "GREATEST") if conn.dialect.name == "postgresql" \
         else ("min", "max")
-    params: dict[str, int | float] = {"sid": stream_id, "unit": unit, "top": MAX_FINITE}
+    params: dict[str, int | float] = {"sid": stream_id, "unit": unit, "top": MAX_AGGREGATED}
     conditions = []
     for i, (first, last) in enumerate(ranges):
         conditions.append(f"seq BETWEEN :f{i} AND :l{i}")

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, case, func, or_, select
 
 from sync_server.db.schema import readings, rollups_daily, rollups_hourly
-from sync_server.rollups import DAY_MS, HOUR_MS, MAX_FINITE, unrolled_ranges
+from sync_server.rollups import DAY_MS, HOUR_MS, MAX_AGGREGATED, unrolled_ranges
 
 __all__ = ["Bucket", "raw_buckets", "series_buckets"]
 
@@ -27,7 +27,8 @@ _TRIES = 3
 
 @dataclass(slots=True)
 class Bucket:
-    """Finite values' count, sum, min and max; ``stored`` counts non-NULL values too."""
+    """Aggregated values' count, sum, min and max (rollups.MAX_AGGREGATED says which);
+    ``stored`` counts every non-NULL value."""
 
     count: int
     sum: float
@@ -93,12 +94,13 @@ def raw_buckets(conn: Connection, series_ids: Sequence[int], from_ms: int, to_ms
     if to_ms <= from_ms or not series_ids:
         return {}
     bucket = ((readings.c.ts_ms // bucket_ms) * bucket_ms).label("bucket_ms")
-    # Ingest stores NaN and infinities as NULL; one stored otherwise would make every
-    # aggregate of its bucket infinite or NaN, which no JSON answer carries.
-    finite = case((readings.c.value.between(-MAX_FINITE, MAX_FINITE), readings.c.value))
+    # Ingest stores NaN and infinities as NULL; one stored otherwise, or a value beyond
+    # MAX_AGGREGATED, would make the sum of its bucket infinite (or fail it on PostgreSQL).
+    aggregated = case((readings.c.value.between(-MAX_AGGREGATED, MAX_AGGREGATED),
+                       readings.c.value))
     query = (
-        select(bucket, func.count(finite), func.sum(finite), func.min(finite),
-               func.max(finite), func.count(readings.c.value))
+        select(bucket, func.count(aggregated), func.sum(aggregated), func.min(aggregated),
+               func.max(aggregated), func.count(readings.c.value))
         .where(readings.c.series_id.in_(series_ids),
                readings.c.ts_ms >= from_ms, readings.c.ts_ms < to_ms,
                readings.c.value.is_not(None))  # no bucket of nulls
