@@ -274,3 +274,28 @@ def test_a_push_token_reissued_after_it_was_seen_valid_stores_nothing(world: Wor
         assert refused.content == unknown.content
     assert last_seen() == before  # the refused pushes touched nothing
     assert before[1] == 2
+
+
+def test_a_reissued_push_token_has_one_body_read_whatever_its_bodies_are(world: World) -> None:
+    """A body that fails before the store's check (it does not decode) is refused 400, not
+    401; the door must still stop believing the token after it, or a reissued token (a box
+    stolen, then replaced) would have every body it sends read and decoded, for good."""
+    hub = world.hub
+
+    def push(token: str, body: bytes) -> httpx.Response:
+        return httpx.post(f"{hub.url}/v1/gateway/streams/readings/batches", content=body,
+                          headers={"Authorization": f"Bearer {token}",
+                                   "Content-Type": READINGS_TYPE}, timeout=10)
+
+    good = encode_readings(1, [Reading("echo-meter", "voltage", _T0, 231.0)])
+    old = hub.enroll("echo", "echo-gw")["token"]
+    assert push(old, good).status_code == 200  # found valid: remembered by the door
+    assert push(old, b"not a batch").status_code == 400
+    assert push(old, good).status_code == 200, "a token in force still pushes after a 400"
+
+    admin.add_gateway(hub.engine, "echo", "echo-site", "echo-gw", reissue=True)
+    first = push(old, b"not a batch")
+    assert first.status_code == 400, "read and refused before the store's check: once"
+    for _ in range(3):
+        refused = push(old, b"not a batch")
+        assert (refused.status_code, refused.json()["error"]) == (401, "invalid_token")

@@ -14,13 +14,20 @@ from edge_agent.codecs.bundle import BUNDLE_KINDS
 from edge_agent.codecs.bundle_delta import DELTA_MEDIA_TYPE, POLICY_VERSION_HEADER
 from edge_agent.records import now_ms
 from sync_server.access.policy import PolicySigner, refresh_policy
-from sync_server.api.context import Caller, Pushing, State, hub_state, pushing_gateway
+from sync_server.api.context import (
+    Caller,
+    Pusher,
+    Pushing,
+    State,
+    hub_state,
+    pushing_gateway,
+)
 from sync_server.api.limits import DoorRoute
 from sync_server.bundle_deltas import policy_delta
 from sync_server.bundles import etag, latest_bundle, latest_versions
 from sync_server.db.engine import reading
 from sync_server.db.schema import devices
-from sync_server.errors import BadRequest, NotFound, Unauthorized
+from sync_server.errors import BadRequest, NotFound
 from sync_server.gateway_facts import parse_facts
 from sync_server.ingest import ClockPolicy, PushResult, store_batch, stream_marks
 from sync_server.metrics import BUNDLES_SERVED, RECORDS_STORED
@@ -105,7 +112,8 @@ async def push(
     """Store a batch of one stream exactly once; answer with every stream's mark.
 
     Decoding and storing run on the hub's push pool: 503 with Retry-After when it is full.
-    The token is checked again in the storing transaction: refused there, it is forgotten.
+    The token is checked again in the storing transaction; a push that fails, there or
+    before (a body that does not decode), has its token forgotten by the door (``PushRoute``).
     The answer names the territory's newest policy, so a gateway holding an older one pulls
     it at once (docs/sync-protocol.md, "Policy deltas").
     """
@@ -126,11 +134,7 @@ async def push(
             token_digest=pusher.token_digest)
         return batch.record_type, stored, latest_versions(state.engine).get(gateway.territory_id)
 
-    try:
-        record_type, result, policy = await state.pushing.run(decode_and_store)
-    except Unauthorized:
-        state.tokens.forget(pusher.token_digest)
-        raise
+    record_type, result, policy = await state.pushing.run(decode_and_store)
     RECORDS_STORED.labels(record_type).inc(result.stored)
     return JSONResponse(
         {"stream": result.stream, "first_seq": result.first_seq, "last_seq": result.last_seq,
@@ -159,8 +163,32 @@ class PushRoute(DoorRoute):
 
     admitted = True
 
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        door = super().get_route_handler()
+
+        async def forgetting(request: Request) -> Response:
+            """The door, forgetting the token of a push that did not succeed: only the
+            storing transaction proves a token still holds, and a body refused before it
+            (undecodable, too large, cut off) must not keep a revoked token believed."""
+            try:
+                response = await door(request)
+            except BaseException:
+                _forget_token(request)
+                raise
+            if response.status_code != 200:
+                _forget_token(request)
+            return response
+
+        return forgetting
+
     def inner_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return _push_directly
+
+
+def _forget_token(request: Request) -> None:
+    pusher = getattr(request.state, "pusher", None)
+    if isinstance(pusher, Pusher):
+        hub_state(request).tokens.forget(pusher.token_digest)
 
 
 router.add_api_route("/streams/{stream}/batches", push, methods=["POST"],

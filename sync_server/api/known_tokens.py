@@ -5,9 +5,12 @@ the transaction that stores its batch (sync_server/ingest.py updates the gateway
 where it still holds the token). The second check is the one that admits records; the
 first only keeps a client without a valid token from having its body read. So the door
 may answer from memory: a token found valid here before passes it without a query, and
-a push then costs one connection and one transaction. A token revoked or reissued since
-fails the second check, is answered 401 like an unknown one and is forgotten here; it had
-one body read and decoded in this process after its revocation, and no more. Unknown
+a push then costs one connection and one transaction. Nothing expires an entry by time: a
+token revoked or reissued stays here until its next push, which stores nothing. That push
+fails the second check (401, like an unknown token) or fails before it (a body that does
+not decode, 400), and a push that does not succeed forgets its token here (``PushRoute``
+in api/gateway.py): after its revocation a token has one body read and decoded in each
+hub process (a few, if sent at once, each holding a push slot), and no more. Unknown
 tokens are never kept: each costs a lookup before any body is read, as every route's does.
 """
 
