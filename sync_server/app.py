@@ -21,7 +21,13 @@ from sync_server.api.push_pool import PushPool
 from sync_server.api.text_params import StorableText
 from sync_server.db.engine import open_hub_engine
 from sync_server.db.migrate import require_head
-from sync_server.errors import HubError, InvalidRows, TooManyRequests, Unavailable
+from sync_server.errors import (
+    HubError,
+    InvalidRows,
+    RequestTimeout,
+    TooManyRequests,
+    Unavailable,
+)
 from sync_server.keys import load_badge_seal, load_signing_key, with_badge_seal
 from sync_server.settings import HubSettings
 from sync_server.ui import create_ui
@@ -72,6 +78,8 @@ async def _hub_error(_: Request, exc: Exception) -> JSONResponse:
                             status_code=exc.status)
     if isinstance(exc, TooManyRequests | Unavailable):
         return _error(exc.status, exc.code, exc.detail, **{"Retry-After": str(exc.retry_after_s)})
+    if isinstance(exc, RequestTimeout):  # the rest of the body may still come: not on this
+        return _error(exc.status, exc.code, exc.detail, Connection="close")
     return _error(exc.status, exc.code, exc.detail)
 
 

@@ -161,6 +161,10 @@ def serve(
         envvar="PONTON_HUB_PUSH_QUEUE",
         help="Pushes waiting for those threads; beyond them a push gets 503 and "
              "Retry-After.")] = 12,
+    body_timeout: Annotated[float, typer.Option(
+        envvar="PONTON_HUB_BODY_TIMEOUT", min=0.1, max=3600,
+        help="Seconds a request's body may take to arrive; beyond, 408 and its push slot "
+             "is freed. Keep it above the gateways' [sync] timeout_s.")] = 60.0,
 ) -> None:
     """Serve the HTTP API.
 
@@ -173,7 +177,8 @@ def serve(
         raise SettingsError("--tls-cert and --tls-key go together, and --tls-client-ca needs "
                             "them")
     tls = HubTls(tls_cert, tls_key, tls_client_ca) if tls_cert and tls_key else None
-    SETTINGS.update(push_threads=push_threads, push_queue=push_queue)
+    SETTINGS.update(push_threads=push_threads, push_queue=push_queue,
+                    body_timeout_s=body_timeout)
     settings = hub_settings()
     os.environ["PONTON_HUB_LOG_FORMAT"] = log_format  # read by every worker too
     log_to_stderr()

@@ -15,6 +15,7 @@ the status, and the CLI into one ``error:`` line. Codes are part of the protocol
     ├── NotFound               404 not_found, no_bundle
     ├── Conflict               409 seq_conflict, stream_type, already_exists, no_policy_rules,
     │                              revoked, already_acknowledged
+    ├── RequestTimeout         408 body_timeout
     ├── TooLarge               413 too_large
     ├── UnsupportedMediaType   415 unsupported_media_type
     ├── TooManyRequests        429 too_many_attempts (carries retry_after_s)
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidField",
     "InvalidRows",
     "NotFound",
+    "RequestTimeout",
     "SettingsError",
     "TooLarge",
     "TooManyRequests",
@@ -112,6 +114,14 @@ class Conflict(HubError):
 
     status = 409
     default_code = "conflict"
+
+
+class RequestTimeout(HubError):
+    """The request's body did not arrive in time (``--body-timeout``): a link lost mid-body
+    or a client too slow to be let hold a push slot; the connection is closed."""
+
+    status = 408
+    default_code = "body_timeout"
 
 
 class TooLarge(HubError):

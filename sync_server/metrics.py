@@ -117,7 +117,8 @@ def _process_counters(pool: PushPool) -> Iterator[Metric]:
     yield refused
     yield skipped
     yield CounterMetricFamily("ponton_hub_clients_departed", "Requests whose client went "
-                              "away before its body was in.", value=departures.count)
+                              "away, or took longer than --body-timeout, before its body was "
+                              "in.", value=departures.count)
     yield CounterMetricFamily("ponton_hub_pushes_busy", "Pushes answered 503 because the "
                               "push pool was full.", value=pool.busy)
 

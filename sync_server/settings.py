@@ -46,6 +46,10 @@ class HubSettings(BaseModel):
     #: Retry-After (sync_server/api/push_pool.py).
     push_threads: int = Field(default=4, ge=1, le=64)
     push_queue: int = Field(default=12, ge=0, le=10_000)
+    #: A request's body must be in this long after its token passed, or it is answered 408
+    #: and its push slot freed: a link lost mid-body, or a client sending a byte at a time,
+    #: held the slot for as long as its connection stayed open (sync_server/api/limits.py).
+    body_timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
     @property
     def resolved_database_url(self) -> str:

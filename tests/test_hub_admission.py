@@ -2,7 +2,8 @@
 pool is answered 503 with Retry-After, the agent's client comes back after its backoff, and
 every record is then stored exactly once; bad batches are still refused whole, counted.
 
-The hub runs with one push thread and no queue, so two pushes at once already overflow it.
+The hub runs with one push thread and no queue, so two pushes at once already overflow it,
+and a body must be in within 2 s (``--body-timeout``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -38,7 +41,7 @@ _names = (f"adm{i}" for i in itertools.count())
 def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ) -> Iterator[HubProcess]:
     data_dir = tmp_path_factory.mktemp("hub")
-    serve_args = ["--push-threads", "1", "--push-queue", "0"]
+    serve_args = ["--push-threads", "1", "--push-queue", "0", "--body-timeout", "2"]
     if request.param == "sqlite":
         with start_hub(data_dir, serve_args=serve_args) as running:
             yield running
@@ -174,3 +177,35 @@ def test_a_columnar_batch_with_a_bad_reading_names_it_and_is_counted(hub: HubPro
     marks = httpx.get(f"{hub.url}/v1/gateway/streams",
                       headers={"Authorization": f"Bearer {identity['token']}"}).json()
     assert marks == {"acked": {}}, "nothing of the batch was stored"
+
+
+def test_a_body_that_stops_coming_frees_its_push_slot(hub: HubProcess) -> None:
+    """A gateway whose link dies mid-body without a word (or that sends a byte at a time)
+    looks like one still sending: it held its push slot, here the only one, for as long as
+    its connection stayed open, and every other push was answered 503 meanwhile."""
+    stalled = hub.enroll("admission", next(_names))["token"]
+    other = hub.enroll("admission", next(_names))["token"]
+    departed_before = _scrape(hub, "ponton_hub_clients_departed_total")
+    host, _, port = hub.url.removeprefix("http://").rpartition(":")
+    body = encode_readings(1, _readings(0, 0, 10))
+    with socket.create_connection((host, int(port)), timeout=30) as link:
+        link.sendall(f"POST /v1/gateway/streams/readings/batches HTTP/1.1\r\nHost: hub\r\n"
+                     f"Authorization: Bearer {stalled}\r\nContent-Type: {READINGS_TYPE}\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+        answers = []
+        deadline = time.monotonic() + 60  # bounds the loop; the hub's own deadline is 2 s
+        while time.monotonic() < deadline:
+            answer = httpx.post(f"{hub.url}/v1/gateway/streams/readings/batches", content=body,
+                                headers={"Authorization": f"Bearer {other}",
+                                         "Content-Type": READINGS_TYPE}, timeout=30)
+            answers.append(answer.status_code)
+            if answer.status_code != 503:
+                break
+            time.sleep(0.2)
+        stalled_answer = link.recv(65_536).decode()
+        assert link.recv(1) == b"", "the hub closed the stalled connection"
+    assert answers[0] == 503, "the stalled body held the only slot at first"
+    assert answers[-1] == 200, "then its deadline freed the slot"
+    assert stalled_answer.startswith("HTTP/1.1 408 ")
+    assert '"error":"body_timeout"' in stalled_answer
+    assert _scrape(hub, "ponton_hub_clients_departed_total") == departed_before + 1

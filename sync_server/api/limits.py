@@ -13,11 +13,16 @@ route, tests/test_ui_sessions.py the dashboard's). A route whose class says ``ad
 answered 503 at once.
 
 A client that goes away mid-body (a 4G gateway losing its link) is normal: one info line and
-a count in ``departures``, no answer, since nobody is left to read it.
+a count in ``departures``, no answer, since nobody is left to read it. A link lost without a
+word (no FIN, no RST) looks like a client still sending, so a body must be in within
+``--body-timeout`` of its token passing, or it is answered 408 and counted there too: without
+that, each such loss held a push slot for good, and one gateway sending a byte at a time
+held as many as it opened connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
@@ -31,7 +36,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from sync_server.api.context import AUTHENTICATIONS, bearer, hub_state
-from sync_server.errors import BadRequest, TooLarge
+from sync_server.errors import BadRequest, RequestTimeout, TooLarge
 from sync_server.json_bounds import MAX_DEPTH, ElementBudget, nested_deeper_than
 
 __all__ = ["DoorRoute", "departures"]
@@ -45,7 +50,8 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 @dataclass
 class Departures:
-    """Requests whose client went away before its body was in, since the process started."""
+    """Requests whose client went away, or took longer than ``--body-timeout``, before its
+    body was in, since the process started."""
 
     count: int = 0
 
@@ -82,7 +88,8 @@ class DoorRoute(APIRoute):
                 return await inside(request)
 
         async def inside(request: Request) -> Response:
-            limit = hub_state(request).settings.max_request_bytes
+            settings = hub_state(request).settings
+            limit = settings.max_request_bytes
             for check, prefix in checks:
                 bearer(request, prefix)  # no token at all costs no thread and no query
                 if inspect.iscoroutinefunction(check):
@@ -91,12 +98,20 @@ class DoorRoute(APIRoute):
                     await run_in_threadpool(check, request, hub_state(request))
             form = request.headers.get("content-type", "").startswith(_FORMS)
             try:
-                await _read(request, limit, json=json and not form)
+                async with asyncio.timeout(settings.body_timeout_s):
+                    await _read(request, limit, json=json and not form)
             except ClientDisconnect:
                 departures.count += 1
                 log.info("client went away mid-body on %s %s (%d such requests so far)",
                          request.method, request.url.path, departures.count)
                 return Response(status_code=400)  # nobody is left to read it
+            except TimeoutError:
+                departures.count += 1
+                log.info("no whole body within %g s on %s %s (%d such requests so far)",
+                         settings.body_timeout_s, request.method, request.url.path,
+                         departures.count)
+                raise RequestTimeout(f"the request body did not arrive within "
+                                     f"{settings.body_timeout_s:g} s") from None
             return await handler(request)
 
         return door

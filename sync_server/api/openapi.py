@@ -3,7 +3,8 @@
 FastAPI alone lists 200 and a 422 the hub never sends (validation errors leave as 400), so
 clients and fuzzers could not check the refusals. Here each operation gets its real statuses
 with the one error shape, from three sources: what every route shares (a path or query the
-stores cannot hold and a malformed request are 400, a body over the limit 413), what the
+stores cannot hold and a malformed request are 400, a body too slow 408, one over the limit
+413), what the
 route's dependencies imply (a token: 401 and a bearer security requirement), and a table of
 what each handler may refuse on purpose. A route missing from the table stops the document
 from being built, so a new route cannot ship undeclared.
@@ -134,9 +135,10 @@ _PARAMETERS: dict[str, dict[str, dict[str, Any]]] = {
                                         "(,[a-z][a-z0-9_]{0,15}=[1-9][0-9]{0,15}){0,15}$"},
     },
 }
-#: Statuses every route may answer: text the stores cannot hold or a malformed request (400)
-#: and a body over the limit (413) are refused before any handler runs.
-SHARED = (400, 413)
+#: Statuses every route may answer: text the stores cannot hold or a malformed request (400),
+#: a body not in within ``--body-timeout`` (408) and one over the limit (413) are refused
+#: before any handler runs.
+SHARED = (400, 408, 413)
 #: What each handler (by route name) refuses on purpose, besides ``SHARED`` and the 401 of
 #: its token. 404 names nothing the caller may see; 409 contradicts what is stored.
 ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
