@@ -5,8 +5,11 @@ A gateway asks ``GET /v1/gateway/bundles/policy?base=N``; it gets a delta when t
 still stores version N and the delta is much smaller than the bundle, else the full bundle
 (docs/sync-protocol.md, "Policy deltas"). Building one reads and compares two whole badge
 tables (0.3 s for 100,000 badges), and every gateway of a territory asks for the same one
-after a change, so each is built once and kept in a small cache. Stored versions never
-change, and the digest of the newest is part of the key, so a cached delta is never stale.
+after a change (the push answers name the new version), so each is built once and kept in
+a small cache; requests for a delta being built wait for it rather than build it too (forty
+threads built the same one at once, each holding its own tens of megabytes). Stored versions
+never change, and the digest of the newest is part of the key, so a cached delta is never
+stale.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ __all__ = ["DeltaCache", "policy_delta"]
 #: A delta larger than this share of the full bundle is not worth it: the bundle is sent.
 _WORTH_IT = 0.25
 _CACHED = 64
+#: Builds of different deltas that may run at once (two that share a lock queue).
+_BUILDS = 8
+
+_Key = tuple[int, int, int, str]
 
 
 class DeltaCache:
@@ -36,10 +43,15 @@ class DeltaCache:
 
     def __init__(self, size: int = _CACHED) -> None:
         self._size = size
-        self._deltas: OrderedDict[tuple[int, int, int, str], bytes | None] = OrderedDict()
+        self._deltas: OrderedDict[_Key, bytes | None] = OrderedDict()
         self._lock = threading.Lock()
+        self._builds = [threading.Lock() for _ in range(_BUILDS)]
 
-    def get(self, key: tuple[int, int, int, str]) -> tuple[bool, bytes | None]:
+    def building(self, key: _Key) -> threading.Lock:
+        """The lock a build of ``key`` holds: a second request for it waits, then finds it."""
+        return self._builds[hash(key) % len(self._builds)]
+
+    def get(self, key: _Key) -> tuple[bool, bytes | None]:
         """Whether ``key`` is known, and its delta (None: the full bundle is better)."""
         with self._lock:
             if key not in self._deltas:
@@ -47,7 +59,7 @@ class DeltaCache:
             self._deltas.move_to_end(key)
             return True, self._deltas[key]
 
-    def put(self, key: tuple[int, int, int, str], delta: bytes | None) -> None:
+    def put(self, key: _Key, delta: bytes | None) -> None:
         """Remember ``delta`` for ``key``, forgetting the oldest beyond the size."""
         with self._lock:
             self._deltas[key] = delta
@@ -74,13 +86,17 @@ def policy_delta(engine: Engine, key: SigningKey, territory: int, base: int, new
     known, delta = _CACHE.get(cache_key)
     if known:
         return delta
-    with reading(engine) as conn:
-        stored = conn.execute(select(bundles.c.envelope).where(
-            bundles.c.territory_id == territory, bundles.c.kind == "policy",
-            bundles.c.version == base)).scalar()
-    if stored is not None:
-        delta = encode_delta(key.private, json.loads(stored), json.loads(envelope))
-        if len(delta) > _WORTH_IT * len(envelope):
-            delta = None
-    _CACHE.put(cache_key, delta)
+    with _CACHE.building(cache_key):
+        known, delta = _CACHE.get(cache_key)
+        if known:
+            return delta
+        with reading(engine) as conn:
+            stored = conn.execute(select(bundles.c.envelope).where(
+                bundles.c.territory_id == territory, bundles.c.kind == "policy",
+                bundles.c.version == base)).scalar()
+        if stored is not None:
+            delta = encode_delta(key.private, json.loads(stored), json.loads(envelope))
+            if len(delta) > _WORTH_IT * len(envelope):
+                delta = None
+        _CACHE.put(cache_key, delta)
     return delta
