@@ -120,7 +120,8 @@ def _process_counters(pool: PushPool) -> Iterator[Metric]:
                               "away, or took longer than --body-timeout, before its body was "
                               "in.", value=departures.count)
     yield CounterMetricFamily("ponton_hub_pushes_busy", "Pushes answered 503 because the "
-                              "push pool was full.", value=pool.busy)
+                              "push pool was full, or their gateway held its share of it.",
+                              value=pool.busy)
 
 
 def exposition(engine: Engine, pool: PushPool) -> bytes:

@@ -27,6 +27,7 @@ from edge_agent.store import Batch
 from edge_agent.sync.client import HubClient
 from edge_agent.sync.loop import backoff_delay
 from sync_server import admin
+from sync_server.api.push_pool import PER_GATEWAY
 from sync_server.db.schema import gateways, readings, streams
 from tests.helpers.hub import HubProcess, start_hub
 from tests.test_sync_agent import an_identity
@@ -52,6 +53,24 @@ def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     with fresh_database("admission") as url, start_hub(data_dir, url,
                                                        serve_args=serve_args) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    """A hub with room for five pushes at once (the share of a gateway is store-blind)."""
+    serve_args = ["--push-threads", "1", "--push-queue", "4", "--body-timeout", "30"]
+    with start_hub(tmp_path_factory.mktemp("roomy"), serve_args=serve_args) as running:
+        yield running
+
+
+def _stall(hub: HubProcess, token: str, body: bytes) -> socket.socket:
+    """A push whose body stops after five bytes: its connection, for the answer."""
+    host, _, port = hub.url.removeprefix("http://").rpartition(":")
+    link = socket.create_connection((host, int(port)), timeout=30)
+    link.sendall(f"POST /v1/gateway/streams/readings/batches HTTP/1.1\r\nHost: hub\r\n"
+                 f"Authorization: Bearer {token}\r\nContent-Type: {READINGS_TYPE}\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+    return link
 
 
 def _scrape(hub: HubProcess, name: str, **labels: str) -> float:
@@ -186,12 +205,8 @@ def test_a_body_that_stops_coming_frees_its_push_slot(hub: HubProcess) -> None:
     stalled = hub.enroll("admission", next(_names))["token"]
     other = hub.enroll("admission", next(_names))["token"]
     departed_before = _scrape(hub, "ponton_hub_clients_departed_total")
-    host, _, port = hub.url.removeprefix("http://").rpartition(":")
     body = encode_readings(1, _readings(0, 0, 10))
-    with socket.create_connection((host, int(port)), timeout=30) as link:
-        link.sendall(f"POST /v1/gateway/streams/readings/batches HTTP/1.1\r\nHost: hub\r\n"
-                     f"Authorization: Bearer {stalled}\r\nContent-Type: {READINGS_TYPE}\r\n"
-                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
+    with _stall(hub, stalled, body) as link:
         answers = []
         deadline = time.monotonic() + 60  # bounds the loop; the hub's own deadline is 2 s
         while time.monotonic() < deadline:
@@ -209,3 +224,35 @@ def test_a_body_that_stops_coming_frees_its_push_slot(hub: HubProcess) -> None:
     assert stalled_answer.startswith("HTTP/1.1 408 ")
     assert '"error":"body_timeout"' in stalled_answer
     assert _scrape(hub, "ponton_hub_clients_departed_total") == departed_before + 1
+
+
+def test_one_gateway_cannot_hold_every_push_slot(roomy: HubProcess) -> None:
+    """A gateway opening connection after connection and sending slowly (a stolen box) holds
+    its share of the slots, not all five: its next push is answered 503 before its body is
+    read, and another gateway's pushes still go in."""
+    hog = roomy.enroll("admission", next(_names))["token"]
+    other = roomy.enroll("admission", next(_names))["token"]
+    body = encode_readings(1, _readings(0, 0, 10))
+    held = [_stall(roomy, hog, body) for _ in range(PER_GATEWAY)]
+    try:
+        time.sleep(0.5)  # the stalled pushes passed the door and wait for their bodies
+        with _stall(roomy, hog, body) as refused:
+            answer = refused.recv(65_536).decode()
+        assert answer.startswith("HTTP/1.1 503 "), answer
+        assert "Retry-After: 1" in answer.replace("retry-after", "Retry-After")
+        assert '"error":"busy"' in answer
+        pushed = httpx.post(f"{roomy.url}/v1/gateway/streams/readings/batches", content=body,
+                            headers={"Authorization": f"Bearer {other}",
+                                     "Content-Type": READINGS_TYPE}, timeout=30)
+        assert pushed.status_code == 200, pushed.text
+    finally:
+        for link in held:
+            link.close()
+    for _ in range(100):  # the hub sees the stalled pushes go: their slots come back
+        again = httpx.post(f"{roomy.url}/v1/gateway/streams/readings/batches", content=body,
+                           headers={"Authorization": f"Bearer {hog}",
+                                    "Content-Type": READINGS_TYPE}, timeout=30)
+        if again.status_code != 503:
+            break
+        time.sleep(0.1)
+    assert again.status_code == 200, again.text

@@ -181,6 +181,10 @@ class PushRoute(DoorRoute):
 
         return forgetting
 
+    def holder(self, request: Request) -> int | None:
+        pusher = getattr(request.state, "pusher", None)
+        return pusher.gateway.id if isinstance(pusher, Pusher) else None
+
     def inner_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return _push_directly
 

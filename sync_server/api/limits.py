@@ -10,7 +10,8 @@ by piece (sync_server/json_bounds.py); forms are bounded in bytes. Nothing else 
 for a new route: declaring its token dependency is enough (tests/test_hub_door.py walks every
 route, tests/test_ui_sessions.py the dashboard's). A route whose class says ``admitted``
 (the push's) first takes a slot of the push pool (sync_server/api/push_pool.py), or is
-answered 503 at once.
+answered 503 at once; once its token passed, the slot is claimed for its ``holder`` (a
+gateway holding its share already is answered 503 too, before its body is read).
 
 A client that goes away mid-body (a 4G gateway losing its link) is normal: one info line and
 a count in ``departures``, no answer, since nobody is left to read it. A link lost without a
@@ -96,6 +97,8 @@ class DoorRoute(APIRoute):
                     await check(request, hub_state(request))
                 else:
                     await run_in_threadpool(check, request, hub_state(request))
+            if admitted and (holder := self.holder(request)) is not None:
+                hub_state(request).pushing.claim(holder)
             form = request.headers.get("content-type", "").startswith(_FORMS)
             try:
                 async with asyncio.timeout(settings.body_timeout_s):
@@ -115,6 +118,10 @@ class DoorRoute(APIRoute):
             return await handler(request)
 
         return door
+
+    def holder(self, request: Request) -> int | None:
+        """Who the push slot is held for, once the token passed (``admitted`` routes)."""
+        return None
 
     def inner_handler(self) -> _Handler:
         """What serves the request once the door let it in: FastAPI's own handler."""
