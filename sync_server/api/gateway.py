@@ -27,7 +27,7 @@ from sync_server.bundle_deltas import policy_delta
 from sync_server.bundles import etag, latest_bundle, latest_versions
 from sync_server.db.engine import reading
 from sync_server.db.schema import devices
-from sync_server.errors import BadRequest, NotFound
+from sync_server.errors import BadRequest, NotFound, Unavailable
 from sync_server.gateway_facts import parse_facts
 from sync_server.ingest import ClockPolicy, PushResult, store_batch, stream_marks
 from sync_server.metrics import BUNDLES_SERVED, RECORDS_STORED
@@ -169,9 +169,12 @@ class PushRoute(DoorRoute):
         async def forgetting(request: Request) -> Response:
             """The door, forgetting the token of a push that did not succeed: only the
             storing transaction proves a token still holds, and a body refused before it
-            (undecodable, too large, cut off) must not keep a revoked token believed."""
+            (undecodable, too large, cut off) must not keep a revoked token believed. A
+            push turned away busy (503) had no body read: its token is kept."""
             try:
                 response = await door(request)
+            except Unavailable:
+                raise
             except BaseException:
                 _forget_token(request)
                 raise
