@@ -256,3 +256,16 @@ def test_one_gateway_cannot_hold_every_push_slot(roomy: HubProcess) -> None:
             break
         time.sleep(0.1)
     assert again.status_code == 200, again.text
+
+
+def test_a_dashboard_form_that_stops_coming_is_answered_408_and_closed(hub: HubProcess) -> None:
+    host, _, port = hub.url.removeprefix("http://").rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=30) as link:
+        link.sendall(b"POST /ui/signin HTTP/1.1\r\nHost: hub\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: 100\r\n\r\ntoken=")
+        answer = b""
+        while chunk := link.recv(65_536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"connection: close" in answer.lower()

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sync_server.api.context import HubState
-from sync_server.errors import HubError, TooManyRequests
+from sync_server.errors import HubError, RequestTimeout, TooManyRequests
 from sync_server.ui.headers import SecurityHeaders
 from sync_server.ui.pages import PAGES
 from sync_server.ui.web import NavEntry, SignInRequired, UiState, render, to_page, ui_path
@@ -65,7 +65,7 @@ def _error_page(request: Request, status: int, code: str, detail: str,
 async def _hub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HubError)
     headers = ({"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyRequests)
-               else {})
+               else {"Connection": "close"} if isinstance(exc, RequestTimeout) else {})
     return _error_page(request, exc.status, exc.code, exc.detail, **headers)
 
 
