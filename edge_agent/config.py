@@ -77,7 +77,9 @@ class GatewaySection(Strict, frozen=True, kw_only=True):
 class OutboxSection(Strict, frozen=True, kw_only=True):
     """Local storage bounds."""
 
-    quota_mb: Annotated[float, Meta(gt=0, description="Disk the outbox may use.")] = 1024.0
+    #: At most 1 TiB: an unbounded quota (``inf``) passed here and crashed the agent's start.
+    quota_mb: Annotated[float, Meta(gt=0, le=1_048_576, description="Disk the outbox may use.")
+                        ] = 1024.0
 
 
 class SyncSection(Strict, frozen=True, kw_only=True):
@@ -578,12 +580,19 @@ def load_config(path: Path) -> GatewayConfig:
     checks run even when fields are wrong, so a second pass finds nothing new.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
         data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save "
+                          "the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     source = locate_toml(text, data)
     try:
         config = validate(GatewayConfig, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,39 @@ def test_cross_checks_report_together_with_lines(tmp_path: Path) -> None:
     assert ("gateway.toml:24: devices[berth-a12].quantities: profile eastron-sdm120 has no "
             "quantity 'active_powr'; did you mean 'active_power'?") in message
     assert "gateway.toml:29: devices[feeder].profile: no device profile 'eastron-sdm63'" in message
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("quota_mb = 64", "quota_mb = inf",
+     "outbox.quota_mb: Input should be less than or equal to 1048576"),
+    ('data_dir = "var"', 'data_dir = "var\\u0000x"', "gateway.data_dir: a path cannot hold a NUL"),
+    ('profile = "eastron-sdm120"', f'profile = "{"m" * 300}"', "no device profile 'mmm"),
+], ids=["infinite-quota", "nul-in-a-path", "profile-name-too-long"])
+def test_values_that_broke_the_agent_later_are_refused_when_loading(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    """Each of these loaded, then crashed the agent with a traceback (an infinite quota at
+    start, a NUL at the first open) or crashed the loading itself (a file name too long)."""
+    assert old in VALID
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(_write(tmp_path, VALID.replace(old, new, 1)))
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_bytes(VALID.replace('"var"', '"donn\xe9es"').encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"gateway\.toml:4: not UTF-8 text \(byte 0xe9\); "
+                                          "save the file as UTF-8"):
+        load_config(path)
+
+
+def test_a_profiles_dir_holding_a_file_that_is_not_utf8_still_explains_a_missing_profile(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "old.yaml").write_bytes("model: compteur \xe9lectrique\n"
+                                                 .encode("latin-1"))
+    text = VALID.replace('data_dir = "var"', 'data_dir = "var"\nprofiles_dir = "site"').replace(
+        'profile = "eastron-sdm630"', 'profile = "eastron-sdm63"')
+    with pytest.raises(ConfigError, match="did you mean 'eastron-sdm630'"):
+        load_config(_write(tmp_path, text))
