@@ -219,3 +219,20 @@ async def test_requests_go_under_the_hub_urls_path_with_their_query_and_body() -
     assert b'if-none-match: "policy-3"' in hub.heads[0].lower()
     assert hub.bodies[1] == b'{"devices":[]}'
     assert b"content-type: application/json" in hub.heads[1].lower()
+
+
+async def test_bytes_after_an_answer_end_its_connection_and_never_answer_the_next_request(
+) -> None:
+    """An answer whose body runs past its Content-Length (a broken proxy, a hub answering
+    twice): what follows would be read as the answer to the next request, on any stream."""
+    stale = answer(b'{"acked": {"readings": 99}}')
+
+    def script(connection: int, _number: int) -> tuple[bytes, Ending]:
+        if connection == 0:
+            return answer() + stale, "keep"
+        return answer(b'{"acked": {"readings": 7}}'), "keep"
+
+    async with scripted_hub(script) as hub, HubClient(an_identity(hub.url)) as client:
+        assert await client.acked() == {"readings": 5}
+        assert await client.acked() == {"readings": 7}
+    assert hub.connections == 2

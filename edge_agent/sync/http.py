@@ -140,7 +140,7 @@ class HubConnection:
                      body: bytes = b"") -> AsyncIterator[Streamed]:
         """Send one request (``path`` after the base URL's own, query included) and give its
         answer, head read and body to stream; the connection is kept only if the body was
-        read to its end."""
+        read to its end and nothing came after it."""
         where = f"{method} {path}"
         async with self._turn:
             try:
@@ -160,9 +160,12 @@ class HubConnection:
             except BaseException:
                 await self._drop()
                 raise
-            if self._link is not None and self._link.state.our_state is h11.DONE \
-                    and self._link.state.their_state is h11.DONE:
-                self._link.state.start_next_cycle()
+            # Bytes past the end of the answer (a body longer than its Content-Length)
+            # would be read as the answer to the next request: such a connection is dropped.
+            link = self._link
+            if link is not None and link.state.our_state is h11.DONE \
+                    and link.state.their_state is h11.DONE and not link.state.trailing_data[0]:
+                link.state.start_next_cycle()
             else:
                 await self._drop()
 
