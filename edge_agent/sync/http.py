@@ -107,7 +107,7 @@ class HubConnection:
     """Requests to the hub at ``base_url`` over one kept-alive connection.
 
     ``headers`` go with every request; ``timeout_s`` bounds connecting (TLS handshake
-    included), each write and each read.
+    included), each write, the answer's head as a whole and each read of its body.
     """
 
     def __init__(self, base_url: str, *, ssl_context: ssl.SSLContext, timeout_s: float,
@@ -209,13 +209,16 @@ class HubConnection:
         link.writer.write(wire)
         async with asyncio.timeout(self._timeout_s):
             await link.writer.drain()
-        while True:
-            event = await self._next_event(link)
-            if isinstance(event, h11.Response):
-                link.answering = True
-                break
-            if not isinstance(event, h11.InformationalResponse):
-                raise ConnectionResetError("the connection closed without an answer")
+        # The head as a whole, 1xx heads included, within the timeout: each read has its
+        # own, which a hub dripping a byte at a time (or 100 Continue for ever) never hits.
+        async with asyncio.timeout(self._timeout_s):
+            while True:
+                event = await self._next_event(link)
+                if isinstance(event, h11.Response):
+                    link.answering = True
+                    break
+                if not isinstance(event, h11.InformationalResponse):
+                    raise ConnectionResetError("the connection closed without an answer")
         answer = Headers([(name.decode("latin-1"), value.decode("latin-1"))
                           for name, value in event.headers])
         return Streamed(event.status_code, answer, self._body(link))
