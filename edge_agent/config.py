@@ -34,7 +34,13 @@ from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.parking.config import CarParkConfig, car_park_problem
-from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
+from edge_agent.profiles import (
+    DeviceProfile,
+    LoraProfile,
+    load_lora_profile,
+    load_profile,
+    load_reader_profile,
+)
 from edge_agent.rules.models import LatchAction, RuleConfig, latch_conflict, rule_problem
 from edge_agent.schema import Invalid, Strict, at_field, validate
 from edge_agent.toml_source import locate_toml
@@ -510,6 +516,20 @@ def _check_lora_profiles(config: GatewayConfig, path: Path, source: LocatedYaml)
     return problems
 
 
+def _check_reader_profiles(config: GatewayConfig, path: Path, source: LocatedYaml
+                           ) -> list[str]:
+    """A badge reader's profile that does not exist (``run`` refuses it at start: validating
+    must say so first)."""
+    extra = [config.gateway.profiles_dir] if config.gateway.profiles_dir else []
+    problems = []
+    for index, reader in enumerate(config.readers):
+        try:
+            load_reader_profile(reader.profile, extra_dirs=extra)
+        except ProfileError as exc:
+            problems.append(f"{located(path, source, ('readers', index, 'profile'))}: {exc}")
+    return problems
+
+
 def _check_profiles(config: GatewayConfig, path: Path, source: LocatedYaml) -> list[str]:
     """A device's profile that does not exist, or a quantity its profile lacks."""
     problems = []
@@ -610,7 +630,8 @@ def load_config(path: Path) -> GatewayConfig:
     lora = [msgspec.structs.replace(lora_source, ca_file=path.parent / lora_source.ca_file)
             if lora_source.ca_file else lora_source for lora_source in config.lora]
     config = msgspec.structs.replace(config, gateway=gateway, sync=sync, lora=lora)
-    problems = _check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
+    problems = (_check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
+                + _check_reader_profiles(config, path, source))
     if not problems:  # the car parks' inputs need every profile
         problems = _check_car_park_inputs(config, path, source)
     if problems:

@@ -187,3 +187,34 @@ def test_a_profiles_dir_holding_a_file_that_is_not_utf8_still_explains_a_missing
         'profile = "eastron-sdm630"', 'profile = "eastron-sdm63"')
     with pytest.raises(ConfigError, match="did you mean 'eastron-sdm630'"):
         load_config(_write(tmp_path, text))
+
+
+def test_a_badge_reader_profile_that_does_not_exist_is_found_when_validating(
+    tmp_path: Path,
+) -> None:
+    """``run`` refused it at start while ``config validate`` said the file was fine."""
+    text = VALID.replace("[[devices]]", """[[devices]]
+name = "relays"
+bus = "switchboard"
+profile = "waveshare-relay-8ch"
+unit = 9
+
+[[gates]]
+name = "gate-a"
+relay = "relays"
+channel = 1
+
+[[readers]]
+name = "r1"
+profile = "rdm630"
+port = "/dev/ttyUSB1"
+gate = "gate-a"
+
+[[devices]]""", 1)
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    line = text.splitlines().index('profile = "rdm630"') + 1
+    assert (f"gateway.toml:{line}: readers[r1].profile: no badge reader profile 'rdm630'"
+            in str(caught.value))
+    assert "did you mean 'rdm6300'?" in str(caught.value)
