@@ -148,7 +148,8 @@ class BusConfig(Strict, frozen=True, kw_only=True):
     rtu_over_tcp: bool = False
     local_echo: Annotated[bool, Meta(
         description="The RS-485 adapter echoes what it sends; drop the echo.")] = False
-    baudrate: Annotated[int, Meta(gt=0)] = 9600
+    #: At most 12 Mbaud, the fastest USB serial adapters: pyserial overflows past 2**31.
+    baudrate: Annotated[int, Meta(gt=0, le=12_000_000)] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     timeout_ms: Annotated[float, Meta(gt=0, le=10_000)] = 500.0

@@ -158,12 +158,15 @@ def test_cross_checks_report_together_with_lines(tmp_path: Path) -> None:
      "outbox.quota_mb: Input should be less than or equal to 1048576"),
     ('data_dir = "var"', 'data_dir = "var\\u0000x"', "gateway.data_dir: a path cannot hold a NUL"),
     ('profile = "eastron-sdm120"', f'profile = "{"m" * 300}"', "no device profile 'mmm"),
-], ids=["infinite-quota", "nul-in-a-path", "profile-name-too-long"])
+    ("baudrate = 9600", "baudrate = 96000000000",
+     "buses[pontoon-a].baudrate: Input should be less than or equal to 12000000"),
+], ids=["infinite-quota", "nul-in-a-path", "profile-name-too-long", "baudrate-past-a-c-long"])
 def test_values_that_broke_the_agent_later_are_refused_when_loading(
     tmp_path: Path, old: str, new: str, expected: str
 ) -> None:
     """Each of these loaded, then crashed the agent with a traceback (an infinite quota at
-    start, a NUL at the first open) or crashed the loading itself (a file name too long)."""
+    start, a NUL at the first open, a baud rate pyserial cannot pass to the kernel at every
+    poll) or crashed the loading itself (a file name too long)."""
     assert old in VALID
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(_write(tmp_path, VALID.replace(old, new, 1)))
