@@ -279,3 +279,41 @@ async def test_a_head_that_never_ends_is_unreachable_after_the_timeout() -> None
         for task in set(handlers):
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def test_a_small_answer_dripped_a_byte_at_a_time_is_unreachable_after_the_timeout(
+) -> None:
+    """Acknowledgements and refusals are a few hundred bytes: each piece within the read
+    timeout must not stretch one to hours (256 KiB at a byte per timeout)."""
+    body = b'{"acked": {"readings": 5}, "padding": "' + b"x" * 2000 + b'"}'
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer(body)[:-len(body)])
+            for byte in body:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            handlers.discard(task)
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with HubClient(an_identity(url), timeout_s=0.5) as client, asyncio.timeout(10):
+            with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
+                await client.acked()
+    finally:
+        server.close()
+        await server.wait_closed()
+        for task in set(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
