@@ -160,13 +160,17 @@ def test_cross_checks_report_together_with_lines(tmp_path: Path) -> None:
     ('profile = "eastron-sdm120"', f'profile = "{"m" * 300}"', "no device profile 'mmm"),
     ("baudrate = 9600", "baudrate = 96000000000",
      "buses[pontoon-a].baudrate: Input should be less than or equal to 12000000"),
-], ids=["infinite-quota", "nul-in-a-path", "profile-name-too-long", "baudrate-past-a-c-long"])
+    ("quota_mb = 64", "quota_mb = 64\nx = " + "[" * 3000 + "]" * 3000,
+     "invalid TOML: nested too deeply"),
+], ids=["infinite-quota", "nul-in-a-path", "profile-name-too-long", "baudrate-past-a-c-long",
+        "nested-too-deeply"])
 def test_values_that_broke_the_agent_later_are_refused_when_loading(
     tmp_path: Path, old: str, new: str, expected: str
 ) -> None:
     """Each of these loaded, then crashed the agent with a traceback (an infinite quota at
     start, a NUL at the first open, a baud rate pyserial cannot pass to the kernel at every
-    poll) or crashed the loading itself (a file name too long)."""
+    poll) or crashed the loading itself (a file name too long, arrays nested past Python's
+    recursion limit)."""
     assert old in VALID
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(_write(tmp_path, VALID.replace(old, new, 1)))
