@@ -1,5 +1,8 @@
 """A reply that does not answer the request is refused on both Modbus paths.
 
+Reads must come back from the function asked with the number of values asked; FC15 (set
+coils) must echo its address and count, as a relay board's proof it took the command.
+
 A scripted device answers every read with a reply built from the request: right, or to
 another function, or with another number of values (a late reply to another read of the
 same unit looks just like that on RTU, which carries no transaction id). On Modbus TCP it
@@ -56,8 +59,8 @@ async def tcp_device(reply: Reply) -> AsyncIterator[LinkSettings]:
         try:
             while True:
                 tid, _protocol, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
-                function, address, count = struct.unpack(">BHH",
-                                                          await reader.readexactly(length - 1))
+                function, address, count = struct.unpack_from(
+                    ">BHH", await reader.readexactly(length - 1))
                 pdu = reply(function, address, count)
                 writer.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -92,9 +95,12 @@ async def rtu_device(reply: Reply) -> AsyncIterator[LinkSettings]:
             received.extend(os.read(master, 256))
         except BlockingIOError:
             return
-        while len(received) >= 8:  # a read request: unit, function, address, count, CRC
+        while len(received) >= 8:  # unit, function, address, count, [byte count, bits], CRC
             unit, function, address, count = struct.unpack(">BBHH", received[:6])
-            del received[:8]
+            size = 8 if function != 15 else 9 + received[6] if len(received) > 6 else 0
+            if not size or len(received) < size:
+                return
+            del received[:size]
             frame = bytes([unit]) + reply(function, address, count)
             os.write(master, frame + crc16(frame))
 
@@ -118,6 +124,33 @@ async def read_with(transport: Literal["tcp", "rtu"], reply: Reply, count: int =
         try:
             await link.open()
             return await link.read(RegisterKind.HOLDING, 100, count, unit=7)
+        finally:
+            link.close()
+
+
+def echo(function: int, address: int, count: int) -> bytes:
+    """The reply to FC15: its function, address and count."""
+    return struct.pack(">BHH", function, address, count)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+@pytest.mark.parametrize("reply", [
+    pytest.param(echo, id="echo"),
+    pytest.param(lambda f, a, c: echo(f, a + 1, c), id="another-address"),
+    pytest.param(lambda f, a, c: echo(f, a, c - 1), id="another-count"),
+])
+async def test_coils_are_set_only_when_the_reply_echoes_the_request(
+    transport: Literal["tcp", "rtu"], reply: Reply
+) -> None:
+    async with DEVICES[transport](reply) as settings:
+        link = ModbusLink(settings)
+        try:
+            await link.open()
+            if reply is echo:
+                await link.write_coils(16, [True, False, True], unit=7)
+            else:
+                with pytest.raises(FrameError, match="does not echo"):
+                    await link.write_coils(16, [True, False, True], unit=7)
         finally:
             link.close()
 

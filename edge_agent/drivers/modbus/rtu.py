@@ -186,9 +186,16 @@ class RtuLine:
         return reply.address, reply.value
 
     async def write_coils(self, address: int, values: Sequence[bool], unit: int) -> None:
-        """Set consecutive coils in one request (FC15)."""
-        await self._execute(lambda: self._client.write_coils(address, values, device_id=unit),
-                            unit)
+        """Set consecutive coils in one request (FC15); FrameError unless the reply echoes
+        its address and count, as on Modbus TCP."""
+        reply = await self._execute(
+            lambda: self._client.write_coils(address, values, device_id=unit), unit)
+        echoed = (reply.function_code, getattr(reply, "address", None),
+                  getattr(reply, "count", None))
+        if echoed != (15, address, len(values)):
+            raise FrameError(f"reply to FC15 does not echo address {address} and "
+                             f"{len(values)} coils: function {echoed[0]}, address {echoed[1]}, "
+                             f"count {echoed[2]}", device=f"unit {unit}", bus=self.settings.name)
 
     async def _execute(self, call: Callable[[], Awaitable[ModbusPDU]], unit: int) -> ModbusPDU:
         """Run one pymodbus call; every error it can raise leaves as a DeviceError.
