@@ -165,6 +165,9 @@ class BusConfig(Strict, frozen=True, kw_only=True):
         if value is not None and (match is None or not 1 <= int(match.group(1)) <= 65535):
             raise at_field("tcp", f"'{value}' is not HOST:PORT, e.g. \"192.168.1.40:502\"",
                            value)
+        if value is not None and not _resolvable(value.rpartition(":")[0]):
+            raise at_field("tcp", f"'{value}' has a host name with an empty label (plc..lan) or "
+                           "one longer than 63 characters", value)
         if (self.serial is None) == (self.tcp is None):
             raise ValueError("give exactly one of serial = \"/dev/ttyUSB0\" or tcp = \"host:502\"")
 
@@ -478,6 +481,15 @@ class GatewayConfig(Strict, frozen=True, kw_only=True):
         """The device's profile (ProfileError when it does not exist)."""
         extra = [self.gateway.profiles_dir] if self.gateway.profiles_dir else []
         return load_profile(device.profile, extra_dirs=extra)
+
+
+def _resolvable(host: str) -> bool:
+    """Whether the resolver takes ``host`` at all (it raises UnicodeError otherwise)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _no_duplicates(what: str, values: list[str]) -> None:

@@ -79,6 +79,8 @@ def test_valid_file_loads_with_data_dir_beside_it(tmp_path: Path) -> None:
          "devices[berth-a12].quantities: List should have at least 1 item"),
         ('tcp = "192.168.1.40:502"', 'serial = "/dev/../dev/ttyUSB0"',
          "buses pontoon-a and switchboard both use /dev/../dev/ttyUSB0; one serial line is one"),
+        ('tcp = "192.168.1.40:502"', 'tcp = "plc..local:502"',
+         "buses[switchboard].tcp: 'plc..local:502' has a host name with an empty label"),
         ('tcp = "192.168.1.40:502"', 'tcp = "192.168.1.40"',
          "buses[switchboard].tcp: '192.168.1.40' is not HOST:PORT, e.g. \"192.168.1.40:502\""),
         ('baudrate = 9600', 'baudrat = 9600',
