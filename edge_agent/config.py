@@ -301,6 +301,14 @@ class LoraConfig(Strict, frozen=True, kw_only=True):
                 raise at_field("application_ids",
                                f"application id {value!r} is not a ChirpStack id (a UUID)",
                                value)
+        # Checked here, not first by `run` at start; the MQTT client is loaded for [[lora]]
+        # gateways only, as at run time.
+        from edge_agent.drivers.lora.mqtt import parse_broker_url  # noqa: PLC0415
+
+        try:
+            parse_broker_url(self.broker)
+        except ConfigError as exc:
+            raise at_field("broker", str(exc), self.broker) from None
 
 
 class TicConfig(Strict, frozen=True, kw_only=True):

@@ -227,3 +227,16 @@ gate = "gate-a"
     assert (f"gateway.toml:{line}: readers[r1].profile: no badge reader profile 'rdm630'"
             in str(caught.value))
     assert "did you mean 'rdm6300'?" in str(caught.value)
+
+
+def test_a_lora_broker_url_that_is_not_one_is_found_when_validating(tmp_path: Path) -> None:
+    """``run`` refused it at start while ``config validate`` said the file was fine."""
+    text = VALID + """
+[[lora]]
+broker = "broker.lan:1883"
+application_ids = ["app1"]
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert ("lora.0.broker: broker 'broker.lan:1883' is not mqtt://HOST[:PORT] or "
+            "mqtts://HOST[:PORT]") in str(caught.value)
