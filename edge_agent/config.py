@@ -34,7 +34,13 @@ from edge_agent.drivers.modbus.bus import BusPolicy
 from edge_agent.drivers.modbus.link import LinkSettings
 from edge_agent.errors import ConfigError, ProfileError
 from edge_agent.parking.config import CarParkConfig, car_park_problem
-from edge_agent.profiles import DeviceProfile, LoraProfile, load_lora_profile, load_profile
+from edge_agent.profiles import (
+    DeviceProfile,
+    LoraProfile,
+    load_lora_profile,
+    load_profile,
+    load_reader_profile,
+)
 from edge_agent.rules.models import LatchAction, RuleConfig, latch_conflict, rule_problem
 from edge_agent.schema import Invalid, Strict, at_field, validate
 from edge_agent.toml_source import locate_toml
@@ -77,7 +83,9 @@ class GatewaySection(Strict, frozen=True, kw_only=True):
 class OutboxSection(Strict, frozen=True, kw_only=True):
     """Local storage bounds."""
 
-    quota_mb: Annotated[float, Meta(gt=0, description="Disk the outbox may use.")] = 1024.0
+    #: At most 1 TiB: an unbounded quota (``inf``) passed here and crashed the agent's start.
+    quota_mb: Annotated[float, Meta(gt=0, le=1_048_576, description="Disk the outbox may use.")
+                        ] = 1024.0
 
 
 class SyncSection(Strict, frozen=True, kw_only=True):
@@ -140,7 +148,8 @@ class BusConfig(Strict, frozen=True, kw_only=True):
     rtu_over_tcp: bool = False
     local_echo: Annotated[bool, Meta(
         description="The RS-485 adapter echoes what it sends; drop the echo.")] = False
-    baudrate: Annotated[int, Meta(gt=0)] = 9600
+    #: At most 12 Mbaud, the fastest USB serial adapters: pyserial overflows past 2**31.
+    baudrate: Annotated[int, Meta(gt=0, le=12_000_000)] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     timeout_ms: Annotated[float, Meta(gt=0, le=10_000)] = 500.0
@@ -156,6 +165,9 @@ class BusConfig(Strict, frozen=True, kw_only=True):
         if value is not None and (match is None or not 1 <= int(match.group(1)) <= 65535):
             raise at_field("tcp", f"'{value}' is not HOST:PORT, e.g. \"192.168.1.40:502\"",
                            value)
+        if value is not None and not _resolvable(value.rpartition(":")[0]):
+            raise at_field("tcp", f"'{value}' has a host name with an empty label (plc..lan) or "
+                           "one longer than 63 characters", value)
         if (self.serial is None) == (self.tcp is None):
             raise ValueError("give exactly one of serial = \"/dev/ttyUSB0\" or tcp = \"host:502\"")
 
@@ -289,6 +301,14 @@ class LoraConfig(Strict, frozen=True, kw_only=True):
                 raise at_field("application_ids",
                                f"application id {value!r} is not a ChirpStack id (a UUID)",
                                value)
+        # Checked here, not first by `run` at start; the MQTT client is loaded for [[lora]]
+        # gateways only, as at run time.
+        from edge_agent.drivers.lora.mqtt import parse_broker_url  # noqa: PLC0415
+
+        try:
+            parse_broker_url(self.broker)
+        except ConfigError as exc:
+            raise at_field("broker", str(exc), self.broker) from None
 
 
 class TicConfig(Strict, frozen=True, kw_only=True):
@@ -471,6 +491,15 @@ class GatewayConfig(Strict, frozen=True, kw_only=True):
         return load_profile(device.profile, extra_dirs=extra)
 
 
+def _resolvable(host: str) -> bool:
+    """Whether the resolver takes ``host`` at all (it raises UnicodeError otherwise)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
+
+
 def _no_duplicates(what: str, values: list[str]) -> None:
     seen: set[str] = set()
     for value in values:
@@ -505,6 +534,20 @@ def _check_lora_profiles(config: GatewayConfig, path: Path, source: LocatedYaml)
             if error is not None:
                 where = located(path, source, ("lora", s_index, "devices", index, "profile"))
                 problems.append(f"{where}: {error}")
+    return problems
+
+
+def _check_reader_profiles(config: GatewayConfig, path: Path, source: LocatedYaml
+                           ) -> list[str]:
+    """A badge reader's profile that does not exist (``run`` refuses it at start: validating
+    must say so first)."""
+    extra = [config.gateway.profiles_dir] if config.gateway.profiles_dir else []
+    problems = []
+    for index, reader in enumerate(config.readers):
+        try:
+            load_reader_profile(reader.profile, extra_dirs=extra)
+        except ProfileError as exc:
+            problems.append(f"{located(path, source, ('readers', index, 'profile'))}: {exc}")
     return problems
 
 
@@ -578,12 +621,19 @@ def load_config(path: Path) -> GatewayConfig:
     checks run even when fields are wrong, so a second pass finds nothing new.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
         data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x}); save "
+                          "the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: nested too deeply") from None
     source = locate_toml(text, data)
     try:
         config = validate(GatewayConfig, data)
@@ -601,7 +651,8 @@ def load_config(path: Path) -> GatewayConfig:
     lora = [msgspec.structs.replace(lora_source, ca_file=path.parent / lora_source.ca_file)
             if lora_source.ca_file else lora_source for lora_source in config.lora]
     config = msgspec.structs.replace(config, gateway=gateway, sync=sync, lora=lora)
-    problems = _check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
+    problems = (_check_profiles(config, path, source) + _check_lora_profiles(config, path, source)
+                + _check_reader_profiles(config, path, source))
     if not problems:  # the car parks' inputs need every profile
         problems = _check_car_park_inputs(config, path, source)
     if problems:

@@ -67,8 +67,11 @@ def _plain(problem: Problem) -> str:
 
 
 def _decode(kind: type, value: Any) -> Any:
-    """Paths are written as text (or given as paths)."""
+    """Paths are written as text (or given as paths); no path holds a NUL, which every
+    system call refuses (a ValueError when the agent first opens it, long after loading)."""
     if kind is Path and isinstance(value, str | Path):
+        if "\0" in str(value):
+            raise ValueError("a path cannot hold a NUL character (\\u0000)")
         return Path(value)
     raise TypeError(f"Expected `{getattr(kind, '__name__', kind)}`, got `{type(value).__name__}`")
 
@@ -230,7 +233,7 @@ def _constraint(text: str) -> str | None:
     bound = _BOUND.match(text)
     if bound:
         limit = float(bound.group(3))
-        shown = f"{limit:g}" if limit.is_integer() else bound.group(3)
+        shown = str(int(limit)) if limit.is_integer() else bound.group(3)  # never 1.04858e+06
         return f"Input should be {_WORDS[bound.group(2)]} {shown}"
     length = _LENGTH.match(text)
     if length:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,8 @@ def test_valid_file_loads_with_data_dir_beside_it(tmp_path: Path) -> None:
          "devices[berth-a12].quantities: List should have at least 1 item"),
         ('tcp = "192.168.1.40:502"', 'serial = "/dev/../dev/ttyUSB0"',
          "buses pontoon-a and switchboard both use /dev/../dev/ttyUSB0; one serial line is one"),
+        ('tcp = "192.168.1.40:502"', 'tcp = "plc..local:502"',
+         "buses[switchboard].tcp: 'plc..local:502' has a host name with an empty label"),
         ('tcp = "192.168.1.40:502"', 'tcp = "192.168.1.40"',
          "buses[switchboard].tcp: '192.168.1.40' is not HOST:PORT, e.g. \"192.168.1.40:502\""),
         ('baudrate = 9600', 'baudrat = 9600',
@@ -150,3 +153,90 @@ def test_cross_checks_report_together_with_lines(tmp_path: Path) -> None:
     assert ("gateway.toml:24: devices[berth-a12].quantities: profile eastron-sdm120 has no "
             "quantity 'active_powr'; did you mean 'active_power'?") in message
     assert "gateway.toml:29: devices[feeder].profile: no device profile 'eastron-sdm63'" in message
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ("quota_mb = 64", "quota_mb = inf",
+     "outbox.quota_mb: Input should be less than or equal to 1048576"),
+    ('data_dir = "var"', 'data_dir = "var\\u0000x"', "gateway.data_dir: a path cannot hold a NUL"),
+    ('profile = "eastron-sdm120"', f'profile = "{"m" * 300}"', "no device profile 'mmm"),
+    ("baudrate = 9600", "baudrate = 96000000000",
+     "buses[pontoon-a].baudrate: Input should be less than or equal to 12000000"),
+    ("quota_mb = 64", "quota_mb = 64\nx = " + "[" * 3000 + "]" * 3000,
+     "invalid TOML: nested too deeply"),
+], ids=["infinite-quota", "nul-in-a-path", "profile-name-too-long", "baudrate-past-a-c-long",
+        "nested-too-deeply"])
+def test_values_that_broke_the_agent_later_are_refused_when_loading(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    """Each of these loaded, then crashed the agent with a traceback (an infinite quota at
+    start, a NUL at the first open, a baud rate pyserial cannot pass to the kernel at every
+    poll) or crashed the loading itself (a file name too long, arrays nested past Python's
+    recursion limit)."""
+    assert old in VALID
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        load_config(_write(tmp_path, VALID.replace(old, new, 1)))
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.toml"
+    path.write_bytes(VALID.replace('"var"', '"donn\xe9es"').encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"gateway\.toml:4: not UTF-8 text \(byte 0xe9\); "
+                                          "save the file as UTF-8"):
+        load_config(path)
+
+
+def test_a_profiles_dir_holding_a_file_that_is_not_utf8_still_explains_a_missing_profile(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "old.yaml").write_bytes("model: compteur \xe9lectrique\n"
+                                                 .encode("latin-1"))
+    text = VALID.replace('data_dir = "var"', 'data_dir = "var"\nprofiles_dir = "site"').replace(
+        'profile = "eastron-sdm630"', 'profile = "eastron-sdm63"')
+    with pytest.raises(ConfigError, match="did you mean 'eastron-sdm630'"):
+        load_config(_write(tmp_path, text))
+
+
+def test_a_badge_reader_profile_that_does_not_exist_is_found_when_validating(
+    tmp_path: Path,
+) -> None:
+    """``run`` refused it at start while ``config validate`` said the file was fine."""
+    text = VALID.replace("[[devices]]", """[[devices]]
+name = "relays"
+bus = "switchboard"
+profile = "waveshare-relay-8ch"
+unit = 9
+
+[[gates]]
+name = "gate-a"
+relay = "relays"
+channel = 1
+
+[[readers]]
+name = "r1"
+profile = "rdm630"
+port = "/dev/ttyUSB1"
+gate = "gate-a"
+
+[[devices]]""", 1)
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    line = text.splitlines().index('profile = "rdm630"') + 1
+    assert (f"gateway.toml:{line}: readers[r1].profile: no badge reader profile 'rdm630'"
+            in str(caught.value))
+    assert "did you mean 'rdm6300'?" in str(caught.value)
+
+
+def test_a_lora_broker_url_that_is_not_one_is_found_when_validating(tmp_path: Path) -> None:
+    """``run`` refused it at start while ``config validate`` said the file was fine."""
+    text = VALID + """
+[[lora]]
+broker = "broker.lan:1883"
+application_ids = ["app1"]
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    assert ("lora.0.broker: broker 'broker.lan:1883' is not mqtt://HOST[:PORT] or "
+            "mqtts://HOST[:PORT]") in str(caught.value)

@@ -217,6 +217,14 @@ async def test_a_refused_connection_says_what_to_check() -> None:
             await modbus.open()
 
 
+async def test_a_host_name_the_resolver_cannot_take_is_a_transport_error() -> None:
+    """A doubled dot reached the resolver, whose UnicodeError escaped as a traceback at
+    every poll."""
+    async with link("plc..local:502") as modbus:
+        with pytest.raises(TransportError, match=r"cannot connect to plc\.\.local:502"):
+            await modbus.open()
+
+
 async def test_coil_writes_are_checked_against_their_echo() -> None:
     echoes: list[bytes] = []
 

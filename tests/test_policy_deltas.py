@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import logging
@@ -335,6 +336,35 @@ async def test_a_delta_on_a_rewritten_history_falls_back_to_the_full_policy(
     assert puller.state.delta_fallbacks == 1
     assert "wrong base: the hub's version 3" in puller.state.last_delta_fallback
     assert puller.state.held["policy"]["version"] == version
+
+
+async def test_a_hint_arriving_while_the_policy_is_pulled_is_not_lost(
+        hub: HubProcess, agent: tuple[str, Attacker, BundlePuller]) -> None:
+    """The push loop and the puller run side by side: a push answer naming a new policy can
+    come while the puller is fetching the old one. That pull brings nothing new; the hint
+    must still bring the new version at once, not at the next round an hour later."""
+    name, attacker, puller = agent
+    revoked: list[int] = []
+    answer = attacker.answer
+
+    def revoke_during_the_pull(method: str, target: str, status: int,
+                               headers: list[tuple[str, str]], body: bytes
+                               ) -> tuple[list[tuple[str, str]], bytes]:
+        if target.partition("?")[0].endswith("/bundles/policy") and not revoked:
+            revoked.append(revoke(hub, name, 13))  # after the hub answered: nothing new
+            puller.hint(revoked[0])  # as the push loop does on its own answer meanwhile
+        return answer(method, target, status, headers, body)
+
+    attacker.answer = revoke_during_the_pull  # type: ignore[method-assign]
+    task = asyncio.create_task(puller.run())
+    try:
+        await until(lambda: revoked and puller.state.held["policy"]["version"] == revoked[0],
+                    timeout=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert puller.state.hinted_pulls == 1
 
 
 async def test_hostile_base_versions_get_a_clear_refusal(hub: HubProcess) -> None:

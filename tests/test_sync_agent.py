@@ -200,7 +200,8 @@ def test_an_identity_file_others_may_read_is_reported(
         ("https://example.org/ponton/", "https://example.org/ponton"),
         ("ftp://hub", None), ("hub:8000", None), ("http://", None), ("http://[::1", None),
         ("http://hub:99999", None), ("http://user:pw@hub", None), ("http://h ub", None),
-        ("https://hub/?x=1", None),
+        ("https://hub/?x=1", None), ("https://hub..example.org", None),
+        (f"https://{'h' * 64}.example.org", None),
     ],
 )
 def test_hub_urls_are_checked_and_normalised(text: str, expected: str | None) -> None:
@@ -376,6 +377,13 @@ async def test_a_success_without_an_acked_map_is_a_sync_error() -> None:
 async def test_enroll_refuses_a_url_that_is_not_a_hub() -> None:
     with pytest.raises(ConfigError, match=r"--hub: 'hub\.example\.org' is not an http"):
         await enroll("hub.example.org", "code")
+
+
+async def test_enroll_refuses_a_host_name_the_resolver_cannot_take() -> None:
+    """A doubled dot went as far as the resolver, whose UnicodeError was a traceback."""
+    with pytest.raises(ConfigError, match=r"--hub: 'https://hub\.\.example\.org' is not a hub "
+                                          r"URL: its host name has an empty label"):
+        await enroll("https://hub..example.org", "code")
 
 
 async def test_a_batch_too_large_for_the_hub_goes_again_at_half_the_size(

@@ -219,3 +219,101 @@ async def test_requests_go_under_the_hub_urls_path_with_their_query_and_body() -
     assert b'if-none-match: "policy-3"' in hub.heads[0].lower()
     assert hub.bodies[1] == b'{"devices":[]}'
     assert b"content-type: application/json" in hub.heads[1].lower()
+
+
+async def test_bytes_after_an_answer_end_its_connection_and_never_answer_the_next_request(
+) -> None:
+    """An answer whose body runs past its Content-Length (a broken proxy, a hub answering
+    twice): what follows would be read as the answer to the next request, on any stream."""
+    stale = answer(b'{"acked": {"readings": 99}}')
+
+    def script(connection: int, _number: int) -> tuple[bytes, Ending]:
+        if connection == 0:
+            return answer() + stale, "keep"
+        return answer(b'{"acked": {"readings": 7}}'), "keep"
+
+    async with scripted_hub(script) as hub, HubClient(an_identity(hub.url)) as client:
+        assert await client.acked() == {"readings": 5}
+        assert await client.acked() == {"readings": 7}
+    assert hub.connections == 2
+
+
+async def test_a_head_that_never_ends_is_unreachable_after_the_timeout() -> None:
+    """A hub (or a proxy) that keeps the answer coming a little at a time, each piece within
+    the read timeout: endless 100 Continue heads, or a header dripped a byte at a time. The
+    head of an answer must arrive within the timeout as a whole."""
+    drips = [b"HTTP/1.1 100 Continue\r\n\r\n", b"X"]
+    handlers: set[asyncio.Task[None]] = set()
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        nonlocal connections
+        drip, connections = drips[connections % 2], connections + 1
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: " if drip == b"X" else b"")
+            while True:
+                writer.write(drip)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            handlers.discard(task)
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with HubClient(an_identity(url), timeout_s=0.5) as client:
+            for _drip in drips:
+                async with asyncio.timeout(10):
+                    with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
+                        await client.acked()
+    finally:
+        server.close()
+        await server.wait_closed()
+        for task in set(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+
+
+async def test_a_small_answer_dripped_a_byte_at_a_time_is_unreachable_after_the_timeout(
+) -> None:
+    """Acknowledgements and refusals are a few hundred bytes: each piece within the read
+    timeout must not stretch one to hours (256 KiB at a byte per timeout)."""
+    body = b'{"acked": {"readings": 5}, "padding": "' + b"x" * 2000 + b'"}'
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer(body)[:-len(body)])
+            for byte in body:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            handlers.discard(task)
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with HubClient(an_identity(url), timeout_s=0.5) as client, asyncio.timeout(10):
+            with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
+                await client.acked()
+    finally:
+        server.close()
+        await server.wait_closed()
+        for task in set(handlers):
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)

@@ -102,7 +102,7 @@ def _category(path: Path) -> object:
     """The ``category`` a file declares (None for a broken file or a file without one)."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: not UTF-8
         return None
     return data.get("category") if isinstance(data, dict) else None
 
@@ -164,8 +164,11 @@ def _find(profile_id: str, extra_dirs: Sequence[Path], kind: str,
     directories = [*extra_dirs, PROFILE_DIR]
     for directory in directories:
         path = directory / f"{profile_id}.yaml"
-        if path.is_file():
-            return path
+        try:
+            if path.is_file():
+                return path
+        except OSError:  # a name too long for the file system is no profile's
+            continue
     known = sorted({pid for directory in directories for pid in listing(directory)})
     close = difflib.get_close_matches(profile_id, known, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"known profiles: {', '.join(known)}"

@@ -15,6 +15,7 @@ HubAnswerTooLarge, counted in ``oversize_answers``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -107,6 +108,7 @@ class HubClient:
         self.newest_policy: int | None = None
         #: Push answers whose policy version header was malformed (and ignored).
         self.bad_version_hints = 0
+        self._timeout_s = timeout_s
         self._http = HubConnection(
             identity.hub_url, ssl_context=(tls or identity.tls).context(), timeout_s=timeout_s,
             headers={"Authorization": f"Bearer {identity.token}",
@@ -191,7 +193,7 @@ class HubClient:
         self.retry_after_s = None
         try:
             response = await _send(self._http, method, path, limit=limit, headers=headers,
-                                   body=body)
+                                   body=body, timeout_s=self._timeout_s)
         except HubAnswerTooLarge:
             self.oversize_answers += 1
             raise
@@ -218,7 +220,7 @@ async def enroll(hub_url: str, code: str, *, insecure_http: bool = False,
                          headers={"Accept-Encoding": ACCEPT_ENCODING})
     try:
         response = await _send(http, "POST", "/v1/enroll", limit=ANSWER_LIMIT,
-                               **_json_body({"code": code}))
+                               timeout_s=timeout_s, **_json_body({"code": code}))
     finally:
         await http.aclose()
     if not response.is_success:
@@ -266,16 +268,19 @@ def _json_body(document: Any) -> dict[str, Any]:
             "headers": {"Content-Type": "application/json"}}
 
 
-async def _send(http: HubConnection, method: str, path: str, *, limit: int,
+async def _send(http: HubConnection, method: str, path: str, *, limit: int, timeout_s: float,
                 headers: Mapping[str, str] | None = None, body: bytes = b"") -> _Answer:
     """One request and its whole answer, at most ``limit`` bytes sent and inflated.
 
     Transport failures come as HubUnreachable or HubUntrusted (``HubConnection``), an
-    answer beyond ``limit`` as HubAnswerTooLarge.
+    answer beyond ``limit`` as HubAnswerTooLarge. A small answer (``ANSWER_LIMIT``) is read
+    whole within ``timeout_s``: the connection bounds each read only, which a hub dripping
+    its body never hits. A bundle, up to 64 MiB over a slow link, has no such bound.
     """
     async with http.stream(method, path, headers=headers, body=body) as streamed:
-        content = await read_answer(streamed, limit,
-                                    f"hub {http.base_url} answered {method} {path}")
+        async with asyncio.timeout(timeout_s if limit <= ANSWER_LIMIT else None):
+            content = await read_answer(streamed, limit,
+                                        f"hub {http.base_url} answered {method} {path}")
     return _Answer(path.partition("?")[0], streamed.status, streamed.headers, content)
 
 

@@ -107,7 +107,7 @@ class HubConnection:
     """Requests to the hub at ``base_url`` over one kept-alive connection.
 
     ``headers`` go with every request; ``timeout_s`` bounds connecting (TLS handshake
-    included), each write and each read.
+    included), each write, the answer's head as a whole and each read of its body.
     """
 
     def __init__(self, base_url: str, *, ssl_context: ssl.SSLContext, timeout_s: float,
@@ -140,7 +140,7 @@ class HubConnection:
                      body: bytes = b"") -> AsyncIterator[Streamed]:
         """Send one request (``path`` after the base URL's own, query included) and give its
         answer, head read and body to stream; the connection is kept only if the body was
-        read to its end."""
+        read to its end and nothing came after it."""
         where = f"{method} {path}"
         async with self._turn:
             try:
@@ -160,9 +160,12 @@ class HubConnection:
             except BaseException:
                 await self._drop()
                 raise
-            if self._link is not None and self._link.state.our_state is h11.DONE \
-                    and self._link.state.their_state is h11.DONE:
-                self._link.state.start_next_cycle()
+            # Bytes past the end of the answer (a body longer than its Content-Length)
+            # would be read as the answer to the next request: such a connection is dropped.
+            link = self._link
+            if link is not None and link.state.our_state is h11.DONE \
+                    and link.state.their_state is h11.DONE and not link.state.trailing_data[0]:
+                link.state.start_next_cycle()
             else:
                 await self._drop()
 
@@ -206,13 +209,16 @@ class HubConnection:
         link.writer.write(wire)
         async with asyncio.timeout(self._timeout_s):
             await link.writer.drain()
-        while True:
-            event = await self._next_event(link)
-            if isinstance(event, h11.Response):
-                link.answering = True
-                break
-            if not isinstance(event, h11.InformationalResponse):
-                raise ConnectionResetError("the connection closed without an answer")
+        # The head as a whole, 1xx heads included, within the timeout: each read has its
+        # own, which a hub dripping a byte at a time (or 100 Continue for ever) never hits.
+        async with asyncio.timeout(self._timeout_s):
+            while True:
+                event = await self._next_event(link)
+                if isinstance(event, h11.Response):
+                    link.answering = True
+                    break
+                if not isinstance(event, h11.InformationalResponse):
+                    raise ConnectionResetError("the connection closed without an answer")
         answer = Headers([(name.decode("latin-1"), value.decode("latin-1"))
                           for name, value in event.headers])
         return Streamed(event.status_code, answer, self._body(link))

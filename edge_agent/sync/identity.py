@@ -69,6 +69,11 @@ def hub_base_url(text: str) -> str:
             or parts.fragment or parts.username or any(c.isspace() for c in url)):
         raise ValueError(f"'{text}' is not an http:// or https:// URL of a hub, "
                          "e.g. https://hub.example.org")
+    try:  # what the resolver will do with it: a typo otherwise fails there, as a traceback
+        parts.hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"'{text}' is not a hub URL: its host name has an empty label "
+                         "(hub..org) or one longer than 63 characters") from None
     return url
 
 

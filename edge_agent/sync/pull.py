@@ -71,12 +71,14 @@ class BundlePuller:
         await asyncio.to_thread(self._load_held)
         kinds: tuple[str, ...] = BUNDLE_KINDS
         while True:
+            # Cleared before the round, not after: a hint that comes while the round is
+            # fetching (the push loop runs beside it) may name a version this round missed.
+            self._nudge.clear()
             for kind in kinds:
                 try:
                     await self.pull(kind)
                 except Exception:
                     log.exception("fetching the %s bundle failed unexpectedly", kind)
-            self._nudge.clear()
             try:
                 await asyncio.wait_for(self._nudge.wait(), self.interval_s)
             except TimeoutError:

@@ -86,7 +86,7 @@ class MbapClient(asyncio.Protocol):
         try:
             async with asyncio.timeout(self.timeout_s):
                 await loop.create_connection(lambda: self, self.host, self.port)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: plc..lan
             raise TransportError(
                 f"cannot connect to {self.host}:{self.port} ({exc or 'timed out'}): is the "
                 "device on the network and listening for Modbus TCP on that port?",

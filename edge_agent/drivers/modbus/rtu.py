@@ -30,6 +30,9 @@ from edge_agent.profiles.models import RegisterKind
 
 __all__ = ["RawCoilWrite", "RtuLine"]
 
+_READ_CODES = {RegisterKind.COIL: 1, RegisterKind.DISCRETE_INPUT: 2, RegisterKind.HOLDING: 3,
+               RegisterKind.INPUT: 4}
+
 
 class RawCoilWrite(ModbusPDU):
     """FC05 carrying any 16-bit value, for vendor commands such as a relay board's timed flash.
@@ -159,9 +162,19 @@ class RtuLine:
         }
         reply = await self._execute(lambda: calls[kind](address, count=count, device_id=unit),
                                     unit)
-        if kind.is_bit:
-            return list(reply.bits[:count])
-        return list(reply.registers)
+        # pymodbus takes any well-formed frame from the unit: a late reply to another read
+        # (RTU carries no transaction id) must not pass for this one.
+        where = {"device": f"unit {unit}", "bus": self.settings.name}
+        if reply.function_code != _READ_CODES[kind]:
+            raise FrameError(f"reply carries function {reply.function_code}, the request "
+                             f"{_READ_CODES[kind]}", **where)
+        values = reply.bits if kind.is_bit else reply.registers
+        # Bits come in whole bytes: a reply to ``count`` bits holds ceil(count / 8) of them.
+        expected = 8 * ((count + 7) // 8) if kind.is_bit else count
+        if len(values) != expected:
+            raise FrameError(f"malformed reply: {len(values)} "
+                             f"{'bits' if kind.is_bit else 'registers'} for {count}", **where)
+        return list(values[:count])
 
     async def write_single(self, address: int, value: int, unit: int) -> tuple[int, int]:
         """FC05 with any 16-bit value; the address and value the reply echoes."""
@@ -173,9 +186,16 @@ class RtuLine:
         return reply.address, reply.value
 
     async def write_coils(self, address: int, values: Sequence[bool], unit: int) -> None:
-        """Set consecutive coils in one request (FC15)."""
-        await self._execute(lambda: self._client.write_coils(address, values, device_id=unit),
-                            unit)
+        """Set consecutive coils in one request (FC15); FrameError unless the reply echoes
+        its address and count, as on Modbus TCP."""
+        reply = await self._execute(
+            lambda: self._client.write_coils(address, values, device_id=unit), unit)
+        echoed = (reply.function_code, getattr(reply, "address", None),
+                  getattr(reply, "count", None))
+        if echoed != (15, address, len(values)):
+            raise FrameError(f"reply to FC15 does not echo address {address} and "
+                             f"{len(values)} coils: function {echoed[0]}, address {echoed[1]}, "
+                             f"count {echoed[2]}", device=f"unit {unit}", bus=self.settings.name)
 
     async def _execute(self, call: Callable[[], Awaitable[ModbusPDU]], unit: int) -> ModbusPDU:
         """Run one pymodbus call; every error it can raise leaves as a DeviceError.
