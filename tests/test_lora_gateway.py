@@ -79,7 +79,7 @@ async def running(gateway: Gateway) -> AsyncIterator[asyncio.Event]:
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     async with asyncio.timeout(15):
-        while not (gateway.lora and gateway.lora[0].session.connected.is_set()):
+        while not (gateway.lora and gateway.lora[0].session.subscribed.is_set()):
             await asyncio.sleep(0.02)
     yield stop
     stop.set()

@@ -119,9 +119,13 @@ async def _listen(config: GatewayConfig, section: LoraConfig, count: int | None,
         loop.add_signal_handler(signum, done.set)
     source.session.start()
     try:
-        typer.echo(f"listening to {section.broker} for {len(section.application_ids)} "
-                   "application(s); Ctrl-C to stop", err=True)
+        typer.echo(f"connecting to {section.broker} ...", err=True)
         async with asyncio.timeout(timeout):
+            # Said once the broker acknowledged the subscription: an uplink published from
+            # then on is shown, one published before may not be.
+            await source.session.subscribed.wait()
+            typer.echo(f"listening to {section.broker} for {len(section.application_ids)} "
+                       "application(s); Ctrl-C to stop", err=True)
             await done.wait()
     except TimeoutError:
         pass

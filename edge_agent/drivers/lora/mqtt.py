@@ -100,6 +100,10 @@ class MqttSession:
         self._lock = threading.Lock()
         self._generation = 0
         self.connected = asyncio.Event()
+        #: The broker acknowledged this connection's subscriptions: what is published from
+        #: now on reaches the session (``connected`` alone is set before the SUBACK).
+        self.subscribed = asyncio.Event()
+        self._subscribe_mid: int | None = None
         self.protocol = "5" if settings.protocol in ("auto", "5") else "3.1.1"
         self.connects = 0
         self.last_error = ""
@@ -127,6 +131,7 @@ class MqttSession:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def start(self) -> None:
@@ -153,6 +158,7 @@ class MqttSession:
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
         self.connected.clear()
+        self.subscribed.clear()
 
     def ack(self, delivery: Delivery) -> bool:
         """Acknowledge ``delivery``; False when its connection is gone (it will come again)."""
@@ -183,7 +189,7 @@ class MqttSession:
         with self._lock:
             self._generation += 1
             self.connects += 1
-        client.subscribe([(topic, 1) for topic in self.topics])
+        _, self._subscribe_mid = client.subscribe([(topic, 1) for topic in self.topics])
         log.info("connected to %s (MQTT %s, session %s)", self.settings.url, self.protocol,
                  "resumed" if flags.session_present else "new")
         self._call(self.connected.set)
@@ -201,6 +207,12 @@ class MqttSession:
             self.last_error = str(reason)
             log.warning("lost broker %s (%s); reconnecting", self.settings.url, reason)
         self._call(self.connected.clear)
+        self._call(self.subscribed.clear)
+
+    def _on_subscribe(self, _client: paho.Client, _userdata: object, mid: int,
+                      _reasons: list[ReasonCode], _properties: Properties | None) -> None:
+        if mid == self._subscribe_mid:  # not the answer to a connection since gone
+            self._call(self.subscribed.set)
 
     def _on_message(self, _client: paho.Client, _userdata: object,
                     message: paho.MQTTMessage) -> None:
