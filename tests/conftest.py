@@ -10,8 +10,14 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.helpers.hub import HubProcess, start_hub
+
+# Property tests check behaviour, not speed: on a loaded machine one example past
+# Hypothesis's 200 ms deadline, or slow data generation, would fail a correct test.
+settings.register_profile("ponton", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ponton")
 
 
 def _open_fds() -> set[str]:
