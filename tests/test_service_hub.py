@@ -63,7 +63,15 @@ def _request(port: int, method: str, path: str, body: bytes = b"",
 def _workers(hub: psutil.Process) -> list[psutil.Process]:
     """The hub's uvicorn workers (multiprocessing's spawned children, not its helpers)."""
     return [child for child in hub.children()
-            if any("spawn_main" in part for part in child.cmdline())]
+            if any("spawn_main" in part for part in _cmdline(child))]
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    """Its command line; empty once it is gone (a child may end between listing and asking)."""
+    try:
+        return process.cmdline()
+    except psutil.NoSuchProcess:
+        return []
 
 
 def test_two_workers_serve_one_port_with_the_settings_of_the_command(tmp_path: Path) -> None:
