@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -68,6 +69,24 @@ def test_listen_exits_1_when_the_count_does_not_come(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1
     assert "messages 0" in done.stderr
+
+
+def test_listen_stops_on_ctrl_c_while_still_connecting(tmp_path: Path) -> None:
+    broker = Broker("mqtt://127.0.0.1:9", "none", redelivers=False)  # nothing listens there
+    config = gateway_toml(tmp_path, broker, str(uuid.uuid4()))
+    with edge_agent("lora", "listen", "--config", str(config)) as listener:  # no --timeout
+        assert listener.stderr is not None
+        try:
+            assert listener.stderr.readline().startswith("connecting to ")
+            listener.send_signal(signal.SIGINT)
+            listener.wait(30)
+        except BaseException:
+            listener.kill()
+            raise
+        err = listener.stderr.read()
+    assert listener.returncode == 0, err
+    assert "listening to" not in err
+    assert "messages 0" in err
 
 
 async def test_send_queues_a_downlink_chirpstack_accepts(
