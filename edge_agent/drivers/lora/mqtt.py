@@ -55,6 +55,18 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, tls
 
 
+def _stop(client: paho.Client) -> None:
+    """Disconnect ``client`` and stop its network thread, closing every socket it holds.
+
+    paho closes the socket pair that wakes its thread only when the client is collected; a
+    session's client sits in a reference cycle (its callbacks are the session's methods),
+    collected in no set order, so the pair could be reported unclosed: a ResourceWarning.
+    """
+    client.disconnect()
+    client.loop_stop()
+    client._reset_sockets(sockpair_only=True)  # paho has no public call for it
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     """Where the broker is, who we are to it, and how long it keeps our session."""
@@ -155,8 +167,7 @@ class MqttSession:
     async def close(self) -> None:
         """Disconnect (the broker keeps a persistent session) and stop the network thread."""
         self._closing = True
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        await asyncio.to_thread(_stop, self._client)
         self.connected.clear()
         self.subscribed.clear()
 
@@ -260,9 +271,7 @@ class MqttSession:
             return  # already done: a refusal and the close that follows both ask for it
         log.info("broker %s does not speak MQTT 5; using MQTT 3.1.1 with a persistent "
                  "session", self.settings.url)
-        old = self._client
-        old.disconnect()
-        old.loop_stop()
+        _stop(self._client)
         self.protocol = "3.1.1"
         self._client = self._new_client()
         self.start()
