@@ -360,6 +360,7 @@ def agent_process(config: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
                 process.wait(20)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()  # reaped: no zombie, no "still running" warning later
 
 
 def summary(data_dir: Path, hub: DemoHub) -> str:

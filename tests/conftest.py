@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
+from simulators.hub_process import stop_process
 from tests.helpers.hub import HubProcess, start_hub
+
+# Property tests check behaviour, not speed: on a loaded machine one example past
+# Hypothesis's 200 ms deadline, or slow data generation, would fail a correct test.
+settings.register_profile("ponton", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ponton")
 
 
 def _open_fds() -> set[str]:
@@ -52,8 +58,7 @@ def simulator_process() -> Iterator[SimulatorStarter]:
 
     yield start
     for process in processes:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
+        stop_process(process)  # killed if it hangs: every pipe closed, whatever happens
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -36,13 +36,19 @@ def _terminate(database: str, pid: int | None = None) -> int:
     """End the sessions of ``database`` (only ``pid`` if given), as an administrator would."""
     with psycopg.connect(host=HOST, port=PORT, user=USER, dbname="postgres",
                          autocommit=True) as admin:
-        ended = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s"
+        ended = [int(row[0]) for row in admin.execute(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
             " AND pid <> pg_backend_pid() AND (%s::int IS NULL OR pid = %s::int)",
-            (database, pid, pid)).fetchone()
-    assert ended is not None
+            (database, pid, pid)) if row[1]]
+        # pg_terminate_backend only signals: wait until each backend has acted on it (a
+        # loaded machine may take its time), so the next statement on it surely fails.
+        deadline = time.monotonic() + 30
+        while admin.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                            (ended,)).fetchone() != (0,):
+            assert time.monotonic() < deadline, f"backends {ended} still there after 30 s"
+            time.sleep(0.05)
     time.sleep(0.2)  # the sessions' ends reach their sockets
-    return int(ended[0])
+    return len(ended)
 
 
 def test_pushes_and_queries_go_on_after_the_hubs_connections_are_terminated(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 import uuid
@@ -30,19 +31,28 @@ async def test_listen_prints_decoded_uplinks_as_json_lines_then_the_counters(
 ) -> None:
     app = str(uuid.uuid4())
     config = gateway_toml(tmp_path, mqtt_broker, app)
-    listener = edge_agent("lora", "listen", "--config", str(config), "--count", "3",
-                          "--timeout", "30", "--json")
-    assert listener.stderr is not None
-    banner = await asyncio.to_thread(listener.stderr.readline)
-    assert banner.startswith("listening to ")
-    await asyncio.sleep(1.5 if mqtt_broker.kind == "mosquitto" else 4)  # subscribed by then
-    publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
-    await asyncio.to_thread(publisher.uplink, FLOOD, {"distance": 0.85})
-    await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 1})
-    await asyncio.to_thread(publisher.raw, f"application/{app}/device/{SPOT.dev_eui}/event/up",
-                            b"not json")
-    await asyncio.to_thread(publisher.close)
-    out, err = await asyncio.to_thread(listener.communicate, timeout=30)
+    with edge_agent("lora", "listen", "--config", str(config), "--count", "3",
+                    "--timeout", "60", "--json") as listener:
+        assert listener.stdout is not None
+        assert listener.stderr is not None
+        try:
+            said = [await asyncio.to_thread(listener.stderr.readline) for _ in range(2)]
+            assert said[0].startswith("connecting to "), said
+            assert said[1].startswith("listening to "), said  # only once subscribed
+            publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
+            await asyncio.to_thread(publisher.uplink, FLOOD, {"distance": 0.85})
+            await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 1})
+            await asyncio.to_thread(publisher.raw,
+                                    f"application/{app}/device/{SPOT.dev_eui}/event/up",
+                                    b"not json")
+            await asyncio.to_thread(publisher.close)
+        except BaseException:
+            listener.kill()
+            raise
+        # Through the readers that took the first lines: communicate would read the pipes
+        # underneath and miss what they hold.
+        out = await asyncio.to_thread(listener.stdout.read)
+        err = await asyncio.to_thread(listener.stderr.read)
     assert listener.returncode == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     values = {(line["device"], line["quantity"]): line["value"] for line in lines}
@@ -59,6 +69,24 @@ def test_listen_exits_1_when_the_count_does_not_come(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 1
     assert "messages 0" in done.stderr
+
+
+def test_listen_stops_on_ctrl_c_while_still_connecting(tmp_path: Path) -> None:
+    broker = Broker("mqtt://127.0.0.1:9", "none", redelivers=False)  # nothing listens there
+    config = gateway_toml(tmp_path, broker, str(uuid.uuid4()))
+    with edge_agent("lora", "listen", "--config", str(config)) as listener:  # no --timeout
+        assert listener.stderr is not None
+        try:
+            assert listener.stderr.readline().startswith("connecting to ")
+            listener.send_signal(signal.SIGINT)
+            listener.wait(30)
+        except BaseException:
+            listener.kill()
+            raise
+        err = listener.stderr.read()
+    assert listener.returncode == 0, err
+    assert "listening to" not in err
+    assert "messages 0" in err
 
 
 async def test_send_queues_a_downlink_chirpstack_accepts(

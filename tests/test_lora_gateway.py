@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +33,7 @@ from edge_agent.runtime import OUTBOX_FILE, Gateway
 from edge_agent.status import gateway_report, report_view
 from edge_agent.store import Outbox
 from simulators.lora.chirpstack import ChirpstackPublisher, SimulatedSensor
+from simulators.lora.fleet import make_session
 from tests.helpers.mqtt import Broker, PrivateMosquitto, mqtt_broker, private_mosquitto
 
 __all__ = ["mqtt_broker", "private_mosquitto"]
@@ -76,7 +79,7 @@ async def running(gateway: Gateway) -> AsyncIterator[asyncio.Event]:
     stop = asyncio.Event()
     task = asyncio.create_task(gateway.run(stop))
     async with asyncio.timeout(15):
-        while not (gateway.lora and gateway.lora[0].session.connected.is_set()):
+        while not (gateway.lora and gateway.lora[0].session.subscribed.is_set()):
             await asyncio.sleep(0.02)
     yield stop
     stop.set()
@@ -195,6 +198,21 @@ async def test_a_battery_at_its_low_level_raises_one_event(
     assert kinds == ["device.battery_low", "device.battery_ok"]
 
 
+def _pulse_readings(outbox: Path) -> int:
+    """Pulse counts stored so far, read beside the running agent (WAL lets it)."""
+    if not outbox.exists():
+        return 0
+    conn = sqlite3.connect(f"{outbox.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return int(conn.execute(
+            "SELECT count(*) FROM readings JOIN series ON series.id = readings.series_id"
+            " WHERE series.quantity LIKE 'pulse_count%'").fetchone()[0])
+    except sqlite3.OperationalError:  # being created: no tables yet
+        return 0
+    finally:
+        conn.close()
+
+
 def _agent(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -214,11 +232,13 @@ async def test_every_uplink_is_stored_exactly_once_through_sigkills_and_a_broker
         f'[[lora.devices]]\nname = "{s.name}"\ndev_eui = "{s.dev_eui}"\n'
         f'profile = "milesight-em300-di"\n' for s in sensors)
     config.write_text(text, encoding="utf-8")
+    # The agent's session exists before the first uplink, whenever its process gets going:
+    # the broker queues for it what comes before it connects.
+    await asyncio.to_thread(make_session, broker.url, "ponton-exactly-once", app)
     publisher = await asyncio.to_thread(ChirpstackPublisher, broker.url, app)
     agent = _agent(config)
     published: Counter[tuple[str, int]] = Counter()
     try:
-        await asyncio.sleep(3)  # the agent's session exists before the first uplink
         for round_ in range(6):
             for _ in range(40):
                 for sensor in sensors:
@@ -238,7 +258,10 @@ async def test_every_uplink_is_stored_exactly_once_through_sigkills_and_a_broker
         agent.send_signal(signal.SIGTERM)
         agent.wait(20)
         agent = _agent(config)  # drains what the broker still holds for us
-        await asyncio.sleep(4)
+        expected = sum(published.values())
+        async with asyncio.timeout(120):  # a loaded machine starts Python in seconds
+            while _pulse_readings(tmp_path / "data" / OUTBOX_FILE) < expected:
+                await asyncio.sleep(0.2)
     finally:
         await asyncio.to_thread(publisher.close)
         agent.send_signal(signal.SIGTERM)
@@ -261,15 +284,17 @@ async def test_a_rule_on_a_lora_reading_sends_a_downlink_through_chirpstack(
         ' confirmed = true}]\n'), encoding="utf-8")
     host, port, _ = parse_broker_url(mqtt_broker.url)
     commands: list[bytes] = []
+    subscribed = threading.Event()
     watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"cs-{uuid.uuid4().hex[:8]}")
     watcher.on_message = lambda _c, _u, message: commands.append(bytes(message.payload))
+    watcher.on_subscribe = lambda *_: subscribed.set()
     watcher.connect(host, port)
     watcher.subscribe(f"application/{app}/device/+/command/down", 1)
     watcher.loop_start()
     gateway = Gateway(load_config(config))
     try:
+        assert await asyncio.to_thread(subscribed.wait, 10), "no SUBACK for the watcher"
         async with running(gateway):
-            await asyncio.sleep(0.3)  # the watcher's subscription is in place
             publisher = await asyncio.to_thread(ChirpstackPublisher, mqtt_broker.url, app)
             await asyncio.to_thread(publisher.uplink, SPOT, {"spot_occupied": 1})
             await asyncio.to_thread(publisher.close)

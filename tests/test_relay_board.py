@@ -397,15 +397,15 @@ async def test_a_unit_that_does_not_answer_times_out_quickly(
 
 
 async def test_nothing_listening_is_a_transport_error_at_once() -> None:
-    with socket.socket() as probe:
+    with socket.socket() as probe:  # bound, never listening: refused, and no one else's
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    link = ModbusLink(LinkSettings("lan", "tcp", f"127.0.0.1:{port}", timeout_s=0.2))
-    async with relay_board(link) as board:
-        started = time.monotonic()
-        with pytest.raises(TransportError, match="gate-1 on lan: cannot connect"):
-            await board.all_off()
-        assert time.monotonic() - started < 1.0
+        link = ModbusLink(LinkSettings("lan", "tcp", f"127.0.0.1:{port}", timeout_s=0.2))
+        async with relay_board(link) as board:
+            started = time.monotonic()
+            with pytest.raises(TransportError, match="gate-1 on lan: cannot connect"):
+                await board.all_off()
+            assert time.monotonic() - started < 1.0
 
 
 class StampedMeter(SimulatedMeter):

@@ -56,8 +56,15 @@ _BYTEORDER = {
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
+#: How long a client waits for a reply that must come: a loaded machine may take its time.
+ANSWER_S = 5.0
+#: How long a client waits where no full reply comes (silence, a short exception frame that
+#: minimalmodbus reads until its timeout): what the test waits out each time.
+SHORT_S = 0.3
+
+
 @contextlib.contextmanager
-def rtu(path: str, unit: int = 1, *, timeout: float = 0.3) -> Iterator[Any]:
+def rtu(path: str, unit: int = 1, *, timeout: float = ANSWER_S) -> Iterator[Any]:
     """A minimalmodbus instrument on the simulator's pty; the port is closed afterwards."""
     port = serial.Serial(path, 9600, timeout=timeout)
     try:
@@ -67,9 +74,9 @@ def rtu(path: str, unit: int = 1, *, timeout: float = 0.3) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def tcp(port: int) -> Iterator[ModbusTcpClient]:
-    """A connected pymodbus sync client with a short timeout and no retries."""
-    client = ModbusTcpClient("127.0.0.1", port=port, timeout=0.3, retries=0)
+def tcp(port: int, timeout: float = ANSWER_S) -> Iterator[ModbusTcpClient]:
+    """A connected pymodbus sync client with no retries."""
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
     assert client.connect()  # type: ignore[no-untyped-call]  # untyped in pymodbus
     try:
         yield client
@@ -243,7 +250,7 @@ async def test_block_reads_span_the_gaps_between_points() -> None:
 async def test_device_limits_are_enforced_like_a_real_meter() -> None:
     async with ModbusSimulator([sdm120()], transport="rtu") as sim:
         def refused(address: int, count: int) -> str:
-            with rtu(sim.device_path) as instrument:
+            with rtu(sim.device_path, timeout=SHORT_S) as instrument:
                 with pytest.raises(minimalmodbus.IllegalRequestError) as error:
                     instrument.read_registers(address, count, functioncode=4)
                 return str(error.value)
@@ -259,13 +266,13 @@ async def test_device_limits_are_enforced_like_a_real_meter() -> None:
 async def test_rtu_faults_switch_on_and_off_while_polling() -> None:
     meters = [sdm120(1), sdm120(2)]
     async with ModbusSimulator(meters, transport="rtu") as sim:
-        def read(unit: int) -> float:
-            with rtu(sim.device_path, unit) as instrument:
+        def read(unit: int, timeout: float = ANSWER_S) -> float:
+            with rtu(sim.device_path, unit, timeout=timeout) as instrument:
                 return float(instrument.read_float(0, functioncode=4))
 
         def fails_with(unit: int, error: type[Exception]) -> str:
             with pytest.raises(error) as caught:
-                read(unit)
+                read(unit, SHORT_S)
             return str(caught.value)
 
         assert await in_thread(lambda: read(1)) == meters[0].value("voltage")
@@ -319,7 +326,7 @@ async def test_unknown_unit_ids_stay_silent() -> None:
     async with ModbusSimulator([sdm120(1)], transport="rtu") as rtu_sim, \
             ModbusSimulator([sdm120(1)], transport="tcp") as tcp_sim:
         def rtu_silent() -> None:
-            with rtu(rtu_sim.device_path, 9) as instrument:  # NoResponseError: zero bytes back
+            with rtu(rtu_sim.device_path, 9, timeout=SHORT_S) as instrument:  # no bytes back
                 with pytest.raises(minimalmodbus.NoResponseError):
                     instrument.read_float(0, functioncode=4)
                 with pytest.raises(minimalmodbus.NoResponseError):
@@ -328,12 +335,12 @@ async def test_unknown_unit_ids_stay_silent() -> None:
                 assert instrument.read_float(0, functioncode=4) > 200
 
         def tcp_silent() -> bytes:
-            with socket.create_connection(("127.0.0.1", tcp_sim.port), timeout=2) as sock:
+            with socket.create_connection(("127.0.0.1", tcp_sim.port), timeout=ANSWER_S) as sock:
                 sock.sendall(struct.pack(">HHHBBHH", 7, 0, 6, 9, 4, 0, 2))
-                sock.settimeout(0.3)
+                sock.settimeout(SHORT_S)
                 with pytest.raises(TimeoutError):
                     sock.recv(256)
-                sock.settimeout(2)
+                sock.settimeout(ANSWER_S)
                 sock.sendall(struct.pack(">HHHBBHH", 8, 0, 6, 1, 4, 0, 2))
                 return sock.recv(256)
 
@@ -345,12 +352,12 @@ async def test_unknown_unit_ids_stay_silent() -> None:
 async def test_tcp_faults_switch_on_and_off() -> None:
     meter = sdm120(fault=Fault.no_reply())
     async with ModbusSimulator([meter], transport="tcp") as sim:
-        def read() -> Any:
-            with tcp(sim.port) as client:
+        def read(timeout: float = ANSWER_S) -> Any:
+            with tcp(sim.port, timeout) as client:
                 return client.read_input_registers(0, count=2, device_id=1)
 
         with pytest.raises(ModbusIOException):
-            await in_thread(read)
+            await in_thread(lambda: read(SHORT_S))
         meter.set_fault(Fault.exception(4))
         reply = await in_thread(read)
         assert reply.isError()
@@ -396,7 +403,7 @@ async def test_a_silent_board_does_not_switch_its_relays() -> None:
     board = SimulatedMeter(1, load_profile("waveshare-relay-8ch"), fault=Fault.no_reply())
     async with ModbusSimulator([board], transport="rtu") as sim:
         def switch() -> None:
-            with rtu(sim.device_path) as instrument, \
+            with rtu(sim.device_path, timeout=SHORT_S) as instrument, \
                     pytest.raises(minimalmodbus.NoResponseError):
                 instrument.write_bit(0, 1, functioncode=5)
 
@@ -540,7 +547,7 @@ async def _start_cli(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]
 
 async def _stop_cli(process: asyncio.subprocess.Process, signum: int) -> int:
     process.send_signal(signum)
-    return await asyncio.wait_for(process.wait(), timeout=5)
+    return await asyncio.wait_for(process.wait(), timeout=30)
 
 
 async def test_cli_serves_rtu_and_stops_on_sigterm() -> None:
@@ -550,7 +557,8 @@ async def test_cli_serves_rtu_and_stops_on_sigterm() -> None:
         assert ready[:2] == ["READY", "rtu"]
 
         def read() -> float:
-            with rtu(ready[2], 2) as dead, pytest.raises(minimalmodbus.NoResponseError):
+            with rtu(ready[2], 2, timeout=SHORT_S) as dead, \
+                    pytest.raises(minimalmodbus.NoResponseError):
                 dead.read_float(0, functioncode=4)
             with rtu(ready[2], 1) as instrument:
                 return float(instrument.read_float(0, functioncode=4))

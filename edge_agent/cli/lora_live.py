@@ -117,15 +117,23 @@ async def _listen(config: GatewayConfig, section: LoraConfig, count: int | None,
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, done.set)
-    source.session.start()
-    try:
+    async def say_listening() -> None:
+        # Once the broker acknowledged the subscription: an uplink published from then on is
+        # shown, one published before may not be.
+        await source.session.subscribed.wait()
         typer.echo(f"listening to {section.broker} for {len(section.application_ids)} "
                    "application(s); Ctrl-C to stop", err=True)
+
+    source.session.start()
+    typer.echo(f"connecting to {section.broker} ...", err=True)
+    announcer = asyncio.create_task(say_listening())
+    try:
         async with asyncio.timeout(timeout):
-            await done.wait()
+            await done.wait()  # Ctrl-C stops it while still connecting too
     except TimeoutError:
         pass
     finally:
+        announcer.cancel()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         await source.session.close()

@@ -45,8 +45,10 @@ class ChirpstackPublisher:
         host, port, _ = parse_broker_url(broker_url)
         self._client = paho.Client(CallbackAPIVersion.VERSION2,
                                    client_id=f"chirpstack-sim-{uuid.uuid4().hex[:8]}")
-        self._connected = threading.Event()
-        self._client.on_connect = lambda *args: self._connected.set()
+        self._connected = connected = threading.Event()
+        # Not through ``self``: a cycle would leave the client, and the socket pair paho
+        # closes when it is collected, to the garbage collector's order (a ResourceWarning).
+        self._client.on_connect = lambda *_: connected.set()
         self._client.connect(host, port)
         self._client.loop_start()
         if not self._connected.wait(10):

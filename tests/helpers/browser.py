@@ -14,9 +14,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ViewportSize, expect, sync_playwright
 
 __all__ = ["SCREENSHOTS", "chromium", "chromium_path", "strict_context"]
+
+# An assertion waits for its page as long as an action does: Playwright's default of 5 s is
+# short for a loaded machine running the hub, the agent and Chromium on two cores. A page
+# already right passes at once.
+expect.set_options(timeout=15_000)
 
 #: Where the test run leaves a picture of every page (the README shows them).
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"

@@ -55,6 +55,18 @@ def parse_broker_url(url: str) -> tuple[str, int, bool]:
     return parts.hostname, port, tls
 
 
+def _stop(client: paho.Client) -> None:
+    """Disconnect ``client`` and stop its network thread, closing every socket it holds.
+
+    paho closes the socket pair that wakes its thread only when the client is collected; a
+    session's client sits in a reference cycle (its callbacks are the session's methods),
+    collected in no set order, so the pair could be reported unclosed: a ResourceWarning.
+    """
+    client.disconnect()
+    client.loop_stop()
+    client._reset_sockets(sockpair_only=True)  # paho has no public call for it
+
+
 @dataclass(frozen=True, slots=True)
 class BrokerSettings:
     """Where the broker is, who we are to it, and how long it keeps our session."""
@@ -100,6 +112,10 @@ class MqttSession:
         self._lock = threading.Lock()
         self._generation = 0
         self.connected = asyncio.Event()
+        #: The broker acknowledged this connection's subscriptions: what is published from
+        #: now on reaches the session (``connected`` alone is set before the SUBACK).
+        self.subscribed = asyncio.Event()
+        self._subscribe_mid: int | None = None
         self.protocol = "5" if settings.protocol in ("auto", "5") else "3.1.1"
         self.connects = 0
         self.last_error = ""
@@ -127,6 +143,7 @@ class MqttSession:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     def start(self) -> None:
@@ -150,9 +167,9 @@ class MqttSession:
     async def close(self) -> None:
         """Disconnect (the broker keeps a persistent session) and stop the network thread."""
         self._closing = True
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        await asyncio.to_thread(_stop, self._client)
         self.connected.clear()
+        self.subscribed.clear()
 
     def ack(self, delivery: Delivery) -> bool:
         """Acknowledge ``delivery``; False when its connection is gone (it will come again)."""
@@ -183,7 +200,7 @@ class MqttSession:
         with self._lock:
             self._generation += 1
             self.connects += 1
-        client.subscribe([(topic, 1) for topic in self.topics])
+        _, self._subscribe_mid = client.subscribe([(topic, 1) for topic in self.topics])
         log.info("connected to %s (MQTT %s, session %s)", self.settings.url, self.protocol,
                  "resumed" if flags.session_present else "new")
         self._call(self.connected.set)
@@ -201,6 +218,12 @@ class MqttSession:
             self.last_error = str(reason)
             log.warning("lost broker %s (%s); reconnecting", self.settings.url, reason)
         self._call(self.connected.clear)
+        self._call(self.subscribed.clear)
+
+    def _on_subscribe(self, _client: paho.Client, _userdata: object, mid: int,
+                      _reasons: list[ReasonCode], _properties: Properties | None) -> None:
+        if mid == self._subscribe_mid:  # not the answer to a connection since gone
+            self._call(self.subscribed.set)
 
     def _on_message(self, _client: paho.Client, _userdata: object,
                     message: paho.MQTTMessage) -> None:
@@ -248,9 +271,7 @@ class MqttSession:
             return  # already done: a refusal and the close that follows both ask for it
         log.info("broker %s does not speak MQTT 5; using MQTT 3.1.1 with a persistent "
                  "session", self.settings.url)
-        old = self._client
-        old.disconnect()
-        old.loop_stop()
+        _stop(self._client)
         self.protocol = "3.1.1"
         self._client = self._new_client()
         self.start()
