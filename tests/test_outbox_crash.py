@@ -53,6 +53,7 @@ def _run_and_kill(path: Path, seed: int, delay_s: float) -> list[str]:
         try:
             ready = proc.stdout.readline()
             if ready != "ready\n":
+                proc.kill()  # a writer that hangs would hold stderr open for ever
                 pytest.fail(f"writer did not start: {ready!r} {proc.stderr.read()}")
             time.sleep(delay_s)
         finally:
