@@ -8,34 +8,16 @@ it was rolled up again), SQLite made it infinite (which no JSON answer carries).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 from sqlalchemy import select
 
 from edge_agent.codecs.batch import READINGS_TYPE, encode_readings
 from edge_agent.records import Reading, now_ms
 from sync_server.db.schema import rollup_marks, streams
 from sync_server.rollups import HOUR_MS, roll_up
-from tests.helpers.hub import HubProcess, start_hub
+from tests.helpers.hub import HubProcess
 
 HOUR = (now_ms() - 3 * 86_400_000) // HOUR_MS * HOUR_MS
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[HubProcess]:
-    data_dir = tmp_path_factory.mktemp("hub")
-    if request.param == "sqlite":
-        with start_hub(data_dir) as running:
-            yield running
-        return
-    from tests.helpers.postgres import fresh_database, require_postgres
-
-    require_postgres()
-    with fresh_database("huge") as url, start_hub(data_dir, url) as running:
-        yield running
 
 
 def _push(hub: HubProcess, token: str, records: list[Reading]) -> None:
