@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -71,6 +72,24 @@ def _stall(hub: HubProcess, token: str, body: bytes) -> socket.socket:
                  f"Authorization: Bearer {token}\r\nContent-Type: {READINGS_TYPE}\r\n"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:5])
     return link
+
+
+def _answer(link: socket.socket) -> str:
+    """One whole HTTP answer from ``link``: its head and its body may come in two segments."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = link.recv(65_536)
+        assert chunk, f"the connection ended inside the head: {received!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    declared = re.search(rb"(?im)^content-length: *(\d+)", head)
+    assert declared is not None, head
+    length = int(declared.group(1))
+    while len(body) < length:
+        chunk = link.recv(65_536)
+        assert chunk, f"the connection ended inside the body: {received!r}"
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
 
 
 def _scrape(hub: HubProcess, name: str, **labels: str) -> float:
@@ -217,7 +236,7 @@ def test_a_body_that_stops_coming_frees_its_push_slot(hub: HubProcess) -> None:
             if answer.status_code != 503:
                 break
             time.sleep(0.2)
-        stalled_answer = link.recv(65_536).decode()
+        stalled_answer = _answer(link)
         assert link.recv(1) == b"", "the hub closed the stalled connection"
     assert answers[0] == 503, "the stalled body held the only slot at first"
     assert answers[-1] == 200, "then its deadline freed the slot"
@@ -237,7 +256,7 @@ def test_one_gateway_cannot_hold_every_push_slot(roomy: HubProcess) -> None:
     try:
         time.sleep(0.5)  # the stalled pushes passed the door and wait for their bodies
         with _stall(roomy, hog, body) as refused:
-            answer = refused.recv(65_536).decode()
+            answer = _answer(refused)
         assert answer.startswith("HTTP/1.1 503 "), answer
         assert "Retry-After: 1" in answer.replace("retry-after", "Retry-After")
         assert '"error":"busy"' in answer
