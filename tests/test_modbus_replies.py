@@ -26,6 +26,7 @@ import pytest
 from edge_agent.drivers.modbus.link import LinkSettings, ModbusLink
 from edge_agent.errors import FrameError
 from edge_agent.profiles import RegisterKind
+from tests.helpers.local_server import local_server
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -50,12 +51,8 @@ def crc16(frame: bytes) -> bytes:
 
 @asynccontextmanager
 async def tcp_device(reply: Reply) -> AsyncIterator[LinkSettings]:
-    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
         try:
             while True:
                 tid, _protocol, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
@@ -66,19 +63,10 @@ async def tcp_device(reply: Reply) -> AsyncIterator[LinkSettings]:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            handlers.discard(task)
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield LinkSettings("lan", "tcp", f"127.0.0.1:{server.sockets[0].getsockname()[1]}",
-                           timeout_s=1.0)
-    finally:
-        server.close()
-        await server.wait_closed()
-        for task in set(handlers):
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+    async with local_server(handle) as port:
+        yield LinkSettings("lan", "tcp", f"127.0.0.1:{port}", timeout_s=1.0)
 
 
 @asynccontextmanager

@@ -23,6 +23,7 @@ import pytest
 from edge_agent.codecs.compression import compress
 from edge_agent.errors import HubAnswerTooLarge, HubRejected, HubUnreachable
 from edge_agent.sync.client import ANSWER_LIMIT, HubClient
+from tests.helpers.local_server import local_server
 from tests.test_sync_agent import an_identity
 
 Ending = Literal["keep", "close", "reset", "stall"]
@@ -62,12 +63,8 @@ class Scripted:
 @asynccontextmanager
 async def scripted_hub(script: Script, path: str = "") -> AsyncIterator[Scripted]:
     """A hub on 127.0.0.1 answering as ``script`` says; ``path`` ends its URL."""
-    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
         connection, hub.connections = hub.connections, hub.connections + 1
         try:
             for number in range(100):
@@ -92,21 +89,13 @@ async def scripted_hub(script: Script, path: str = "") -> AsyncIterator[Scripted
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            handlers.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    hub = Scripted(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}{path}")
-    try:
+    async with local_server(handle) as port:
+        hub = Scripted(f"http://127.0.0.1:{port}{path}")
         yield hub
-    finally:
-        server.close()
-        await server.wait_closed()
-        for task in set(handlers):
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
 
 
 async def test_requests_share_one_kept_alive_connection() -> None:
@@ -243,13 +232,9 @@ async def test_a_head_that_never_ends_is_unreachable_after_the_timeout() -> None
     the read timeout: endless 100 Continue heads, or a header dripped a byte at a time. The
     head of an answer must arrive within the timeout as a whole."""
     drips = [b"HTTP/1.1 100 Continue\r\n\r\n", b"X"]
-    handlers: set[asyncio.Task[None]] = set()
     connections = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
         nonlocal connections
         drip, connections = drips[connections % 2], connections + 1
         try:
@@ -262,23 +247,14 @@ async def test_a_head_that_never_ends_is_unreachable_after_the_timeout() -> None
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            handlers.discard(task)
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        async with HubClient(an_identity(url), timeout_s=0.5) as client:
-            for _drip in drips:
-                async with asyncio.timeout(10):
-                    with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
-                        await client.acked()
-    finally:
-        server.close()
-        await server.wait_closed()
-        for task in set(handlers):
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+    async with local_server(handle) as port, HubClient(
+            an_identity(f"http://127.0.0.1:{port}"), timeout_s=0.5) as client:
+        for _drip in drips:
+            async with asyncio.timeout(10):
+                with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
+                    await client.acked()
 
 
 async def test_a_small_answer_dripped_a_byte_at_a_time_is_unreachable_after_the_timeout(
@@ -286,12 +262,8 @@ async def test_a_small_answer_dripped_a_byte_at_a_time_is_unreachable_after_the_
     """Acknowledgements and refusals are a few hundred bytes: each piece within the read
     timeout must not stretch one to hours (256 KiB at a byte per timeout)."""
     body = b'{"acked": {"readings": 5}, "padding": "' + b"x" * 2000 + b'"}'
-    handlers: set[asyncio.Task[None]] = set()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
         try:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(answer(body)[:-len(body)])
@@ -302,18 +274,9 @@ async def test_a_small_answer_dripped_a_byte_at_a_time_is_unreachable_after_the_
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
-            handlers.discard(task)
             writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        async with HubClient(an_identity(url), timeout_s=0.5) as client, asyncio.timeout(10):
-            with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
-                await client.acked()
-    finally:
-        server.close()
-        await server.wait_closed()
-        for task in set(handlers):
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+    async with local_server(handle) as port, HubClient(
+            an_identity(f"http://127.0.0.1:{port}"), timeout_s=0.5) as client, asyncio.timeout(10):
+        with pytest.raises(HubUnreachable, match=r"did not answer .* in time"):
+            await client.acked()
